@@ -1,0 +1,452 @@
+//! `/api/v1/events`: ingest, timeline pages, one event, histogram, export
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{query_pairs, ApiError, AppState, Caller, ErrorCode};
+use crate::audit::{self, AdminAction};
+use crate::auth::Role;
+use crate::ingest::{self, BodyFormat};
+use crate::schema::{Action, Category, EventId};
+use crate::store::query::{BucketSize, Filter};
+use crate::store::Dimension;
+use crate::time::{format_micros, now_micros, DAY, HOUR};
+use crate::timeline;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/events", get(list).post(post_events))
+        .route("/api/v1/events/histogram", get(histogram))
+        .route("/api/v1/events/export", get(export))
+        .route("/api/v1/events/{id}", get(one))
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::Sniff);
+    };
+    let ct = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/json" | "" => Ok(BodyFormat::Json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" | "text/plain" => Ok(BodyFormat::Ndjson),
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("content type {other:?} is not accepted; send application/x-ndjson or application/json"),
+        )),
+    }
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Ingest])?;
+    let format = body_format(&headers)?;
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body exceeds the limit of {limit} bytes; split it into smaller requests"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit")
+        {
+            too_large()
+        } else {
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("could not read the body: {e}"),
+            )
+        }
+    })?;
+    let integration = ingest::custom_integration();
+    let report = ingest::ingest_body(
+        &state.store,
+        bytes,
+        format,
+        integration.clone(),
+        now_micros(),
+    )
+    .await?;
+    let labels = crate::metrics::IntegrationLabels {
+        integration: integration.id,
+    };
+    state
+        .metrics
+        .events_ingested
+        .get_or_create(&labels)
+        .inc_by(report.stored as u64);
+    state
+        .metrics
+        .events_duplicate
+        .get_or_create(&labels)
+        .inc_by(report.duplicates as u64);
+    state
+        .metrics
+        .lines_rejected
+        .get_or_create(&labels)
+        .inc_by(report.rejected_count as u64);
+    let status = if report.rejected_count > 0 && report.stored == 0 && report.duplicates == 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(report)).into_response())
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Viewer])?;
+    let request = timeline::parse(
+        &query_pairs(q.as_deref())?,
+        &["limit", "cursor"],
+        now_micros(),
+    )?;
+    let limit = request.limit()?;
+    let after = request.cursor()?;
+    let store = state.store.clone();
+    let (events, next) =
+        tokio::task::spawn_blocking(move || store.page(&request.filter, after, limit))
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "query panicked"))??;
+    let mut body = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 64);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e);
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    match next {
+        Some(p) => body.extend_from_slice(format!("\"{}\"", p.encode()).as_bytes()),
+        None => body.extend_from_slice(b"null"),
+    }
+    body.push(b'}');
+    Ok(json_response(body))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Viewer])?;
+    let not_found = || ApiError::not_found(format!("no event with id {id:?}"));
+    let Some(seq) = EventId::parse(&id) else {
+        return Err(not_found());
+    };
+    match state.store.event_json(seq.0)? {
+        Some(json) => Ok(json_response(json)),
+        None => Err(not_found()),
+    }
+}
+
+/// Most buckets one histogram may have.
+const MAX_BUCKETS: i64 = 10_000;
+
+async fn histogram(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Viewer])?;
+    let now = now_micros();
+    let request = timeline::parse(&query_pairs(q.as_deref())?, &["bucket", "group_by"], now)?;
+    let bucket_text = request
+        .extra
+        .get("bucket")
+        .map(String::as_str)
+        .unwrap_or("1h");
+    let size = BucketSize::parse(bucket_text).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("`bucket`: expected one of 1m, 5m, 1h, 1d, got {bucket_text:?}"),
+        )
+    })?;
+    let group_name = request.extra.get("group_by").cloned();
+    let group = match &group_name {
+        None => Dimension::Total,
+        Some(g) => Dimension::parse(g).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidParameter, format!("`group_by`: expected one of action, category, integration, actor, outcome, got {g:?}"))
+        })?,
+    };
+    let until = request.filter.until.unwrap_or(now + 1);
+    let default_window = match size {
+        BucketSize::Minute => 2 * HOUR,
+        BucketSize::FiveMinutes => 12 * HOUR,
+        BucketSize::Hour => 7 * DAY,
+        BucketSize::Day => 90 * DAY,
+    };
+    let since = request.filter.since.unwrap_or(until - default_window);
+    if (until - since) / size.micros() > MAX_BUCKETS {
+        return Err(ApiError::new(ErrorCode::InvalidParameter, format!("`bucket`: the range would need more than {MAX_BUCKETS} buckets; use a larger bucket or a shorter range")));
+    }
+    let filter = Filter {
+        since: Some(since),
+        until: Some(until),
+        fields: request.filter.fields,
+    };
+    let store = state.store.clone();
+    let counts =
+        tokio::task::spawn_blocking(move || store.histogram(&filter, since, until, size, group))
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "histogram panicked"))??;
+    let buckets: Vec<serde_json::Value> = counts
+        .into_iter()
+        .map(|(start, groups)| {
+            let total: u64 = groups.values().sum();
+            let counts: serde_json::Map<String, serde_json::Value> = if group == Dimension::Total {
+                std::iter::once(("all".to_string(), total.into())).collect()
+            } else {
+                groups.into_iter().map(|(k, v)| (k, v.into())).collect()
+            };
+            serde_json::json!({"start": format_micros(start), "total": total, "counts": counts})
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "bucket": bucket_text,
+        "group_by": group_name,
+        "since": format_micros(since),
+        "until": format_micros(until),
+        "buckets": buckets,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExportFormat {
+    Ndjson,
+    Csv,
+    Json,
+}
+
+const CSV_COLUMNS: &[&str] = &[
+    "id",
+    "time",
+    "ingested_at",
+    "integration_id",
+    "integration_name",
+    "connector",
+    "source_id",
+    "event_type",
+    "category",
+    "action",
+    "outcome",
+    "actor_id",
+    "actor_name",
+    "actor_email",
+    "actor_type",
+    "actor_ip",
+    "actor_user_agent",
+    "targets",
+    "changes",
+    "session_id",
+    "description",
+    "severity",
+];
+
+/// Bytes per chunk handed to the response stream.
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let who = caller.require(&[Role::Viewer])?.clone();
+    let pairs = query_pairs(q.as_deref())?;
+    let request = timeline::parse(&pairs, &["format"], now_micros())?;
+    let format = match request
+        .extra
+        .get("format")
+        .map(String::as_str)
+        .unwrap_or("ndjson")
+    {
+        "ndjson" => ExportFormat::Ndjson,
+        "csv" => ExportFormat::Csv,
+        "json" => ExportFormat::Json,
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("`format`: expected one of ndjson, csv, json, got {other:?}"),
+            ))
+        }
+    };
+    let described: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    audit::record(
+        &state.store,
+        &who,
+        AdminAction {
+            event_type: "export.create",
+            action: Action::Export,
+            category: Category::DataAccess,
+            target: None,
+            description: format!("events exported ({})", if described.is_empty() { "all".to_string() } else { described.join(" ") }),
+            details: serde_json::json!({"query": pairs.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>()}),
+        },
+    )
+    .await?;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let store = state.store.clone();
+    let filter = request.filter;
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = write_export(&store, &filter, format, &tx) {
+            tracing::warn!(error = %e, "export stopped early");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
+    let (content_type, extension) = match format {
+        ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
+        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+        ExportFormat::Json => ("application/json", "json"),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"trailhub-export.{extension}\""),
+            ),
+        ],
+        Body::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response())
+}
+
+/// Streams every matching event in chunks; memory stays at one chunk however many events match.
+fn write_export(
+    store: &crate::store::Store,
+    filter: &Filter,
+    format: ExportFormat,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<(), String> {
+    let mut buf: Vec<u8> = Vec::with_capacity(EXPORT_CHUNK + 4096);
+    let send = |buf: &mut Vec<u8>| -> Result<(), String> {
+        let chunk = Bytes::from(std::mem::replace(
+            buf,
+            Vec::with_capacity(EXPORT_CHUNK + 4096),
+        ));
+        tx.blocking_send(Ok(chunk))
+            .map_err(|_| "client went away".to_string())
+    };
+    match format {
+        ExportFormat::Json => buf.push(b'['),
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(&mut buf);
+            w.write_record(CSV_COLUMNS).map_err(|e| e.to_string())?;
+            w.flush().map_err(|e| e.to_string())?;
+        }
+        ExportFormat::Ndjson => {}
+    }
+    let mut first = true;
+    for position in store.scan(filter, None) {
+        let position = position.map_err(|e| e.to_string())?;
+        let Some(json) = store.event_json(position.seq).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        match format {
+            ExportFormat::Ndjson => {
+                buf.extend_from_slice(&json);
+                buf.push(b'\n');
+            }
+            ExportFormat::Json => {
+                if !first {
+                    buf.extend_from_slice(b",\n");
+                }
+                buf.extend_from_slice(&json);
+            }
+            ExportFormat::Csv => {
+                let event: crate::schema::Event = serde_json::from_slice(&json)
+                    .map_err(|e| format!("event {:016x} does not decode: {e}", position.seq))?;
+                csv_row(&mut buf, &event).map_err(|e| e.to_string())?;
+            }
+        }
+        first = false;
+        if buf.len() >= EXPORT_CHUNK {
+            send(&mut buf)?;
+        }
+    }
+    if format == ExportFormat::Json {
+        buf.extend_from_slice(b"]\n");
+    }
+    if !buf.is_empty() {
+        send(&mut buf)?;
+    }
+    Ok(())
+}
+
+fn csv_row(buf: &mut Vec<u8>, e: &crate::schema::Event) -> Result<(), csv::Error> {
+    let targets: Vec<String> = e
+        .targets
+        .iter()
+        .map(|t| format!("{}:{}", t.kind, t.id))
+        .collect();
+    let changes = if e.changes.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&e.changes).unwrap_or_default()
+    };
+    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+    let row = [
+        e.id.clone(),
+        format_micros(e.time),
+        format_micros(e.ingested_at),
+        e.integration.id.clone(),
+        e.integration.name.clone(),
+        e.integration.connector.clone(),
+        e.source_id.clone(),
+        e.event_type.clone(),
+        e.category.to_string(),
+        e.action.to_string(),
+        e.outcome.to_string(),
+        e.actor.id.clone(),
+        opt(&e.actor.name),
+        opt(&e.actor.email),
+        e.actor.kind.to_string(),
+        opt(&e.actor.ip),
+        opt(&e.actor.user_agent),
+        targets.join(";"),
+        changes,
+        opt(&e.session_id),
+        opt(&e.description),
+        e.severity.to_string(),
+    ];
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(buf);
+    w.write_record(&row)?;
+    w.flush()?;
+    Ok(())
+}

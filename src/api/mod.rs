@@ -1,0 +1,150 @@
+//! The HTTP API: router, shared state, bearer-token auth, request metrics. Handlers are thin:
+//! they parse and validate, call the store or the shared query layer, and serialise
+
+mod error;
+mod events;
+mod system;
+mod tokens;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+
+pub use error::{ApiError, ErrorCode};
+
+use crate::auth::{Principal, Role, Tokens};
+use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub tokens: Tokens,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub started: Instant,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(system::routes())
+        .merge(events::routes())
+        .merge(tokens::routes())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts and times every request, under its route template (never the raw path).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status, micros = started.elapsed().as_micros() as u64, "request");
+    }
+    response
+}
+
+/// The authenticated caller of an `/api` route.
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// Admins may do everything; other roles only what `allowed` lists.
+    pub fn require(&self, allowed: &[Role]) -> Result<&Principal, ApiError> {
+        if self.0.role == Role::Admin || allowed.contains(&self.0.role) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "a token with role `{}` may not do this",
+                    self.0.role.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "missing `Authorization: Bearer <token>` header",
+            ));
+        };
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?;
+        match state.tokens.authenticate(token)? {
+            Some(p) => Ok(Caller(p)),
+            None => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "invalid or revoked token",
+            )),
+        }
+    }
+}
+
+/// Query pairs of a request, percent-decoded.
+pub fn query_pairs(parts: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(parts.unwrap_or("")).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("query string does not parse: {e}"),
+        )
+    })
+}

@@ -1,0 +1,530 @@
+//! The command line: `serve` (the default) and the admin/query commands, which run on the same
+//! code paths as the API — against the data dir directly, or against the running hub that holds it
+
+mod remote;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::auth::Role;
+use crate::config::{Overrides, Settings};
+use crate::server::{self, ServeError};
+use crate::store::{Store, StoreError};
+use crate::time::{format_micros, now_micros};
+
+#[derive(Parser, Debug)]
+#[command(name = "trailhub", version, about = "Self-hosted audit-log hub", long_about = None)]
+pub struct Cli {
+    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb)
+    #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
+    #[arg(long, global = true, env = "TRAILHUB_LISTEN")]
+    listen: Option<String>,
+    /// Data directory [default: ./trailhub-data]
+    #[arg(long, global = true, env = "TRAILHUB_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the hub (the default command)
+    Serve(ServeArgs),
+    /// Show events from the timeline, newest first
+    Events(EventsArgs),
+    /// Store the events of an NDJSON file (or a JSON array) in the `custom` integration
+    Ingest(IngestArgs),
+    /// Walk the integrity hash chain and report the first broken link
+    Verify(RemoteArgs),
+    /// Manage API tokens
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+struct ServeArgs {
+    /// Bootstrap admin token; without it one is minted on first start and saved to <data_dir>/admin.token
+    #[arg(long, env = "TRAILHUB_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Largest accepted request body, bytes [default: 16777216]
+    #[arg(long, env = "TRAILHUB_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// sled page cache, MiB [default: 128]
+    #[arg(long, env = "TRAILHUB_CACHE_MB")]
+    cache_mb: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct RemoteArgs {
+    /// Talk to this running hub (e.g. http://127.0.0.1:7410) instead of opening the data dir
+    #[arg(long, env = "TRAILHUB_URL")]
+    hub: Option<String>,
+    /// API token for --hub [default: TRAILHUB_ADMIN_TOKEN, else <data_dir>/admin.token]
+    #[arg(long, env = "TRAILHUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct EventsArgs {
+    /// RFC 3339 time or a duration ago (15m, 1h, 7d)
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    integration: Option<String>,
+    #[arg(long)]
+    connector: Option<String>,
+    /// Actor id, name or email
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long)]
+    outcome: Option<String>,
+    #[arg(long)]
+    event_type: Option<String>,
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long)]
+    ip: Option<String>,
+    /// Free-text search (every word must match)
+    #[arg(short, long)]
+    q: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Continue after this page cursor
+    #[arg(long)]
+    cursor: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// NDJSON file (one event per line) or a JSON array; `-` reads standard input
+    file: PathBuf,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCommand {
+    /// Mint a token; it is printed once
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, viewer or ingest
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// List tokens (never the tokens themselves)
+    List,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+    init_tracing(if serving { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
+    let serve_defaults = ServeArgs::default();
+    let serve = serve.unwrap_or(&serve_defaults);
+    let admin_token = serve
+        .admin_token
+        .clone()
+        .or_else(|| std::env::var("TRAILHUB_ADMIN_TOKEN").ok());
+    Ok(Settings::resolve(Overrides {
+        config: cli.config.clone(),
+        listen: cli.listen.clone(),
+        data_dir: cli.data_dir.clone(),
+        admin_token,
+        max_body_bytes: serve.max_body_bytes,
+        cache_mb: serve.cache_mb,
+    })?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        None => serve(settings(&cli, None)?).await,
+        Some(Command::Serve(args)) => serve(settings(&cli, Some(args))?).await,
+        Some(Command::Events(args)) => events(&settings(&cli, None)?, args).await,
+        Some(Command::Ingest(args)) => ingest(&settings(&cli, None)?, args).await,
+        Some(Command::Verify(args)) => verify(&settings(&cli, None)?, args).await,
+        Some(Command::Tokens { command }) => tokens(&settings(&cli, None)?, command).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let hub = server::start(settings.clone()).await?;
+    if let Some(token) = &hub.minted_admin_token {
+        println!(
+            "admin token (shown once, saved to {}): {}",
+            settings.admin_token_path().display(),
+            token.expose()
+        );
+    }
+    println!(
+        "trailhub {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        hub.url()
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing requests in flight and flushing the store");
+    hub.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Where a command's work happens.
+enum Target {
+    Local(Store),
+    Remote(remote::Client),
+}
+
+/// The data dir if it is free; the hub holding it otherwise (or the one `--hub` names).
+fn target(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<Target> {
+    if let Some(url) = &remote.hub {
+        return Ok(Target::Remote(remote::Client::new(
+            url,
+            token_for(settings, remote)?,
+        )?));
+    }
+    if !settings.store_path().exists() {
+        anyhow::bail!(
+            "no hub data in {} (start one with `trailhub serve`, or pass --data-dir or --hub)",
+            settings.data_dir.display()
+        );
+    }
+    match server::open_store(settings) {
+        Ok(store) => Ok(Target::Local(store)),
+        Err(ServeError::Store(_, StoreError::Locked(_))) => {
+            let url = format!("http://{}", settings.listen);
+            eprintln!(
+                "note: {} is held by a running hub; asking it at {url}",
+                settings.data_dir.display()
+            );
+            Ok(Target::Remote(remote::Client::new(
+                &url,
+                token_for(settings, remote)?,
+            )?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn token_for(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<String> {
+    if let Some(t) = remote
+        .token
+        .clone()
+        .or_else(|| std::env::var("TRAILHUB_ADMIN_TOKEN").ok())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(t);
+    }
+    let path = settings.admin_token_path();
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(t.trim().to_string()),
+        Err(_) => anyhow::bail!(
+            "no API token: pass --token or set TRAILHUB_TOKEN (could not read {})",
+            path.display()
+        ),
+    }
+}
+
+fn close(store: Store) -> anyhow::Result<()> {
+    store.shutdown()?;
+    Ok(())
+}
+
+async fn events(settings: &Settings, args: &EventsArgs) -> anyhow::Result<ExitCode> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            pairs.push((k.to_string(), v.clone()));
+        }
+    };
+    push("since", &args.since);
+    push("until", &args.until);
+    push("integration", &args.integration);
+    push("connector", &args.connector);
+    push("actor", &args.actor);
+    push("action", &args.action);
+    push("category", &args.category);
+    push("outcome", &args.outcome);
+    push("event_type", &args.event_type);
+    push("target", &args.target);
+    push("ip", &args.ip);
+    push("q", &args.q);
+    push("cursor", &args.cursor);
+    pairs.push(("limit".into(), args.limit.to_string()));
+
+    let page: serde_json::Value = match target(settings, &args.remote)? {
+        Target::Remote(client) => client.get_json("/api/v1/events", &pairs).await?,
+        Target::Local(store) => {
+            let request = crate::timeline::parse(&pairs, &["limit", "cursor"], now_micros())?;
+            let (events, next) =
+                store.page(&request.filter, request.cursor()?, request.limit()?)?;
+            let events: Vec<serde_json::Value> = events
+                .iter()
+                .map(|e| serde_json::from_slice(e))
+                .collect::<Result<_, _>>()?;
+            close(store)?;
+            serde_json::json!({"events": events, "next_cursor": next.map(|p| p.encode())})
+        }
+    };
+    match args.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&page)?),
+        OutputFormat::Table => print_table(&page),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(page: &serde_json::Value) {
+    let empty = Vec::new();
+    let events = page["events"].as_array().unwrap_or(&empty);
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let rows: Vec<[String; 7]> = events
+        .iter()
+        .map(|e| {
+            let actor = e["actor"]["email"]
+                .as_str()
+                .or(e["actor"]["name"].as_str())
+                .unwrap_or(e["actor"]["id"].as_str().unwrap_or(""))
+                .to_string();
+            let target = e["targets"]
+                .as_array()
+                .and_then(|t| t.first())
+                .map(|t| {
+                    t["name"]
+                        .as_str()
+                        .unwrap_or(t["id"].as_str().unwrap_or(""))
+                        .to_string()
+                })
+                .unwrap_or_default();
+            [
+                s(&e["time"]),
+                s(&e["integration"]["name"]),
+                actor,
+                s(&e["action"]),
+                s(&e["outcome"]),
+                s(&e["event_type"]),
+                target,
+            ]
+        })
+        .collect();
+    let header = [
+        "TIME",
+        "INTEGRATION",
+        "ACTOR",
+        "ACTION",
+        "OUTCOME",
+        "EVENT TYPE",
+        "TARGET",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count()).min(40);
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "{:<w$}",
+                    c.chars().take(40).collect::<String>(),
+                    w = widths[i]
+                )
+            })
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    if let Some(next) = page["next_cursor"].as_str() {
+        eprintln!("more: --cursor {next}");
+    }
+}
+
+async fn ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<ExitCode> {
+    let body = if args.file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        buf
+    } else {
+        std::fs::read(&args.file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?
+    };
+    let report: serde_json::Value = match target(settings, &args.remote)? {
+        Target::Remote(client) => client.post_ndjson("/api/v1/events", body).await?,
+        Target::Local(store) => {
+            let report = crate::ingest::ingest_body(
+                &store,
+                body.into(),
+                crate::ingest::BodyFormat::Sniff,
+                crate::ingest::custom_integration(),
+                now_micros(),
+            )
+            .await;
+            close(store)?;
+            serde_json::to_value(report?)?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let rejected = report["rejected_count"].as_u64().unwrap_or(0);
+    Ok(if rejected > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn verify(settings: &Settings, args: &RemoteArgs) -> anyhow::Result<ExitCode> {
+    let report: serde_json::Value = match target(settings, args)? {
+        Target::Remote(client) => client.get_json("/api/v1/integrity", &[]).await?,
+        Target::Local(store) => {
+            let report = store.verify();
+            close(store)?;
+            serde_json::to_value(report?)?
+        }
+    };
+    if report["ok"].as_bool() == Some(true) {
+        println!(
+            "ok: {} events verified, chain head {}",
+            report["events_checked"],
+            report["head_hash"].as_str().unwrap_or("")
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let b = &report["first_broken"];
+        println!(
+            "BROKEN at event {} (seq {}): {}",
+            b["id"].as_str().unwrap_or("?"),
+            b["seq"],
+            b["reason"].as_str().unwrap_or("")
+        );
+        println!("{} events before it verified", report["events_checked"]);
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn tokens(settings: &Settings, command: &TokensCommand) -> anyhow::Result<ExitCode> {
+    let remote = RemoteArgs {
+        hub: None,
+        token: None,
+    };
+    match (command, target(settings, &remote)?) {
+        (TokensCommand::Create { name, role }, Target::Remote(client)) => {
+            let v = client
+                .post_json(
+                    "/api/v1/tokens",
+                    &serde_json::json!({"name": name, "role": role}),
+                )
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        (TokensCommand::Create { name, role }, Target::Local(store)) => {
+            let role = Role::parse(role)
+                .ok_or_else(|| anyhow::anyhow!("--role: expected admin, viewer or ingest"))?;
+            let tokens = crate::auth::Tokens::new(store.tokens_tree().clone(), None);
+            let (record, token) = tokens.create(name, role)?;
+            close(store)?;
+            println!(
+                "{} {} ({}) created {}: {}",
+                record.id,
+                record.name,
+                role.as_str(),
+                format_micros(record.created_at),
+                token.expose()
+            );
+        }
+        (TokensCommand::List, Target::Remote(client)) => {
+            let v = client.get_json("/api/v1/tokens", &[]).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        (TokensCommand::List, Target::Local(store)) => {
+            let tokens = crate::auth::Tokens::new(store.tokens_tree().clone(), None);
+            let list = tokens.list()?;
+            close(store)?;
+            for t in list {
+                println!(
+                    "{}  {:<8} {}  {}",
+                    t.id,
+                    t.role.as_str(),
+                    format_micros(t.created_at),
+                    t.name
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,94 @@
+//! The CLI's client for a running hub's API
+
+use anyhow::Context;
+
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: String) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("trailhub-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    async fn read(response: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+        let status = response.status();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .with_context(|| format!("hub answered {status} with a body that is not JSON"))?;
+        if status.is_success() || status.as_u16() == 422 {
+            return Ok(body);
+        }
+        let message = body["error"]["message"].as_str().unwrap_or("no message");
+        anyhow::bail!("hub answered {status}: {message}")
+    }
+
+    pub async fn get_json(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        Self::read(response).await
+    }
+
+    pub async fn post_ndjson(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        let content_type = if first == Some(b'[') {
+            "application/json"
+        } else {
+            "application/x-ndjson"
+        };
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        Self::read(response).await
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        Self::read(response).await
+    }
+}

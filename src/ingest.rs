@@ -1,0 +1,194 @@
+//! Posting events from in-house applications: a body of NDJSON or a JSON array is split into
+//! lines, each validated on its own; the good ones are stored, the bad ones reported by line
+//!
+//! Shared by `POST /api/v1/events` and `trailhub ingest`.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::schema::{parse_ingest_line, Event, IntegrationRef};
+use crate::store::{prepare, Commit, PreparedEvent, Store, StoreError};
+use crate::time::Micros;
+
+/// Events per append job; a job is one atomic batch.
+const JOB_EVENTS: usize = 2048;
+/// At most this many rejected lines are listed in a response (all are counted).
+const MAX_LISTED_REJECTS: usize = 1000;
+
+pub fn custom_integration() -> IntegrationRef {
+    IntegrationRef {
+        id: "custom".into(),
+        name: "custom".into(),
+        connector: "custom".into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    pub line: usize,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    /// Lines stored as new events.
+    pub stored: usize,
+    /// Lines that were already stored (same integration and source id).
+    pub duplicates: usize,
+    pub rejected_count: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Why a whole body could not be read as lines.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BodyError {
+    #[error("body is empty")]
+    Empty,
+    #[error("body is not a valid JSON array: {0}")]
+    Array(String),
+    #[error("body is not a valid JSON object: {0}")]
+    Object(String),
+}
+
+/// The format of a body, from its content type or, without one, its first character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// A JSON array of events, or one event object.
+    Json,
+    Ndjson,
+    /// No content type given: a JSON array if the body starts with `[`, NDJSON otherwise.
+    Sniff,
+}
+
+/// Validated lines, plus the rejects (1-based line numbers; for a JSON array, element numbers).
+pub struct ParsedBody {
+    pub events: Vec<Event>,
+    pub rejected: Vec<Rejected>,
+}
+
+pub fn parse_body(
+    body: &[u8],
+    format: BodyFormat,
+    integration: &IntegrationRef,
+    ingested_at: Micros,
+) -> Result<ParsedBody, BodyError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let Some(first) = first else {
+        return Err(BodyError::Empty);
+    };
+    let format = match format {
+        BodyFormat::Sniff if first == b'[' => BodyFormat::Json,
+        BodyFormat::Sniff => BodyFormat::Ndjson,
+        given => given,
+    };
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    let mut take = |line: usize, value: Result<Value, String>, raw: Option<&str>| match value {
+        Err(e) => rejected.push(Rejected { line, error: e }),
+        Ok(v) => match parse_ingest_line(&v, raw, integration, ingested_at) {
+            Ok(e) => events.push(e),
+            Err(e) => rejected.push(Rejected { line, error: e.0 }),
+        },
+    };
+    if format == BodyFormat::Json && first == b'[' {
+        let items: Vec<&RawValue> =
+            serde_json::from_slice(body).map_err(|e| BodyError::Array(e.to_string()))?;
+        for (i, item) in items.iter().enumerate() {
+            let value = serde_json::from_str::<Value>(item.get()).map_err(|e| e.to_string());
+            take(i + 1, value, Some(item.get()));
+        }
+    } else if format == BodyFormat::Json && first == b'{' {
+        let item: &RawValue =
+            serde_json::from_slice(body).map_err(|e| BodyError::Object(e.to_string()))?;
+        let value = serde_json::from_str::<Value>(item.get()).map_err(|e| e.to_string());
+        take(1, value, Some(item.get()));
+    } else {
+        for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            match std::str::from_utf8(line) {
+                Err(_) => take(i + 1, Err("line is not valid UTF-8".into()), None),
+                Ok(text) => {
+                    let value = serde_json::from_str::<Value>(text)
+                        .map_err(|e| format!("line is not valid JSON: {e}"));
+                    take(i + 1, value, Some(text));
+                }
+            }
+        }
+    }
+    Ok(ParsedBody { events, rejected })
+}
+
+/// Stores validated events durably; answers once every batch is on disk.
+pub async fn store_events(
+    store: &Store,
+    events: Vec<PreparedEvent>,
+) -> Result<(usize, usize), StoreError> {
+    let mut stored = 0;
+    let mut duplicates = 0;
+    let mut chunks: Vec<Vec<PreparedEvent>> = Vec::new();
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        chunks.push(events.by_ref().take(JOB_EVENTS).collect());
+    }
+    let last = chunks.len().saturating_sub(1);
+    // Only the last job waits for the flush: the writer applies jobs in submission order and a
+    // flush makes everything applied before it stable, so it covers the earlier ones too.
+    let mut pending = Vec::with_capacity(chunks.len());
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        pending.push(store.submit(
+            chunk,
+            Commit {
+                cursor: None,
+                durable: i == last,
+            },
+        )?);
+    }
+    for job in pending {
+        let outcome = job.wait().await?;
+        stored += outcome.stored.len();
+        duplicates += outcome.duplicates.len();
+    }
+    Ok((stored, duplicates))
+}
+
+/// Parse, validate, prepare and store a body: the whole ingest path.
+pub async fn ingest_body(
+    store: &Store,
+    body: bytes::Bytes,
+    format: BodyFormat,
+    integration: IntegrationRef,
+    ingested_at: Micros,
+) -> Result<IngestReport, IngestError> {
+    let (prepared, mut rejected) = tokio::task::spawn_blocking(move || {
+        let parsed = parse_body(&body, format, &integration, ingested_at)?;
+        let prepared: Vec<PreparedEvent> = parsed.events.iter().map(prepare).collect();
+        Ok::<_, BodyError>((prepared, parsed.rejected))
+    })
+    .await
+    .map_err(|_| IngestError::Store(StoreError::Closed))??;
+    let (stored, duplicates) = if prepared.is_empty() {
+        (0, 0)
+    } else {
+        store_events(store, prepared).await?
+    };
+    let rejected_count = rejected.len();
+    rejected.truncate(MAX_LISTED_REJECTS);
+    Ok(IngestReport {
+        stored,
+        duplicates,
+        rejected_count,
+        rejected,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,15 @@
+//! Trailhub: a self-hosted hub that collects SaaS audit logs, normalises them into one event
+//! schema, stores them append-only and tamper-evident in sled, and serves a unified timeline
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod schema;
+pub mod server;
+pub mod store;
+pub mod time;
+pub mod timeline;

@@ -1,0 +1,146 @@
+//! Prometheus metrics of the hub, served at `/metrics`
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntegrationLabels {
+    pub integration: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Family<RouteLabels, Histogram>,
+    pub events_ingested: Family<IntegrationLabels, Counter>,
+    pub events_duplicate: Family<IntegrationLabels, Counter>,
+    pub lines_rejected: Family<IntegrationLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "trailhub_http_requests",
+            "HTTP requests answered, by route and status",
+            http_requests.clone(),
+        );
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "trailhub_http_request_duration_seconds",
+            "Time to answer an HTTP request (until the headers)",
+            http_duration.clone(),
+        );
+        let events_ingested = Family::<IntegrationLabels, Counter>::default();
+        registry.register(
+            "trailhub_events_ingested",
+            "Events stored, by integration",
+            events_ingested.clone(),
+        );
+        let events_duplicate = Family::<IntegrationLabels, Counter>::default();
+        registry.register(
+            "trailhub_events_duplicate",
+            "Events received again and not stored twice, by integration",
+            events_duplicate.clone(),
+        );
+        let lines_rejected = Family::<IntegrationLabels, Counter>::default();
+        registry.register(
+            "trailhub_ingest_lines_rejected",
+            "Posted lines rejected by validation, by integration",
+            lines_rejected.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            events_ingested,
+            events_duplicate,
+            lines_rejected,
+        }
+    }
+
+    /// The text exposition, with the store's own counters read at scrape time.
+    pub fn render(&self, store: &Store) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
+        let s = store.stats();
+        let mut extra = String::new();
+        let mut line = |name: &str, kind: &str, help: &str, value: String| {
+            let sample = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            extra.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{sample} {value}\n"
+            ));
+        };
+        line(
+            "trailhub_store_events",
+            "gauge",
+            "Events in the store",
+            store.event_count().to_string(),
+        );
+        line(
+            "trailhub_store_disk_bytes",
+            "gauge",
+            "Bytes the store occupies on disk",
+            store.size_on_disk().to_string(),
+        );
+        line(
+            "trailhub_store_batches",
+            "counter",
+            "Atomic write batches applied",
+            s.batches.load(Ordering::Relaxed).to_string(),
+        );
+        line(
+            "trailhub_store_flushes",
+            "counter",
+            "Flushes to disk (one serves every request waiting)",
+            s.flushes.load(Ordering::Relaxed).to_string(),
+        );
+        line(
+            "trailhub_store_flush_seconds",
+            "counter",
+            "Total time spent flushing",
+            format!("{:.6}", s.flush_micros.load(Ordering::Relaxed) as f64 / 1e6),
+        );
+        format!("{body}{extra}# EOF\n")
+    }
+}

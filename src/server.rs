@@ -1,0 +1,115 @@
+//! Starting and stopping a hub: data dir, store, bootstrap token, HTTP server, clean shutdown
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::auth::{BootstrapError, Tokens};
+use crate::config::{Secret, Settings};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(std::path::PathBuf, std::io::Error),
+    #[error("cannot open the store in {0}: {1}")]
+    Store(std::path::PathBuf, StoreError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("server failed: {0}")]
+    Server(std::io::Error),
+}
+
+/// A hub serving in the background of the current tokio runtime.
+pub struct RunningHub {
+    pub addr: SocketAddr,
+    pub store: Store,
+    /// The admin token minted on first start, if this start minted one.
+    pub minted_admin_token: Option<Secret>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+pub fn open_store(settings: &Settings) -> Result<Store, ServeError> {
+    create_private_dir(&settings.data_dir)
+        .map_err(|e| ServeError::DataDir(settings.data_dir.clone(), e))?;
+    let options = StoreOptions {
+        cache_bytes: settings.cache_mb * 1024 * 1024,
+    };
+    Store::open(&settings.store_path(), &options)
+        .map_err(|e| ServeError::Store(settings.data_dir.clone(), e))
+}
+
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
+    let store = open_store(&settings)?;
+    let tokens = Tokens::new(store.tokens_tree().clone(), settings.admin_token.as_ref());
+    let minted_admin_token = tokens.bootstrap(&settings.admin_token_path())?;
+    let state = AppState {
+        store: store.clone(),
+        tokens,
+        metrics: Arc::new(Metrics::new()),
+        max_body_bytes: settings.max_body_bytes,
+        started: Instant::now(),
+    };
+    let app = api::router(state);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| ServeError::Bind(settings.listen, e))?;
+    let addr = listener.local_addr().map_err(ServeError::Server)?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task_store = store.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(ServeError::Server);
+        let closed = task_store.shutdown();
+        tracing::info!("hub stopped");
+        served?;
+        closed.map_err(|e| ServeError::Store(task_store.path().to_path_buf(), e))
+    });
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), events = store.event_count(), "hub listening");
+    Ok(RunningHub {
+        addr,
+        store,
+        minted_admin_token,
+        stop: Some(stop),
+        task,
+    })
+}
+
+impl RunningHub {
+    /// Stops accepting requests, lets those in flight finish, flushes and closes the store.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}

@@ -1,0 +1,226 @@
+//! Turning an `Event` into what the writer stores: its body bytes, index postings, search
+//! tokens and rollup groups — all the CPU work, done before the single writer takes over
+
+use std::collections::HashSet;
+
+use super::keys::{self, Dimension, Field};
+use crate::schema::Event;
+use crate::time::Micros;
+
+/// `serde_json` writes an event with an empty id as this prefix; the id is spliced in at read
+/// time from the sequence number, so the stored body is everything after it.
+const EMPTY_ID_PREFIX: &[u8] = b"{\"id\":\"\",";
+
+/// Raw payloads can be large: only this many search tokens are taken from one.
+const MAX_RAW_TOKENS: usize = 64;
+const MAX_TOKEN_LEN: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub time: Micros,
+    pub integration: String,
+    pub dedup_key: Vec<u8>,
+    /// The event's JSON after its `id` member, starting at `"time"`.
+    pub body: Vec<u8>,
+    /// Posting-list prefixes this event is listed under (the time list excluded).
+    pub postings: Vec<Vec<u8>>,
+    pub groups: Vec<(Dimension, String)>,
+}
+
+pub fn prepare(event: &Event) -> PreparedEvent {
+    let mut unsaved = event.clone();
+    unsaved.id.clear();
+    let json = serde_json::to_vec(&unsaved).expect("an Event always serialises");
+    debug_assert!(json.starts_with(EMPTY_ID_PREFIX));
+    let body = json[EMPTY_ID_PREFIX.len()..].to_vec();
+
+    let mut values: HashSet<(Field, String)> = HashSet::new();
+    let mut add = |f: Field, v: &str| {
+        if !v.is_empty() {
+            values.insert((f, keys::index_value(v)));
+        }
+    };
+    add(Field::Integration, &event.integration.id);
+    add(Field::Connector, &event.integration.connector);
+    add(Field::Actor, &event.actor.id);
+    for v in [&event.actor.name, &event.actor.email]
+        .into_iter()
+        .flatten()
+    {
+        add(Field::Actor, v);
+    }
+    add(Field::Action, event.action.as_str());
+    add(Field::Category, event.category.as_str());
+    add(Field::Outcome, event.outcome.as_str());
+    add(Field::EventType, &event.event_type);
+    for t in &event.targets {
+        add(Field::Target, &t.id);
+        if let Some(name) = &t.name {
+            add(Field::Target, name);
+        }
+    }
+    if let Some(ip) = &event.actor.ip {
+        add(Field::Ip, ip);
+    }
+    for token in event_tokens(event) {
+        values.insert((Field::Token, token));
+    }
+    let postings = values
+        .iter()
+        .map(|(f, v)| keys::posting_prefix(Some((*f, v))))
+        .collect();
+
+    let groups = Dimension::ALL
+        .iter()
+        .map(|d| (*d, group_value(event, *d)))
+        .collect();
+
+    PreparedEvent {
+        time: event.time,
+        integration: event.integration.id.clone(),
+        dedup_key: keys::dedup_key(&event.integration.id, &event.source_id),
+        body,
+        postings,
+        groups,
+    }
+}
+
+/// The value an event is counted under in a histogram grouped by `d`.
+pub fn group_value(event: &Event, d: Dimension) -> String {
+    match d {
+        Dimension::Total => String::new(),
+        Dimension::Action => event.action.as_str().to_string(),
+        Dimension::Category => event.category.as_str().to_string(),
+        Dimension::Integration => event.integration.id.clone(),
+        Dimension::Actor => keys::index_value(&event.actor.id),
+        Dimension::Outcome => event.outcome.as_str().to_string(),
+    }
+}
+
+/// The complete JSON of a stored event: its id spliced in front of the stored body.
+pub fn full_json(seq: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 28);
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(format!("{seq:016x}").as_bytes());
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(body);
+    out
+}
+
+/// Search tokens of an event: its normalised text fields in full, and the first string values
+/// of its raw payload.
+pub fn event_tokens(event: &Event) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let texts = [
+        Some(event.event_type.as_str()),
+        Some(event.actor.id.as_str()),
+        event.actor.name.as_deref(),
+        event.actor.email.as_deref(),
+        event.actor.ip.as_deref(),
+        event.session_id.as_deref(),
+        event.description.as_deref(),
+        Some(event.source_id.as_str()),
+    ];
+    for text in texts.into_iter().flatten() {
+        tokenize_into(text, &mut out, usize::MAX);
+    }
+    for t in &event.targets {
+        tokenize_into(&t.kind, &mut out, usize::MAX);
+        tokenize_into(&t.id, &mut out, usize::MAX);
+        if let Some(name) = &t.name {
+            tokenize_into(name, &mut out, usize::MAX);
+        }
+    }
+    for c in &event.changes {
+        tokenize_into(&c.field, &mut out, usize::MAX);
+        for v in [&c.old, &c.new] {
+            if let serde_json::Value::String(s) = v {
+                tokenize_into(s, &mut out, usize::MAX);
+            }
+        }
+    }
+    let limit = out.len() + MAX_RAW_TOKENS;
+    for value in json_string_values(event.raw.get()) {
+        if out.len() >= limit {
+            break;
+        }
+        tokenize_into(value, &mut out, limit);
+    }
+    out
+}
+
+/// Lowercased runs of letters and digits, 2 to 64 characters long. Queries are split the same
+/// way, so `q=add_member` finds `org.add_member`.
+pub fn tokenize(text: &str) -> Vec<String> {
+    let mut set = HashSet::new();
+    tokenize_into(text, &mut set, usize::MAX);
+    let mut v: Vec<String> = set.into_iter().collect();
+    v.sort();
+    v
+}
+
+fn tokenize_into(text: &str, out: &mut HashSet<String>, limit: usize) {
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        if out.len() >= limit {
+            return;
+        }
+        let n = word.chars().count();
+        if (2..=MAX_TOKEN_LEN).contains(&n) {
+            if word.chars().any(|c| c.is_uppercase()) {
+                out.insert(word.to_lowercase());
+            } else if !out.contains(word) {
+                out.insert(word.to_string());
+            }
+        }
+    }
+}
+
+/// The string values (not the keys) of a JSON text, found by a single scan without parsing.
+/// Escape sequences act as separators, which is all a tokenizer needs.
+fn json_string_values(json: &str) -> impl Iterator<Item = &str> {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            if bytes[i] != b'"' {
+                i += 1;
+                continue;
+            }
+            let start = i + 1;
+            let mut j = start;
+            while j < bytes.len() && bytes[j] != b'"' {
+                j += if bytes[j] == b'\\' { 2 } else { 1 };
+            }
+            let end = j.min(bytes.len());
+            i = end + 1;
+            let mut k = i;
+            while k < bytes.len() && bytes[k].is_ascii_whitespace() {
+                k += 1;
+            }
+            let is_key = k < bytes.len() && bytes[k] == b':';
+            if !is_key {
+                // Quotes are ASCII, so `start..end` are char boundaries.
+                return json.get(start..end);
+            }
+        }
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_split_on_punctuation_and_skip_json_keys() {
+        assert_eq!(
+            tokenize("org.add_member Alice@Example.com x"),
+            vec!["add", "alice", "com", "example", "member", "org"]
+        );
+        let values: Vec<&str> = json_string_values(
+            r#"{"actor": "octocat", "n": 5, "esc": "a\"b", "list": ["repo.create"]}"#,
+        )
+        .collect();
+        assert_eq!(values, vec!["octocat", "a\\\"b", "repo.create"]);
+    }
+}
