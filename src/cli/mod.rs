@@ -35,7 +35,7 @@ enum Command {
     /// Run the hub (the default command)
     Serve(ServeArgs),
     /// Show events from the timeline, newest first
-    Events(EventsArgs),
+    Events(Box<EventsArgs>),
     /// Store the events of an NDJSON file (or a JSON array) in the `custom` integration
     Ingest(IngestArgs),
     /// Walk the integrity hash chain and report the first broken link

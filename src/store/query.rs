@@ -102,7 +102,7 @@ pub struct Scan {
 }
 
 enum ScanState {
-    Single(std::iter::Rev<sled::Iter>),
+    Single(Box<std::iter::Rev<sled::Iter>>),
     Join {
         lists: Vec<Vec<u8>>,
         upper: Option<Position>,
@@ -160,7 +160,7 @@ impl Store {
                 let prefix = lists.pop().unwrap_or_else(|| keys::posting_prefix(None));
                 let from = keys::posting_key(&prefix, lower.time, lower.seq);
                 let to = keys::posting_key(&prefix, upper.time, upper.seq);
-                ScanState::Single(tree.range(from..=to).rev())
+                ScanState::Single(Box::new(tree.range(from..=to).rev()))
             }
             _ => ScanState::Join {
                 lists,
