@@ -204,6 +204,12 @@ impl Dimension {
     }
 }
 
+/// Actors are many: counting them per minute would cost a rollup key per event, so minute
+/// histograms by actor are counted from the index instead.
+pub fn has_rollup(g: Granularity, d: Dimension) -> bool {
+    !(g == Granularity::Minute && d == Dimension::Actor)
+}
+
 pub fn rollup_prefix(g: Granularity, d: Dimension) -> [u8; 3] {
     [ROLLUP, g.code(), d.code()]
 }

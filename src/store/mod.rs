@@ -7,6 +7,7 @@
 //! shared by everyone waiting (group commit). Only then are the callers answered.
 
 pub mod keys;
+pub mod postings;
 pub mod prepare;
 pub mod query;
 pub mod verify;
@@ -325,12 +326,11 @@ fn read_head(log: &sled::Tree) -> Result<Head, StoreError> {
 }
 
 /// Stored event value: version byte, chain hash, lz4-compressed body.
-fn encode_event_value(hash: &[u8; 32], body: &[u8]) -> Vec<u8> {
-    let compressed = lz4_flex::compress_prepend_size(body);
+fn encode_event_value(hash: &[u8; 32], compressed: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(33 + compressed.len());
     v.push(keys::VALUE_VERSION);
     v.extend_from_slice(hash);
-    v.extend_from_slice(&compressed);
+    v.extend_from_slice(compressed);
     v
 }
 
@@ -459,6 +459,7 @@ fn apply_group(
     let mut hash = head.hash;
     let mut stored_now: HashMap<&[u8], u64> = HashMap::new();
     let mut counters: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut blocks: HashMap<Vec<u8>, Vec<postings::Position>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(group.len());
     let time_prefix = keys::posting_prefix(None);
 
@@ -474,19 +475,28 @@ fn apply_group(
                 continue;
             }
             seq += 1;
-            let full = prepare::full_json(seq, &event.body);
-            hash = chain_hash(&hash, &full);
+            hash = prepare::chain_hash_of(&hash, seq, &event.body);
             batch.insert(
                 &keys::event_key(seq)[..],
-                encode_event_value(&hash, &event.body),
+                encode_event_value(&hash, &event.compressed),
             );
             batch.insert(event.dedup_key.as_slice(), &seq.to_be_bytes()[..]);
             batch.insert(keys::posting_key(&time_prefix, event.time, seq), &[][..]);
+            let block = postings::block_start(event.time);
             for prefix in &event.postings {
-                batch.insert(keys::posting_key(prefix, event.time, seq), &[][..]);
+                blocks
+                    .entry(postings::block_key(prefix, block))
+                    .or_default()
+                    .push(postings::Position {
+                        time: event.time,
+                        seq,
+                    });
             }
             for (dimension, group_value) in &event.groups {
-                for g in Granularity::ALL {
+                for g in Granularity::ALL
+                    .into_iter()
+                    .filter(|g| keys::has_rollup(*g, *dimension))
+                {
                     let key =
                         keys::rollup_key(g, *dimension, bucket_start(event.time, g), group_value);
                     *counters.entry(key).or_insert(0) += 1;
@@ -499,6 +509,13 @@ fn apply_group(
             batch.insert(keys::cursor_key(integration), cursor.as_slice());
         }
         outcomes.push(outcome);
+    }
+    for (key, new) in blocks {
+        let existing = match log.get(&key)? {
+            Some(v) => postings::decode(&v)?,
+            None => Vec::new(),
+        };
+        batch.insert(key, postings::encode(&postings::merge(existing, new)));
     }
     for (key, delta) in counters {
         let current = log.get(&key)?.map(|v| keys::decode_u64(&v)).unwrap_or(0);

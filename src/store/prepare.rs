@@ -22,6 +22,8 @@ pub struct PreparedEvent {
     pub dedup_key: Vec<u8>,
     /// The event's JSON after its `id` member, starting at `"time"`.
     pub body: Vec<u8>,
+    /// `body`, lz4-compressed as it is stored.
+    pub compressed: Vec<u8>,
     /// Posting-list prefixes this event is listed under (the time list excluded).
     pub postings: Vec<Vec<u8>>,
     pub groups: Vec<(Dimension, String)>,
@@ -79,6 +81,7 @@ pub fn prepare(event: &Event) -> PreparedEvent {
         time: event.time,
         integration: event.integration.id.clone(),
         dedup_key: keys::dedup_key(&event.integration.id, &event.source_id),
+        compressed: lz4_flex::compress_prepend_size(&body),
         body,
         postings,
         groups,
@@ -105,6 +108,19 @@ pub fn full_json(seq: u64, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"\",");
     out.extend_from_slice(body);
     out
+}
+
+/// The chain hash of an event: SHA-256(previous hash ‖ the event's full JSON), computed without
+/// assembling the JSON.
+pub fn chain_hash_of(prev: &[u8; 32], seq: u64, body: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(b"{\"id\":\"");
+    h.update(format!("{seq:016x}").as_bytes());
+    h.update(b"\",");
+    h.update(body);
+    h.finalize().into()
 }
 
 /// Search tokens of an event: its normalised text fields in full, and the first string values

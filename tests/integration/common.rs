@@ -26,7 +26,12 @@ impl TestHub {
         settings.cache_mb = 16;
         adjust(&mut settings);
         let hub = server::start(settings).await.expect("hub starts");
-        TestHub { url: hub.url(), hub: Some(hub), http: reqwest::Client::new(), dir }
+        TestHub {
+            url: hub.url(),
+            hub: Some(hub),
+            http: reqwest::Client::new(),
+            dir,
+        }
     }
 
     pub async fn stop(mut self) -> tempfile::TempDir {
@@ -36,19 +41,39 @@ impl TestHub {
         self.dir
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, content_type: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.url)).header("content-type", content_type).body(body);
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn ingest(&self, lines: &[Value]) -> Value {
-        let (status, body) = self.post("/api/v1/events", Some(ADMIN), "application/x-ndjson", ndjson(lines)).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/events",
+                Some(ADMIN),
+                "application/x-ndjson",
+                ndjson(lines),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
@@ -61,11 +86,20 @@ impl TestHub {
         let resp = req.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
-        let resp = self.http.get(format!("{}{path}", self.url)).bearer_auth(ADMIN).send().await.expect("request sent");
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("request sent");
         (resp.status(), resp.text().await.expect("body"))
     }
 
@@ -93,7 +127,14 @@ impl TestHub {
     }
 
     pub async fn mint(&self, role: &str) -> String {
-        let (status, body) = self.post("/api/v1/tokens", Some(ADMIN), "application/json", json!({"name": format!("{role} token"), "role": role}).to_string()).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/tokens",
+                Some(ADMIN),
+                "application/json",
+                json!({"name": format!("{role} token"), "role": role}).to_string(),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().expect("token").to_string()
     }
@@ -113,7 +154,10 @@ pub struct Lcg(pub u64);
 
 impl Lcg {
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 
@@ -133,13 +177,21 @@ pub const OUTCOMES: &[&str] = &["success", "failure"];
 pub const CATEGORIES: &[&str] = &["authentication", "data_change", "configuration"];
 pub const REPOS: &[&str] = &["acme/web", "acme/api", "acme/infra"];
 pub const IPS: &[&str] = &["10.0.0.1", "192.168.1.7", "2001:db8::1"];
-pub const WORDS: &[&str] = &["quarterly", "rotation", "emergency", "breakglass", "routine"];
+pub const WORDS: &[&str] = &[
+    "quarterly",
+    "rotation",
+    "emergency",
+    "breakglass",
+    "routine",
+];
 
 /// 2024-05-01T00:00:00Z in seconds.
 pub const BASE_SECS: i64 = 1_714_521_600;
 
 pub fn rfc3339(secs: i64, millis: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, (millis * 1_000_000) as u32).expect("valid").to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp(secs, (millis * 1_000_000) as u32)
+        .expect("valid")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `n` varied events spread over `span_secs` after BASE, with source ids `{prefix}-{i}`.
@@ -167,10 +219,17 @@ pub fn varied_events(prefix: &str, n: usize, span_secs: i64, seed: u64) -> Vec<V
 }
 
 pub fn source_ids(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["source_id"].as_str().expect("source_id").to_string()).collect()
+    events
+        .iter()
+        .map(|e| e["source_id"].as_str().expect("source_id").to_string())
+        .collect()
 }
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }

@@ -74,7 +74,10 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
     let total_batches = 400;
 
     for round in 0..3 {
@@ -86,7 +89,8 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         let kill_after = 25 + round * 5;
         let writers: Vec<_> = (0..4)
             .map(|_| {
-                let (http, url, acked, next) = (http.clone(), url.clone(), acked.clone(), next.clone());
+                let (http, url, acked, next) =
+                    (http.clone(), url.clone(), acked.clone(), next.clone());
                 tokio::spawn(async move {
                     loop {
                         let batch = {
@@ -116,29 +120,56 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         }
         child.wait().expect("reaped");
         let acked: HashSet<usize> = acked.lock().expect("lock").clone();
-        assert!(!acked.is_empty(), "round {round}: nothing was acknowledged before the kill");
+        assert!(
+            !acked.is_empty(),
+            "round {round}: nothing was acknowledged before the kill"
+        );
 
         // Restart and check.
         let mut child = spawn_hub(dir.path(), port);
         wait_ready(&http, &url).await;
-        let resp = http.get(format!("{url}/api/v1/events/export?format=ndjson&integration=custom")).bearer_auth(ADMIN).send().await.expect("export");
+        let resp = http
+            .get(format!(
+                "{url}/api/v1/events/export?format=ndjson&integration=custom"
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("export");
         let text = resp.text().await.expect("body");
         let mut per_batch: HashMap<usize, usize> = HashMap::new();
         let mut ids = HashSet::new();
         for line in text.lines() {
             let e: Value = serde_json::from_str(line).expect("line");
             let sid = e["source_id"].as_str().expect("source_id").to_string();
-            let batch: usize = sid[1..sid.find('-').expect("dash")].parse().expect("batch number");
+            let batch: usize = sid[1..sid.find('-').expect("dash")]
+                .parse()
+                .expect("batch number");
             *per_batch.entry(batch).or_default() += 1;
             assert!(ids.insert(sid.clone()), "round {round}: {sid} stored twice");
         }
         for b in &acked {
-            assert_eq!(per_batch.get(b).copied(), Some(BATCH), "round {round}: acknowledged batch {b} incomplete");
+            assert_eq!(
+                per_batch.get(b).copied(),
+                Some(BATCH),
+                "round {round}: acknowledged batch {b} incomplete"
+            );
         }
         for (b, n) in &per_batch {
-            assert_eq!(*n, BATCH, "round {round}: batch {b} half stored ({n} of {BATCH})");
+            assert_eq!(
+                *n, BATCH,
+                "round {round}: batch {b} half stored ({n} of {BATCH})"
+            );
         }
-        let integrity: Value = http.get(format!("{url}/api/v1/integrity")).bearer_auth(ADMIN).send().await.expect("integrity").json().await.expect("json");
+        let integrity: Value = http
+            .get(format!("{url}/api/v1/integrity"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("integrity")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(integrity["ok"], true, "round {round}: {integrity}");
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
@@ -150,15 +181,33 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
     for batch in 1..=130 {
         assert!(post_batch(&http, &url, batch).await, "repost {batch}");
     }
-    let text = http.get(format!("{url}/api/v1/events/export?format=ndjson&integration=custom")).bearer_auth(ADMIN).send().await.expect("export").text().await.expect("body");
+    let text = http
+        .get(format!(
+            "{url}/api/v1/events/export?format=ndjson&integration=custom"
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("body");
     let mut per_batch: HashMap<usize, usize> = HashMap::new();
     for line in text.lines() {
         let e: Value = serde_json::from_str(line).expect("line");
         let sid = e["source_id"].as_str().expect("source_id");
-        *per_batch.entry(sid[1..sid.find('-').expect("dash")].parse().expect("batch")).or_default() += 1;
+        *per_batch
+            .entry(sid[1..sid.find('-').expect("dash")].parse().expect("batch"))
+            .or_default() += 1;
     }
-    assert!((1..=130).all(|b| per_batch.get(&b) == Some(&BATCH)), "a re-posted batch is missing or doubled");
-    assert!(per_batch.values().all(|n| *n == BATCH), "a batch is doubled or half stored");
+    assert!(
+        (1..=130).all(|b| per_batch.get(&b) == Some(&BATCH)),
+        "a re-posted batch is missing or doubled"
+    );
+    assert!(
+        per_batch.values().all(|n| *n == BATCH),
+        "a batch is doubled or half stored"
+    );
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
 }

@@ -9,7 +9,10 @@ fn verify(dir: &std::path::Path) -> (i32, String) {
         .args(["--data-dir", dir.to_str().expect("utf8"), "verify"])
         .output()
         .expect("cli runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// Rewrites one stored value in place, as someone with access to the disk could.
@@ -40,7 +43,12 @@ async fn verify_detects_a_single_flipped_byte() {
     copy_dir(dir.path(), copy.path());
     tamper(copy.path(), 17, |v| {
         let mut body = lz4_flex::decompress_size_prepended(&v[33..]).expect("body");
-        let at = body.windows(6).position(|w| w == b"\"u1\",\"" || w == b"\"u2\",\"" || w == b"\"u3\",\"" || w == b"\"u4\",\"").expect("actor id");
+        let at = body
+            .windows(6)
+            .position(|w| {
+                w == b"\"u1\",\"" || w == b"\"u2\",\"" || w == b"\"u3\",\"" || w == b"\"u4\",\""
+            })
+            .expect("actor id");
         body[at + 2] ^= 0x01;
         v.truncate(33);
         v.extend_from_slice(&lz4_flex::compress_prepend_size(&body));

@@ -6,12 +6,19 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 fn schema() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/event.schema.json")).expect("schema file");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/event.schema.json"
+    ))
+    .expect("schema file");
     serde_json::from_str(&text).expect("schema is JSON")
 }
 
 fn validator(schema: &Value) -> jsonschema::Validator {
-    jsonschema::options().should_validate_formats(true).build(schema).expect("schema compiles")
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .expect("schema compiles")
 }
 
 #[tokio::test]
@@ -35,7 +42,10 @@ async fn every_emitted_event_validates_against_the_schema() {
     let v = validator(&schema);
     let mut checked = 0;
     let listed = hub.all_events("", 1000).await;
-    let exported: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).expect("line")).collect();
+    let exported: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
     for event in listed.iter().chain(exported.iter()) {
         if let Err(e) = v.validate(event) {
             panic!("event does not validate: {e}\n{event}");
@@ -99,7 +109,10 @@ fn ingest_validator_agrees_with_the_schema() {
         with(&["targets"], json!([{"type": "repo", "id": "r"}])),
         with(&["targets"], json!([{"type": "repo"}])),
         with(&["targets"], json!({"type": "repo", "id": "r"})),
-        with(&["changes"], json!([{"field": "x", "old": 1, "new": {"a": 2}}])),
+        with(
+            &["changes"],
+            json!([{"field": "x", "old": 1, "new": {"a": 2}}]),
+        ),
         with(&["changes"], json!([{"old": 1}])),
         with(&["raw"], json!({"k": "v"})),
         with(&["extra"], json!(1)),
@@ -110,6 +123,9 @@ fn ingest_validator_agrees_with_the_schema() {
     for case in cases {
         let schema_ok = v.is_valid(&case);
         let rust_ok = trailhub::schema::parse_ingest_line(&case, None, &integration, 0).is_ok();
-        assert_eq!(schema_ok, rust_ok, "schema and validator disagree on {case}");
+        assert_eq!(
+            schema_ok, rust_ok,
+            "schema and validator disagree on {case}"
+        );
     }
 }
