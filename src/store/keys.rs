@@ -141,7 +141,8 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    pub const ALL: [Granularity; 3] = [Granularity::Minute, Granularity::Hour, Granularity::Day];
+    /// Rollups are kept per hour and per day; sub-hour counts come from the index.
+    pub const ALL: [Granularity; 2] = [Granularity::Hour, Granularity::Day];
 
     pub fn micros(self) -> Micros {
         match self {
@@ -204,10 +205,10 @@ impl Dimension {
     }
 }
 
-/// Actors are many: counting them per minute would cost a rollup key per event, so minute
-/// histograms by actor are counted from the index instead.
-pub fn has_rollup(g: Granularity, d: Dimension) -> bool {
-    !(g == Granularity::Minute && d == Dimension::Actor)
+/// Minute rollups would cost about one key per event when events are spread out, so minute
+/// cells are counted from the index instead.
+pub fn has_rollup(g: Granularity, _d: Dimension) -> bool {
+    g != Granularity::Minute
 }
 
 pub fn rollup_prefix(g: Granularity, d: Dimension) -> [u8; 3] {

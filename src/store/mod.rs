@@ -481,9 +481,8 @@ fn apply_group(
                 encode_event_value(&hash, &event.compressed),
             );
             batch.insert(event.dedup_key.as_slice(), &seq.to_be_bytes()[..]);
-            batch.insert(keys::posting_key(&time_prefix, event.time, seq), &[][..]);
             let block = postings::block_start(event.time);
-            for prefix in &event.postings {
+            for prefix in std::iter::once(&time_prefix).chain(&event.postings) {
                 blocks
                     .entry(postings::block_key(prefix, block))
                     .or_default()

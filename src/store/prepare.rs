@@ -12,7 +12,7 @@ use crate::time::Micros;
 const EMPTY_ID_PREFIX: &[u8] = b"{\"id\":\"\",";
 
 /// Raw payloads can be large: only this many search tokens are taken from one.
-const MAX_RAW_TOKENS: usize = 64;
+const MAX_RAW_TOKENS: usize = 32;
 const MAX_TOKEN_LEN: usize = 64;
 
 #[derive(Debug, Clone)]
@@ -135,7 +135,6 @@ pub fn event_tokens(event: &Event) -> HashSet<String> {
         event.actor.ip.as_deref(),
         event.session_id.as_deref(),
         event.description.as_deref(),
-        Some(event.source_id.as_str()),
     ];
     for text in texts.into_iter().flatten() {
         tokenize_into(text, &mut out, usize::MAX);
@@ -155,12 +154,22 @@ pub fn event_tokens(event: &Event) -> HashSet<String> {
             }
         }
     }
-    let limit = out.len() + MAX_RAW_TOKENS;
+    // From the raw payload only words: tokens with digits there are mostly ids, counters and
+    // timestamps, each nearly unique, and each would cost the store a key of its own.
+    let mut from_raw = 0;
     for value in json_string_values(event.raw.get()) {
-        if out.len() >= limit {
-            break;
+        for word in value.split(|c: char| !c.is_alphanumeric()) {
+            if from_raw >= MAX_RAW_TOKENS {
+                return out;
+            }
+            let n = word.chars().count();
+            if (3..=MAX_TOKEN_LEN).contains(&n)
+                && word.chars().all(char::is_alphabetic)
+                && out.insert(word.to_lowercase())
+            {
+                from_raw += 1;
+            }
         }
-        tokenize_into(value, &mut out, limit);
     }
     out
 }

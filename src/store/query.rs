@@ -76,9 +76,7 @@ pub struct Scan {
 }
 
 enum ScanState {
-    /// No field filter: the per-event time index, walked in reverse.
-    Time(Box<std::iter::Rev<sled::Iter>>),
-    /// One or more posting lists, intersected by a zig-zag join.
+    /// Posting lists (the time list when there is no field filter), intersected by a zig-zag join.
     Join {
         lists: Vec<BlockWalker>,
         upper: Option<Position>,
@@ -131,16 +129,12 @@ impl Store {
             .collect();
         prefixes.sort();
         prefixes.dedup();
-        let state = if prefixes.is_empty() {
-            let prefix = keys::posting_prefix(None);
-            let from = keys::posting_key(&prefix, lower.time, lower.seq);
-            let to = keys::posting_key(&prefix, upper.time, upper.seq);
-            ScanState::Time(Box::new(tree.range(from..=to).rev()))
-        } else {
-            ScanState::Join {
-                lists: prefixes.into_iter().map(BlockWalker::new).collect(),
-                upper: Some(upper),
-            }
+        if prefixes.is_empty() {
+            prefixes.push(keys::posting_prefix(None));
+        }
+        let state = ScanState::Join {
+            lists: prefixes.into_iter().map(BlockWalker::new).collect(),
+            upper: Some(upper),
         };
         Scan { tree, lower, state }
     }
@@ -181,14 +175,6 @@ impl Iterator for Scan {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.state {
             ScanState::Done => None,
-            ScanState::Time(iter) => match iter.next() {
-                None => None,
-                Some(Err(e)) => Some(Err(e.into())),
-                Some(Ok((k, _))) => {
-                    let (time, seq) = keys::posting_position(&k);
-                    Some(Ok(Position { time, seq }))
-                }
-            },
             ScanState::Join { lists, upper } => {
                 // Zig-zag: seek each list to its newest entry at or before the target; a list that
                 // lands lower lowers the target; when every list agrees, that event matches all.
