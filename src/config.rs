@@ -9,6 +9,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7410";
 pub const DEFAULT_DATA_DIR: &str = "./trailhub-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_CACHE_MB: u64 = 128;
+pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,6 +38,7 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub cache_mb: u64,
+    pub min_free_mb: u64,
 }
 
 /// What flags and the environment said; `None` falls through to the file, then the default.
@@ -48,6 +50,7 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
+    pub min_free_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +60,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     cache_mb: Option<u64>,
+    min_free_mb: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +107,10 @@ impl Settings {
             admin_token: o.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
             max_body_bytes,
             cache_mb: o.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB),
+            min_free_mb: o
+                .min_free_mb
+                .or(file.min_free_mb)
+                .unwrap_or(DEFAULT_MIN_FREE_MB),
         })
     }
 
@@ -114,6 +122,7 @@ impl Settings {
             admin_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cache_mb: DEFAULT_CACHE_MB,
+            min_free_mb: DEFAULT_MIN_FREE_MB,
         }
     }
 

@@ -70,12 +70,16 @@ impl From<sled::Error> for StoreError {
 pub struct StoreOptions {
     /// sled page cache, bytes.
     pub cache_bytes: u64,
+    /// Writes are refused (and resume by themselves) while the disk has less free space than
+    /// this: sled must never meet a full disk, it does not recover cleanly from one.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_bytes: 128 * 1024 * 1024,
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -105,6 +109,25 @@ pub struct StoreStats {
     pub flushes: AtomicU64,
     pub flush_micros: AtomicU64,
     pub last_seq: AtomicU64,
+    /// Set by the first failed write or flush: from then on the store refuses writes until the
+    /// hub restarts and sled recovers what reached the disk. Without this, a retry of a request
+    /// whose flush failed would be answered "duplicate" from memory and never reach the disk.
+    pub failure: Mutex<Option<StoreError>>,
+}
+
+impl StoreStats {
+    fn fail(&self, e: &StoreError) {
+        if let Ok(mut f) = self.failure.lock() {
+            if f.is_none() {
+                tracing::error!(error = %e, "store write failed: refusing further writes until restart");
+                *f = Some(e.clone());
+            }
+        }
+    }
+
+    pub fn failed(&self) -> Option<StoreError> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 struct WriteJob {
@@ -150,6 +173,7 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<StoreStats>,
+    min_free_bytes: u64,
 }
 
 impl Store {
@@ -194,6 +218,7 @@ impl Store {
                 jobs: Mutex::new(Some(job_tx)),
                 threads: Mutex::new(vec![writer, flusher]),
                 stats,
+                min_free_bytes: options.min_free_bytes,
             }),
         })
     }
@@ -233,6 +258,21 @@ impl Store {
         self.submit(events, commit)?.wait().await
     }
 
+    /// Refuses a write while the data dir's disk is below its free-space reserve.
+    fn check_free_space(&self) -> Result<(), StoreError> {
+        if self.inner.min_free_bytes == 0 {
+            return Ok(());
+        }
+        match fs2::available_space(&self.inner.path) {
+            Ok(free) if free < self.inner.min_free_bytes => Err(StoreError::StorageFull(format!(
+                "{} MiB free on the data dir's disk, below the reserve of {} MiB",
+                free / (1024 * 1024),
+                self.inner.min_free_bytes / (1024 * 1024)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Queues an append now and returns a handle to await its outcome. Jobs are applied in the
     /// order they were submitted, so a durable job's flush covers every job submitted before it.
     pub fn submit(
@@ -240,6 +280,10 @@ impl Store {
         events: Vec<PreparedEvent>,
         commit: Commit,
     ) -> Result<PendingAppend, StoreError> {
+        if let Some(e) = self.inner.stats.failed() {
+            return Err(e);
+        }
+        self.check_free_space()?;
         let (reply, answer) = oneshot::channel();
         let jobs = self.inner.jobs.lock().map_err(|_| StoreError::Closed)?;
         let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
@@ -374,6 +418,12 @@ fn run_writer(
             }
         }
         let started = Instant::now();
+        if let Some(e) = stats.failed() {
+            for job in group {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            continue;
+        }
         match apply_group(&log, head, &group) {
             Ok((new_head, outcomes)) => {
                 head = new_head;
@@ -412,6 +462,9 @@ fn run_writer(
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = group.len(), "batch failed, nothing of it was stored");
+                if !matches!(e, StoreError::Corrupt(_)) {
+                    stats.fail(&e);
+                }
                 for job in group {
                     let _ = job.reply.send(Err(e.clone()));
                 }
@@ -434,6 +487,7 @@ fn run_flusher(db: sled::Db, tickets: mpsc::Receiver<FlushTicket>, stats: Arc<St
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, "flush failed; the waiting requests are answered with an error");
+            stats.fail(e);
         }
         for ticket in waiting {
             for (reply, outcome) in ticket.replies {

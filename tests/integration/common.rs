@@ -1,5 +1,8 @@
 //! Helpers: a hub on port 0 with a temp dir, an HTTP client, and event generators
 
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use trailhub::config::{Secret, Settings};
@@ -232,4 +235,35 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
+}
+
+/// The real binary as a child process, for tests that kill it or read its files.
+pub fn spawn_hub(dir: &std::path::Path, port: u16) -> Child {
+    spawn_hub_with(dir, port, &[])
+}
+
+pub fn spawn_hub_with(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_trailhub"))
+        .envs(env.iter().copied())
+        .env("TRAILHUB_DATA_DIR", dir)
+        .env("TRAILHUB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TRAILHUB_ADMIN_TOKEN", ADMIN)
+        .env("TRAILHUB_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hub process starts")
+}
+
+pub async fn wait_ready(http: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("hub at {url} did not become ready");
 }

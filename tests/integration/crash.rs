@@ -2,40 +2,14 @@
 //! stored, nothing is doubled, and the chain still verifies
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::common::*;
 
 const BATCH: usize = 20;
-
-fn spawn_hub(dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_trailhub"))
-        .env("TRAILHUB_DATA_DIR", dir)
-        .env("TRAILHUB_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TRAILHUB_ADMIN_TOKEN", ADMIN)
-        .env("TRAILHUB_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("hub process starts")
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("hub at {url} did not become ready");
-}
 
 fn batch_lines(batch: usize) -> String {
     let lines: Vec<Value> = (0..BATCH)
