@@ -267,3 +267,34 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str) {
     }
     panic!("hub at {url} did not become ready");
 }
+
+/// Events of the `custom` integration per batch, for source ids shaped `b<batch>-e<index>`;
+/// panics if any source id is stored twice.
+pub async fn events_per_batch(
+    http: &reqwest::Client,
+    url: &str,
+) -> std::collections::HashMap<usize, usize> {
+    let text = http
+        .get(format!(
+            "{url}/api/v1/events/export?format=ndjson&integration=custom"
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("body");
+    let mut per_batch = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).expect("line");
+        let sid = e["source_id"].as_str().expect("source_id").to_string();
+        let batch: usize = sid[1..sid.find('-').expect("dash")]
+            .parse()
+            .expect("batch number");
+        *per_batch.entry(batch).or_default() += 1;
+        assert!(seen.insert(sid.clone()), "{sid} stored twice");
+    }
+    per_batch
+}

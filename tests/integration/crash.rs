@@ -1,7 +1,7 @@
 //! kill -9 in the middle of ingest: every acknowledged batch survives, no batch is half
 //! stored, nothing is doubled, and the chain still verifies
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,26 +102,7 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         // Restart and check.
         let mut child = spawn_hub(dir.path(), port);
         wait_ready(&http, &url).await;
-        let resp = http
-            .get(format!(
-                "{url}/api/v1/events/export?format=ndjson&integration=custom"
-            ))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("export");
-        let text = resp.text().await.expect("body");
-        let mut per_batch: HashMap<usize, usize> = HashMap::new();
-        let mut ids = HashSet::new();
-        for line in text.lines() {
-            let e: Value = serde_json::from_str(line).expect("line");
-            let sid = e["source_id"].as_str().expect("source_id").to_string();
-            let batch: usize = sid[1..sid.find('-').expect("dash")]
-                .parse()
-                .expect("batch number");
-            *per_batch.entry(batch).or_default() += 1;
-            assert!(ids.insert(sid.clone()), "round {round}: {sid} stored twice");
-        }
+        let per_batch = events_per_batch(&http, &url).await;
         for b in &acked {
             assert_eq!(
                 per_batch.get(b).copied(),
@@ -155,25 +136,7 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
     for batch in 1..=130 {
         assert!(post_batch(&http, &url, batch).await, "repost {batch}");
     }
-    let text = http
-        .get(format!(
-            "{url}/api/v1/events/export?format=ndjson&integration=custom"
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("export")
-        .text()
-        .await
-        .expect("body");
-    let mut per_batch: HashMap<usize, usize> = HashMap::new();
-    for line in text.lines() {
-        let e: Value = serde_json::from_str(line).expect("line");
-        let sid = e["source_id"].as_str().expect("source_id");
-        *per_batch
-            .entry(sid[1..sid.find('-').expect("dash")].parse().expect("batch"))
-            .or_default() += 1;
-    }
+    let per_batch = events_per_batch(&http, &url).await;
     assert!(
         (1..=130).all(|b| per_batch.get(&b) == Some(&BATCH)),
         "a re-posted batch is missing or doubled"

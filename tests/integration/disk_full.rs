@@ -3,7 +3,6 @@
 //! lost. The hub keeps a free-space reserve so that sled itself never meets ENOSPC (sled 0.34
 //! does not recover cleanly from it: seen here as lost batches and broken chains).
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -147,25 +146,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     let url = format!("http://127.0.0.1:{port}");
     let mut child = spawn_hub(&roomy.path().join("data"), port);
     wait_ready(&http, &url).await;
-    let text = http
-        .get(format!(
-            "{url}/api/v1/events/export?format=ndjson&integration=custom"
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("export")
-        .text()
-        .await
-        .expect("body");
-    let mut per_batch: HashMap<usize, usize> = HashMap::new();
-    for line in text.lines() {
-        let e: Value = serde_json::from_str(line).expect("line");
-        let sid = e["source_id"].as_str().expect("id");
-        *per_batch
-            .entry(sid[1..sid.find('-').expect("dash")].parse().expect("batch"))
-            .or_default() += 1;
-    }
+    let per_batch = events_per_batch(&http, &url).await;
     for n in &acked {
         assert_eq!(
             per_batch.get(n),
