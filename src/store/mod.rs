@@ -11,24 +11,22 @@ pub mod postings;
 pub mod prepare;
 pub mod query;
 pub mod verify;
+mod writer;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+
+use writer::{FlushTicket, IndexJob, WriteJob};
 
 pub use keys::{Dimension, Field, Granularity};
 pub use prepare::{prepare, PreparedEvent};
 
 use crate::schema::Event;
-
-/// Most events merged into one sled batch.
-const GROUP_MAX_EVENTS: usize = 8192;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -130,19 +128,6 @@ impl StoreStats {
     }
 }
 
-struct WriteJob {
-    events: Vec<PreparedEvent>,
-    commit: Commit,
-    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
-}
-
-struct FlushTicket {
-    replies: Vec<(
-        oneshot::Sender<Result<AppendOutcome, StoreError>>,
-        AppendOutcome,
-    )>,
-}
-
 /// The chain head: the last sequence number and the hash that covers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
@@ -168,6 +153,7 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     log: sled::Tree,
+    index: sled::Tree,
     tokens: sled::Tree,
     settings: sled::Tree,
     jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
@@ -184,39 +170,54 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let log = db.open_tree(keys::TREE_LOG)?;
+        let index = db.open_tree(keys::TREE_INDEX)?;
         let tokens = db.open_tree(keys::TREE_TOKENS)?;
         let settings = db.open_tree(keys::TREE_SETTINGS)?;
         let head = read_head(&log)?;
+        writer::reindex_tail(&log, &index, head)?;
         let stats = Arc::new(StoreStats::default());
         stats.last_seq.store(head.seq, Ordering::Relaxed);
 
         let (job_tx, job_rx) = mpsc::channel::<WriteJob>();
+        let (index_tx, index_rx) = mpsc::channel::<IndexJob>();
         let (flush_tx, flush_rx) = mpsc::channel::<FlushTicket>();
-        let writer = {
-            let log = log.clone();
-            let stats = stats.clone();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
-                .name("trailhub-writer".into())
-                .spawn(move || run_writer(log, head, job_rx, flush_tx, stats))
-                .map_err(|e| StoreError::Io(e.to_string()))?
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| StoreError::Io(e.to_string()))
+        };
+        let writer = {
+            let (log, stats) = (log.clone(), stats.clone());
+            spawn(
+                "trailhub-writer",
+                Box::new(move || writer::run_writer(log, head, job_rx, index_tx, stats)),
+            )?
+        };
+        let indexer = {
+            let (index, stats) = (index.clone(), stats.clone());
+            spawn(
+                "trailhub-indexer",
+                Box::new(move || writer::run_indexer(index, index_rx, flush_tx, stats)),
+            )?
         };
         let flusher = {
-            let db = db.clone();
-            let stats = stats.clone();
-            std::thread::Builder::new()
-                .name("trailhub-flusher".into())
-                .spawn(move || run_flusher(db, flush_rx, stats))
-                .map_err(|e| StoreError::Io(e.to_string()))?
+            let (db, stats) = (db.clone(), stats.clone());
+            spawn(
+                "trailhub-flusher",
+                Box::new(move || writer::run_flusher(db, flush_rx, stats)),
+            )?
         };
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 db,
                 log,
+                index,
                 tokens,
                 settings,
                 jobs: Mutex::new(Some(job_tx)),
-                threads: Mutex::new(vec![writer, flusher]),
+                threads: Mutex::new(vec![writer, indexer, flusher]),
                 stats,
                 min_free_bytes: options.min_free_bytes,
             }),
@@ -331,6 +332,11 @@ impl Store {
         &self.inner.log
     }
 
+    /// Posting blocks and rollups (derived from the log; see `writer`).
+    pub(crate) fn index(&self) -> &sled::Tree {
+        &self.inner.index
+    }
+
     /// Finishes every queued write, flushes, and stops the writer threads.
     pub fn shutdown(&self) -> Result<(), StoreError> {
         if let Ok(mut jobs) = self.inner.jobs.lock() {
@@ -396,190 +402,4 @@ pub(crate) fn chain_hash(prev: &[u8; 32], full_json: &[u8]) -> [u8; 32] {
     h.update(prev);
     h.update(full_json);
     h.finalize().into()
-}
-
-fn run_writer(
-    log: sled::Tree,
-    mut head: Head,
-    jobs: mpsc::Receiver<WriteJob>,
-    flusher: mpsc::Sender<FlushTicket>,
-    stats: Arc<StoreStats>,
-) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        let mut events = group[0].events.len();
-        while events < GROUP_MAX_EVENTS {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    events += job.events.len();
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        if let Some(e) = stats.failed() {
-            for job in group {
-                let _ = job.reply.send(Err(e.clone()));
-            }
-            continue;
-        }
-        match apply_group(&log, head, &group) {
-            Ok((new_head, outcomes)) => {
-                head = new_head;
-                stats.last_seq.store(head.seq, Ordering::Relaxed);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                let stored: usize = outcomes.iter().map(|o| o.stored.len()).sum();
-                let dups: usize = outcomes.iter().map(|o| o.duplicates.len()).sum();
-                stats
-                    .events_stored
-                    .fetch_add(stored as u64, Ordering::Relaxed);
-                stats.duplicates.fetch_add(dups as u64, Ordering::Relaxed);
-                tracing::debug!(
-                    jobs = group.len(),
-                    stored,
-                    dups,
-                    micros = started.elapsed().as_micros() as u64,
-                    "batch applied"
-                );
-                let mut durable = Vec::new();
-                for (job, outcome) in group.into_iter().zip(outcomes) {
-                    if job.commit.durable {
-                        durable.push((job.reply, outcome));
-                    } else {
-                        let _ = job.reply.send(Ok(outcome));
-                    }
-                }
-                if !durable.is_empty() {
-                    if let Err(mpsc::SendError(ticket)) =
-                        flusher.send(FlushTicket { replies: durable })
-                    {
-                        for (reply, _) in ticket.replies {
-                            let _ = reply.send(Err(StoreError::Closed));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, jobs = group.len(), "batch failed, nothing of it was stored");
-                if !matches!(e, StoreError::Corrupt(_)) {
-                    stats.fail(&e);
-                }
-                for job in group {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
-
-fn run_flusher(db: sled::Db, tickets: mpsc::Receiver<FlushTicket>, stats: Arc<StoreStats>) {
-    while let Ok(first) = tickets.recv() {
-        let mut waiting = vec![first];
-        while let Ok(more) = tickets.try_recv() {
-            waiting.push(more);
-        }
-        let started = Instant::now();
-        let result = db.flush().map_err(StoreError::from);
-        stats.flushes.fetch_add(1, Ordering::Relaxed);
-        stats
-            .flush_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "flush failed; the waiting requests are answered with an error");
-            stats.fail(e);
-        }
-        for ticket in waiting {
-            for (reply, outcome) in ticket.replies {
-                let _ = reply.send(result.clone().map(|_| outcome));
-            }
-        }
-    }
-}
-
-fn bucket_start(t: i64, g: Granularity) -> i64 {
-    t.div_euclid(g.micros()) * g.micros()
-}
-
-/// Builds and applies one atomic batch for a group of jobs. Pure with respect to `head`: the
-/// caller adopts the returned head only if the batch was applied.
-fn apply_group(
-    log: &sled::Tree,
-    head: Head,
-    group: &[WriteJob],
-) -> Result<(Head, Vec<AppendOutcome>), StoreError> {
-    let mut batch = sled::Batch::default();
-    let mut seq = head.seq;
-    let mut hash = head.hash;
-    let mut stored_now: HashMap<&[u8], u64> = HashMap::new();
-    let mut counters: HashMap<Vec<u8>, u64> = HashMap::new();
-    let mut blocks: HashMap<Vec<u8>, Vec<postings::Position>> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(group.len());
-    let time_prefix = keys::posting_prefix(None);
-
-    for job in group {
-        let mut outcome = AppendOutcome::default();
-        for (index, event) in job.events.iter().enumerate() {
-            if let Some(&earlier) = stored_now.get(event.dedup_key.as_slice()) {
-                outcome.duplicates.push((index, earlier));
-                continue;
-            }
-            if let Some(earlier) = log.get(&event.dedup_key)? {
-                outcome.duplicates.push((index, keys::decode_u64(&earlier)));
-                continue;
-            }
-            seq += 1;
-            hash = prepare::chain_hash_of(&hash, seq, &event.body);
-            batch.insert(
-                &keys::event_key(seq)[..],
-                encode_event_value(&hash, &event.compressed),
-            );
-            batch.insert(event.dedup_key.as_slice(), &seq.to_be_bytes()[..]);
-            let block = postings::block_start(event.time);
-            for prefix in std::iter::once(&time_prefix).chain(&event.postings) {
-                blocks
-                    .entry(postings::block_key(prefix, block))
-                    .or_default()
-                    .push(postings::Position {
-                        time: event.time,
-                        seq,
-                    });
-            }
-            for (dimension, group_value) in &event.groups {
-                for g in Granularity::ALL
-                    .into_iter()
-                    .filter(|g| keys::has_rollup(*g, *dimension))
-                {
-                    let key =
-                        keys::rollup_key(g, *dimension, bucket_start(event.time, g), group_value);
-                    *counters.entry(key).or_insert(0) += 1;
-                }
-            }
-            stored_now.insert(event.dedup_key.as_slice(), seq);
-            outcome.stored.push((index, seq));
-        }
-        if let Some((integration, cursor)) = &job.commit.cursor {
-            batch.insert(keys::cursor_key(integration), cursor.as_slice());
-        }
-        outcomes.push(outcome);
-    }
-    for (key, new) in blocks {
-        let existing = match log.get(&key)? {
-            Some(v) => postings::decode(&v)?,
-            None => Vec::new(),
-        };
-        batch.insert(key, postings::encode(&postings::merge(existing, new)));
-    }
-    for (key, delta) in counters {
-        let current = log.get(&key)?.map(|v| keys::decode_u64(&v)).unwrap_or(0);
-        batch.insert(key, &(current + delta).to_be_bytes()[..]);
-    }
-    if seq != head.seq {
-        let mut head_value = Vec::with_capacity(40);
-        head_value.extend_from_slice(&seq.to_be_bytes());
-        head_value.extend_from_slice(&hash);
-        batch.insert(keys::meta_key(keys::META_HEAD), head_value);
-    }
-    log.apply_batch(batch)?;
-    Ok((Head { seq, hash }, outcomes))
 }

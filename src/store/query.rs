@@ -87,7 +87,7 @@ enum ScanState {
 impl Store {
     /// Walks the events matching `filter`, newest first, strictly older than `after` if given.
     pub fn scan(&self, filter: &Filter, after: Option<Position>) -> Scan {
-        let tree = self.log().clone();
+        let tree = self.index().clone();
         let lower = Position {
             time: filter.since.unwrap_or(i64::MIN),
             seq: 0,
@@ -350,7 +350,7 @@ impl Store {
         lo.extend_from_slice(&keys::encode_time(from));
         let mut hi = prefix.to_vec();
         hi.extend_from_slice(&keys::encode_time(to));
-        for item in self.log().range(lo..hi) {
+        for item in self.index().range(lo..hi) {
             let (k, v) = item?;
             let (bucket, name) = keys::rollup_parts(&k);
             let start = bucket.div_euclid(step) * step;
