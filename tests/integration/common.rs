@@ -238,12 +238,35 @@ pub fn free_port() -> u16 {
 }
 
 /// The real binary as a child process, for tests that kill it or read its files.
-pub fn spawn_hub(dir: &std::path::Path, port: u16) -> Child {
+/// A hub child process, killed when dropped so that a failing test leaves none behind.
+pub struct HubProcess(Child);
+
+impl std::ops::Deref for HubProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HubProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn_hub(dir: &std::path::Path, port: u16) -> HubProcess {
     spawn_hub_with(dir, port, &[])
 }
 
-pub fn spawn_hub_with(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_trailhub"))
+pub fn spawn_hub_with(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> HubProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_trailhub"))
         .envs(env.iter().copied())
         .env("TRAILHUB_DATA_DIR", dir)
         .env("TRAILHUB_LISTEN", format!("127.0.0.1:{port}"))
@@ -252,7 +275,8 @@ pub fn spawn_hub_with(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) ->
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("hub process starts")
+        .expect("hub process starts");
+    HubProcess(child)
 }
 
 pub async fn wait_ready(http: &reqwest::Client, url: &str) {

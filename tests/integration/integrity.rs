@@ -94,7 +94,13 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 async fn a_lost_index_is_rebuilt_from_the_log_on_start() {
     let hub = TestHub::start().await;
     hub.ingest(&varied_events("ix", 300, 2 * 86_400, 12)).await;
-    let queries = ["", "actor=u3", "action=delete&outcome=failure", "q=breakglass", "target=acme%2Fapi"];
+    let queries = [
+        "",
+        "actor=u3",
+        "action=delete&outcome=failure",
+        "q=breakglass",
+        "target=acme%2Fapi",
+    ];
     let histogram = format!(
         "/api/v1/events/histogram?bucket=1h&group_by=action&since={}&until={}",
         rfc3339(BASE_SECS + 1_000, 0),
@@ -116,7 +122,11 @@ async fn a_lost_index_is_rebuilt_from_the_log_on_start() {
     }
     let hub = TestHub::start_with(|s| s.data_dir = dir.path().to_path_buf()).await;
     for (q, want) in queries.iter().zip(before) {
-        assert_eq!(source_ids(&hub.all_events(q, 1000).await), want, "query {q:?} after rebuild");
+        assert_eq!(
+            source_ids(&hub.all_events(q, 1000).await),
+            want,
+            "query {q:?} after rebuild"
+        );
     }
     let (_, hist_after) = hub.get(&histogram, Some(ADMIN)).await;
     assert_eq!(hist_after, hist_before);
