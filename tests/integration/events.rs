@@ -798,3 +798,49 @@ async fn events_survive_a_restart_and_the_cli_reads_them() {
     assert_eq!(hub.all_events("integration=custom", 1000).await.len(), 60);
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn the_console_is_served_with_a_strict_content_security_policy() {
+    let hub = TestHub::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let root = http
+        .get(format!("{}/", hub.url))
+        .send()
+        .await
+        .expect("root");
+    assert!(root.status().is_redirection());
+    assert_eq!(root.headers()["location"], "/console");
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let resp = http
+            .get(format!("{}{path}", hub.url))
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .expect("ascii")
+                .starts_with(kind),
+            "{path}"
+        );
+        assert!(resp.headers()["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .contains("default-src 'self'"));
+        let body = resp.text().await.expect("body");
+        assert!(!body.is_empty());
+        if path == "/console/app.js" {
+            // Values from the API are never inserted as HTML.
+            assert!(!body.contains("innerHTML"), "app.js must not use innerHTML");
+        }
+    }
+    hub.stop().await;
+}
