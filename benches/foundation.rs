@@ -327,6 +327,27 @@ async fn run(n: usize) {
         stored as f64 / secs,
         hub.peak_rss_mib()
     );
+    let metrics = http
+        .get(format!("{}/metrics", hub.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    println!(
+        "keys written per event: {:.2} to the log, {:.2} to the index",
+        counter("trailhub_store_log_keys_total") / n as f64,
+        counter("trailhub_store_index_keys_total") / n as f64
+    );
     hub.stop();
     let on_disk = dir_bytes(data.path());
     println!(

@@ -107,6 +107,9 @@ pub struct StoreStats {
     pub flushes: AtomicU64,
     pub flush_micros: AtomicU64,
     pub last_seq: AtomicU64,
+    /// Keys written to the log and index trees (events, dedup, posting blocks, rollups).
+    pub log_keys: AtomicU64,
+    pub index_keys: AtomicU64,
     /// Set by the first failed write or flush: from then on the store refuses writes until the
     /// hub restarts and sled recovers what reached the disk. Without this, a retry of a request
     /// whose flush failed would be answered "duplicate" from memory and never reach the disk.

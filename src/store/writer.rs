@@ -87,6 +87,10 @@ pub(super) fn run_writer(
         let built = build_log_batch(&log, head, &mut group).and_then(
             |(batch, new_head, outcomes, entries)| {
                 log.apply_batch(batch)?;
+                let stored: usize = outcomes.iter().map(|o| o.stored.len()).sum();
+                stats
+                    .log_keys
+                    .fetch_add(2 * stored as u64 + 1, Ordering::Relaxed);
                 Ok((new_head, outcomes, entries))
             },
         );
@@ -206,11 +210,16 @@ pub(super) fn run_indexer(
         }
         let through = group.iter().map(|j| j.through).max().unwrap_or(0);
         let entries: Vec<&IndexEntry> = group.iter().flat_map(|j| j.entries.iter()).collect();
-        if let Err(e) = apply_index(&index, &entries, through) {
-            tracing::error!(error = %e, "index batch failed; its events are indexed again on the next start");
-            stats.fail(&e);
-            answer_all_with(replies.into_iter().map(|r| r.0), &e);
-            continue;
+        match apply_index(&index, &entries, through) {
+            Ok(keys) => {
+                stats.index_keys.fetch_add(keys as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "index batch failed; its events are indexed again on the next start");
+                stats.fail(&e);
+                answer_all_with(replies.into_iter().map(|r| r.0), &e);
+                continue;
+            }
         }
         let mut durable = Vec::new();
         for (reply, outcome, wants_flush) in replies {
@@ -238,7 +247,7 @@ fn apply_index(
     index: &sled::Tree,
     entries: &[&IndexEntry],
     through: u64,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let mut blocks: HashMap<Vec<u8>, Vec<postings::Position>> = HashMap::new();
     let mut counters: HashMap<Vec<u8>, u64> = HashMap::new();
     let time_prefix = keys::posting_prefix(None);
@@ -271,6 +280,7 @@ fn apply_index(
         }
     }
     let mut batch = sled::Batch::default();
+    let keys_written = blocks.len() + counters.len() + 1;
     for (key, new) in blocks {
         let existing = match index.get(&key)? {
             Some(v) => postings::decode(&v)?,
@@ -287,7 +297,7 @@ fn apply_index(
         &through.to_be_bytes()[..],
     );
     index.apply_batch(batch)?;
-    Ok(())
+    Ok(keys_written)
 }
 
 pub(super) fn indexed_through(index: &sled::Tree) -> Result<u64, StoreError> {
