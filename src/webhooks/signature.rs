@@ -494,6 +494,17 @@ impl SignatureScheme {
         }
     }
 
+    /// The `scheme` value that names this scheme in a `[webhook]` table, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SignatureScheme::Github => "github",
+            SignatureScheme::SlackV0 => "slack_v0",
+            SignatureScheme::OktaEventHook => "okta_event_hook",
+            SignatureScheme::StandardWebhooks => "standard_webhooks",
+            SignatureScheme::HmacHeader(_) => "hmac_header",
+        }
+    }
+
     /// The reply to a vendor's GET verification handshake on the webhook URL, or `None` when
     /// the scheme has no such handshake (the receiver should then refuse the GET).
     pub fn verification_handshake(

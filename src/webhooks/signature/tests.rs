@@ -940,6 +940,18 @@ fn generic_scheme_verifies_the_slack_vector_with_its_window() {
     assert_eq!(
         scheme.verify(
             &keys,
+            &slack_request("2018-07-12T18:36:58Z", SLACK_SIGNATURE),
+            SLACK_BODY,
+            SLACK_TIMESTAMP
+        ),
+        Err(RejectReason::MalformedHeader {
+            header: header("x-slack-request-timestamp"),
+            problem: "not a Unix time in whole seconds",
+        })
+    );
+    assert_eq!(
+        scheme.verify(
+            &keys,
             &headers(&[("X-Slack-Signature", SLACK_SIGNATURE)]),
             SLACK_BODY,
             SLACK_TIMESTAMP
@@ -1057,6 +1069,20 @@ fn every_scheme() -> Vec<SignatureScheme> {
         scheme_from_toml(GITHUB_AS_HMAC_HEADER).expect("valid"),
         scheme_from_toml(SLACK_AS_HMAC_HEADER).expect("valid"),
     ]
+}
+
+#[test]
+fn scheme_names_are_the_values_a_webhook_table_uses() {
+    for scheme in every_scheme() {
+        let name = scheme.name();
+        match &scheme {
+            SignatureScheme::HmacHeader(_) => assert_eq!(name, "hmac_header"),
+            _ => assert_eq!(
+                scheme_from_toml(&format!("[webhook]\nscheme = \"{name}\"\n")),
+                Ok(scheme.clone())
+            ),
+        }
+    }
 }
 
 #[test]
@@ -1243,6 +1269,38 @@ fn rejections_never_reveal_the_secret_or_the_expected_signature() {
             STANDARD_TIMESTAMP,
         ),
     ];
+    let generic_github = scheme_from_toml(GITHUB_AS_HMAC_HEADER).expect("valid");
+    let generic_slack = scheme_from_toml(SLACK_AS_HMAC_HEADER).expect("valid");
+    let cases = cases.into_iter().chain([
+        (
+            generic_github.clone(),
+            GITHUB_SECRET,
+            github_request(GITHUB_SIGNATURE),
+            &b"tampered"[..],
+            0,
+        ),
+        (
+            generic_github,
+            GITHUB_SECRET,
+            github_request("sha256="),
+            GITHUB_BODY,
+            0,
+        ),
+        (
+            generic_slack.clone(),
+            SLACK_SECRET,
+            slack_request(&ts, SLACK_SIGNATURE),
+            &b"x"[..],
+            SLACK_TIMESTAMP,
+        ),
+        (
+            generic_slack,
+            SLACK_SECRET,
+            slack_request(&ts, SLACK_SIGNATURE),
+            SLACK_BODY,
+            SLACK_TIMESTAMP + 301,
+        ),
+    ]);
     for (scheme, secret, request, body, now) in cases {
         let rejected = scheme
             .verify(&[Secret::new(secret)], &request, body, now)
