@@ -91,7 +91,9 @@ pub enum SignatureScheme {
     HmacHeader(HmacHeaderScheme),
 }
 
-/// The `[webhook]` table as written, before validation.
+/// The `[webhook]` table as written, before validation. The parameterless schemes are empty
+/// struct variants, not unit variants, because serde lets a unit variant of an internally
+/// tagged enum ignore extra keys, and `deny_unknown_fields` must catch a misplaced parameter.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "scheme", deny_unknown_fields)]
 enum SchemeDefinition {
