@@ -14,3 +14,4 @@ pub mod server;
 pub mod store;
 pub mod time;
 pub mod timeline;
+pub mod webhooks;
