@@ -37,6 +37,10 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub cache_mb: u64,
+    /// Master key for sealing credentials (`TRAILHUB_MASTER_KEY`); else `<data_dir>/master.key`.
+    pub master_key: Option<Secret>,
+    /// Poll engine and scheduler knobs.
+    pub poll: crate::connectors::engine::PollTuning,
 }
 
 /// What flags and the environment said; `None` falls through to the file, then the default.
@@ -48,6 +52,7 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
+    pub master_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +108,8 @@ impl Settings {
             admin_token: o.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
             max_body_bytes,
             cache_mb: o.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB),
+            master_key: o.master_key.filter(|k| !k.is_empty()).map(Secret::new),
+            poll: Default::default(),
         })
     }
 
@@ -114,6 +121,8 @@ impl Settings {
             admin_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cache_mb: DEFAULT_CACHE_MB,
+            master_key: None,
+            poll: Default::default(),
         }
     }
 

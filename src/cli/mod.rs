@@ -31,6 +31,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Run the hub (the default command)
     Serve(ServeArgs),
@@ -184,6 +185,7 @@ fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
         admin_token,
         max_body_bytes: serve.max_body_bytes,
         cache_mb: serve.cache_mb,
+        master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
     })?)
 }
 

@@ -11,6 +11,7 @@ use crate::time::Micros;
 pub const TREE_LOG: &str = "log";
 pub const TREE_TOKENS: &str = "tokens";
 pub const TREE_SETTINGS: &str = "settings";
+pub const TREE_INTEGRATIONS: &str = "integrations";
 
 /// Record kinds inside `log`.
 pub const EVENT: u8 = b'E';

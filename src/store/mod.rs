@@ -146,6 +146,7 @@ struct Inner {
     log: sled::Tree,
     tokens: sled::Tree,
     settings: sled::Tree,
+    integrations: sled::Tree,
     jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<StoreStats>,
@@ -161,6 +162,7 @@ impl Store {
         let log = db.open_tree(keys::TREE_LOG)?;
         let tokens = db.open_tree(keys::TREE_TOKENS)?;
         let settings = db.open_tree(keys::TREE_SETTINGS)?;
+        let integrations = db.open_tree(keys::TREE_INTEGRATIONS)?;
         let head = read_head(&log)?;
         let stats = Arc::new(StoreStats::default());
         stats.last_seq.store(head.seq, Ordering::Relaxed);
@@ -190,6 +192,7 @@ impl Store {
                 log,
                 tokens,
                 settings,
+                integrations,
                 jobs: Mutex::new(Some(job_tx)),
                 threads: Mutex::new(vec![writer, flusher]),
                 stats,
@@ -216,6 +219,11 @@ impl Store {
 
     pub fn settings_tree(&self) -> &sled::Tree {
         &self.inner.settings
+    }
+
+    /// Integration records and status (see `connectors::integrations`).
+    pub fn integrations_tree(&self) -> &sled::Tree {
+        &self.inner.integrations
     }
 
     pub fn size_on_disk(&self) -> u64 {

@@ -101,6 +101,7 @@ pub struct Scan {
     state: ScanState,
 }
 
+#[allow(clippy::large_enum_variant)] // one per query, never in a collection
 enum ScanState {
     Single(std::iter::Rev<sled::Iter>),
     Join {

@@ -36,6 +36,7 @@ impl Store {
         let mut first_broken = None;
         let from = keys::event_key(0);
         let to = keys::event_key(u64::MAX);
+        #[allow(clippy::explicit_counter_loop)] // the counter is compared, not just counted
         for item in self.log().range(from..=to) {
             let (k, v) = item?;
             let seq = keys::decode_u64(&k[1..]);
