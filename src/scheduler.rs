@@ -186,6 +186,10 @@ impl Scheduler {
         };
         match slots.get_mut(&record.id) {
             Some(slot) => {
+                slot.gate = Arc::new(RateGate::new(
+                    &connector.rate_limit,
+                    record.requests_per_minute,
+                ));
                 slot.record = Arc::new(record);
                 slot.schedule = schedule;
                 slot.next_fire = next_fire;
@@ -205,7 +209,10 @@ impl Scheduler {
                 slots.insert(
                     record.id.clone(),
                     Slot {
-                        gate: Arc::new(RateGate::new(&connector.rate_limit)),
+                        gate: Arc::new(RateGate::new(
+                            &connector.rate_limit,
+                            record.requests_per_minute,
+                        )),
                         record: Arc::new(record),
                         schedule,
                         next_fire,

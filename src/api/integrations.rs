@@ -101,6 +101,7 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "schedule": connector.as_ref().map(|c| r.schedule_text(c).to_string()).or(r.schedule.clone()),
         "backfill": r.backfill,
         "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
+        "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
         "paused": r.paused,
         "created_at": format_micros(r.created_at),
         "updated_at": format_micros(r.updated_at),

@@ -66,6 +66,9 @@ pub struct IntegrationRecord {
     pub backfill: Option<String>,
     /// Idle backoff factor over the schedule interval (default 4; 0 = off).
     pub idle_backoff: Option<u32>,
+    /// Overrides the connector's declared pace (e.g. a higher vendor tier).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
     pub paused: bool,
     #[serde(with = "crate::schema::rfc3339_micros")]
     pub created_at: Micros,
@@ -172,6 +175,7 @@ pub struct NewIntegration {
     pub schedule: Option<String>,
     pub backfill: Option<String>,
     pub idle_backoff: Option<u32>,
+    pub requests_per_minute: Option<u32>,
     #[serde(default)]
     pub paused: bool,
 }
@@ -189,6 +193,8 @@ pub struct IntegrationPatch {
     pub backfill: Option<Option<String>>,
     #[serde(default, with = "double_option")]
     pub idle_backoff: Option<Option<u32>>,
+    #[serde(default, with = "double_option")]
+    pub requests_per_minute: Option<Option<u32>>,
     pub paused: Option<bool>,
 }
 
@@ -357,6 +363,13 @@ fn check_schedule_backfill(
     Ok(())
 }
 
+fn check_pace(rpm: Option<u32>) -> Result<(), IntegrationError> {
+    if rpm == Some(0) {
+        return Err(invalid("requests_per_minute", "must be at least 1"));
+    }
+    Ok(())
+}
+
 impl Integrations {
     pub fn new(tree: sled::Tree, key: MasterKey, registry: Registry) -> Integrations {
         Integrations {
@@ -429,6 +442,7 @@ impl Integrations {
             validate_base_url(u)?;
         }
         check_schedule_backfill(req.schedule.as_deref(), req.backfill.as_deref())?;
+        check_pace(req.requests_per_minute)?;
         if self.name_taken(&name, None)? {
             return Err(IntegrationError::NameTaken(name));
         }
@@ -445,6 +459,7 @@ impl Integrations {
             schedule: req.schedule,
             backfill: req.backfill,
             idle_backoff: req.idle_backoff,
+            requests_per_minute: req.requests_per_minute,
             paused: req.paused,
             created_at: now,
             updated_at: now,
@@ -510,6 +525,11 @@ impl Integrations {
         if let Some(i) = patch.idle_backoff {
             record.idle_backoff = i;
             changed.fields.push("idle_backoff".into());
+        }
+        if let Some(r) = patch.requests_per_minute {
+            check_pace(r)?;
+            record.requests_per_minute = r;
+            changed.fields.push("requests_per_minute".into());
         }
         if let Some(p) = patch.paused {
             if p != record.paused {

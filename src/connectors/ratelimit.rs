@@ -29,9 +29,10 @@ fn nonzero(n: u32) -> NonZeroU32 {
 }
 
 impl RateGate {
-    pub fn new(spec: &RateLimitSpec) -> RateGate {
-        let base =
-            Quota::per_minute(nonzero(spec.requests_per_minute)).allow_burst(nonzero(spec.burst));
+    /// A gate at the connector's pace, or at `requests_per_minute` if the integration sets one.
+    pub fn new(spec: &RateLimitSpec, requests_per_minute: Option<u32>) -> RateGate {
+        let rpm = requests_per_minute.unwrap_or(spec.requests_per_minute);
+        let base = Quota::per_minute(nonzero(rpm)).allow_burst(nonzero(spec.burst));
         RateGate {
             base,
             limiter: Mutex::new(Arc::new(RateLimiter::direct(base))),
@@ -118,16 +119,16 @@ mod tests {
 
     #[test]
     fn paces_closes_and_tightens() {
-        let gate = RateGate::new(&spec(60));
+        let gate = RateGate::new(&spec(60), None);
         assert_eq!(gate.next_wait(), None);
         let w = gate
             .next_wait()
             .expect("second request within the second waits");
         assert!(w <= Duration::from_secs(1), "{w:?}");
-        let gate = RateGate::new(&spec(6000));
+        let gate = RateGate::new(&spec(1), Some(6000));
         gate.close_for(Duration::from_millis(300));
         assert!(gate.next_wait().expect("closed") > Duration::from_millis(200));
-        let gate = RateGate::new(&spec(6000));
+        let gate = RateGate::new(&spec(1), Some(6000));
         gate.observe(Some(2), Some(Duration::from_secs(20)));
         assert_eq!(gate.next_wait(), None);
         let w = gate.next_wait().expect("tightened to one per 10 s");

@@ -1,1 +1,5 @@
-fn main() {}
+//! The one integration-test binary: hub helpers, vendor emulators, and the suites
+
+mod emulator;
+mod helpers;
+mod polling;
