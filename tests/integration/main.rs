@@ -2,4 +2,5 @@
 
 mod emulator;
 mod helpers;
+mod integrations_api;
 mod polling;
