@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default) and the admin/query commands, which run on the same
 //! code paths as the API — against the data dir directly, or against the running hub that holds it
 
+mod integrations;
 mod remote;
 
 use std::path::PathBuf;
@@ -45,6 +46,16 @@ enum Command {
     Tokens {
         #[command(subcommand)]
         command: TokensCommand,
+    },
+    /// Manage integrations (the vendor APIs the hub polls)
+    Integrations {
+        #[command(subcommand)]
+        command: integrations::IntegrationsCommand,
+    },
+    /// Inspect, check and replay connector definitions
+    Connectors {
+        #[command(subcommand)]
+        command: integrations::ConnectorsCommand,
     },
 }
 
@@ -197,6 +208,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Ingest(args)) => ingest(&settings(&cli, None)?, args).await,
         Some(Command::Verify(args)) => verify(&settings(&cli, None)?, args).await,
         Some(Command::Tokens { command }) => tokens(&settings(&cli, None)?, command).await,
+        Some(Command::Integrations { command }) => {
+            integrations::integrations(&settings(&cli, None)?, command).await
+        }
+        Some(Command::Connectors { command }) => integrations::connectors(command),
     }
 }
 

@@ -221,7 +221,8 @@ pub struct Changed {
 #[derive(Clone)]
 pub struct Integrations {
     tree: sled::Tree,
-    key: Arc<MasterKey>,
+    /// `None` for a read-only view (the CLI listing a data dir): nothing can be sealed or opened.
+    key: Option<Arc<MasterKey>>,
     registry: Registry,
 }
 
@@ -374,7 +375,16 @@ impl Integrations {
     pub fn new(tree: sled::Tree, key: MasterKey, registry: Registry) -> Integrations {
         Integrations {
             tree,
-            key: Arc::new(key),
+            key: Some(Arc::new(key)),
+            registry,
+        }
+    }
+
+    /// Records and status only; credentials can be neither set nor read.
+    pub fn read_only(tree: sled::Tree, registry: Registry) -> Integrations {
+        Integrations {
+            tree,
+            key: None,
             registry,
         }
     }
@@ -389,9 +399,17 @@ impl Integrations {
             .map_err(|e| invalid("connector", e.to_string()))
     }
 
-    fn seal(&self, id: &str, credentials: &BTreeMap<String, String>) -> String {
+    fn seal(
+        &self,
+        id: &str,
+        credentials: &BTreeMap<String, String>,
+    ) -> Result<String, IntegrationError> {
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| IntegrationError::Sealed(id.to_string()))?;
         let json = serde_json::to_vec(credentials).expect("a string map serialises");
-        hex::encode(self.key.seal(&json, id))
+        Ok(hex::encode(key.seal(&json, id)))
     }
 
     /// The decrypted credentials of an integration, for the engine only.
@@ -403,6 +421,8 @@ impl Integrations {
             .map_err(|_| IntegrationError::Sealed(record.id.clone()))?;
         let plain = self
             .key
+            .as_ref()
+            .ok_or_else(|| IntegrationError::Sealed(record.id.clone()))?
             .open(&sealed, &record.id)
             .map_err(|_| IntegrationError::Sealed(record.id.clone()))?;
         let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
@@ -450,7 +470,7 @@ impl Integrations {
         let now = now_micros();
         let record = IntegrationRecord {
             v: RECORD_VERSION,
-            sealed_credentials: self.seal(&id, &credentials),
+            sealed_credentials: self.seal(&id, &credentials)?,
             credential_names: credentials.keys().cloned().collect(),
             id,
             name,
@@ -507,7 +527,7 @@ impl Integrations {
                 &creds,
                 &connector.name,
             )?;
-            record.sealed_credentials = self.seal(&record.id, &creds);
+            record.sealed_credentials = self.seal(&record.id, &creds)?;
             record.credential_names = creds.keys().cloned().collect();
             changed.credentials_rotated = true;
             changed.fields.push("credentials".into());

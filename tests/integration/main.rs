@@ -4,3 +4,4 @@ mod emulator;
 mod helpers;
 mod integrations_api;
 mod polling;
+mod process;
