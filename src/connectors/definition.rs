@@ -200,6 +200,8 @@ struct RawRecords {
     path: String,
     error_flag: Option<String>,
     error_message: Option<String>,
+    #[serde(default)]
+    credential_errors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,6 +352,8 @@ pub struct RecordsSpec {
     /// A boolean that is `false` on an error answered with 2xx.
     pub error_flag: Option<JsonPath>,
     pub error_message: Option<JsonPath>,
+    /// Vendor error codes (at `error_message`) that mean the credentials were refused.
+    pub credential_errors: Vec<String>,
 }
 
 /// A literal, or the value at a path: mapped through `table`, else taken as is when it is
@@ -821,7 +825,14 @@ impl Validator<'_> {
                 .as_deref()
                 .map(|p| self.path("records.error_message", p))
                 .transpose()?,
+            credential_errors: raw.records.credential_errors,
         };
+        if !records.credential_errors.is_empty() && records.error_message.is_none() {
+            return Err(self.err(
+                "records.credential_errors",
+                "needs `error_flag` and `error_message` to find the vendor's error code",
+            ));
+        }
         let map = self.mapping(raw.map)?;
         Ok(Connector {
             name: raw.name,

@@ -117,8 +117,9 @@ impl CursorState {
 /// Why a cycle ended without catching up.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CycleError {
-    #[error("credentials rejected (HTTP {0})")]
-    CredentialsRejected(u16),
+    /// The vendor refused the credentials (the detail says how: `HTTP 401`, a vendor code).
+    #[error("credentials rejected ({0})")]
+    CredentialsRejected(String),
     #[error("{0}")]
     Upstream(String),
     #[error("the hub is stopping")]
@@ -409,9 +410,10 @@ impl PollContext {
             }
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Ok(Attempt::Fatal(CycleError::CredentialsRejected(
-                status.as_u16(),
-            )));
+            return Ok(Attempt::Fatal(CycleError::CredentialsRejected(format!(
+                "HTTP {}",
+                status.as_u16()
+            ))));
         }
         if status.is_server_error() {
             return Ok(Attempt::Transient(format!("HTTP {}", status.as_u16())));
@@ -428,6 +430,14 @@ impl PollContext {
         }
         let records = match page_records(&body, &self.connector.records) {
             Ok(r) => r.into_iter().map(|r| r.to_owned()).collect(),
+            Err(RecordError::Vendor(m))
+                if self.connector.records.credential_errors.contains(&m) =>
+            {
+                return Ok(Attempt::Fatal(CycleError::CredentialsRejected(format!(
+                    "vendor error {}",
+                    quote(&m)
+                ))))
+            }
             Err(RecordError::Vendor(m)) => {
                 return Ok(Attempt::Fatal(CycleError::Upstream(format!(
                     "vendor reported an error: {}",
@@ -622,6 +632,16 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
             return Ok(report);
         }
         let now = now_micros();
+        if let Some(next) = &cursor.next {
+            // a saved link must still point at the configured host (base_url may have changed):
+            // credentials go nowhere else
+            if ctx.same_origin(next).is_none() {
+                tracing::warn!(integration = %id, "saved link is for another host than config.base_url; resuming from the time cursor");
+                cursor.next = None;
+                cursor.walk_top = None;
+                cursor.walk_floor = None;
+            }
+        }
         let (url, from_saved_link) = match &cursor.next {
             Some(next) => (next.clone(), true),
             None => {

@@ -62,7 +62,11 @@ pub struct EmuState {
     /// Most records per page, whatever the client asks.
     pub page_size: usize,
     next_seq: u64,
+    /// Distinguishes this emulator's ids from another's in the same process.
+    prefix: u64,
 }
+
+static EMULATORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Clone)]
 pub struct Emulator {
@@ -87,6 +91,7 @@ impl Emulator {
             requests: Vec::new(),
             page_size,
             next_seq: 0,
+            prefix: EMULATORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -109,7 +114,7 @@ impl Emulator {
         for &t in times {
             s.next_seq += 1;
             let seq = s.next_seq;
-            let (time, id, record) = make_record(s.vendor, seq, t);
+            let (time, id, record) = make_record(s.vendor, s.prefix, seq, t);
             ids.push(id.clone());
             s.events.push(EmuEvent {
                 seq,
@@ -151,7 +156,7 @@ impl Emulator {
     }
 }
 
-fn make_record(vendor: Vendor, seq: u64, t: i64) -> (i64, String, Value) {
+fn make_record(vendor: Vendor, prefix: u64, seq: u64, t: i64) -> (i64, String, Value) {
     let actions_gh = [
         "repo.create",
         "org.add_member",
@@ -174,7 +179,7 @@ fn make_record(vendor: Vendor, seq: u64, t: i64) -> (i64, String, Value) {
     match vendor {
         Vendor::Github => {
             let ms = t / 1000;
-            let id = format!("gh-doc-{seq:06}");
+            let id = format!("gh-doc-{prefix}-{seq:06}");
             let record = json!({
                 "@timestamp": ms,
                 "action": actions_gh[seq as usize % actions_gh.len()],
@@ -190,7 +195,7 @@ fn make_record(vendor: Vendor, seq: u64, t: i64) -> (i64, String, Value) {
             let ms = t / 1000;
             let template: Vec<Value> = serde_json::from_str(OKTA_TEMPLATE).expect("fixture");
             let mut record = template[0].clone();
-            let id = format!("okta-{seq:06}-598c-11ef-8478-2b7584bf8d5a");
+            let id = format!("okta-{prefix}-{seq:06}-598c-11ef-8478-2b7584bf8d5a");
             let published = chrono::DateTime::from_timestamp_millis(ms)
                 .expect("time")
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -203,7 +208,7 @@ fn make_record(vendor: Vendor, seq: u64, t: i64) -> (i64, String, Value) {
             let secs = t / 1_000_000;
             let template: Value = serde_json::from_str(SLACK_TEMPLATE).expect("fixture");
             let mut record = template["entries"][0].clone();
-            let id = format!("slack-{seq:06}");
+            let id = format!("slack-{prefix}-{seq:06}");
             record["id"] = json!(id);
             record["date_create"] = json!(secs);
             record["action"] = json!(actions_slack[seq as usize % actions_slack.len()]);
@@ -284,6 +289,15 @@ async fn handle(
         _ => format!("Bearer {token}"),
     };
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        if vendor == Vendor::Slack {
+            // Slack's Web API answers 200 with an error code in the body
+            log(200);
+            return (
+                StatusCode::OK,
+                json!({"ok": false, "error": "invalid_auth"}).to_string(),
+            )
+                .into_response();
+        }
         log(401);
         return (
             StatusCode::UNAUTHORIZED,

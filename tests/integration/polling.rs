@@ -261,21 +261,26 @@ async fn rate_limit_headers_are_respected() {
     hub.stop().await.expect("stops");
 }
 
-/// Wrong credentials: `error: credentials rejected`, no hot loop; new credentials recover.
+/// Wrong credentials (GitHub: 401; Slack: 200 with `invalid_auth`): `error: credentials
+/// rejected`, no hot loop; new credentials recover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_credentials_error_without_hot_loop_then_recover() {
+    rejected_credentials(Vendor::Github).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_invalid_auth_is_rejected_credentials() {
+    rejected_credentials(Vendor::Slack).await;
+}
+
+async fn rejected_credentials(vendor: Vendor) {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = spawn_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Github, "right-token", 50).await;
+    let emu = Emulator::start(vendor, "right-token", 50).await;
     emu.add_recent(5, 3600);
     let created = api
-        .create_integration(integration_body(
-            "gh-bad",
-            Vendor::Github,
-            &emu,
-            "wrong-token",
-        ))
+        .create_integration(integration_body("bad-creds", vendor, &emu, "wrong-token"))
         .await;
     let id = created["id"].as_str().expect("id").to_string();
     let v = api
@@ -410,5 +415,41 @@ async fn idle_cycles_space_out() {
     assert_eq!(status, 202);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(emu.requests().len() > before, "manual poll did not go out");
+    hub.stop().await.expect("stops");
+}
+
+/// A saved next link is only followed to the configured host: after `base_url` changes, the
+/// walk restarts from the time cursor on the new host and the old one hears nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_link_is_not_followed_to_a_previous_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let old = Emulator::start(Vendor::Okta, "tok", 50).await;
+    old.add_recent(3, 600);
+    let created = api
+        .create_integration(integration_body("okta-move", Vendor::Okta, &old, "tok"))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    api.wait_for_events(&id, 3, 20).await;
+    let new = Emulator::start(Vendor::Okta, "tok", 50).await;
+    new.add_recent(2, 60);
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(json!({"config": {"base_url": new.url}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let heard = old.requests().len();
+    api.wait_for_events(&id, 5, 20).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        old.requests().len() <= heard + 1,
+        "the old host is still polled"
+    );
+    let first = &new.requests()[0];
+    assert!(first.query.contains("since="), "{}", first.query);
     hub.stop().await.expect("stops");
 }
