@@ -59,6 +59,8 @@ pub struct EmuState {
     pub events: Vec<EmuEvent>,
     pub faults: VecDeque<Fault>,
     pub requests: Vec<Req>,
+    /// Requests received, counted on arrival (an answer the client abandoned is counted too).
+    pub started: usize,
     /// Most records per page, whatever the client asks.
     pub page_size: usize,
     next_seq: u64,
@@ -89,6 +91,7 @@ impl Emulator {
             events: Vec::new(),
             faults: VecDeque::new(),
             requests: Vec::new(),
+            started: 0,
             page_size,
             next_seq: 0,
             prefix: EMULATORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -238,6 +241,7 @@ async fn handle(
 ) -> Response {
     let (fault, vendor, token) = {
         let mut s = state.lock().expect("lock");
+        s.started += 1;
         (s.faults.pop_front(), s.vendor, s.token.clone())
     };
     let log = |status: u16| {
