@@ -435,8 +435,16 @@ impl Scheduler {
                 Some((ctx.status.clone(), r))
             }
             Err(e) => {
+                // e.g. credentials that no longer open: an error state with backoff, like a
+                // failed cycle, rather than a complaint on every fire
                 tracing::error!(integration = %id, error = %e, "cannot start a poll cycle");
-                None
+                let status = self
+                    .inner
+                    .slots
+                    .lock()
+                    .ok()
+                    .and_then(|slots| slots.get(&id).map(|s| s.status.clone()));
+                status.map(|s| (s, Err(CycleError::Config(e))))
             }
         };
         drop(permit);

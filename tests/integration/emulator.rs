@@ -63,6 +63,8 @@ pub struct EmuState {
     pub started: usize,
     /// Most records per page, whatever the client asks.
     pub page_size: usize,
+    /// Each page repeats the last record of the page before (a duplicate across pages).
+    pub repeat_across_pages: bool,
     next_seq: u64,
     /// Distinguishes this emulator's ids from another's in the same process.
     prefix: u64,
@@ -93,6 +95,7 @@ impl Emulator {
             requests: Vec::new(),
             started: 0,
             page_size,
+            repeat_across_pages: false,
             next_seq: 0,
             prefix: EMULATORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }));
@@ -362,7 +365,14 @@ fn github_page(
     let offset: usize = q
         .get("after")
         .and_then(|a| a.strip_prefix('o'))
-        .and_then(|a| a.parse().ok())
+        .and_then(|a| a.parse::<usize>().ok())
+        .map(|o| {
+            if s.repeat_across_pages {
+                o.saturating_sub(1)
+            } else {
+                o
+            }
+        })
         .unwrap_or(0);
     let n = page_size(s, q, "per_page");
     let page: Vec<Value> = matching
@@ -392,7 +402,14 @@ fn okta_page(s: &EmuState, q: &HashMap<String, String>, base: &str) -> (Value, O
     let after: u64 = q
         .get("after")
         .and_then(|a| a.strip_prefix('s'))
-        .and_then(|a| a.parse().ok())
+        .and_then(|a| a.parse::<u64>().ok())
+        .map(|a| {
+            if s.repeat_across_pages {
+                a.saturating_sub(1)
+            } else {
+                a
+            }
+        })
         .unwrap_or(0);
     let n = page_size(s, q, "limit");
     // polling mode: persistence (insertion) order, so late events still come after `after`
@@ -429,7 +446,14 @@ fn slack_page(s: &EmuState, q: &HashMap<String, String>) -> (Value, Option<Strin
     let offset: usize = q
         .get("cursor")
         .and_then(|c| c.strip_prefix('c'))
-        .and_then(|c| c.parse().ok())
+        .and_then(|c| c.parse::<usize>().ok())
+        .map(|o| {
+            if s.repeat_across_pages {
+                o.saturating_sub(1)
+            } else {
+                o
+            }
+        })
         .unwrap_or(0);
     let n = page_size(s, q, "limit");
     let page: Vec<Value> = matching
