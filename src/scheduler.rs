@@ -410,6 +410,7 @@ impl Scheduler {
                 metrics: self.inner.metrics.clone(),
                 stop,
                 status,
+                integrations: Some(self.inner.integrations.clone()),
             },
             record,
         ))

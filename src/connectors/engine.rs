@@ -155,6 +155,8 @@ pub struct PollContext {
     pub metrics: Arc<Metrics>,
     pub stop: watch::Receiver<bool>,
     pub status: Arc<Mutex<Status>>,
+    /// Where the status is saved after each page (so progress survives a crash, roughly).
+    pub integrations: Option<super::integrations::Integrations>,
 }
 
 /// The HTTP client every connector uses: our User-Agent, no redirects (a redirect must not
@@ -756,6 +758,11 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
                 };
             }
         });
+        if let (Some(integrations), Ok(status)) = (&ctx.integrations, ctx.status.lock()) {
+            if let Err(e) = integrations.save_status(&id, &status) {
+                tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
+            }
+        }
         tracing::debug!(integration = %id, page = report.pages, records = page.records.len(), stored, duplicates = outcome.duplicates.len(), more = !walk_done, "page committed");
         if walk_done {
             report.caught_up = true;

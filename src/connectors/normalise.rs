@@ -74,6 +74,32 @@ pub fn page_records<'a>(
     })
 }
 
+/// The same JSON without insignificant whitespace: keys, their order, numbers and strings are
+/// kept byte for byte, so the raw payload stays the vendor's, yet fits on one NDJSON line.
+pub fn compact_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn clip(s: String) -> String {
     if s.len() <= MAX_STRING_LEN {
         return s;
@@ -243,7 +269,7 @@ pub fn normalise(
         }
     }
     let raw_box =
-        RawValue::from_string(raw.get().to_string()).map_err(|e| RecordError::Record {
+        RawValue::from_string(compact_json(raw.get())).map_err(|e| RecordError::Record {
             index,
             message: e.to_string(),
         })?;
@@ -272,6 +298,12 @@ pub fn normalise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compaction_keeps_strings_and_order() {
+        let pretty = "{\n  \"b\": \"x y\\\" z\",\n  \"a\": [1.50, 2]\n}";
+        assert_eq!(compact_json(pretty), "{\"b\":\"x y\\\" z\",\"a\":[1.50,2]}");
+    }
 
     #[test]
     fn globs() {

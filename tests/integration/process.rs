@@ -232,3 +232,55 @@ async fn sigterm_commits_the_page_in_hand() {
     assert!(served >= 2, "stopped too early to tell ({served} pages)");
     assert_eq!(stored, served * 5, "every served page of 5 is stored");
 }
+
+#[test]
+fn connectors_check_and_replay_commands() {
+    let out = Command::new(BIN)
+        .args(["connectors", "check"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["github", "okta", "slack"] {
+        assert!(
+            text.contains(&format!("ok: connectors/{name}.toml")),
+            "{text}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("okta.toml");
+    let good = include_str!("../../connectors/okta.toml");
+    std::fs::write(
+        &bad,
+        good.replace("overlap = \"PT5M\"", "overlap = \"PT5M\"\nwindow = 3"),
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["connectors", "check"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("okta.toml") && err.contains("cursor.window"),
+        "{err}"
+    );
+
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/github/audit-log/page.json"
+    );
+    let out = Command::new(BIN)
+        .args(["connectors", "replay", "github", fixture])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["event_type"], "team.add_member");
+    assert_eq!(lines[0]["action"], "grant");
+}
