@@ -121,7 +121,8 @@ struct Inner {
     wake: Notify,
     workers: Arc<Semaphore>,
     shutting_down: watch::Sender<bool>,
-    cycles_done: Notify,
+    /// The loop and the cycles, awaited on shutdown so that no task still holds the store.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The running scheduler; cheap to clone.
@@ -150,7 +151,7 @@ impl Scheduler {
                 slots: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 shutting_down,
-                cycles_done: Notify::new(),
+                tasks: Mutex::new(Vec::new()),
             }),
         };
         match integrations.list() {
@@ -162,8 +163,15 @@ impl Scheduler {
             Err(e) => tracing::error!(error = %e, "cannot load the integrations; none will poll"),
         }
         let s = scheduler.clone();
-        tokio::spawn(async move { s.run().await });
+        scheduler.track(tokio::spawn(async move { s.run().await }));
         scheduler
+    }
+
+    fn track(&self, handle: tokio::task::JoinHandle<()>) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(handle);
+        }
     }
 
     /// Adds an integration or takes its changed settings (after create and update).
@@ -287,24 +295,30 @@ impl Scheduler {
         }
         self.inner.wake.notify_one();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let running = self
+            .inner
+            .slots
+            .lock()
+            .map(|s| s.values().filter(|s| s.running).count())
+            .unwrap_or(0);
+        if running > 0 {
+            tracing::info!(running, "waiting for poll cycles to commit their page");
+        }
+        // the loop and every cycle task hold the store: wait until they are gone (a task
+        // spawned meanwhile is picked up by the next round)
         loop {
-            let notified = self.inner.cycles_done.notified();
-            let running = self
-                .inner
-                .slots
-                .lock()
-                .map(|s| s.values().filter(|s| s.running).count())
-                .unwrap_or(0);
-            if running == 0 {
+            let tasks: Vec<_> = match self.inner.tasks.lock() {
+                Ok(mut t) => t.drain(..).collect(),
+                Err(_) => Vec::new(),
+            };
+            if tasks.is_empty() {
                 return;
             }
-            tracing::info!(running, "waiting for poll cycles to commit their page");
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                tracing::warn!(
-                    running,
-                    "poll cycles still running at the end of the grace period"
-                );
-                return;
+            for t in tasks {
+                if tokio::time::timeout_at(deadline, t).await.is_err() {
+                    tracing::warn!("a poll cycle is still running at the end of the grace period");
+                    return;
+                }
             }
         }
     }
@@ -368,7 +382,7 @@ impl Scheduler {
         }
         for id in due {
             let s = self.clone();
-            tokio::spawn(async move { s.run_cycle(id).await });
+            self.track(tokio::spawn(async move { s.run_cycle(id).await }));
         }
     }
 
@@ -508,7 +522,6 @@ impl Scheduler {
                 tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
             }
         }
-        self.inner.cycles_done.notify_waiters();
         self.inner.wake.notify_one();
     }
 }
