@@ -92,6 +92,17 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
     let cursor = CursorState::decode(state.store.cursor(&r.id)?.as_deref());
     let connector = state.integrations.registry().get(&r.connector).ok();
     let now = now_micros();
+    // the next fires, so an admin sees what a cron expression means (idle backoff may skip some)
+    let next_polls: Vec<String> = connector
+        .as_ref()
+        .and_then(|c| crate::scheduler::parse_schedule(r.schedule_text(c)).ok())
+        .map(|s| {
+            s.upcoming(chrono::Utc)
+                .take(3)
+                .map(|t| format_micros(t.timestamp_micros()))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(json!({
         "id": r.id,
         "name": r.name,
@@ -100,6 +111,7 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "credentials": r.credential_names,
         "schedule": connector.as_ref().map(|c| r.schedule_text(c).to_string()).or(r.schedule.clone()),
         "backfill": r.backfill,
+        "next_polls": if r.paused { Vec::new() } else { next_polls },
         "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
         "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
         "paused": r.paused,

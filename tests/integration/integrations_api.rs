@@ -146,6 +146,15 @@ async fn config_is_validated_against_the_connector() {
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["schedule"], "0 0 9 * * 2");
+    // cron crate day-of-week 2 is Monday: the next polls say so
+    let next = v["next_polls"][0].as_str().expect("next polls");
+    let when = chrono::DateTime::parse_from_rfc3339(next).expect("rfc3339");
+    assert_eq!(
+        chrono::Datelike::weekday(&when),
+        chrono::Weekday::Mon,
+        "{v}"
+    );
+    assert!(next.contains("T09:00:00"), "{next}");
     hub.stop().await.expect("stops");
 }
 
