@@ -696,16 +696,19 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
         let page_min = events.iter().map(|e| e.time).min();
         let page_max = events.iter().map(|e| e.time).max();
         let page_empty = page.records.is_empty();
+        // a next link that names the page just fetched makes no progress: the walk ends here
+        // (a vendor that keeps answering the same last record must not spin a cycle forever)
+        let stalled = page.next.as_deref() == Some(url.as_str());
         let walk_done = match (spec.order, spec.kind) {
             (Order::Ascending, CursorKind::NextLink) => {
                 cursor.high_water = cursor.high_water.max(page_max);
                 // the vendor's link is the position: keep it even when the page is empty
                 cursor.next = page.next.clone();
-                page_empty || page.next.is_none()
+                page_empty || page.next.is_none() || stalled
             }
             (Order::Ascending, CursorKind::Time) => {
                 cursor.high_water = cursor.high_water.max(page_max);
-                let more = page.next.is_some() && !page_empty;
+                let more = page.next.is_some() && !page_empty && !stalled;
                 cursor.next = if more { page.next.clone() } else { None };
                 !more
             }
@@ -715,7 +718,7 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
                     (Some(floor), Some(min)) => min < floor,
                     _ => false,
                 };
-                let more = page.next.is_some() && !page_empty && !reached;
+                let more = page.next.is_some() && !page_empty && !reached && !stalled;
                 if more {
                     cursor.next = page.next.clone();
                 } else {

@@ -1,5 +1,6 @@
 //! The one integration-test binary: hub helpers, vendor emulators, and the suites
 
+mod conformance;
 mod emulator;
 mod helpers;
 mod integrations_api;
