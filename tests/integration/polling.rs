@@ -483,7 +483,12 @@ async fn duplicates_across_pages_and_events_arriving_mid_walk() {
     for (emu, id) in &running {
         let events = api.wait_for_events(id, 38, 20).await;
         assert_eq!(unique_source_ids(&events), emu.ids());
-        let v = api.integration(id).await;
+        // the cycle ends (a repeated last record must not keep it spinning)
+        let v = api
+            .wait_for(id, "cycle end", 10, |v| {
+                v["polling"] == false && v["state"] == "live"
+            })
+            .await;
         assert_eq!(v["events_ingested"], 38, "duplicates are not counted: {v}");
     }
     hub.stop().await.expect("stops");
