@@ -53,6 +53,7 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
     pub master_key: Option<String>,
+    pub poll_workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +63,8 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     cache_mb: Option<u64>,
+    /// Poll cycles running at once.
+    poll_workers: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,8 @@ pub enum ConfigError {
     Listen(String),
     #[error("max_body_bytes must be at least 1024")]
     MaxBody,
+    #[error("poll_workers must be between 1 and 256")]
+    PollWorkers,
 }
 
 impl Settings {
@@ -99,6 +104,13 @@ impl Settings {
         if max_body_bytes < 1024 {
             return Err(ConfigError::MaxBody);
         }
+        let poll_workers = o
+            .poll_workers
+            .or(file.poll_workers)
+            .unwrap_or(crate::connectors::engine::PollTuning::default().workers);
+        if !(1..=256).contains(&poll_workers) {
+            return Err(ConfigError::PollWorkers);
+        }
         Ok(Settings {
             listen,
             data_dir: o
@@ -109,7 +121,10 @@ impl Settings {
             max_body_bytes,
             cache_mb: o.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB),
             master_key: o.master_key.filter(|k| !k.is_empty()).map(Secret::new),
-            poll: Default::default(),
+            poll: crate::connectors::engine::PollTuning {
+                workers: poll_workers,
+                ..Default::default()
+            },
         })
     }
 

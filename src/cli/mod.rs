@@ -18,7 +18,7 @@ use crate::time::{format_micros, now_micros};
 #[derive(Parser, Debug)]
 #[command(name = "trailhub", version, about = "Self-hosted audit-log hub", long_about = None)]
 pub struct Cli {
-    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb)
+    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, poll_workers)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -70,6 +70,9 @@ struct ServeArgs {
     /// sled page cache, MiB [default: 128]
     #[arg(long, env = "TRAILHUB_CACHE_MB")]
     cache_mb: Option<u64>,
+    /// Poll cycles running at once [default: 4]
+    #[arg(long, env = "TRAILHUB_POLL_WORKERS")]
+    poll_workers: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -197,6 +200,7 @@ fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
         max_body_bytes: serve.max_body_bytes,
         cache_mb: serve.cache_mb,
         master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
+        poll_workers: serve.poll_workers,
     })?)
 }
 
