@@ -515,11 +515,15 @@ impl Integrations {
             changed.fields.push("config".into());
         }
         if let Some(c) = &patch.credentials {
-            let mut creds: BTreeMap<String, String> = self
-                .credentials(&record)?
-                .into_iter()
-                .map(|(k, v)| (k, v.expose().to_string()))
-                .collect();
+            let mut creds: BTreeMap<String, String> = match self.credentials(&record) {
+                Ok(current) => current
+                    .into_iter()
+                    .map(|(k, v)| (k, v.expose().to_string()))
+                    .collect(),
+                // sealed under another master key: the new set must be complete on its own
+                Err(IntegrationError::Sealed(_)) if self.key.is_some() => BTreeMap::new(),
+                Err(e) => return Err(e),
+            };
             merge("credentials", &mut creds, c)?;
             check_fields(
                 "credentials",

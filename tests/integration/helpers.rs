@@ -65,9 +65,15 @@ pub fn fast_tuning() -> PollTuning {
 }
 
 pub async fn spawn_hub(dir: &Path) -> RunningHub {
+    spawn_hub_with_key(dir, None).await
+}
+
+/// A hub whose master key comes from `TRAILHUB_MASTER_KEY` (as settings) rather than the file.
+pub async fn spawn_hub_with_key(dir: &Path, master_key: Option<&str>) -> RunningHub {
     init_logs();
     let mut settings = Settings::for_data_dir(dir);
     settings.admin_token = Some(Secret::new(ADMIN));
+    settings.master_key = master_key.map(Secret::new);
     settings.poll = fast_tuning();
     trailhub::server::start(settings).await.expect("hub starts")
 }

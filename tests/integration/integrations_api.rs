@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::emulator::{Emulator, Vendor};
-use crate::helpers::{captured_logs, spawn_hub, unique_source_ids, Api};
+use crate::helpers::{captured_logs, spawn_hub, spawn_hub_with_key, unique_source_ids, Api};
 
 async fn expect_400(api: &Api, body: Value, names: &str) {
     let (status, v) = api
@@ -272,4 +272,56 @@ async fn credentials_never_leak() {
         .find(|o| o.starts_with("/api/v1/events?integration=trailhub"))
         .expect("audit output");
     assert!(audit.contains("integration.credentials_rotate"), "{audit}");
+}
+
+/// Credentials sealed under one master key do not open under another: the integration shows an
+/// error (no crash, no hot loop), and setting the credentials again recovers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_master_key_means_error_until_credentials_are_set_again() {
+    let key_a = "a".repeat(64);
+    let key_b = "b".repeat(64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(Vendor::Slack, "tok-mk", 50).await;
+    emu.add_recent(3, 600);
+    let id = {
+        let hub = spawn_hub_with_key(dir.path(), Some(&key_a)).await;
+        let api = Api::new(&hub);
+        let created = api
+            .create_integration(json!({"name": "slack-mk", "connector": "slack",
+                "config": {"base_url": emu.url}, "credentials": {"token": "tok-mk"},
+                "schedule": "* * * * * *", "requests_per_minute": 6000}))
+            .await;
+        let id = created["id"].as_str().expect("id").to_string();
+        api.wait_for_events(&id, 3, 20).await;
+        hub.stop().await.expect("stops");
+        id
+    };
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "the env key is used, no file is made"
+    );
+    let hub = spawn_hub_with_key(dir.path(), Some(&key_b)).await;
+    let api = Api::new(&hub);
+    let v = api
+        .wait_for(&id, "error", 10, |v| v["state"] == "error")
+        .await;
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("do not open"),
+        "{v}"
+    );
+    emu.add_recent(2, 10);
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(json!({"credentials": {"token": "tok-mk"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let events = api.wait_for_events(&id, 5, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    hub.stop().await.expect("stops");
 }
