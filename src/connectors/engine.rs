@@ -36,6 +36,8 @@ const CURSOR_VERSION: u8 = 1;
 const MAX_RATE_LIMIT_WAITS: u32 = 20;
 /// A cycle stops after this many pages even if the vendor has more; the next fire continues.
 const MAX_PAGES_PER_CYCLE: u32 = 10_000;
+/// Largest page body accepted (a vendor page of 1,000 records is a few MiB).
+const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Body bytes quoted in an error message.
 const ERROR_BODY_QUOTE: usize = 200;
 
@@ -336,7 +338,8 @@ impl PollContext {
     fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
         if let Ok(secs) = v.parse::<f64>() {
-            return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+            // outside input: NaN, negative or absurd values must not panic
+            return Duration::try_from_secs_f64(secs).ok();
         }
         let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
         let delta = when.timestamp_micros() - now_micros();
@@ -373,9 +376,15 @@ impl PollContext {
         let remaining = Self::header_number(&headers, &spec.remaining_header);
         let reset_in = self.reset_in(&headers);
         self.gate.observe(remaining, reset_in);
-        let body = match response.text().await {
+        let body = match read_body(response).await {
             Ok(b) => b,
-            Err(e) => {
+            Err(BodyRead::TooLarge) => {
+                return Ok(Attempt::Fatal(CycleError::Upstream(format!(
+                    "a page is larger than {} MiB",
+                    MAX_PAGE_BYTES / (1024 * 1024)
+                ))))
+            }
+            Err(BodyRead::Failed(e)) => {
                 return Ok(Attempt::Transient(format!(
                     "reading the body failed: {}",
                     without_url(&e)
@@ -532,6 +541,32 @@ impl PollContext {
             f(&mut s);
         }
     }
+}
+
+enum BodyRead {
+    TooLarge,
+    Failed(reqwest::Error),
+}
+
+/// Reads a body up to `MAX_PAGE_BYTES`, as text (invalid UTF-8 replaced, as reqwest does).
+async fn read_body(mut response: reqwest::Response) -> Result<String, BodyRead> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_PAGE_BYTES as u64)
+    {
+        return Err(BodyRead::TooLarge);
+    }
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyRead::Failed)? {
+        if bytes.len() + chunk.len() > MAX_PAGE_BYTES {
+            return Err(BodyRead::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 fn quote(s: &str) -> String {
@@ -794,6 +829,22 @@ mod tests {
             "<https://x/a>; rel=\"self\"".parse().unwrap(),
         );
         assert_eq!(next_link(&h), None);
+    }
+
+    #[test]
+    fn retry_after_from_outside_never_panics() {
+        let h = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, v.parse().expect("header"));
+            PollContext::retry_after(&h)
+        };
+        assert_eq!(h("2"), Some(Duration::from_secs(2)));
+        assert_eq!(h("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(h("1e400"), None);
+        assert_eq!(h("-3"), None);
+        assert_eq!(h("NaN"), None);
+        assert_eq!(h("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(h("soon"), None);
     }
 
     #[test]

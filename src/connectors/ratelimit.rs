@@ -76,6 +76,7 @@ impl RateGate {
         let (Some(remaining), Some(reset_in)) = (remaining, reset_in) else {
             return;
         };
+        let reset_in = reset_in.min(MAX_PAUSE);
         if remaining == 0 {
             self.close_for(reset_in);
             return;
