@@ -194,10 +194,13 @@ impl Scheduler {
         };
         match slots.get_mut(&record.id) {
             Some(slot) => {
-                slot.gate = Arc::new(RateGate::new(
-                    &connector.rate_limit,
-                    record.requests_per_minute,
-                ));
+                // keep the gate (and any wait a vendor imposed) unless the pace changed
+                if slot.record.requests_per_minute != record.requests_per_minute {
+                    slot.gate = Arc::new(RateGate::new(
+                        &connector.rate_limit,
+                        record.requests_per_minute,
+                    ));
+                }
                 slot.record = Arc::new(record);
                 slot.schedule = schedule;
                 slot.next_fire = next_fire;

@@ -202,6 +202,8 @@ struct RawRecords {
     error_message: Option<String>,
     #[serde(default)]
     credential_errors: Vec<String>,
+    #[serde(default)]
+    cursor_errors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +356,8 @@ pub struct RecordsSpec {
     pub error_message: Option<JsonPath>,
     /// Vendor error codes (at `error_message`) that mean the credentials were refused.
     pub credential_errors: Vec<String>,
+    /// Vendor error codes that mean a saved page cursor is no longer accepted.
+    pub cursor_errors: Vec<String>,
 }
 
 /// A literal, or the value at a path: mapped through `table`, else taken as is when it is
@@ -826,7 +830,14 @@ impl Validator<'_> {
                 .map(|p| self.path("records.error_message", p))
                 .transpose()?,
             credential_errors: raw.records.credential_errors,
+            cursor_errors: raw.records.cursor_errors,
         };
+        if !records.cursor_errors.is_empty() && records.error_message.is_none() {
+            return Err(self.err(
+                "records.cursor_errors",
+                "needs `error_flag` and `error_message` to find the vendor's error code",
+            ));
+        }
         if !records.credential_errors.is_empty() && records.error_message.is_none() {
             return Err(self.err(
                 "records.credential_errors",

@@ -449,6 +449,11 @@ impl PollContext {
                     quote(&m)
                 ))))
             }
+            Err(RecordError::Vendor(m))
+                if from_saved_link && self.connector.records.cursor_errors.contains(&m) =>
+            {
+                return Ok(Attempt::LinkRefused(status.as_u16()))
+            }
             Err(RecordError::Vendor(m)) => {
                 return Ok(Attempt::Fatal(CycleError::Upstream(format!(
                     "vendor reported an error: {}",

@@ -34,6 +34,8 @@ pub enum Fault {
     Slow(Duration),
     /// Cut the normal body in half.
     Truncated,
+    /// Answer 200 with this body (e.g. Slack's `{"ok": false, "error": ...}`).
+    Body(Value),
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +291,10 @@ async fn handle(
                 .into_response();
         }
         Some(Fault::Slow(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::Body(body)) => {
+            log(200);
+            return (StatusCode::OK, out_headers, body.to_string()).into_response();
+        }
         _ => {}
     }
     let expected = match vendor {

@@ -535,3 +535,39 @@ async fn refused_saved_link_restarts_from_time_with_overlap() {
     .await;
     hub.stop().await.expect("stops");
 }
+
+/// Slack refuses a saved cursor (`invalid_cursor`) after a restart in the middle of a walk: the
+/// walk restarts from the time cursor, nothing is missed or stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_invalid_cursor_restarts_the_walk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(Vendor::Slack, "tok", 4).await;
+    emu.add_recent(40, 86_400);
+    for _ in 0..5 {
+        emu.fault(Fault::Slow(Duration::from_millis(200)));
+    }
+    let id = {
+        let hub = spawn_hub(dir.path()).await;
+        let api = Api::new(&hub);
+        let created = api
+            .create_integration(integration_body("slack-cursor", Vendor::Slack, &emu, "tok"))
+            .await;
+        let id = created["id"].as_str().expect("id").to_string();
+        api.wait_for_events(&id, 4, 20).await;
+        let v = api.integration(&id).await;
+        hub.stop().await.expect("stops");
+        assert!(v["cursor"]["next"].is_string(), "stopped mid-walk: {v}");
+        id
+    };
+    emu.state.lock().expect("lock").faults.clear();
+    emu.fault(Fault::Body(json!({"ok": false, "error": "invalid_cursor"})));
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let events = api.wait_for_events(&id, 40, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let v = api
+        .wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    assert_eq!(v["last_error"], Value::Null);
+    hub.stop().await.expect("stops");
+}
