@@ -220,6 +220,8 @@ struct RawMap {
     actor: RawActor,
     #[serde(default)]
     targets: Vec<RawTarget>,
+    #[serde(default)]
+    changes: Vec<RawChanges>,
     outcome: RawOutcome,
     #[serde(default)]
     classify: Vec<RawRule>,
@@ -277,6 +279,14 @@ struct RawTarget {
     kind: RawLookup,
     id: PathList,
     name: Option<PathList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChanges {
+    each: Option<String>,
+    old: String,
+    new: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,6 +407,16 @@ pub struct TargetSpec {
     pub name: Option<PathList>,
 }
 
+/// An object diff: each key of the objects at `old` and `new` whose values differ becomes a
+/// change `{field: key, old, new}` (absent = null).
+#[derive(Debug, Clone)]
+pub struct ChangesSpec {
+    /// Diff inside every element of this array (paths below are relative to the element).
+    pub each: Option<JsonPath>,
+    pub old: JsonPath,
+    pub new: JsonPath,
+}
+
 #[derive(Debug, Clone)]
 pub struct OutcomeSpec {
     pub path: Option<PathList>,
@@ -428,6 +448,7 @@ pub struct Mapping {
     pub default_action: Action,
     pub actor: ActorSpec,
     pub targets: Vec<TargetSpec>,
+    pub changes: Vec<ChangesSpec>,
     pub outcome: OutcomeSpec,
     pub rules: Vec<Rule>,
 }
@@ -915,6 +936,19 @@ impl Validator<'_> {
                 name: self.opt_paths(&format!("{k}.name"), t.name)?,
             });
         }
+        let mut changes = Vec::new();
+        for (i, c) in m.changes.into_iter().enumerate() {
+            let k = format!("map.changes[{i}]");
+            changes.push(ChangesSpec {
+                each: c
+                    .each
+                    .as_deref()
+                    .map(|p| self.path(&format!("{k}.each"), p))
+                    .transpose()?,
+                old: self.path(&format!("{k}.old"), &c.old)?,
+                new: self.path(&format!("{k}.new"), &c.new)?,
+            });
+        }
         let mut rules = Vec::new();
         for (i, r) in m.classify.into_iter().enumerate() {
             if r.patterns.is_empty() || r.patterns.iter().any(|p| p.is_empty()) {
@@ -953,6 +987,7 @@ impl Validator<'_> {
             default_action: m.default_action,
             actor,
             targets,
+            changes,
             outcome: OutcomeSpec {
                 path: self.opt_paths("map.outcome.path", m.outcome.path)?,
                 success: m.outcome.success,

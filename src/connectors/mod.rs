@@ -255,6 +255,37 @@ mod tests {
     }
 
     #[test]
+    fn okta_change_details_become_changes() {
+        let events = replay_fixture("okta", "okta/logs/target_change_details.json");
+        let changes: Vec<(&str, String, String)> = events[0]
+            .changes
+            .iter()
+            .map(|c| (c.field.as_str(), c.old.to_string(), c.new.to_string()))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (
+                    "message",
+                    "null".to_string(),
+                    "\"You must a use VPN to connect to this application\"".to_string()
+                ),
+                (
+                    "vpnLocationOptions",
+                    "\"DISABLED\"".to_string(),
+                    "\"ZONE\"".to_string()
+                ),
+                (
+                    "vpnSettingsZones",
+                    "{\"exclude\":null,\"include\":null}".to_string(),
+                    "{\"exclude\":null,\"include\":[\"ALL_ZONES\"]}".to_string()
+                ),
+            ]
+        );
+        assert_eq!(events[0].targets[0].kind, "AppInstance");
+    }
+
+    #[test]
     fn slack_fixtures_normalise() {
         use crate::schema::{Action, Category};
         let events = replay_fixture("slack", "slack/logs/page.json");

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::definition::{Lookup, Mapping, RecordsSpec, Rule, TimeFormat};
 use super::path::PathList;
 use crate::schema::{
-    content_hash, Actor, Event, IntegrationRef, Location, Outcome, Target, MAX_STRING_LEN,
+    content_hash, Actor, Change, Event, IntegrationRef, Location, Outcome, Target, MAX_STRING_LEN,
 };
 use crate::time::Micros;
 
@@ -98,6 +98,30 @@ pub fn compact_json(json: &str) -> String {
         }
     }
     out
+}
+
+/// Most changes taken from one record.
+const MAX_CHANGES: usize = 256;
+
+/// Adds a change for each key whose value differs between the two objects.
+fn diff_objects(old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Change>) {
+    let empty = serde_json::Map::new();
+    let old_map = old.and_then(Value::as_object).unwrap_or(&empty);
+    let new_map = new.and_then(Value::as_object).unwrap_or(&empty);
+    let mut keys: Vec<&String> = old_map.keys().chain(new_map.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let before = old_map.get(key).cloned().unwrap_or(Value::Null);
+        let after = new_map.get(key).cloned().unwrap_or(Value::Null);
+        if before != after && out.len() < MAX_CHANGES {
+            out.push(Change {
+                field: clip(key.clone()),
+                old: before,
+                new: after,
+            });
+        }
+    }
 }
 
 fn clip(s: String) -> String {
@@ -268,6 +292,20 @@ pub fn normalise(
             });
         }
     }
+    let mut changes = Vec::new();
+    for spec in &map.changes {
+        let elements: Vec<&Value> = match &spec.each {
+            None => vec![&record],
+            Some(path) => match path.get(&record) {
+                Some(Value::Array(items)) => items.iter().collect(),
+                Some(v @ Value::Object(_)) => vec![v],
+                _ => Vec::new(),
+            },
+        };
+        for element in elements {
+            diff_objects(spec.old.get(element), spec.new.get(element), &mut changes);
+        }
+    }
     let raw_box =
         RawValue::from_string(compact_json(raw.get())).map_err(|e| RecordError::Record {
             index,
@@ -285,7 +323,7 @@ pub fn normalise(
         outcome,
         actor,
         targets,
-        changes: Vec::new(),
+        changes,
         session_id: text(&map.session_id, &record),
         description: text(&map.description, &record),
         severity: rule
