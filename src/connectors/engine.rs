@@ -734,7 +734,14 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
             }
         }
         let page_min = events.iter().map(|e| e.time).min();
-        let page_max = events.iter().map(|e| e.time).max();
+        // a record stamped in the future must not carry the high-water mark past events still
+        // to come (newest-first walks would then stop early): the cursor takes at most now;
+        // the overlap covers ordinary clock skew
+        let page_max = events
+            .iter()
+            .map(|e| e.time)
+            .max()
+            .map(|t| t.min(now_micros()));
         let page_empty = page.records.is_empty();
         // a next link that names the page just fetched makes no progress: the walk ends here
         // (a vendor that keeps answering the same last record must not spin a cycle forever)

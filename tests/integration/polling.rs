@@ -571,3 +571,27 @@ async fn slack_invalid_cursor_restarts_the_walk() {
     assert_eq!(v["last_error"], Value::Null);
     hub.stop().await.expect("stops");
 }
+
+/// A record stamped ten years ahead must not carry the high-water mark into the future, or
+/// later newest-first walks would stop after their first page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_timestamp_does_not_stall_the_cursor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let emu = Emulator::start(Vendor::Github, "tok", 4).await;
+    emu.add_recent(10, 3600);
+    let now = chrono::Utc::now().timestamp_micros();
+    emu.add_events(&[now + 10 * 365 * 86_400_000_000]);
+    let created = api
+        .create_integration(integration_body("gh-future", Vendor::Github, &emu, "tok"))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    api.wait_for_events(&id, 11, 20).await;
+    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    emu.add_recent(12, 10);
+    let events = api.wait_for_events(&id, 23, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    hub.stop().await.expect("stops");
+}
