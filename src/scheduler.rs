@@ -14,9 +14,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify, Semaphore};
 
+use crate::connectors::definition::LimitScope;
 use crate::connectors::engine::{self, CycleError, PollContext, PollTuning};
 use crate::connectors::integrations::{IntegrationRecord, Integrations, Status};
 use crate::connectors::ratelimit::RateGate;
+use crate::connectors::Connector;
 use crate::metrics::{IntegrationLabels, Metrics};
 use crate::store::Store;
 use crate::time::now_micros;
@@ -118,6 +120,8 @@ struct Inner {
     http: reqwest::Client,
     tuning: PollTuning,
     slots: Mutex<HashMap<String, Slot>>,
+    /// Rate gates by owner: an integration, or a connector's vendor host (see `gate_for`).
+    gates: Mutex<HashMap<String, Arc<RateGate>>>,
     wake: Notify,
     workers: Arc<Semaphore>,
     shutting_down: watch::Sender<bool>,
@@ -149,6 +153,7 @@ impl Scheduler {
                 workers: Arc::new(Semaphore::new(tuning.workers.max(1))),
                 tuning,
                 slots: Mutex::new(HashMap::new()),
+                gates: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 shutting_down,
                 tasks: Mutex::new(Vec::new()),
@@ -189,18 +194,14 @@ impl Scheduler {
         };
         let now = Utc::now();
         let next_fire = schedule.after(&now).next().unwrap_or(now);
+        let gate = self.gate_for(&connector, &record);
         let Ok(mut slots) = self.inner.slots.lock() else {
             return;
         };
         match slots.get_mut(&record.id) {
             Some(slot) => {
-                // keep the gate (and any wait a vendor imposed) unless the pace changed
-                if slot.record.requests_per_minute != record.requests_per_minute {
-                    slot.gate = Arc::new(RateGate::new(
-                        &connector.rate_limit,
-                        record.requests_per_minute,
-                    ));
-                }
+                // the same gate (and any wait a vendor imposed) unless its key changed
+                slot.gate = gate;
                 slot.record = Arc::new(record);
                 slot.schedule = schedule;
                 slot.next_fire = next_fire;
@@ -220,10 +221,7 @@ impl Scheduler {
                 slots.insert(
                     record.id.clone(),
                     Slot {
-                        gate: Arc::new(RateGate::new(
-                            &connector.rate_limit,
-                            record.requests_per_minute,
-                        )),
+                        gate,
                         record: Arc::new(record),
                         schedule,
                         next_fire,
@@ -245,8 +243,46 @@ impl Scheduler {
         self.inner.wake.notify_one();
     }
 
+    /// The rate gate an integration waits at: its own, or the one every integration of the
+    /// same connector and vendor host shares (`rate_limit.scope = "host"`: the vendor counts
+    /// the budget per org host). A different pace override gets a gate of its own.
+    fn gate_for(&self, connector: &Connector, record: &IntegrationRecord) -> Arc<RateGate> {
+        let owner = match connector.rate_limit.scope {
+            LimitScope::Integration => format!("integration {}", record.id),
+            LimitScope::Host => {
+                let config = record.effective_config(connector);
+                let host = config
+                    .get("base_url")
+                    .and_then(|u| reqwest::Url::parse(u).ok())
+                    .map(|u| u.origin().ascii_serialization())
+                    .unwrap_or_default();
+                format!("host {} {host}", connector.name)
+            }
+        };
+        let key = format!("{owner} {:?}", record.requests_per_minute);
+        let Ok(mut gates) = self.inner.gates.lock() else {
+            return Arc::new(RateGate::new(
+                &connector.rate_limit,
+                record.requests_per_minute,
+            ));
+        };
+        gates
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(RateGate::new(
+                    &connector.rate_limit,
+                    record.requests_per_minute,
+                ))
+            })
+            .clone()
+    }
+
     /// Stops collecting for a deleted integration; a running cycle finishes its page.
     pub fn remove(&self, id: &str) {
+        if let Ok(mut gates) = self.inner.gates.lock() {
+            let own = format!("integration {id} ");
+            gates.retain(|k, _| !k.starts_with(&own));
+        }
         if let Ok(mut slots) = self.inner.slots.lock() {
             if let Some(slot) = slots.remove(id) {
                 let _ = slot.stop.send(true);

@@ -179,6 +179,23 @@ struct RawRateLimit {
     #[serde(default)]
     body_markers: Vec<String>,
     default_wait: String,
+    #[serde(default = "default_scope")]
+    scope: LimitScope,
+}
+
+fn default_scope() -> LimitScope {
+    LimitScope::Integration
+}
+
+/// Who shares a rate budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    /// Each integration has its own (budgets counted per token).
+    Integration,
+    /// Integrations of one connector on one vendor host share one (budgets counted per org
+    /// host, as Okta's).
+    Host,
 }
 
 fn default_reset_format() -> ResetFormat {
@@ -355,6 +372,7 @@ pub struct RateLimitSpec {
     pub body_markers: Vec<String>,
     /// Wait on a rate limit that names no time.
     pub default_wait: Micros,
+    pub scope: LimitScope,
 }
 
 #[derive(Debug, Clone)]
@@ -827,6 +845,7 @@ impl Validator<'_> {
                 .map(|m| m.to_lowercase())
                 .collect(),
             default_wait: self.duration("rate_limit.default_wait", &raw.rate_limit.default_wait)?,
+            scope: raw.rate_limit.scope,
         };
         let records = RecordsSpec {
             path: if raw.records.path.is_empty() {

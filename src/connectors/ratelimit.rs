@@ -115,6 +115,7 @@ mod tests {
             reset_format: super::super::definition::ResetFormat::EpochSeconds,
             body_markers: Vec::new(),
             default_wait: 0,
+            scope: super::super::definition::LimitScope::Integration,
         }
     }
 

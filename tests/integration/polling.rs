@@ -595,3 +595,33 @@ async fn a_future_timestamp_does_not_stall_the_cursor() {
     assert_eq!(unique_source_ids(&events), emu.ids());
     hub.stop().await.expect("stops");
 }
+
+/// Okta counts its budget per org: two integrations on one Okta host share one gate, so a
+/// spent budget seen by one holds back the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_on_one_okta_org_share_the_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let emu = Emulator::start(Vendor::Okta, "tok", 50).await;
+    emu.add_recent(3, 600);
+    emu.fault(Fault::BudgetSpent(2));
+    let a = api
+        .create_integration(integration_body("okta-a", Vendor::Okta, &emu, "tok"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = api
+        .create_integration(integration_body("okta-b", Vendor::Okta, &emu, "tok"))
+        .await;
+    for v in [a, b] {
+        let id = v["id"].as_str().expect("id");
+        api.wait_for_events(id, 3, 20).await;
+    }
+    let reqs = emu.requests();
+    let gap = reqs[1].at.duration_since(reqs[0].at);
+    assert!(
+        gap >= Duration::from_millis(1000),
+        "the second integration did not wait: {gap:?}"
+    );
+    hub.stop().await.expect("stops");
+}
