@@ -157,6 +157,8 @@ async fn create(
         "{\"name\", \"connector\", \"config\": {...}, \"credentials\": {...}, \"schedule\"?, \"backfill\"?}",
     )?;
     let record = state.integrations.create(req)?;
+    // stored means scheduled, whatever becomes of the audit record below
+    state.scheduler.upsert(record.clone());
     audit::record(
         &state.store,
         &who,
@@ -173,7 +175,6 @@ async fn create(
         },
     )
     .await?;
-    state.scheduler.upsert(record.clone());
     tracing::info!(integration = %record.id, connector = %record.connector, "integration added");
     Ok((
         StatusCode::CREATED,
@@ -217,6 +218,7 @@ async fn update(
         "an object with any of name, config, credentials, schedule, backfill, idle_backoff, paused",
     )?;
     let (record, changed) = state.integrations.update(&id, patch)?;
+    state.scheduler.upsert(record.clone());
     let (event_type, action, category) = if changed.credentials_rotated {
         (
             "integration.credentials_rotate",
@@ -248,7 +250,6 @@ async fn update(
         },
     )
     .await?;
-    state.scheduler.upsert(record.clone());
     Ok(Json(integration_json(&state, &record)?))
 }
 
