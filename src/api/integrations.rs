@@ -110,7 +110,9 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "config": r.config,
         "credentials": r.credential_names,
         "schedule": connector.as_ref().map(|c| r.schedule_text(c).to_string()).or(r.schedule.clone()),
-        "backfill": r.backfill,
+        "backfill": r.backfill.clone().or(connector.as_ref().map(|c| c.default_backfill_text.clone())),
+        // the window actually used: clamped to the vendor's retention
+        "backfill_seconds": connector.as_ref().map(|c| r.backfill_micros(c) / crate::time::MICROS_PER_SEC),
         "next_polls": if r.paused { Vec::new() } else { next_polls },
         "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
         "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
