@@ -39,6 +39,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub cache_mb: u64,
     pub min_free_mb: u64,
+    /// Master key for sealing credentials (`TRAILHUB_MASTER_KEY`); else `<data_dir>/master.key`.
+    pub master_key: Option<Secret>,
+    /// Poll engine and scheduler knobs.
+    pub poll: crate::connectors::engine::PollTuning,
 }
 
 /// What flags and the environment said; `None` falls through to the file, then the default.
@@ -51,6 +55,8 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
     pub min_free_mb: Option<u64>,
+    pub master_key: Option<String>,
+    pub poll_workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +67,8 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     cache_mb: Option<u64>,
     min_free_mb: Option<u64>,
+    /// Poll cycles running at once.
+    poll_workers: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +84,8 @@ pub enum ConfigError {
     Listen(String),
     #[error("max_body_bytes must be at least 1024")]
     MaxBody,
+    #[error("poll_workers must be between 1 and 256")]
+    PollWorkers,
 }
 
 impl Settings {
@@ -98,6 +108,13 @@ impl Settings {
         if max_body_bytes < 1024 {
             return Err(ConfigError::MaxBody);
         }
+        let poll_workers = o
+            .poll_workers
+            .or(file.poll_workers)
+            .unwrap_or(crate::connectors::engine::PollTuning::default().workers);
+        if !(1..=256).contains(&poll_workers) {
+            return Err(ConfigError::PollWorkers);
+        }
         Ok(Settings {
             listen,
             data_dir: o
@@ -111,6 +128,11 @@ impl Settings {
                 .min_free_mb
                 .or(file.min_free_mb)
                 .unwrap_or(DEFAULT_MIN_FREE_MB),
+            master_key: o.master_key.filter(|k| !k.is_empty()).map(Secret::new),
+            poll: crate::connectors::engine::PollTuning {
+                workers: poll_workers,
+                ..Default::default()
+            },
         })
     }
 
@@ -123,6 +145,8 @@ impl Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cache_mb: DEFAULT_CACHE_MB,
             min_free_mb: DEFAULT_MIN_FREE_MB,
+            master_key: None,
+            poll: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -28,6 +29,12 @@ pub struct IntegrationLabels {
     pub integration: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub integration: String,
+    pub status: u16,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -35,6 +42,16 @@ pub struct Metrics {
     pub events_ingested: Family<IntegrationLabels, Counter>,
     pub events_duplicate: Family<IntegrationLabels, Counter>,
     pub lines_rejected: Family<IntegrationLabels, Counter>,
+    pub upstream_responses: Family<UpstreamLabels, Counter>,
+    pub rate_limit_waits: Family<IntegrationLabels, Counter>,
+    pub records_rejected: Family<IntegrationLabels, Counter>,
+    pub poll_duration: Family<IntegrationLabels, Histogram>,
+    pub poll_errors: Family<IntegrationLabels, Counter>,
+    pub lag_seconds: Family<IntegrationLabels, Gauge>,
+}
+
+fn poll_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
 }
 
 fn latency_histogram() -> Histogram {
@@ -82,8 +99,52 @@ impl Metrics {
             "Posted lines rejected by validation, by integration",
             lines_rejected.clone(),
         );
+        let upstream_responses = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "trailhub_upstream_responses",
+            "Vendor API responses, by integration and HTTP status",
+            upstream_responses.clone(),
+        );
+        let rate_limit_waits = Family::<IntegrationLabels, Counter>::default();
+        registry.register(
+            "trailhub_rate_limit_waits",
+            "Waits imposed by a vendor rate limit (429, 403 with a limit signal, 503 with Retry-After)",
+            rate_limit_waits.clone(),
+        );
+        let records_rejected = Family::<IntegrationLabels, Counter>::default();
+        registry.register(
+            "trailhub_records_rejected",
+            "Vendor records that could not be normalised (no readable time), by integration",
+            records_rejected.clone(),
+        );
+        let poll_duration = Family::<IntegrationLabels, Histogram>::new_with_constructor(
+            poll_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "trailhub_poll_duration_seconds",
+            "Duration of a poll cycle, by integration",
+            poll_duration.clone(),
+        );
+        let poll_errors = Family::<IntegrationLabels, Counter>::default();
+        registry.register(
+            "trailhub_poll_errors",
+            "Poll cycles that ended in error, by integration",
+            poll_errors.clone(),
+        );
+        let lag_seconds = Family::<IntegrationLabels, Gauge>::default();
+        registry.register(
+            "trailhub_integration_lag_seconds",
+            "Seconds since the integration last caught up with its vendor",
+            lag_seconds.clone(),
+        );
         Metrics {
             registry,
+            upstream_responses,
+            rate_limit_waits,
+            records_rejected,
+            poll_duration,
+            poll_errors,
+            lag_seconds,
             http_requests,
             http_duration,
             events_ingested,

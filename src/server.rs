@@ -10,7 +10,11 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::auth::{BootstrapError, Tokens};
 use crate::config::{Secret, Settings};
+use crate::connectors::integrations::Integrations;
+use crate::connectors::{DefinitionError, Registry};
 use crate::metrics::Metrics;
+use crate::scheduler::Scheduler;
+use crate::secrets::{MasterKey, SecretsError};
 use crate::store::{Store, StoreError, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,10 @@ pub enum ServeError {
     Bootstrap(#[from] BootstrapError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    MasterKey(#[from] SecretsError),
+    #[error("connector definition: {0}")]
+    Definition(#[from] DefinitionError),
     #[error("server failed: {0}")]
     Server(std::io::Error),
 }
@@ -33,6 +41,7 @@ pub struct RunningHub {
     pub store: Store,
     /// The admin token minted on first start, if this start minted one.
     pub minted_admin_token: Option<Secret>,
+    pub scheduler: Scheduler,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -58,14 +67,34 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The integrations of a data dir, with the master key that opens their credentials.
+pub fn open_integrations(settings: &Settings, store: &Store) -> Result<Integrations, ServeError> {
+    let key = MasterKey::load(settings.master_key.as_ref(), &settings.data_dir)?;
+    Ok(Integrations::new(
+        store.integrations_tree().clone(),
+        key,
+        Registry::builtin()?,
+    ))
+}
+
 pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     let store = open_store(&settings)?;
     let tokens = Tokens::new(store.tokens_tree().clone(), settings.admin_token.as_ref());
     let minted_admin_token = tokens.bootstrap(&settings.admin_token_path())?;
+    let integrations = open_integrations(&settings, &store)?;
+    let metrics = Arc::new(Metrics::new());
+    let scheduler = Scheduler::start(
+        store.clone(),
+        integrations.clone(),
+        metrics.clone(),
+        settings.poll.clone(),
+    );
     let state = AppState {
         store: store.clone(),
         tokens,
-        metrics: Arc::new(Metrics::new()),
+        integrations,
+        scheduler: scheduler.clone(),
+        metrics,
         max_body_bytes: settings.max_body_bytes,
         started: Instant::now(),
     };
@@ -76,6 +105,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task_store = store.clone();
+    let task_scheduler = scheduler.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -83,6 +113,8 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
             })
             .await
             .map_err(ServeError::Server);
+        // the scheduler's cycles finish the page in hand and commit before the store closes
+        task_scheduler.shutdown().await;
         let closed = task_store.shutdown();
         tracing::info!("hub stopped");
         served?;
@@ -93,6 +125,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         addr,
         store,
         minted_admin_token,
+        scheduler,
         stop: Some(stop),
         task,
     })

@@ -3,6 +3,7 @@
 
 mod error;
 mod events;
+mod integrations;
 mod system;
 mod tokens;
 
@@ -25,6 +26,8 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub tokens: Tokens,
+    pub integrations: crate::connectors::integrations::Integrations,
+    pub scheduler: crate::scheduler::Scheduler,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub started: Instant,
@@ -36,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(tokens::routes())
         .merge(crate::console::routes())
+        .merge(integrations::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default) and the admin/query commands, which run on the same
 //! code paths as the API — against the data dir directly, or against the running hub that holds it
 
+mod integrations;
 mod remote;
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use crate::time::{format_micros, now_micros};
 #[derive(Parser, Debug)]
 #[command(name = "trailhub", version, about = "Self-hosted audit-log hub", long_about = None)]
 pub struct Cli {
-    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb)
+    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -47,6 +48,16 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Manage integrations (the vendor APIs the hub polls)
+    Integrations {
+        #[command(subcommand)]
+        command: integrations::IntegrationsCommand,
+    },
+    /// Inspect, check and replay connector definitions
+    Connectors {
+        #[command(subcommand)]
+        command: integrations::ConnectorsCommand,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -68,6 +79,9 @@ struct ServeArgs {
     /// Refuse writes (507) while the data dir's disk has less free space, MiB [default: 256]
     #[arg(long, global = true, env = "TRAILHUB_MIN_FREE_MB")]
     min_free_mb: Option<u64>,
+    /// Poll cycles running at once [default: 4]
+    #[arg(long, global = true, env = "TRAILHUB_POLL_WORKERS")]
+    poll_workers: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -190,6 +204,8 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         max_body_bytes: serve.max_body_bytes,
         cache_mb: serve.cache_mb,
         min_free_mb: serve.min_free_mb,
+        master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
+        poll_workers: serve.poll_workers,
     })?)
 }
 
@@ -200,6 +216,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Ingest(args)) => ingest(&settings(&cli)?, args).await,
         Some(Command::Verify(args)) => verify(&settings(&cli)?, args).await,
         Some(Command::Tokens { command }) => tokens(&settings(&cli)?, command).await,
+        Some(Command::Integrations { command }) => {
+            integrations::integrations(&settings(&cli)?, command).await
+        }
+        Some(Command::Connectors { command }) => integrations::connectors(command),
     }
 }
 

@@ -75,6 +75,22 @@ impl Client {
         Self::read(response).await
     }
 
+    /// DELETE; success answers carry no body.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .delete(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Self::read(response).await.map(|_| ())
+    }
+
     pub async fn post_json(
         &self,
         path: &str,

@@ -14,6 +14,7 @@ pub const TREE_LOG: &str = "log";
 pub const TREE_INDEX: &str = "index";
 pub const TREE_TOKENS: &str = "tokens";
 pub const TREE_SETTINGS: &str = "settings";
+pub const TREE_INTEGRATIONS: &str = "integrations";
 
 /// Record kinds: `E`, `D`, `C`, `M` in `log`; `T`, `I`, `R`, `M` in `index`.
 pub const EVENT: u8 = b'E';

@@ -159,6 +159,7 @@ struct Inner {
     index: sled::Tree,
     tokens: sled::Tree,
     settings: sled::Tree,
+    integrations: sled::Tree,
     jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<StoreStats>,
@@ -176,6 +177,7 @@ impl Store {
         let index = db.open_tree(keys::TREE_INDEX)?;
         let tokens = db.open_tree(keys::TREE_TOKENS)?;
         let settings = db.open_tree(keys::TREE_SETTINGS)?;
+        let integrations = db.open_tree(keys::TREE_INTEGRATIONS)?;
         let head = read_head(&log)?;
         writer::reindex_tail(&log, &index, head)?;
         let stats = Arc::new(StoreStats::default());
@@ -219,6 +221,7 @@ impl Store {
                 index,
                 tokens,
                 settings,
+                integrations,
                 jobs: Mutex::new(Some(job_tx)),
                 threads: Mutex::new(vec![writer, indexer, flusher]),
                 stats,
@@ -246,6 +249,11 @@ impl Store {
 
     pub fn settings_tree(&self) -> &sled::Tree {
         &self.inner.settings
+    }
+
+    /// Integration records and status (see `connectors::integrations`).
+    pub fn integrations_tree(&self) -> &sled::Tree {
+        &self.inner.integrations
     }
 
     pub fn size_on_disk(&self) -> u64 {

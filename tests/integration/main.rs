@@ -1,9 +1,15 @@
 //! The one integration-test binary: every test starts a real hub on 127.0.0.1 with a temp data
-//! dir and drives it over HTTP
+//! dir and drives it over HTTP; vendors are emulated on loopback
 
 mod common;
+mod conformance;
 mod crash;
 mod disk_full;
+mod emulator;
 mod events;
+mod helpers;
+mod integrations_api;
 mod integrity;
+mod polling;
+mod process;
 mod schema;

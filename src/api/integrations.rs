@@ -1,0 +1,308 @@
+//! `GET /api/v1/connectors` and the integrations admin API: create, list, show, change, delete,
+//! poll now. Credentials go in and never come out; every change is an audit event
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState, Caller, ErrorCode};
+use crate::audit::{self, AdminAction};
+use crate::auth::Role;
+use crate::connectors::engine::CursorState;
+use crate::connectors::integrations::{
+    IntegrationError, IntegrationPatch, IntegrationRecord, NewIntegration,
+};
+use crate::connectors::Connector;
+use crate::schema::{Action, Category, Target};
+use crate::time::{format_micros, now_micros};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/connectors", get(connectors))
+        .route("/api/v1/integrations", get(list).post(create))
+        .route(
+            "/api/v1/integrations/{id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route("/api/v1/integrations/{id}/poll", post(poll))
+}
+
+impl From<IntegrationError> for ApiError {
+    fn from(e: IntegrationError) -> Self {
+        match e {
+            IntegrationError::Invalid { .. } => {
+                ApiError::new(ErrorCode::InvalidBody, e.to_string())
+            }
+            IntegrationError::NameTaken(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            IntegrationError::NotFound(_) => ApiError::not_found(e.to_string()),
+            IntegrationError::Sealed(_) => {
+                tracing::error!(error = %e, "credentials do not open");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the stored credentials do not open with this hub's master key; set them again",
+                )
+            }
+            IntegrationError::Store(s) => s.into(),
+        }
+    }
+}
+
+fn field_json(f: &crate::connectors::definition::FieldSpec) -> Value {
+    json!({
+        "name": f.name,
+        "required": f.required,
+        "description": f.description,
+        "default": f.default,
+    })
+}
+
+fn connector_json(c: &Connector) -> Value {
+    json!({
+        "name": c.name,
+        "title": c.title,
+        "config": c.config.iter().map(field_json).collect::<Vec<_>>(),
+        "credentials": c.credentials.iter().map(field_json).collect::<Vec<_>>(),
+        "webhook": false,
+        "default_schedule": c.default_schedule,
+        "retention_days": c.retention.map(|r| r / crate::time::DAY),
+    })
+}
+
+async fn connectors(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Viewer])?;
+    let list: Vec<Value> = state
+        .integrations
+        .registry()
+        .all()
+        .map(|c| connector_json(c))
+        .collect();
+    Ok(Json(json!({ "connectors": list })))
+}
+
+/// The integration object: settings, credential names (never values), status and cursor.
+fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, ApiError> {
+    let status = state.scheduler.status(&r.id);
+    let cursor = CursorState::decode(state.store.cursor(&r.id)?.as_deref());
+    let connector = state.integrations.registry().get(&r.connector).ok();
+    let now = now_micros();
+    // the next fires, so an admin sees what a cron expression means (idle backoff may skip some)
+    let next_polls: Vec<String> = connector
+        .as_ref()
+        .and_then(|c| crate::scheduler::parse_schedule(r.schedule_text(c)).ok())
+        .map(|s| {
+            s.upcoming(chrono::Utc)
+                .take(3)
+                .map(|t| format_micros(t.timestamp_micros()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(json!({
+        "id": r.id,
+        "name": r.name,
+        "connector": r.connector,
+        "config": r.config,
+        "credentials": r.credential_names,
+        "schedule": connector.as_ref().map(|c| r.schedule_text(c).to_string()).or(r.schedule.clone()),
+        "backfill": r.backfill.clone().or(connector.as_ref().map(|c| c.default_backfill_text.clone())),
+        // the window actually used: clamped to the vendor's retention
+        "backfill_seconds": connector.as_ref().map(|c| r.backfill_micros(c) / crate::time::MICROS_PER_SEC),
+        "next_polls": if r.paused { Vec::new() } else { next_polls },
+        "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
+        "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
+        "paused": r.paused,
+        "created_at": format_micros(r.created_at),
+        "updated_at": format_micros(r.updated_at),
+        "state": status.state(r.paused),
+        "polling": status.polling,
+        "cursor": cursor.summary(),
+        "last_poll_at": status.last_poll_at.map(format_micros),
+        "last_success_at": status.last_success_at.map(format_micros),
+        "last_error": status.last_error,
+        "events_ingested": status.events_ingested,
+        "lag_seconds": status.lag_seconds(now),
+        "backfill_progress": {
+            "from": status.backfill_from.map(format_micros),
+            "oldest_reached": status.backfill_oldest.map(format_micros),
+            "done": status.backfill_done,
+        },
+    }))
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("expected {expected}: {e}")))
+}
+
+fn target(r: &IntegrationRecord) -> Option<Target> {
+    Some(Target {
+        kind: "integration".into(),
+        id: r.id.clone(),
+        name: Some(r.name.clone()),
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = caller.require(&[])?.clone();
+    let req: NewIntegration = parse_body(
+        &body,
+        "{\"name\", \"connector\", \"config\": {...}, \"credentials\": {...}, \"schedule\"?, \"backfill\"?}",
+    )?;
+    let record = state.integrations.create(req)?;
+    // stored means scheduled, whatever becomes of the audit record below
+    state.scheduler.upsert(record.clone());
+    audit::record(
+        &state.store,
+        &who,
+        AdminAction {
+            event_type: "integration.create",
+            action: Action::Create,
+            category: Category::Configuration,
+            target: target(&record),
+            description: format!(
+                "integration {} ({}) added with connector {}",
+                record.id, record.name, record.connector
+            ),
+            details: json!({"connector": record.connector, "config": record.config, "credentials": record.credential_names}),
+        },
+    )
+    .await?;
+    tracing::info!(integration = %record.id, connector = %record.connector, "integration added");
+    Ok((
+        StatusCode::CREATED,
+        Json(integration_json(&state, &record)?),
+    ))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Viewer])?;
+    let list = state
+        .integrations
+        .list()?
+        .iter()
+        .map(|r| integration_json(&state, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "integrations": list })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Viewer])?;
+    let record = state.integrations.get(&id)?;
+    Ok(Json(integration_json(&state, &record)?))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = caller.require(&[])?.clone();
+    let patch: IntegrationPatch = parse_body(
+        &body,
+        "an object with any of name, config, credentials, schedule, backfill, idle_backoff, paused",
+    )?;
+    let (record, changed) = state.integrations.update(&id, patch)?;
+    state.scheduler.upsert(record.clone());
+    let (event_type, action, category) = if changed.credentials_rotated {
+        (
+            "integration.credentials_rotate",
+            Action::Update,
+            Category::Authorization,
+        )
+    } else {
+        (
+            "integration.update",
+            Action::Update,
+            Category::Configuration,
+        )
+    };
+    audit::record(
+        &state.store,
+        &who,
+        AdminAction {
+            event_type,
+            action,
+            category,
+            target: target(&record),
+            description: format!(
+                "integration {} ({}) changed: {}",
+                record.id,
+                record.name,
+                changed.fields.join(", ")
+            ),
+            details: json!({"changed": changed.fields}),
+        },
+    )
+    .await?;
+    Ok(Json(integration_json(&state, &record)?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = caller.require(&[])?.clone();
+    let record = state.integrations.delete(&id)?;
+    state.scheduler.remove(&id);
+    audit::record(
+        &state.store,
+        &who,
+        AdminAction {
+            event_type: "integration.delete",
+            action: Action::Delete,
+            category: Category::Configuration,
+            target: target(&record),
+            description: format!(
+                "integration {} ({}) removed; its events are kept",
+                record.id, record.name
+            ),
+            details: json!({"connector": record.connector}),
+        },
+    )
+    .await?;
+    tracing::info!(integration = %id, "integration removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[])?;
+    let record = state.integrations.get(&id)?;
+    if record.paused {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the integration is paused; PATCH {\"paused\": false} first",
+        ));
+    }
+    if !state.scheduler.poll_now(&id) {
+        return Err(ApiError::not_found(format!(
+            "integration {id} is not scheduled"
+        )));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "poll": "requested"})),
+    ))
+}

@@ -1,0 +1,1076 @@
+//! Connector definition files (`connectors/<vendor>.toml`): parsed strictly with serde, then
+//! validated into the closed types the engine interprets, with errors naming file and key
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::path::{JsonPath, PathList};
+use super::template::{Template, TemplateScope};
+use crate::schema::{Action, ActorType, Category, Outcome, Severity};
+use crate::time::Micros;
+
+/// Why a definition file was refused; `key` is the dotted TOML key at fault.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}: `{key}`: {message}")]
+pub struct DefinitionError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written: every table denies unknown keys, every closed choice is an enum.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefinition {
+    name: String,
+    title: String,
+    default_schedule: String,
+    default_backfill: String,
+    retention: Option<String>,
+    #[serde(default)]
+    config: Vec<RawField>,
+    #[serde(default)]
+    credentials: Vec<RawField>,
+    auth: RawAuth,
+    request: RawRequest,
+    pagination: RawPagination,
+    cursor: RawCursor,
+    rate_limit: RawRateLimit,
+    records: RawRecords,
+    map: RawMap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: String,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    description: String,
+    default: Option<String>,
+}
+
+// serde ignores unknown keys of internally tagged enums, so the tagged tables are read as
+// flat structs (which do deny them) and then checked into their enums.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    kind: AuthKind,
+    header: Option<String>,
+    value: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AuthKind {
+    Header,
+    Basic,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPagination {
+    kind: PaginationKind,
+    path: Option<String>,
+    param: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PaginationKind {
+    LinkHeader,
+    BodyCursor,
+    None,
+}
+
+/// How a request proves who is asking.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// One header built from a template, e.g. `Authorization: SSWS {credentials.token}`.
+    Header { header: String, value: String },
+    /// HTTP basic auth from two templates.
+    Basic { username: String, password: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    path: String,
+    #[serde(default)]
+    query: BTreeMap<String, String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    since: RawSince,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSince {
+    param: String,
+    template: String,
+    format: TimeParamFormat,
+}
+
+/// How a point in time is written into a query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeParamFormat {
+    /// `2024-08-13` (UTC day; the overlap absorbs the rest)
+    Date,
+    /// `2024-08-13T15:58:20.353Z`
+    Rfc3339,
+    EpochSeconds,
+    EpochMillis,
+}
+
+/// Where the next page is announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pagination {
+    /// RFC 8288 `Link: <url>; rel="next"`.
+    LinkHeader,
+    /// A token in the body at `path`, sent back as the query parameter `param`; empty = done.
+    BodyCursor { path: String, param: String },
+    /// One page per request.
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCursor {
+    kind: CursorKind,
+    order: Order,
+    overlap: String,
+}
+
+/// What is persisted between cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CursorKind {
+    /// A time high-water mark; each walk re-queries from it minus the overlap.
+    Time,
+    /// The vendor's next-page link, polled again on every cycle (Okta polling mode); the time
+    /// high-water mark is kept too, to restart from if the vendor refuses the link.
+    NextLink,
+}
+
+/// The order the vendor returns events in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Ascending,
+    NewestFirst,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    requests_per_minute: u32,
+    burst: Option<u32>,
+    remaining_header: Option<String>,
+    reset_header: Option<String>,
+    #[serde(default = "default_reset_format")]
+    reset_format: ResetFormat,
+    #[serde(default)]
+    body_markers: Vec<String>,
+    default_wait: String,
+    #[serde(default = "default_scope")]
+    scope: LimitScope,
+}
+
+fn default_scope() -> LimitScope {
+    LimitScope::Integration
+}
+
+/// Who shares a rate budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    /// Each integration has its own (budgets counted per token).
+    Integration,
+    /// Integrations of one connector on one vendor host share one (budgets counted per org
+    /// host, as Okta's).
+    Host,
+}
+
+fn default_reset_format() -> ResetFormat {
+    ResetFormat::EpochSeconds
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetFormat {
+    /// The reset header is the UTC epoch second when the window resets.
+    EpochSeconds,
+    /// The reset header is a number of seconds from now.
+    DeltaSeconds,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecords {
+    path: String,
+    error_flag: Option<String>,
+    error_message: Option<String>,
+    #[serde(default)]
+    credential_errors: Vec<String>,
+    #[serde(default)]
+    cursor_errors: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    source_id: PathList,
+    event_type: PathList,
+    time: RawTime,
+    description: Option<PathList>,
+    session_id: Option<PathList>,
+    severity: Option<RawLookup>,
+    default_category: Category,
+    default_action: Action,
+    actor: RawActor,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    changes: Vec<RawChanges>,
+    outcome: RawOutcome,
+    #[serde(default)]
+    classify: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTime {
+    path: PathList,
+    format: TimeFormat,
+}
+
+/// How a vendor writes event times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    EpochMillis,
+    EpochSeconds,
+    Rfc3339,
+}
+
+/// A literal `value`, or a `path` whose value is looked up in `table` (else `default`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLookup {
+    value: Option<String>,
+    path: Option<PathList>,
+    #[serde(default)]
+    table: BTreeMap<String, String>,
+    default: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActor {
+    id: PathList,
+    name: Option<PathList>,
+    email: Option<PathList>,
+    #[serde(rename = "type")]
+    kind: Option<RawLookup>,
+    ip: Option<PathList>,
+    user_agent: Option<PathList>,
+    city: Option<PathList>,
+    region: Option<PathList>,
+    country: Option<PathList>,
+    latitude: Option<PathList>,
+    longitude: Option<PathList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    each: Option<String>,
+    #[serde(rename = "type")]
+    kind: RawLookup,
+    id: PathList,
+    name: Option<PathList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChanges {
+    each: Option<String>,
+    old: String,
+    new: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutcome {
+    path: Option<PathList>,
+    #[serde(default)]
+    success: Vec<String>,
+    #[serde(default)]
+    failure: Vec<String>,
+    default: Outcome,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    patterns: Vec<String>,
+    category: Category,
+    action: Action,
+    outcome: Option<Outcome>,
+    severity: Option<Severity>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated definition the engine runs.
+
+#[derive(Debug, Clone)]
+pub struct FieldSpec {
+    pub name: String,
+    pub required: bool,
+    pub description: String,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinceSpec {
+    pub param: String,
+    pub template: Template,
+    pub format: TimeParamFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub since: SinceSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct CursorSpec {
+    pub kind: CursorKind,
+    pub order: Order,
+    pub overlap: Micros,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitSpec {
+    pub requests_per_minute: u32,
+    pub burst: u32,
+    pub remaining_header: Option<String>,
+    pub reset_header: Option<String>,
+    pub reset_format: ResetFormat,
+    /// Body texts that make a 403 a rate limit rather than a refusal.
+    pub body_markers: Vec<String>,
+    /// Wait on a rate limit that names no time.
+    pub default_wait: Micros,
+    pub scope: LimitScope,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordsSpec {
+    /// Where the array of records is; `None` = the body is the array.
+    pub path: Option<JsonPath>,
+    /// A boolean that is `false` on an error answered with 2xx.
+    pub error_flag: Option<JsonPath>,
+    pub error_message: Option<JsonPath>,
+    /// Vendor error codes (at `error_message`) that mean the credentials were refused.
+    pub credential_errors: Vec<String>,
+    /// Vendor error codes that mean a saved page cursor is no longer accepted.
+    pub cursor_errors: Vec<String>,
+}
+
+/// A literal, or the value at a path: mapped through `table`, else taken as is when it is
+/// already a word of the vocabulary, else `default`.
+#[derive(Debug, Clone)]
+pub enum Lookup<T> {
+    Value(T),
+    Path {
+        path: PathList,
+        table: BTreeMap<String, T>,
+        default: T,
+        parse: fn(&str) -> Option<T>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ActorSpec {
+    pub id: PathList,
+    pub name: Option<PathList>,
+    pub email: Option<PathList>,
+    pub kind: Lookup<ActorType>,
+    pub ip: Option<PathList>,
+    pub user_agent: Option<PathList>,
+    pub city: Option<PathList>,
+    pub region: Option<PathList>,
+    pub country: Option<PathList>,
+    pub latitude: Option<PathList>,
+    pub longitude: Option<PathList>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// Map every element of this array (paths below are relative to the element).
+    pub each: Option<JsonPath>,
+    pub kind: Lookup<String>,
+    pub id: PathList,
+    pub name: Option<PathList>,
+}
+
+/// An object diff: each key of the objects at `old` and `new` whose values differ becomes a
+/// change `{field: key, old, new}` (absent = null).
+#[derive(Debug, Clone)]
+pub struct ChangesSpec {
+    /// Diff inside every element of this array (paths below are relative to the element).
+    pub each: Option<JsonPath>,
+    pub old: JsonPath,
+    pub new: JsonPath,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutcomeSpec {
+    pub path: Option<PathList>,
+    pub success: Vec<String>,
+    pub failure: Vec<String>,
+    pub default: Outcome,
+}
+
+/// Event-type glob patterns (`*` matches any run of characters) and what they classify as.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub patterns: Vec<String>,
+    pub category: Category,
+    pub action: Action,
+    pub outcome: Option<Outcome>,
+    pub severity: Option<Severity>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub source_id: PathList,
+    pub event_type: PathList,
+    pub time: PathList,
+    pub time_format: TimeFormat,
+    pub description: Option<PathList>,
+    pub session_id: Option<PathList>,
+    pub severity: Lookup<Severity>,
+    pub default_category: Category,
+    pub default_action: Action,
+    pub actor: ActorSpec,
+    pub targets: Vec<TargetSpec>,
+    pub changes: Vec<ChangesSpec>,
+    pub outcome: OutcomeSpec,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub name: String,
+    pub title: String,
+    /// Where the definition came from, for messages.
+    pub file: String,
+    pub default_schedule: String,
+    pub default_backfill: Micros,
+    /// `default_backfill` as written, for display.
+    pub default_backfill_text: String,
+    pub retention: Option<Micros>,
+    pub config: Vec<FieldSpec>,
+    pub credentials: Vec<FieldSpec>,
+    pub auth: Auth,
+    pub auth_templates: Vec<Template>,
+    pub request: RequestSpec,
+    pub pagination: Pagination,
+    pub cursor: CursorSpec,
+    pub rate_limit: RateLimitSpec,
+    pub records: RecordsSpec,
+    pub map: Mapping,
+}
+
+impl Connector {
+    pub fn config_field(&self, name: &str) -> Option<&FieldSpec> {
+        self.config.iter().find(|f| f.name == name)
+    }
+
+    pub fn credential_field(&self, name: &str) -> Option<&FieldSpec> {
+        self.credentials.iter().find(|f| f.name == name)
+    }
+}
+
+/// Parses and validates one definition file.
+pub fn parse(file: &str, text: &str) -> Result<Connector, DefinitionError> {
+    let raw: RawDefinition = toml::from_str(text).map_err(|e| DefinitionError {
+        file: file.to_string(),
+        key: e
+            .span()
+            .map(|s| key_at(text, s.start))
+            .unwrap_or_else(|| "(file)".into()),
+        message: e.message().trim().to_string(),
+    })?;
+    Validator { file }.build(raw)
+}
+
+/// The `[table]` heading and key on the line where a parse error sits, for the message.
+fn key_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let table = before
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let l = l.trim();
+            l.starts_with('[')
+                .then(|| l.trim_matches(|c| c == '[' || c == ']').to_string())
+        })
+        .unwrap_or_default();
+    let line = text[before.rfind('\n').map(|i| i + 1).unwrap_or(0)..]
+        .lines()
+        .next()
+        .unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
+        (true, _) => key.to_string(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+fn any_text(s: &str) -> Option<String> {
+    Some(s.to_string())
+}
+
+struct Validator<'a> {
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> DefinitionError {
+        DefinitionError {
+            file: self.file.to_string(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, text: &str) -> Result<Micros, DefinitionError> {
+        super::iso_duration(text)
+            .ok_or_else(|| self.err(key, format!("not an ISO 8601 duration: {text:?}")))
+    }
+
+    fn template(
+        &self,
+        key: &str,
+        text: &str,
+        scope: &TemplateScope<'_>,
+    ) -> Result<Template, DefinitionError> {
+        Template::parse(text, scope).map_err(|m| self.err(key, m))
+    }
+
+    fn path(&self, key: &str, text: &str) -> Result<JsonPath, DefinitionError> {
+        JsonPath::parse(text).map_err(|m| self.err(key, m))
+    }
+
+    fn paths(&self, key: &str, list: PathList) -> Result<PathList, DefinitionError> {
+        list.validated().map_err(|m| self.err(key, m))
+    }
+
+    fn opt_paths(
+        &self,
+        key: &str,
+        list: Option<PathList>,
+    ) -> Result<Option<PathList>, DefinitionError> {
+        list.map(|l| self.paths(key, l)).transpose()
+    }
+
+    fn lookup<T: Clone>(
+        &self,
+        key: &str,
+        raw: RawLookup,
+        parse: fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<Lookup<T>, DefinitionError> {
+        let one = |k: &str, s: &str| {
+            parse(s).ok_or_else(|| self.err(k, format!("{s:?} is not one of {expected}")))
+        };
+        match (raw.value, raw.path) {
+            (Some(v), None) => {
+                if !raw.table.is_empty() || raw.default.is_some() {
+                    return Err(self.err(key, "`value` takes no `table` or `default`"));
+                }
+                Ok(Lookup::Value(one(&format!("{key}.value"), &v)?))
+            }
+            (None, Some(path)) => {
+                let mut table = BTreeMap::new();
+                for (k, v) in &raw.table {
+                    table.insert(k.clone(), one(&format!("{key}.table.{k}"), v)?);
+                }
+                let default = one(
+                    &format!("{key}.default"),
+                    raw.default.as_deref().unwrap_or("unknown"),
+                )?;
+                Ok(Lookup::Path {
+                    path: self.paths(&format!("{key}.path"), path)?,
+                    table,
+                    default,
+                    parse,
+                })
+            }
+            _ => Err(self.err(key, "give exactly one of `value` or `path`")),
+        }
+    }
+
+    fn fields(&self, key: &str, raw: Vec<RawField>) -> Result<Vec<FieldSpec>, DefinitionError> {
+        let mut out: Vec<FieldSpec> = Vec::new();
+        for (i, f) in raw.into_iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            if f.name.is_empty()
+                || !f
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(self.err(&format!("{k}.name"), "must be lowercase snake_case"));
+            }
+            if out.iter().any(|o| o.name == f.name) {
+                return Err(self.err(
+                    &format!("{k}.name"),
+                    format!("{:?} is declared twice", f.name),
+                ));
+            }
+            if f.required && f.default.is_some() {
+                return Err(self.err(&format!("{k}.default"), "a required field takes no default"));
+            }
+            out.push(FieldSpec {
+                name: f.name,
+                required: f.required,
+                description: f.description,
+                default: f.default,
+            });
+        }
+        Ok(out)
+    }
+
+    fn auth(&self, raw: RawAuth) -> Result<Auth, DefinitionError> {
+        let need = |v: Option<String>, key: &str| {
+            v.ok_or_else(|| {
+                self.err(
+                    &format!("auth.{key}"),
+                    format!("is required for kind {:?}", raw.kind),
+                )
+            })
+        };
+        let refuse = |present: bool, key: &str| {
+            if present {
+                Err(self.err(
+                    &format!("auth.{key}"),
+                    format!("does not apply to kind {:?}", raw.kind),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match raw.kind {
+            AuthKind::Header => {
+                refuse(raw.username.is_some(), "username")?;
+                refuse(raw.password.is_some(), "password")?;
+                Ok(Auth::Header {
+                    header: need(raw.header, "header")?,
+                    value: need(raw.value, "value")?,
+                })
+            }
+            AuthKind::Basic => {
+                refuse(raw.header.is_some(), "header")?;
+                refuse(raw.value.is_some(), "value")?;
+                Ok(Auth::Basic {
+                    username: need(raw.username, "username")?,
+                    password: need(raw.password, "password")?,
+                })
+            }
+        }
+    }
+
+    fn pagination(&self, raw: RawPagination) -> Result<Pagination, DefinitionError> {
+        match raw.kind {
+            PaginationKind::BodyCursor => Ok(Pagination::BodyCursor {
+                path: raw.path.ok_or_else(|| {
+                    self.err("pagination.path", "is required for kind body_cursor")
+                })?,
+                param: raw.param.ok_or_else(|| {
+                    self.err("pagination.param", "is required for kind body_cursor")
+                })?,
+            }),
+            kind => {
+                if raw.path.is_some() || raw.param.is_some() {
+                    return Err(self.err(
+                        "pagination",
+                        format!("`path` and `param` apply only to kind body_cursor, not {kind:?}"),
+                    ));
+                }
+                Ok(if kind == PaginationKind::LinkHeader {
+                    Pagination::LinkHeader
+                } else {
+                    Pagination::None
+                })
+            }
+        }
+    }
+
+    fn build(&self, raw: RawDefinition) -> Result<Connector, DefinitionError> {
+        if raw.name.is_empty()
+            || !raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(self.err("name", "must be a lowercase vendor noun, e.g. `okta`"));
+        }
+        if let Some(stem) = std::path::Path::new(self.file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+        {
+            if stem != raw.name && self.file.ends_with(".toml") {
+                return Err(self.err(
+                    "name",
+                    format!("{:?} does not match the file name {stem:?}", raw.name),
+                ));
+            }
+        }
+        crate::scheduler::parse_schedule(&raw.default_schedule)
+            .map_err(|m| self.err("default_schedule", m))?;
+        let default_backfill = self.duration("default_backfill", &raw.default_backfill)?;
+        let retention = raw
+            .retention
+            .as_deref()
+            .map(|r| self.duration("retention", r))
+            .transpose()?;
+        let config = self.fields("config", raw.config)?;
+        if !config.iter().any(|f| f.name == "base_url") {
+            return Err(self.err("config", "every connector declares `base_url`"));
+        }
+        let credentials = self.fields("credentials", raw.credentials)?;
+        let config_names: Vec<&str> = config.iter().map(|f| f.name.as_str()).collect();
+        let credential_names: Vec<&str> = credentials.iter().map(|f| f.name.as_str()).collect();
+        let request_scope = TemplateScope {
+            config: &config_names,
+            credentials: &[],
+            time: false,
+        };
+        let auth_scope = TemplateScope {
+            config: &config_names,
+            credentials: &credential_names,
+            time: false,
+        };
+        let auth = self.auth(raw.auth)?;
+        let pagination = self.pagination(raw.pagination)?;
+        let auth_templates = match &auth {
+            Auth::Header { header, value } => {
+                if header.is_empty() {
+                    return Err(self.err("auth.header", "must name a header"));
+                }
+                vec![self.template("auth.value", value, &auth_scope)?]
+            }
+            Auth::Basic { username, password } => vec![
+                self.template("auth.username", username, &auth_scope)?,
+                self.template("auth.password", password, &auth_scope)?,
+            ],
+        };
+        let mut query = Vec::new();
+        for (k, v) in &raw.request.query {
+            query.push((
+                k.clone(),
+                self.template(&format!("request.query.{k}"), v, &request_scope)?,
+            ));
+        }
+        let mut headers = Vec::new();
+        for (k, v) in &raw.request.headers {
+            if k.eq_ignore_ascii_case("authorization") {
+                return Err(self.err(
+                    &format!("request.headers.{k}"),
+                    "credentials go in [auth], never in plain headers",
+                ));
+            }
+            headers.push((
+                k.clone(),
+                self.template(&format!("request.headers.{k}"), v, &request_scope)?,
+            ));
+        }
+        let path = self.template("request.path", &raw.request.path, &request_scope)?;
+        if !raw.request.path.starts_with('/') {
+            return Err(self.err("request.path", "must start with `/`"));
+        }
+        let since_template = self.template(
+            "request.since.template",
+            &raw.request.since.template,
+            &TemplateScope {
+                config: &config_names,
+                credentials: &[],
+                time: true,
+            },
+        )?;
+        if !since_template.uses_time() {
+            return Err(self.err("request.since.template", "must contain `{time}`"));
+        }
+        if let Pagination::BodyCursor { path, param } = &pagination {
+            self.path("pagination.path", path)?;
+            if param.is_empty() {
+                return Err(self.err("pagination.param", "must name a query parameter"));
+            }
+        }
+        if raw.cursor.kind == CursorKind::NextLink {
+            if raw.cursor.order != Order::Ascending {
+                return Err(self.err("cursor.order", "a `next_link` cursor needs `ascending` order: a newest-first walk cannot be resumed from its last link"));
+            }
+            if pagination == Pagination::None {
+                return Err(self.err("cursor.kind", "a `next_link` cursor needs pagination"));
+            }
+        }
+        let overlap = self.duration("cursor.overlap", &raw.cursor.overlap)?;
+        if raw.rate_limit.requests_per_minute == 0 {
+            return Err(self.err("rate_limit.requests_per_minute", "must be at least 1"));
+        }
+        let rate_limit = RateLimitSpec {
+            requests_per_minute: raw.rate_limit.requests_per_minute,
+            burst: raw.rate_limit.burst.unwrap_or(1).max(1),
+            remaining_header: raw.rate_limit.remaining_header,
+            reset_header: raw.rate_limit.reset_header,
+            reset_format: raw.rate_limit.reset_format,
+            body_markers: raw
+                .rate_limit
+                .body_markers
+                .iter()
+                .map(|m| m.to_lowercase())
+                .collect(),
+            default_wait: self.duration("rate_limit.default_wait", &raw.rate_limit.default_wait)?,
+            scope: raw.rate_limit.scope,
+        };
+        let records = RecordsSpec {
+            path: if raw.records.path.is_empty() {
+                None
+            } else {
+                let path = self.path("records.path", &raw.records.path)?;
+                if !path.is_plain() {
+                    return Err(self.err("records.path", "must be plain keys (no `{...}`)"));
+                }
+                Some(path)
+            },
+            error_flag: raw
+                .records
+                .error_flag
+                .as_deref()
+                .map(|p| self.path("records.error_flag", p))
+                .transpose()?,
+            error_message: raw
+                .records
+                .error_message
+                .as_deref()
+                .map(|p| self.path("records.error_message", p))
+                .transpose()?,
+            credential_errors: raw.records.credential_errors,
+            cursor_errors: raw.records.cursor_errors,
+        };
+        if !records.cursor_errors.is_empty() && records.error_message.is_none() {
+            return Err(self.err(
+                "records.cursor_errors",
+                "needs `error_flag` and `error_message` to find the vendor's error code",
+            ));
+        }
+        if !records.credential_errors.is_empty() && records.error_message.is_none() {
+            return Err(self.err(
+                "records.credential_errors",
+                "needs `error_flag` and `error_message` to find the vendor's error code",
+            ));
+        }
+        let map = self.mapping(raw.map)?;
+        Ok(Connector {
+            name: raw.name,
+            title: raw.title,
+            file: self.file.to_string(),
+            default_schedule: raw.default_schedule,
+            default_backfill,
+            default_backfill_text: raw.default_backfill,
+            retention,
+            config,
+            credentials,
+            auth,
+            auth_templates,
+            request: RequestSpec {
+                path,
+                query,
+                headers,
+                since: SinceSpec {
+                    param: raw.request.since.param,
+                    template: since_template,
+                    format: raw.request.since.format,
+                },
+            },
+            pagination,
+            cursor: CursorSpec {
+                kind: raw.cursor.kind,
+                order: raw.cursor.order,
+                overlap,
+            },
+            rate_limit,
+            records,
+            map,
+        })
+    }
+
+    fn mapping(&self, m: RawMap) -> Result<Mapping, DefinitionError> {
+        let a = m.actor;
+        let actor = ActorSpec {
+            id: self.paths("map.actor.id", a.id)?,
+            name: self.opt_paths("map.actor.name", a.name)?,
+            email: self.opt_paths("map.actor.email", a.email)?,
+            kind: match a.kind {
+                Some(k) => self.lookup(
+                    "map.actor.type",
+                    k,
+                    ActorType::parse,
+                    &ActorType::expected(),
+                )?,
+                None => Lookup::Value(ActorType::Unknown),
+            },
+            ip: self.opt_paths("map.actor.ip", a.ip)?,
+            user_agent: self.opt_paths("map.actor.user_agent", a.user_agent)?,
+            city: self.opt_paths("map.actor.city", a.city)?,
+            region: self.opt_paths("map.actor.region", a.region)?,
+            country: self.opt_paths("map.actor.country", a.country)?,
+            latitude: self.opt_paths("map.actor.latitude", a.latitude)?,
+            longitude: self.opt_paths("map.actor.longitude", a.longitude)?,
+        };
+        let mut targets = Vec::new();
+        for (i, t) in m.targets.into_iter().enumerate() {
+            let k = format!("map.targets[{i}]");
+            targets.push(TargetSpec {
+                each: t
+                    .each
+                    .as_deref()
+                    .map(|p| self.path(&format!("{k}.each"), p))
+                    .transpose()?,
+                kind: self.lookup(&format!("{k}.type"), t.kind, any_text, "any text")?,
+                id: self.paths(&format!("{k}.id"), t.id)?,
+                name: self.opt_paths(&format!("{k}.name"), t.name)?,
+            });
+        }
+        let mut changes = Vec::new();
+        for (i, c) in m.changes.into_iter().enumerate() {
+            let k = format!("map.changes[{i}]");
+            changes.push(ChangesSpec {
+                each: c
+                    .each
+                    .as_deref()
+                    .map(|p| self.path(&format!("{k}.each"), p))
+                    .transpose()?,
+                old: self.path(&format!("{k}.old"), &c.old)?,
+                new: self.path(&format!("{k}.new"), &c.new)?,
+            });
+        }
+        let mut rules = Vec::new();
+        for (i, r) in m.classify.into_iter().enumerate() {
+            if r.patterns.is_empty() || r.patterns.iter().any(|p| p.is_empty()) {
+                return Err(self.err(
+                    &format!("map.classify[{i}].match"),
+                    "needs at least one non-empty pattern",
+                ));
+            }
+            rules.push(Rule {
+                patterns: r.patterns,
+                category: r.category,
+                action: r.action,
+                outcome: r.outcome,
+                severity: r.severity,
+            });
+        }
+        if m.outcome.path.is_none()
+            && (!m.outcome.success.is_empty() || !m.outcome.failure.is_empty())
+        {
+            return Err(self.err("map.outcome", "`success`/`failure` values need a `path`"));
+        }
+        Ok(Mapping {
+            source_id: self.paths("map.source_id", m.source_id)?,
+            event_type: self.paths("map.event_type", m.event_type)?,
+            time: self.paths("map.time.path", m.time.path)?,
+            time_format: m.time.format,
+            description: self.opt_paths("map.description", m.description)?,
+            session_id: self.opt_paths("map.session_id", m.session_id)?,
+            severity: match m.severity {
+                Some(s) => {
+                    self.lookup("map.severity", s, Severity::parse, &Severity::expected())?
+                }
+                None => Lookup::Value(Severity::Info),
+            },
+            default_category: m.default_category,
+            default_action: m.default_action,
+            actor,
+            targets,
+            changes,
+            outcome: OutcomeSpec {
+                path: self.opt_paths("map.outcome.path", m.outcome.path)?,
+                success: m.outcome.success,
+                failure: m.outcome.failure,
+                default: m.outcome.default,
+            },
+            rules,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GITHUB: &str = include_str!("../../connectors/github.toml");
+
+    #[test]
+    fn builtin_definitions_load() {
+        for (file, text) in super::super::BUILTIN {
+            parse(file, text).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_table() {
+        let text = GITHUB.replace(
+            "[pagination]\nkind = \"link_header\"",
+            "[pagination]\nkind = \"link_header\"\nfoo = 1",
+        );
+        let e = parse("connectors/github.toml", &text).expect_err("unknown key");
+        assert!(e.to_string().contains("connectors/github.toml"), "{e}");
+        assert!(e.to_string().contains("pagination"), "{e}");
+        assert!(e.to_string().contains("foo"), "{e}");
+    }
+
+    #[test]
+    fn closed_enums_refuse_unknown_variants() {
+        let text = GITHUB.replace("kind = \"link_header\"", "kind = \"page_number\"");
+        let e = parse("connectors/github.toml", &text).expect_err("unknown pagination");
+        assert!(e.to_string().contains("page_number"), "{e}");
+    }
+
+    #[test]
+    fn template_refs_are_checked() {
+        let text = GITHUB.replace("{config.org}", "{config.organisation}");
+        let e = parse("connectors/github.toml", &text).expect_err("undeclared");
+        assert_eq!(e.key, "request.path");
+        assert!(e.message.contains("organisation"), "{e}");
+        let text = GITHUB.replace("Bearer {credentials.token}", "Bearer {credentials.pat}");
+        let e = parse("connectors/github.toml", &text).expect_err("undeclared credential");
+        assert_eq!(e.key, "auth.value");
+    }
+
+    #[test]
+    fn bad_vocabulary_is_named() {
+        let text = GITHUB.replace("category = \"data_access\"", "category = \"reading\"");
+        let e = parse("connectors/github.toml", &text).expect_err("bad category");
+        assert!(e.to_string().contains("reading"), "{e}");
+        let text = GITHUB.replace("overlap = \"PT10M\"", "overlap = \"10 minutes\"");
+        let e = parse("connectors/github.toml", &text).expect_err("bad duration");
+        assert_eq!(e.key, "cursor.overlap");
+    }
+}

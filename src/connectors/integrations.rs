@@ -1,0 +1,669 @@
+//! The configured integrations: validated against their connector's declared fields, stored in
+//! their own sled tree with credentials sealed, plus each one's last known status
+//!
+//! Keys: `i<id>` → integration record (JSON), `s<id>` → status (JSON). Values carry `v`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Connector, Registry};
+use crate::config::Secret;
+use crate::schema::IntegrationRef;
+use crate::secrets::MasterKey;
+use crate::store::StoreError;
+use crate::time::{now_micros, Micros};
+
+const RECORD_VERSION: u8 = 1;
+const KEY_RECORD: u8 = b'i';
+const KEY_STATUS: u8 = b's';
+/// Ids the hub reserves for its built-in integrations.
+const RESERVED_NAMES: &[&str] = &["custom", "trailhub"];
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IntegrationError {
+    /// Bad input; `field` is the JSON field at fault (e.g. `config.org`).
+    #[error("`{field}`: {message}")]
+    Invalid { field: String, message: String },
+    #[error("an integration named {0:?} already exists")]
+    NameTaken(String),
+    #[error("no integration with id {0:?}")]
+    NotFound(String),
+    #[error("the stored credentials of {0} do not open with this master key")]
+    Sealed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sled::Error> for IntegrationError {
+    fn from(e: sled::Error) -> Self {
+        IntegrationError::Store(e.into())
+    }
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> IntegrationError {
+    IntegrationError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// One stored integration. Credentials are only ever held sealed here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntegrationRecord {
+    pub v: u8,
+    pub id: String,
+    pub name: String,
+    pub connector: String,
+    pub config: BTreeMap<String, String>,
+    /// Names of the credentials set (their values are sealed).
+    pub credential_names: Vec<String>,
+    /// `MasterKey::seal` of the credentials as a JSON object, hex.
+    pub sealed_credentials: String,
+    pub schedule: Option<String>,
+    pub backfill: Option<String>,
+    /// Idle backoff factor over the schedule interval (default 4; 0 = off).
+    pub idle_backoff: Option<u32>,
+    /// Overrides the connector's declared pace (e.g. a higher vendor tier).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    pub paused: bool,
+    #[serde(with = "crate::schema::rfc3339_micros")]
+    pub created_at: Micros,
+    #[serde(with = "crate::schema::rfc3339_micros")]
+    pub updated_at: Micros,
+}
+
+impl IntegrationRecord {
+    pub fn reference(&self) -> IntegrationRef {
+        IntegrationRef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            connector: self.connector.clone(),
+        }
+    }
+
+    /// The config with the connector's defaults filled in.
+    pub fn effective_config(&self, connector: &Connector) -> BTreeMap<String, String> {
+        let mut config = self.config.clone();
+        for f in &connector.config {
+            if let (false, Some(d)) = (config.contains_key(&f.name), &f.default) {
+                config.insert(f.name.clone(), d.clone());
+            }
+        }
+        config
+    }
+
+    pub fn schedule_text<'a>(&'a self, connector: &'a Connector) -> &'a str {
+        self.schedule
+            .as_deref()
+            .unwrap_or(&connector.default_schedule)
+    }
+
+    /// The backfill window, clamped to the vendor's retention.
+    pub fn backfill_micros(&self, connector: &Connector) -> Micros {
+        let wanted = self
+            .backfill
+            .as_deref()
+            .and_then(super::iso_duration)
+            .unwrap_or(connector.default_backfill);
+        match connector.retention {
+            Some(r) => wanted.min(r),
+            None => wanted,
+        }
+    }
+}
+
+/// Where an integration stands, as shown in its API object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Backfilling,
+    Live,
+    Error,
+    Paused,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    pub last_poll_at: Option<Micros>,
+    pub last_success_at: Option<Micros>,
+    /// When a cycle last drained everything the vendor had.
+    pub caught_up_at: Option<Micros>,
+    pub last_error: Option<String>,
+    pub events_ingested: u64,
+    pub backfill_done: bool,
+    /// Oldest event time reached so far by the backfill.
+    pub backfill_oldest: Option<Micros>,
+    /// Start of the backfill window.
+    pub backfill_from: Option<Micros>,
+    pub polling: bool,
+}
+
+impl Status {
+    pub fn state(&self, paused: bool) -> State {
+        if paused {
+            State::Paused
+        } else if self.last_error.is_some() {
+            State::Error
+        } else if !self.backfill_done {
+            State::Backfilling
+        } else {
+            State::Live
+        }
+    }
+
+    /// Seconds since the hub last had everything the vendor had.
+    pub fn lag_seconds(&self, now: Micros) -> Option<i64> {
+        self.caught_up_at
+            .map(|t| ((now - t) / crate::time::MICROS_PER_SEC).max(0))
+    }
+}
+
+/// What an admin asks for when creating an integration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewIntegration {
+    pub name: String,
+    pub connector: String,
+    #[serde(default)]
+    pub config: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub credentials: serde_json::Map<String, Value>,
+    pub schedule: Option<String>,
+    pub backfill: Option<String>,
+    pub idle_backoff: Option<u32>,
+    pub requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// A change: config and credentials merge into what is there (`null` removes a key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationPatch {
+    pub name: Option<String>,
+    pub config: Option<serde_json::Map<String, Value>>,
+    pub credentials: Option<serde_json::Map<String, Value>>,
+    #[serde(default, with = "double_option")]
+    pub schedule: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub backfill: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub idle_backoff: Option<Option<u32>>,
+    #[serde(default, with = "double_option")]
+    pub requests_per_minute: Option<Option<u32>>,
+    pub paused: Option<bool>,
+}
+
+/// `absent` → None, `null` → Some(None), value → Some(Some(v)).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// What an update changed, for the audit record.
+#[derive(Debug, Default)]
+pub struct Changed {
+    pub fields: Vec<String>,
+    pub credentials_rotated: bool,
+}
+
+#[derive(Clone)]
+pub struct Integrations {
+    tree: sled::Tree,
+    /// `None` for a read-only view (the CLI listing a data dir): nothing can be sealed or opened.
+    key: Option<Arc<MasterKey>>,
+    registry: Registry,
+}
+
+fn record_key(id: &str) -> Vec<u8> {
+    let mut k = vec![KEY_RECORD];
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn status_key(id: &str) -> Vec<u8> {
+    let mut k = vec![KEY_STATUS];
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    format!("int_{}", hex::encode(b))
+}
+
+fn scalar_text(field: &str, v: &Value) -> Result<Option<String>, IntegrationError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        _ => Err(invalid(field, "must be a string, number or boolean")),
+    }
+}
+
+fn validate_name(name: &str) -> Result<String, IntegrationError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(invalid("name", "must be 1 to 100 characters"));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(invalid(
+            "name",
+            format!("{name:?} is reserved for a built-in integration"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// Checks an outbound base URL: http(s), a host, no user info (credentials go in `credentials`).
+fn validate_base_url(text: &str) -> Result<(), IntegrationError> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| invalid("config.base_url", format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("config.base_url", "must be an http or https URL"));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid("config.base_url", "must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "config.base_url",
+            "must not carry user info; put secrets in `credentials`",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "config.base_url",
+            "must not carry a query or fragment",
+        ));
+    }
+    Ok(())
+}
+
+fn merge(
+    kind: &str,
+    current: &mut BTreeMap<String, String>,
+    changes: &serde_json::Map<String, Value>,
+) -> Result<(), IntegrationError> {
+    for (k, v) in changes {
+        match scalar_text(&format!("{kind}.{k}"), v)? {
+            Some(s) => {
+                current.insert(k.clone(), s);
+            }
+            None => {
+                current.remove(k);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_fields(
+    kind: &str,
+    declared: &[super::definition::FieldSpec],
+    given: &BTreeMap<String, String>,
+    connector: &str,
+) -> Result<(), IntegrationError> {
+    for k in given.keys() {
+        if !declared.iter().any(|f| &f.name == k) {
+            let known: Vec<&str> = declared.iter().map(|f| f.name.as_str()).collect();
+            return Err(invalid(
+                format!("{kind}.{k}"),
+                format!(
+                    "unknown field for connector {connector} (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    for f in declared {
+        match given.get(&f.name) {
+            None if f.required => {
+                return Err(invalid(
+                    format!("{kind}.{}", f.name),
+                    format!("is required by connector {connector}: {}", f.description),
+                ))
+            }
+            Some(v) if v.trim().is_empty() => {
+                return Err(invalid(format!("{kind}.{}", f.name), "must not be empty"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_schedule_backfill(
+    schedule: Option<&str>,
+    backfill: Option<&str>,
+) -> Result<(), IntegrationError> {
+    if let Some(s) = schedule {
+        crate::scheduler::parse_schedule(s).map_err(|m| invalid("schedule", m))?;
+    }
+    if let Some(b) = backfill {
+        if super::iso_duration(b).is_none() {
+            return Err(invalid(
+                "backfill",
+                format!("not an ISO 8601 duration (e.g. P30D, PT12H): {b:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_pace(rpm: Option<u32>) -> Result<(), IntegrationError> {
+    if rpm == Some(0) {
+        return Err(invalid("requests_per_minute", "must be at least 1"));
+    }
+    Ok(())
+}
+
+impl Integrations {
+    pub fn new(tree: sled::Tree, key: MasterKey, registry: Registry) -> Integrations {
+        Integrations {
+            tree,
+            key: Some(Arc::new(key)),
+            registry,
+        }
+    }
+
+    /// Records and status only; credentials can be neither set nor read.
+    pub fn read_only(tree: sled::Tree, registry: Registry) -> Integrations {
+        Integrations {
+            tree,
+            key: None,
+            registry,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn connector(&self, name: &str) -> Result<Arc<Connector>, IntegrationError> {
+        self.registry
+            .get(name)
+            .map_err(|e| invalid("connector", e.to_string()))
+    }
+
+    fn seal(
+        &self,
+        id: &str,
+        credentials: &BTreeMap<String, String>,
+    ) -> Result<String, IntegrationError> {
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| IntegrationError::Sealed(id.to_string()))?;
+        let json = serde_json::to_vec(credentials).expect("a string map serialises");
+        Ok(hex::encode(key.seal(&json, id)))
+    }
+
+    /// The decrypted credentials of an integration, for the engine only.
+    pub fn credentials(
+        &self,
+        record: &IntegrationRecord,
+    ) -> Result<BTreeMap<String, Secret>, IntegrationError> {
+        let sealed = hex::decode(&record.sealed_credentials)
+            .map_err(|_| IntegrationError::Sealed(record.id.clone()))?;
+        let plain = self
+            .key
+            .as_ref()
+            .ok_or_else(|| IntegrationError::Sealed(record.id.clone()))?
+            .open(&sealed, &record.id)
+            .map_err(|_| IntegrationError::Sealed(record.id.clone()))?;
+        let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
+            .map_err(|_| IntegrationError::Sealed(record.id.clone()))?;
+        Ok(map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect())
+    }
+
+    fn name_taken(&self, name: &str, except: Option<&str>) -> Result<bool, IntegrationError> {
+        Ok(self
+            .list()?
+            .iter()
+            .any(|r| r.name == name && Some(r.id.as_str()) != except))
+    }
+
+    fn put(&self, record: &IntegrationRecord) -> Result<(), IntegrationError> {
+        let value = serde_json::to_vec(record).expect("a record serialises");
+        self.tree.insert(record_key(&record.id), value)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    pub fn create(&self, req: NewIntegration) -> Result<IntegrationRecord, IntegrationError> {
+        let name = validate_name(&req.name)?;
+        let connector = self.connector(&req.connector)?;
+        let mut config = BTreeMap::new();
+        merge("config", &mut config, &req.config)?;
+        let mut credentials = BTreeMap::new();
+        merge("credentials", &mut credentials, &req.credentials)?;
+        check_fields("config", &connector.config, &config, &connector.name)?;
+        check_fields(
+            "credentials",
+            &connector.credentials,
+            &credentials,
+            &connector.name,
+        )?;
+        if let Some(u) = config.get("base_url") {
+            validate_base_url(u)?;
+        }
+        check_schedule_backfill(req.schedule.as_deref(), req.backfill.as_deref())?;
+        check_pace(req.requests_per_minute)?;
+        if self.name_taken(&name, None)? {
+            return Err(IntegrationError::NameTaken(name));
+        }
+        let id = new_id();
+        let now = now_micros();
+        let record = IntegrationRecord {
+            v: RECORD_VERSION,
+            sealed_credentials: self.seal(&id, &credentials)?,
+            credential_names: credentials.keys().cloned().collect(),
+            id,
+            name,
+            connector: connector.name.clone(),
+            config,
+            schedule: req.schedule,
+            backfill: req.backfill,
+            idle_backoff: req.idle_backoff,
+            requests_per_minute: req.requests_per_minute,
+            paused: req.paused,
+            created_at: now,
+            updated_at: now,
+        };
+        self.put(&record)?;
+        Ok(record)
+    }
+
+    pub fn update(
+        &self,
+        id: &str,
+        patch: IntegrationPatch,
+    ) -> Result<(IntegrationRecord, Changed), IntegrationError> {
+        let mut record = self.get(id)?;
+        let connector = self.connector(&record.connector)?;
+        let mut changed = Changed::default();
+        if let Some(name) = &patch.name {
+            let name = validate_name(name)?;
+            if self.name_taken(&name, Some(id))? {
+                return Err(IntegrationError::NameTaken(name));
+            }
+            if name != record.name {
+                record.name = name;
+                changed.fields.push("name".into());
+            }
+        }
+        if let Some(c) = &patch.config {
+            merge("config", &mut record.config, c)?;
+            check_fields("config", &connector.config, &record.config, &connector.name)?;
+            if let Some(u) = record.config.get("base_url") {
+                validate_base_url(u)?;
+            }
+            changed.fields.push("config".into());
+        }
+        if let Some(c) = &patch.credentials {
+            let mut creds: BTreeMap<String, String> = match self.credentials(&record) {
+                Ok(current) => current
+                    .into_iter()
+                    .map(|(k, v)| (k, v.expose().to_string()))
+                    .collect(),
+                // sealed under another master key: the new set must be complete on its own
+                Err(IntegrationError::Sealed(_)) if self.key.is_some() => BTreeMap::new(),
+                Err(e) => return Err(e),
+            };
+            merge("credentials", &mut creds, c)?;
+            check_fields(
+                "credentials",
+                &connector.credentials,
+                &creds,
+                &connector.name,
+            )?;
+            record.sealed_credentials = self.seal(&record.id, &creds)?;
+            record.credential_names = creds.keys().cloned().collect();
+            changed.credentials_rotated = true;
+            changed.fields.push("credentials".into());
+        }
+        if let Some(s) = patch.schedule {
+            check_schedule_backfill(s.as_deref(), None)?;
+            record.schedule = s;
+            changed.fields.push("schedule".into());
+        }
+        if let Some(b) = patch.backfill {
+            check_schedule_backfill(None, b.as_deref())?;
+            record.backfill = b;
+            changed.fields.push("backfill".into());
+        }
+        if let Some(i) = patch.idle_backoff {
+            record.idle_backoff = i;
+            changed.fields.push("idle_backoff".into());
+        }
+        if let Some(r) = patch.requests_per_minute {
+            check_pace(r)?;
+            record.requests_per_minute = r;
+            changed.fields.push("requests_per_minute".into());
+        }
+        if let Some(p) = patch.paused {
+            if p != record.paused {
+                record.paused = p;
+                changed.fields.push("paused".into());
+            }
+        }
+        record.updated_at = now_micros();
+        self.put(&record)?;
+        Ok((record, changed))
+    }
+
+    pub fn get(&self, id: &str) -> Result<IntegrationRecord, IntegrationError> {
+        let Some(v) = self.tree.get(record_key(id))? else {
+            return Err(IntegrationError::NotFound(id.to_string()));
+        };
+        serde_json::from_slice(&v).map_err(|e| {
+            IntegrationError::Store(StoreError::Corrupt(format!(
+                "integration {id} does not decode: {e}"
+            )))
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<IntegrationRecord>, IntegrationError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([KEY_RECORD]) {
+            let (k, v) = item?;
+            match serde_json::from_slice::<IntegrationRecord>(&v) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    tracing::error!(key = %String::from_utf8_lossy(&k[1..]), error = %e, "stored integration does not decode; skipped")
+                }
+            }
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Forgets the integration (its events stay in the store).
+    pub fn delete(&self, id: &str) -> Result<IntegrationRecord, IntegrationError> {
+        let record = self.get(id)?;
+        self.tree.remove(record_key(id))?;
+        self.tree.remove(status_key(id))?;
+        self.tree.flush()?;
+        Ok(record)
+    }
+
+    pub fn status(&self, id: &str) -> Result<Status, IntegrationError> {
+        Ok(match self.tree.get(status_key(id))? {
+            Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
+            None => Status::default(),
+        })
+    }
+
+    /// Saves a status unless the integration was deleted meanwhile.
+    pub fn save_status(&self, id: &str, status: &Status) -> Result<(), IntegrationError> {
+        if self.tree.get(record_key(id))?.is_none() {
+            return Ok(());
+        }
+        let value = serde_json::to_vec(status).expect("a status serialises");
+        self.tree.insert(status_key(id), value)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::DAY;
+
+    fn record(backfill: Option<&str>) -> IntegrationRecord {
+        IntegrationRecord {
+            v: RECORD_VERSION,
+            id: "int_x".into(),
+            name: "x".into(),
+            connector: "okta".into(),
+            config: BTreeMap::new(),
+            credential_names: Vec::new(),
+            sealed_credentials: String::new(),
+            schedule: None,
+            backfill: backfill.map(str::to_string),
+            idle_backoff: None,
+            requests_per_minute: None,
+            paused: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn backfill_is_clamped_to_retention() {
+        let registry = Registry::builtin().expect("valid");
+        let okta = registry.get("okta").expect("okta");
+        assert_eq!(record(Some("P30D")).backfill_micros(&okta), 30 * DAY);
+        assert_eq!(record(Some("P2Y")).backfill_micros(&okta), 90 * DAY);
+        assert_eq!(record(None).backfill_micros(&okta), 7 * DAY);
+        let slack = registry.get("slack").expect("slack");
+        assert_eq!(record(Some("P2Y")).backfill_micros(&slack), 730 * DAY);
+    }
+
+    #[test]
+    fn status_states() {
+        let mut s = Status::default();
+        assert_eq!(s.state(false), State::Backfilling);
+        s.backfill_done = true;
+        assert_eq!(s.state(false), State::Live);
+        s.last_error = Some("credentials rejected (HTTP 401)".into());
+        assert_eq!(s.state(false), State::Error);
+        assert_eq!(s.state(true), State::Paused);
+        s.caught_up_at = Some(10 * crate::time::MICROS_PER_SEC);
+        assert_eq!(s.lag_seconds(25 * crate::time::MICROS_PER_SEC), Some(15));
+    }
+}

@@ -1,0 +1,621 @@
+//! When each integration polls: cron fires, a bounded worker pool, idle and error backoff,
+//! manual polls, and a shutdown that lets each cycle finish the page in hand
+//!
+//! A due fire starts a poll cycle unless one is running for that integration. A cycle that
+//! finds nothing lengthens the wait before the next (up to `idle_backoff` × the schedule
+//! interval, at most `PollTuning::idle_backoff_max`); one that finds events, or a manual poll,
+//! resets it. Failing cycles back off the same way, bounded by `error_backoff_max`.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::connectors::definition::LimitScope;
+use crate::connectors::engine::{self, CycleError, PollContext, PollTuning};
+use crate::connectors::integrations::{IntegrationRecord, Integrations, Status};
+use crate::connectors::ratelimit::RateGate;
+use crate::connectors::Connector;
+use crate::metrics::{IntegrationLabels, Metrics};
+use crate::store::Store;
+use crate::time::now_micros;
+
+/// Default idle backoff factor over the schedule interval.
+pub const DEFAULT_IDLE_BACKOFF: u32 = 4;
+/// How often the scheduler looks at the clock when nothing wakes it.
+const TICK: Duration = Duration::from_millis(200);
+/// How long shutdown waits for running cycles to finish their page.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Parses a cron schedule: 6 fields (`sec min hour dom month dow`, the cron crate's form) or
+/// Unix 5 fields (`min hour dom month dow`), which get a `0` seconds field and their numeric
+/// day-of-week translated (Unix 0/7 = Sunday, 1 = Monday; the cron crate counts 1 = Sunday).
+pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let six = match fields.len() {
+        5 => {
+            let dow = unix_dow_to_cron(fields[4])?;
+            format!("0 {} {} {} {} {}", fields[0], fields[1], fields[2], fields[3], dow)
+        }
+        6 | 7 => fields.join(" "),
+        n => {
+            return Err(format!(
+                "{text:?} has {n} fields; give 5 (min hour dom month dow) or 6 (sec min hour dom month dow)"
+            ))
+        }
+    };
+    let schedule = cron::Schedule::from_str(&six).map_err(|e| format!("{text:?}: {e}"))?;
+    if schedule.upcoming(Utc).next().is_none() {
+        return Err(format!("{text:?} never fires"));
+    }
+    Ok(schedule)
+}
+
+fn unix_dow_to_cron(field: &str) -> Result<String, String> {
+    let map = |s: &str| -> Result<String, String> {
+        match s.parse::<u32>() {
+            Ok(n) if n <= 7 => Ok(((n % 7) + 1).to_string()),
+            Ok(n) => Err(format!("day of week {n} is out of 0-7")),
+            Err(_) => Ok(s.to_string()),
+        }
+    };
+    let mut out = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        let translated = match range.split_once('-') {
+            Some((a, b)) => {
+                let (a2, b2) = (map(a)?, map(b)?);
+                match (a2.parse::<u32>(), b2.parse::<u32>()) {
+                    // Fri-Sun (5-7) becomes 6-1: split across the week's end
+                    (Ok(x), Ok(y)) if x > y && step.is_none() => {
+                        out.push(format!("{x}-7"));
+                        format!("1-{y}")
+                    }
+                    _ => format!("{a2}-{b2}"),
+                }
+            }
+            None => map(range)?,
+        };
+        out.push(match step {
+            Some(s) => format!("{translated}/{s}"),
+            None => translated,
+        });
+    }
+    Ok(out.join(","))
+}
+
+/// Time between the next two fires, the unit of idle backoff.
+fn interval(schedule: &cron::Schedule) -> Duration {
+    let mut it = schedule.upcoming(Utc);
+    match (it.next(), it.next()) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or(Duration::from_secs(60)),
+        _ => Duration::from_secs(60),
+    }
+}
+
+struct Slot {
+    record: Arc<IntegrationRecord>,
+    schedule: cron::Schedule,
+    next_fire: DateTime<Utc>,
+    not_before: Option<DateTime<Utc>>,
+    empty_cycles: u32,
+    failed_cycles: u32,
+    running: bool,
+    poll_requested: bool,
+    gate: Arc<RateGate>,
+    status: Arc<Mutex<Status>>,
+    stop: watch::Sender<bool>,
+}
+
+struct Inner {
+    store: Store,
+    integrations: Integrations,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    tuning: PollTuning,
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Rate gates by owner: an integration, or a connector's vendor host (see `gate_for`).
+    gates: Mutex<HashMap<String, Arc<RateGate>>>,
+    wake: Notify,
+    workers: Arc<Semaphore>,
+    shutting_down: watch::Sender<bool>,
+    /// The loop and the cycles, awaited on shutdown so that no task still holds the store.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The running scheduler; cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+impl Scheduler {
+    /// Loads every stored integration and starts the scheduling loop on the current runtime.
+    pub fn start(
+        store: Store,
+        integrations: Integrations,
+        metrics: Arc<Metrics>,
+        tuning: PollTuning,
+    ) -> Scheduler {
+        let (shutting_down, _) = watch::channel(false);
+        let scheduler = Scheduler {
+            inner: Arc::new(Inner {
+                store,
+                integrations: integrations.clone(),
+                metrics,
+                http: engine::http_client(&tuning),
+                workers: Arc::new(Semaphore::new(tuning.workers.max(1))),
+                tuning,
+                slots: Mutex::new(HashMap::new()),
+                gates: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                shutting_down,
+                tasks: Mutex::new(Vec::new()),
+            }),
+        };
+        match integrations.list() {
+            Ok(list) => {
+                for r in list {
+                    scheduler.upsert(r);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot load the integrations; none will poll"),
+        }
+        let s = scheduler.clone();
+        scheduler.track(tokio::spawn(async move { s.run().await }));
+        scheduler
+    }
+
+    fn track(&self, handle: tokio::task::JoinHandle<()>) {
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(handle);
+        }
+    }
+
+    /// Adds an integration or takes its changed settings (after create and update).
+    pub fn upsert(&self, record: IntegrationRecord) {
+        let Ok(connector) = self.inner.integrations.registry().get(&record.connector) else {
+            tracing::error!(integration = %record.id, connector = %record.connector, "integration names an unknown connector; not scheduled");
+            return;
+        };
+        let schedule = match parse_schedule(record.schedule_text(&connector)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(integration = %record.id, error = %e, "bad schedule; not scheduled");
+                return;
+            }
+        };
+        let now = Utc::now();
+        let next_fire = schedule.after(&now).next().unwrap_or(now);
+        let gate = self.gate_for(&connector, &record);
+        let Ok(mut slots) = self.inner.slots.lock() else {
+            return;
+        };
+        match slots.get_mut(&record.id) {
+            Some(slot) => {
+                // the same gate (and any wait a vendor imposed) unless its key changed
+                slot.gate = gate;
+                slot.record = Arc::new(record);
+                slot.schedule = schedule;
+                slot.next_fire = next_fire;
+                slot.not_before = None;
+                slot.empty_cycles = 0;
+                slot.failed_cycles = 0;
+            }
+            None => {
+                let status = self
+                    .inner
+                    .integrations
+                    .status(&record.id)
+                    .unwrap_or_default();
+                let (stop, _) = watch::channel(*self.inner.shutting_down.borrow());
+                // a new integration starts its backfill at once
+                let poll_requested = status.last_poll_at.is_none();
+                slots.insert(
+                    record.id.clone(),
+                    Slot {
+                        gate,
+                        record: Arc::new(record),
+                        schedule,
+                        next_fire,
+                        not_before: None,
+                        empty_cycles: 0,
+                        failed_cycles: 0,
+                        running: false,
+                        poll_requested,
+                        status: Arc::new(Mutex::new(Status {
+                            polling: false,
+                            ..status
+                        })),
+                        stop,
+                    },
+                );
+            }
+        }
+        drop(slots);
+        self.inner.wake.notify_one();
+    }
+
+    /// The rate gate an integration waits at: its own, or the one every integration of the
+    /// same connector and vendor host shares (`rate_limit.scope = "host"`: the vendor counts
+    /// the budget per org host). A different pace override gets a gate of its own.
+    fn gate_for(&self, connector: &Connector, record: &IntegrationRecord) -> Arc<RateGate> {
+        let owner = match connector.rate_limit.scope {
+            LimitScope::Integration => format!("integration {}", record.id),
+            LimitScope::Host => {
+                let config = record.effective_config(connector);
+                let host = config
+                    .get("base_url")
+                    .and_then(|u| reqwest::Url::parse(u).ok())
+                    .map(|u| u.origin().ascii_serialization())
+                    .unwrap_or_default();
+                format!("host {} {host}", connector.name)
+            }
+        };
+        let key = format!("{owner} {:?}", record.requests_per_minute);
+        let Ok(mut gates) = self.inner.gates.lock() else {
+            return Arc::new(RateGate::new(
+                &connector.rate_limit,
+                record.requests_per_minute,
+            ));
+        };
+        gates
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(RateGate::new(
+                    &connector.rate_limit,
+                    record.requests_per_minute,
+                ))
+            })
+            .clone()
+    }
+
+    /// Stops collecting for a deleted integration; a running cycle finishes its page.
+    pub fn remove(&self, id: &str) {
+        if let Ok(mut gates) = self.inner.gates.lock() {
+            let own = format!("integration {id} ");
+            gates.retain(|k, _| !k.starts_with(&own));
+        }
+        if let Ok(mut slots) = self.inner.slots.lock() {
+            if let Some(slot) = slots.remove(id) {
+                let _ = slot.stop.send(true);
+            }
+        }
+        let labels = IntegrationLabels {
+            integration: id.to_string(),
+        };
+        self.inner.metrics.lag_seconds.remove(&labels);
+    }
+
+    /// Polls now, outside the schedule; resets idle and error backoff. False if unknown.
+    pub fn poll_now(&self, id: &str) -> bool {
+        let found = match self.inner.slots.lock() {
+            Ok(mut slots) => match slots.get_mut(id) {
+                Some(slot) => {
+                    slot.poll_requested = true;
+                    slot.not_before = None;
+                    slot.empty_cycles = 0;
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        };
+        self.inner.wake.notify_one();
+        found
+    }
+
+    /// The live status of an integration (falls back to the stored one).
+    pub fn status(&self, id: &str) -> Status {
+        if let Ok(slots) = self.inner.slots.lock() {
+            if let Some(slot) = slots.get(id) {
+                if let Ok(s) = slot.status.lock() {
+                    return s.clone();
+                }
+            }
+        }
+        self.inner.integrations.status(id).unwrap_or_default()
+    }
+
+    /// Asks every cycle to stop after its page in hand, and waits for them (bounded).
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutting_down.send(true);
+        if let Ok(slots) = self.inner.slots.lock() {
+            for slot in slots.values() {
+                let _ = slot.stop.send(true);
+            }
+        }
+        self.inner.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let running = self
+            .inner
+            .slots
+            .lock()
+            .map(|s| s.values().filter(|s| s.running).count())
+            .unwrap_or(0);
+        if running > 0 {
+            tracing::info!(running, "waiting for poll cycles to commit their page");
+        }
+        // the loop and every cycle task hold the store: wait until they are gone (a task
+        // spawned meanwhile is picked up by the next round)
+        loop {
+            let tasks: Vec<_> = match self.inner.tasks.lock() {
+                Ok(mut t) => t.drain(..).collect(),
+                Err(_) => Vec::new(),
+            };
+            if tasks.is_empty() {
+                return;
+            }
+            for t in tasks {
+                if tokio::time::timeout_at(deadline, t).await.is_err() {
+                    tracing::warn!("a poll cycle is still running at the end of the grace period");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run(&self) {
+        let mut shutting = self.inner.shutting_down.subscribe();
+        loop {
+            if *shutting.borrow() {
+                return;
+            }
+            self.start_due_cycles();
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+                _ = shutting.changed() => {}
+            }
+        }
+    }
+
+    fn start_due_cycles(&self) {
+        let now = Utc::now();
+        let mut due = Vec::new();
+        {
+            let Ok(mut slots) = self.inner.slots.lock() else {
+                return;
+            };
+            for (id, slot) in slots.iter_mut() {
+                let mut fired = false;
+                if slot.next_fire <= now {
+                    fired = true;
+                    slot.next_fire = slot
+                        .schedule
+                        .after(&now)
+                        .next()
+                        .unwrap_or(now + chrono::Duration::hours(1));
+                }
+                let lag = slot
+                    .status
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.lag_seconds(now_micros()));
+                if let Some(lag) = lag {
+                    self.inner
+                        .metrics
+                        .lag_seconds
+                        .get_or_create(&IntegrationLabels {
+                            integration: id.clone(),
+                        })
+                        .set(lag);
+                }
+                if slot.record.paused || slot.running {
+                    continue;
+                }
+                let backing_off = slot.not_before.is_some_and(|t| t > now);
+                if slot.poll_requested || (fired && !backing_off) {
+                    slot.poll_requested = false;
+                    slot.running = true;
+                    due.push(id.clone());
+                }
+            }
+        }
+        for id in due {
+            let s = self.clone();
+            self.track(tokio::spawn(async move { s.run_cycle(id).await }));
+        }
+    }
+
+    fn context(&self, id: &str) -> Result<(PollContext, Arc<IntegrationRecord>), String> {
+        let (record, gate, status, stop) = {
+            let slots = self
+                .inner
+                .slots
+                .lock()
+                .map_err(|_| "scheduler lock poisoned".to_string())?;
+            let slot = slots
+                .get(id)
+                .ok_or_else(|| "integration removed".to_string())?;
+            (
+                slot.record.clone(),
+                slot.gate.clone(),
+                slot.status.clone(),
+                slot.stop.subscribe(),
+            )
+        };
+        let registry = self.inner.integrations.registry();
+        let connector = registry.get(&record.connector).map_err(|e| e.to_string())?;
+        let credentials = self
+            .inner
+            .integrations
+            .credentials(&record)
+            .map_err(|e| e.to_string())?;
+        Ok((
+            PollContext {
+                integration: record.reference(),
+                config: record.effective_config(&connector),
+                backfill: record.backfill_micros(&connector),
+                connector,
+                credentials,
+                http: self.inner.http.clone(),
+                store: self.inner.store.clone(),
+                gate,
+                tuning: self.inner.tuning.clone(),
+                metrics: self.inner.metrics.clone(),
+                stop,
+                status,
+                integrations: Some(self.inner.integrations.clone()),
+            },
+            record,
+        ))
+    }
+
+    async fn run_cycle(&self, id: String) {
+        let permit = self.inner.workers.clone().acquire_owned().await;
+        let started = std::time::Instant::now();
+        let labels = IntegrationLabels {
+            integration: id.clone(),
+        };
+        let result = match self.context(&id) {
+            Ok((ctx, _)) => {
+                ctx.status
+                    .lock()
+                    .map(|mut s| {
+                        s.polling = true;
+                        s.last_poll_at = Some(now_micros());
+                    })
+                    .ok();
+                tracing::info!(integration = %id, connector = %ctx.connector.name, "poll started");
+                let r = engine::poll_cycle(&ctx).await;
+                Some((ctx.status.clone(), r))
+            }
+            Err(e) => {
+                // e.g. credentials that no longer open: an error state with backoff, like a
+                // failed cycle, rather than a complaint on every fire
+                tracing::error!(integration = %id, error = %e, "cannot start a poll cycle");
+                let status = self
+                    .inner
+                    .slots
+                    .lock()
+                    .ok()
+                    .and_then(|slots| slots.get(&id).map(|s| s.status.clone()));
+                status.map(|s| (s, Err(CycleError::Config(e))))
+            }
+        };
+        drop(permit);
+        self.inner
+            .metrics
+            .poll_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        let now = Utc::now();
+        let mut save: Option<Status> = None;
+        if let Ok(mut slots) = self.inner.slots.lock() {
+            if let Some(slot) = slots.get_mut(&id) {
+                slot.running = false;
+                let interval = interval(&slot.schedule);
+                if let Some((status, result)) = &result {
+                    let mut s = match status.lock() {
+                        Ok(s) => s,
+                        Err(p) => p.into_inner(),
+                    };
+                    s.polling = false;
+                    match result {
+                        Ok(report) => {
+                            let t = now_micros();
+                            s.last_success_at = Some(t);
+                            s.last_error = None;
+                            if report.caught_up {
+                                s.caught_up_at = Some(t);
+                                s.backfill_done = true;
+                            }
+                            slot.failed_cycles = 0;
+                            if report.stored == 0 && report.caught_up {
+                                slot.empty_cycles += 1;
+                            } else {
+                                slot.empty_cycles = 0;
+                            }
+                            slot.not_before = idle_until(slot, interval, &self.inner.tuning, now);
+                            tracing::info!(integration = %id, pages = report.pages, stored = report.stored, duplicates = report.duplicates, rejected = report.rejected, caught_up = report.caught_up, millis = started.elapsed().as_millis() as u64, "poll finished");
+                        }
+                        Err(CycleError::Stopped) => {
+                            tracing::info!(integration = %id, "poll stopped after committing its page");
+                        }
+                        Err(e) => {
+                            s.last_error = Some(e.to_string());
+                            slot.failed_cycles += 1;
+                            self.inner.metrics.poll_errors.get_or_create(&labels).inc();
+                            let wait = interval
+                                .saturating_mul(1u32 << slot.failed_cycles.min(10))
+                                .min(self.inner.tuning.error_backoff_max);
+                            slot.not_before =
+                                chrono::Duration::from_std(wait).ok().map(|w| now + w);
+                            tracing::warn!(integration = %id, error = %e, retry_in_secs = wait.as_secs(), "poll failed");
+                        }
+                    }
+                    save = Some(s.clone());
+                }
+            }
+        }
+        if let Some(s) = save {
+            if let Err(e) = self.inner.integrations.save_status(&id, &s) {
+                tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+}
+
+/// Idle backoff: after `n` empty cycles in a row, skip fires for interval × 2^(n-1), bounded by
+/// factor × interval and the tuning's maximum. Factor 0 turns it off.
+fn idle_until(
+    slot: &Slot,
+    interval: Duration,
+    tuning: &PollTuning,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let factor = slot.record.idle_backoff.unwrap_or(DEFAULT_IDLE_BACKOFF);
+    if factor == 0 || slot.empty_cycles < 2 {
+        return None;
+    }
+    let bound = interval.saturating_mul(factor).min(tuning.idle_backoff_max);
+    let wait = interval
+        .saturating_mul(1u32 << (slot.empty_cycles - 1).min(16))
+        .min(bound);
+    chrono::Duration::from_std(wait).ok().map(|w| now + w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_and_six_fields() {
+        assert!(parse_schedule("*/5 * * * *").is_ok());
+        assert!(parse_schedule("*/2 * * * * *").is_ok());
+        assert!(parse_schedule("* * *").is_err());
+        assert!(parse_schedule("61 * * * *").is_err());
+        assert_eq!(
+            interval(&parse_schedule("*/5 * * * *").unwrap()),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            interval(&parse_schedule("* * * * * *").unwrap()),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn unix_day_of_week_means_the_same_day() {
+        assert_eq!(unix_dow_to_cron("1").unwrap(), "2"); // Monday
+        assert_eq!(unix_dow_to_cron("0").unwrap(), "1"); // Sunday
+        assert_eq!(unix_dow_to_cron("7").unwrap(), "1");
+        assert_eq!(unix_dow_to_cron("1-5").unwrap(), "2-6");
+        assert_eq!(unix_dow_to_cron("5-7").unwrap(), "6-7,1-1");
+        assert_eq!(unix_dow_to_cron("MON-FRI").unwrap(), "MON-FRI");
+        assert_eq!(unix_dow_to_cron("*").unwrap(), "*");
+        // every Monday at 09:00 fires on a Monday
+        let s = parse_schedule("0 9 * * 1").unwrap();
+        let next = s.upcoming(Utc).next().unwrap();
+        assert_eq!(chrono::Datelike::weekday(&next), chrono::Weekday::Mon);
+    }
+}

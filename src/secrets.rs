@@ -1,0 +1,196 @@
+//! Sealing integration credentials at rest: XChaCha20-Poly1305 under the hub's master key, with
+//! the integration id as associated data (a sealed blob moved to another integration won't open)
+//!
+//! The master key comes from `TRAILHUB_MASTER_KEY` (32 bytes as base64 or hex), else from
+//! `<data_dir>/master.key`, created with mode 0600 on first start.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::config::Secret;
+
+const SEALED_VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("TRAILHUB_MASTER_KEY must be 32 bytes written as base64 or hex")]
+    BadEnvKey,
+    #[error("{0} must hold 32 bytes written as base64 or hex")]
+    BadKeyFile(String),
+    #[error("cannot read or create the master key {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("sealed credentials do not open: wrong master key, or the data was altered")]
+    Open,
+    #[error("sealed credentials have an unknown layout")]
+    Layout,
+}
+
+/// The key that seals every credential. Debug never shows it.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+fn decode_key(text: &str) -> Option<[u8; 32]> {
+    let t = text.trim();
+    let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(t).ok()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(t))
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(t))
+            .ok()?
+    };
+    bytes.try_into().ok()
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        MasterKey(bytes)
+    }
+
+    /// The key from the environment value if given, else from (or newly into) the data dir.
+    pub fn load(env_value: Option<&Secret>, data_dir: &Path) -> Result<MasterKey, SecretsError> {
+        if let Some(v) = env_value {
+            return decode_key(v.expose())
+                .map(MasterKey)
+                .ok_or(SecretsError::BadEnvKey);
+        }
+        let path = data_dir.join(MASTER_KEY_FILE);
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => decode_key(&text)
+                .map(MasterKey)
+                .ok_or(SecretsError::BadKeyFile(shown)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).expect("the OS random source is available");
+                write_private(&path, hex::encode(key).as_bytes())
+                    .map_err(|e| SecretsError::Io(shown.clone(), e))?;
+                tracing::info!(path = %shown, "master key created; back it up with the data dir, credentials do not open without it");
+                Ok(MasterKey(key))
+            }
+            Err(e) => Err(SecretsError::Io(shown, e)),
+        }
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+
+    /// `version ‖ nonce ‖ ciphertext+tag`, bound to `associated` (the integration id).
+    pub fn seal(&self, plaintext: &[u8], associated: &str) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).expect("the OS random source is available");
+        let sealed = self
+            .cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: associated.as_bytes(),
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(SEALED_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    pub fn open(&self, sealed: &[u8], associated: &str) -> Result<Vec<u8>, SecretsError> {
+        if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != SEALED_VERSION {
+            return Err(SecretsError::Layout);
+        }
+        self.cipher()
+            .decrypt(
+                XNonce::from_slice(&sealed[1..1 + NONCE_LEN]),
+                Payload {
+                    msg: &sealed[1 + NONCE_LEN..],
+                    aad: associated.as_bytes(),
+                },
+            )
+            .map_err(|_| SecretsError::Open)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_bound_to_the_integration() {
+        let key = MasterKey::from_bytes([7; 32]);
+        let sealed = key.seal(b"{\"token\":\"hunter2\"}", "int_a");
+        assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(
+            key.open(&sealed, "int_a").expect("opens"),
+            b"{\"token\":\"hunter2\"}"
+        );
+        assert!(
+            key.open(&sealed, "int_b").is_err(),
+            "moved to another integration"
+        );
+        assert!(MasterKey::from_bytes([8; 32])
+            .open(&sealed, "int_a")
+            .is_err());
+        let mut altered = sealed.clone();
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert!(key.open(&altered, "int_a").is_err());
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = MasterKey::load(None, dir.path()).expect("created");
+        let b = MasterKey::load(None, dir.path()).expect("reused");
+        assert_eq!(a.0, b.0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(MASTER_KEY_FILE))
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let env = Secret::new(hex::encode([3u8; 32]));
+        assert_eq!(
+            MasterKey::load(Some(&env), dir.path()).expect("hex").0,
+            [3; 32]
+        );
+        let env = Secret::new(base64::engine::general_purpose::STANDARD.encode([4u8; 32]));
+        assert_eq!(
+            MasterKey::load(Some(&env), dir.path()).expect("b64").0,
+            [4; 32]
+        );
+        assert!(MasterKey::load(Some(&Secret::new("short")), dir.path()).is_err());
+        assert!(format!("{a:?}").contains("redacted"));
+    }
+}

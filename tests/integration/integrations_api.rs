@@ -1,0 +1,327 @@
+//! The integrations admin API: validation against the connector's declared fields, roles, and
+//! credentials that never leave the hub (responses, metrics, exports, logs, files on disk)
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::emulator::{Emulator, Vendor};
+use crate::helpers::{captured_logs, spawn_hub, spawn_hub_with_key, unique_source_ids, Api};
+
+async fn expect_400(api: &Api, body: Value, names: &str) {
+    let (status, v) = api
+        .json(Method::POST, "/api/v1/integrations", Some(body.clone()))
+        .await;
+    assert_eq!(status, 400, "{body} → {v}");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(names), "{message:?} should name {names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_is_validated_against_the_connector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let c = api.get("/api/v1/connectors").await;
+    let names: Vec<&str> = c["connectors"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["github", "okta", "slack"]);
+    for connector in c["connectors"].as_array().expect("list") {
+        let config = connector["config"].as_array().expect("fields");
+        assert!(
+            config.iter().any(|f| f["name"] == "base_url"),
+            "{connector}"
+        );
+        assert!(connector["credentials"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .all(|f| f["required"].is_boolean()));
+        assert_eq!(connector["webhook"], false);
+    }
+
+    let ok = json!({"name": "gh", "connector": "github", "config": {"org": "octo", "base_url": "http://127.0.0.1:9"}, "credentials": {"token": "t"}, "schedule": "*/5 * * * *", "paused": true});
+    expect_400(
+        &api,
+        json!({"name": "gh", "connector": "github", "config": {}, "credentials": {"token": "t"}}),
+        "config.org",
+    )
+    .await;
+    expect_400(&api, json!({"name": "gh", "connector": "github", "config": {"org": "o", "colour": "red"}, "credentials": {"token": "t"}}), "config.colour").await;
+    expect_400(
+        &api,
+        json!({"name": "gh", "connector": "github", "config": {"org": "o"}, "credentials": {}}),
+        "credentials.token",
+    )
+    .await;
+    expect_400(&api, json!({"name": "gh", "connector": "github", "config": {"org": "o"}, "credentials": {"token": "t", "pat": "x"}}), "credentials.pat").await;
+    expect_400(
+        &api,
+        json!({"name": "gh", "connector": "zoom", "config": {}, "credentials": {}}),
+        "known: github, okta, slack",
+    )
+    .await;
+    expect_400(&api, json!({"name": "gh", "connector": "github", "config": {"org": "o"}, "credentials": {"token": "t"}, "schedule": "every minute"}), "schedule").await;
+    expect_400(&api, json!({"name": "gh", "connector": "github", "config": {"org": "o"}, "credentials": {"token": "t"}, "backfill": "30 days"}), "backfill").await;
+    expect_400(&api, json!({"name": "gh", "connector": "github", "config": {"org": "o", "base_url": "https://u:p@example.com"}, "credentials": {"token": "t"}}), "config.base_url").await;
+    expect_400(
+        &api,
+        json!({"name": "ok", "connector": "okta", "config": {}, "credentials": {"token": "t"}}),
+        "config.base_url",
+    )
+    .await;
+    expect_400(&api, json!({"name": "gh", "connector": "github", "config": {"org": "o"}, "credentials": {"token": "t"}, "colour": 1}), "colour").await;
+
+    let created = api.create_integration(ok.clone()).await;
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["state"], "paused");
+    assert_eq!(created["schedule"], "*/5 * * * *");
+    assert_eq!(created["credentials"], json!(["token"]));
+    let (status, _) = api
+        .json(Method::POST, "/api/v1/integrations", Some(ok))
+        .await;
+    assert_eq!(status, 409, "duplicate name");
+    let (status, _) = api
+        .json(
+            Method::POST,
+            &format!("/api/v1/integrations/{id}/poll"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "poll of a paused integration");
+    let (status, _) = api
+        .json(Method::POST, "/api/v1/integrations/int_nope/poll", None)
+        .await;
+    assert_eq!(status, 404);
+
+    // roles: a viewer reads status, changes nothing
+    let (_, minted) = api
+        .json(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "v", "role": "viewer"})),
+        )
+        .await;
+    let viewer = Api::with_token(&hub, minted["token"].as_str().expect("token"));
+    let (status, _) = viewer.json(Method::GET, "/api/v1/integrations", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = viewer
+        .json(
+            Method::POST,
+            "/api/v1/integrations",
+            Some(json!({"name": "x", "connector": "github"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = viewer
+        .json(Method::DELETE, &format!("/api/v1/integrations/{id}"), None)
+        .await;
+    assert_eq!(status, 403);
+    let anonymous = Api::with_token(&hub, "");
+    let (status, _) = anonymous
+        .json(Method::GET, "/api/v1/integrations", None)
+        .await;
+    assert_eq!(status, 401);
+
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(json!({"config": {"colour": "red"}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(json!({"schedule": "0 0 9 * * 2", "paused": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["schedule"], "0 0 9 * * 2");
+    // cron crate day-of-week 2 is Monday: the next polls say so
+    let next = v["next_polls"][0].as_str().expect("next polls");
+    let when = chrono::DateTime::parse_from_rfc3339(next).expect("rfc3339");
+    assert_eq!(
+        chrono::Datelike::weekday(&when),
+        chrono::Weekday::Mon,
+        "{v}"
+    );
+    assert!(next.contains("T09:00:00"), "{next}");
+    hub.stop().await.expect("stops");
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            hits.extend(files_containing(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                hits.push(path.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+/// Plants credentials and greps every response, the metrics, every export format, the logs and
+/// the data dir for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_leak() {
+    const PLANTED: &str = "planted-s3cret-4f9a1c";
+    const ROTATED: &str = "rotated-s3cret-77b2e0";
+    const REJECTED: &str = "rejected-s3cret-0d0d0d";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let emu = Emulator::start(Vendor::Okta, PLANTED, 5).await;
+    emu.add_recent(8, 3600);
+    let mut outputs: Vec<String> = Vec::new();
+    let body = json!({"name": "okta-leak", "connector": "okta", "config": {"base_url": emu.url},
+        "credentials": {"token": PLANTED}, "schedule": "* * * * * *", "requests_per_minute": 6000});
+    let (status, created) = api
+        .call(Method::POST, "/api/v1/integrations", Some(body))
+        .await;
+    assert_eq!(status, 201);
+    outputs.push(created.clone());
+    let created: Value = serde_json::from_str(&created).expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 8, 20).await;
+    unique_source_ids(&events);
+    // the credential reached the vendor, and only as the auth header
+    assert!(emu
+        .requests()
+        .iter()
+        .all(|r| r.authorization == format!("SSWS {PLANTED}")));
+    assert!(emu.requests().iter().all(|r| !r.query.contains(PLANTED)));
+
+    // a second integration whose credential the vendor refuses: the error path logs too
+    let bad = json!({"name": "okta-bad", "connector": "okta", "config": {"base_url": emu.url},
+        "credentials": {"token": REJECTED}, "schedule": "* * * * * *"});
+    let (_, text) = api
+        .call(Method::POST, "/api/v1/integrations", Some(bad))
+        .await;
+    let bad_id = serde_json::from_str::<Value>(&text).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    api.wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
+        .await;
+
+    let (status, text) = api
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(json!({"credentials": {"token": ROTATED}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    outputs.push(text);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for path in [
+        "/api/v1/integrations".to_string(),
+        format!("/api/v1/integrations/{id}"),
+        format!("/api/v1/integrations/{bad_id}"),
+        "/api/v1/connectors".to_string(),
+        "/api/v1/events?limit=1000".to_string(),
+        "/api/v1/events?integration=trailhub&limit=1000".to_string(),
+        "/api/v1/events/export?format=ndjson".to_string(),
+        "/api/v1/events/export?format=csv".to_string(),
+        "/api/v1/events/export?format=json".to_string(),
+        "/api/v1/events/histogram?bucket=1h&group_by=integration".to_string(),
+        "/metrics".to_string(),
+        "/healthz".to_string(),
+    ] {
+        let (status, text) = api.call(Method::GET, &path, None).await;
+        assert!(status < 500, "{path}: {status}");
+        outputs.push(format!("{path}\n{text}"));
+    }
+    hub.stop().await.expect("stops");
+    let logs = captured_logs();
+    assert!(
+        logs.contains(&format!("integration={id}")) && logs.contains("poll finished"),
+        "the log capture works"
+    );
+    outputs.push(logs);
+    for secret in [PLANTED, ROTATED, REJECTED] {
+        for out in &outputs {
+            assert!(
+                !out.contains(secret),
+                "{secret} leaked in:\n{}",
+                &out[..out.len().min(2000)]
+            );
+        }
+        let hits = files_containing(dir.path(), secret.as_bytes());
+        assert!(hits.is_empty(), "{secret} stored in clear in {hits:?}");
+    }
+    // and the audit trail recorded the rotation, naming the field but not the value
+    let audit = outputs
+        .iter()
+        .find(|o| o.starts_with("/api/v1/events?integration=trailhub"))
+        .expect("audit output");
+    assert!(audit.contains("integration.credentials_rotate"), "{audit}");
+}
+
+/// Credentials sealed under one master key do not open under another: the integration shows an
+/// error (no crash, no hot loop), and setting the credentials again recovers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_master_key_means_error_until_credentials_are_set_again() {
+    let key_a = "a".repeat(64);
+    let key_b = "b".repeat(64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(Vendor::Slack, "tok-mk", 50).await;
+    emu.add_recent(3, 600);
+    let id = {
+        let hub = spawn_hub_with_key(dir.path(), Some(&key_a)).await;
+        let api = Api::new(&hub);
+        let created = api
+            .create_integration(json!({"name": "slack-mk", "connector": "slack",
+                "config": {"base_url": emu.url}, "credentials": {"token": "tok-mk"},
+                "schedule": "* * * * * *", "requests_per_minute": 6000}))
+            .await;
+        let id = created["id"].as_str().expect("id").to_string();
+        api.wait_for_events(&id, 3, 20).await;
+        hub.stop().await.expect("stops");
+        id
+    };
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "the env key is used, no file is made"
+    );
+    let hub = spawn_hub_with_key(dir.path(), Some(&key_b)).await;
+    let api = Api::new(&hub);
+    let v = api
+        .wait_for(&id, "error", 10, |v| v["state"] == "error")
+        .await;
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("do not open"),
+        "{v}"
+    );
+    emu.add_recent(2, 10);
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(json!({"credentials": {"token": "tok-mk"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let events = api.wait_for_events(&id, 5, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    hub.stop().await.expect("stops");
+}
