@@ -129,3 +129,53 @@ fn ingest_validator_agrees_with_the_schema() {
         );
     }
 }
+
+/// Every connector's recorded pages normalise into events that validate against the schema;
+/// a connector without a fixture that yields events fails this test.
+#[test]
+fn every_connector_fixture_normalises_into_valid_events() {
+    let schema = schema();
+    let v = validator(&schema);
+    let registry = trailhub::connectors::Registry::builtin().expect("definitions load");
+    for connector in registry.all() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(&connector.name);
+        let mut files = Vec::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|x| x == "json") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut validated = 0;
+        for file in files {
+            let body = std::fs::read_to_string(&file).expect("fixture");
+            let Ok(results) = trailhub::connectors::replay(connector, &body) else {
+                continue; // an error body or a fragment, not a page
+            };
+            for event in results.into_iter().flatten() {
+                let mut json = serde_json::to_value(&event).expect("serialises");
+                json["id"] = json!("0000000000000001");
+                if let Err(e) = v.validate(&json) {
+                    panic!(
+                        "{}: {}: event does not validate: {e}\n{json}",
+                        connector.name,
+                        file.display()
+                    );
+                }
+                validated += 1;
+            }
+        }
+        assert!(
+            validated > 0,
+            "connector {} has no fixture page that yields events",
+            connector.name
+        );
+    }
+}
