@@ -115,6 +115,124 @@ async fn start_emulator(n: usize, tag: &str) -> Emulator {
     emu
 }
 
+/// A GitHub emulator whose records change while the hub polls it (newest first, one page).
+#[derive(Clone)]
+struct LiveEmulator {
+    records: Arc<Mutex<Vec<Value>>>,
+    url: String,
+}
+
+async fn live_page(State(emu): State<LiveEmulator>) -> impl IntoResponse {
+    let records = emu.records.lock().expect("lock");
+    let page: Vec<&Value> = records.iter().rev().take(PER_PAGE).collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&page).expect("json"),
+    )
+}
+
+async fn start_live_emulator() -> LiveEmulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let emu = LiveEmulator {
+        records: Arc::new(Mutex::new(Vec::new())),
+        url,
+    };
+    let app = Router::new().fallback(live_page).with_state(emu.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    emu
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// Adds one event upstream and times how long until it is the newest event of the timeline.
+async fn time_to_timeline(
+    http: &reqwest::Client,
+    hub: &str,
+    id: &str,
+    emu: &LiveEmulator,
+    n: usize,
+) -> f64 {
+    let doc = format!("live-{id}-{n}");
+    let t = now_ms();
+    emu.records.lock().expect("lock").push(json!({"@timestamp": t, "created_at": t, "_document_id": doc, "action": "repo.create", "actor": "octocat", "org": "bench"}));
+    let started = Instant::now();
+    loop {
+        let page: Value = http
+            .get(format!("{hub}/api/v1/events?integration={id}&limit=1"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("events")
+            .json()
+            .await
+            .expect("json");
+        if page["events"][0]["source_id"] == doc.as_str() {
+            return started.elapsed().as_secs_f64();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn latency(
+    http: &reqwest::Client,
+    hub: &str,
+    idle_backoff: Option<u32>,
+    rounds: usize,
+    quiet: Duration,
+) -> Vec<f64> {
+    let emu = start_live_emulator().await;
+    let t = now_ms() - 3_600_000;
+    emu.records.lock().expect("lock").push(json!({"@timestamp": t, "created_at": t, "_document_id": format!("seed-{}", emu.url), "action": "org.create", "actor": "octocat", "org": "bench"}));
+    let mut body = json!({
+        "name": format!("bench-live-{}", emu.url.rsplit(':').next().unwrap_or("x")), "connector": "github",
+        "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": "ghp_bench"},
+        "schedule": "* * * * * *", "backfill": "P1D",
+    });
+    if let Some(b) = idle_backoff {
+        body["idle_backoff"] = json!(b);
+    }
+    let v: Value = http
+        .post(format!("{hub}/api/v1/integrations"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = v["id"].as_str().expect("id").to_string();
+    wait_ingested(http, hub, &id, 1).await;
+    let mut out = Vec::new();
+    for n in 0..rounds {
+        // idle long enough for any backoff to reach its bound, at a varying phase of the schedule
+        tokio::time::sleep(quiet + Duration::from_millis((n as u64 * 137) % 1000)).await;
+        out.push(time_to_timeline(http, hub, &id, &emu, n).await);
+    }
+    out
+}
+
+fn summary(mut v: Vec<f64>) -> String {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    format!(
+        "p50 {:.2}s, max {:.2}s over {} events",
+        at(0.5),
+        v[v.len() - 1],
+        v.len()
+    )
+}
+
 async fn walk_alone(emu: &Emulator, http: &reqwest::Client) -> (usize, f64) {
     let started = Instant::now();
     let mut url = format!("{}/orgs/bench/audit-log?per_page={PER_PAGE}", emu.url);
@@ -256,5 +374,13 @@ async fn run(n: usize) {
         hits.len(),
         achieved / 10.0 * 100.0
     );
+
+    let off = latency(&http, &url, Some(0), 20, Duration::from_millis(300)).await;
+    println!(
+        "new upstream event to timeline, schedule every second, idle backoff off: {}",
+        summary(off)
+    );
+    let on = latency(&http, &url, None, 6, Duration::from_secs(8)).await;
+    println!("new upstream event to timeline, schedule every second, idle backoff on (default 4x = 4 s bound), after 8 s idle: {}", summary(on));
     hub.stop().await.expect("stop");
 }
