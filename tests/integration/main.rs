@@ -13,3 +13,4 @@ mod integrity;
 mod polling;
 mod process;
 mod schema;
+mod webhooks;
