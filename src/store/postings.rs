@@ -47,15 +47,87 @@ pub fn block_start(t: Micros) -> Micros {
     t.div_euclid(BLOCK).checked_mul(BLOCK).unwrap_or(i64::MIN)
 }
 
-pub fn block_key(prefix: &[u8], block: Micros) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + 8);
+/// A key and its value, to be written.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Entries per stored chunk. A busy hour's block would otherwise grow into a value that every
+/// append decodes and rewrites whole (and sled moves large values to blob files): instead a
+/// block is a run of chunks, appends touch only the last one, and a reader merges them.
+pub const CHUNK_MAX: usize = 1024;
+
+/// Key of one chunk of a block: `prefix ‖ block start ‖ chunk number`.
+pub fn chunk_key(prefix: &[u8], block: Micros, chunk: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 9);
     k.extend_from_slice(prefix);
     k.extend_from_slice(&keys::encode_time(block));
+    k.push(chunk);
     k
 }
 
-fn block_of_key(key: &[u8]) -> Micros {
-    keys::decode_time(&key[key.len() - 8..])
+/// (block start, chunk number) of a chunk key.
+pub fn chunk_of_key(key: &[u8]) -> (Micros, u8) {
+    let n = key.len();
+    (keys::decode_time(&key[n - 9..n - 1]), key[n - 1])
+}
+
+/// Every entry of one block, sorted (its chunks merged).
+pub fn load_block(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    block: Micros,
+) -> Result<Vec<Position>, StoreError> {
+    let mut entries = Vec::new();
+    let mut chunks = 0;
+    for item in tree.range(chunk_key(prefix, block, 0)..=chunk_key(prefix, block, u8::MAX)) {
+        let (_, v) = item?;
+        entries.extend(decode(&v)?);
+        chunks += 1;
+    }
+    if chunks > 1 {
+        entries.sort_unstable();
+        entries.dedup();
+    }
+    Ok(entries)
+}
+
+/// The chunks to write so that `new` entries join a block: they go into its last chunk while it
+/// has room, then into fresh chunks. Earlier, full chunks are never rewritten.
+pub fn append_to_block(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    block: Micros,
+    new: Vec<Position>,
+) -> Result<Vec<KeyValue>, StoreError> {
+    let last = tree
+        .range(chunk_key(prefix, block, 0)..=chunk_key(prefix, block, u8::MAX))
+        .next_back()
+        .transpose()?;
+    let (mut chunk, existing) = match last {
+        None => (0u8, Vec::new()),
+        Some((k, v)) => {
+            let (_, n) = chunk_of_key(&k);
+            let existing = decode(&v)?;
+            if existing.len() >= CHUNK_MAX && n < u8::MAX {
+                (n + 1, Vec::new())
+            } else {
+                (n, existing)
+            }
+        }
+    };
+    let merged = merge(existing, new);
+    let mut out = Vec::new();
+    let mut rest: &[Position] = &merged;
+    while !rest.is_empty() {
+        let take = if chunk == u8::MAX {
+            rest.len()
+        } else {
+            rest.len().min(CHUNK_MAX)
+        };
+        out.push((chunk_key(prefix, block, chunk), encode(&rest[..take])));
+        rest = &rest[take..];
+        chunk = chunk.saturating_add(1);
+    }
+    Ok(out)
 }
 
 const BLOCK_VERSION: u8 = 1;
@@ -190,13 +262,14 @@ impl BlockWalker {
                     continue;
                 }
             }
-            let from = block_key(&self.prefix, block_start(lower.time));
-            let to = block_key(&self.prefix, wanted);
+            let from = chunk_key(&self.prefix, block_start(lower.time), 0);
+            let to = chunk_key(&self.prefix, wanted, u8::MAX);
             match tree.range(from..=to).next_back() {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(e.into()),
-                Some(Ok((k, v))) => {
-                    self.cached = Some((block_of_key(&k), wanted, decode(&v)?));
+                Some(Ok((k, _))) => {
+                    let (block, _) = chunk_of_key(&k);
+                    self.cached = Some((block, wanted, load_block(tree, &self.prefix, block)?));
                 }
             }
         }
@@ -234,5 +307,38 @@ mod tests {
             vec![entries[0], entries[1], entries[2]],
         );
         assert_eq!(merged, entries);
+    }
+
+    #[test]
+    fn busy_blocks_grow_by_chunks_and_read_back_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new()
+            .path(dir.path())
+            .temporary(true)
+            .open()
+            .expect("sled");
+        let tree = db.open_tree("t").expect("tree");
+        let prefix = b"Ix";
+        let mut all = Vec::new();
+        // 3,000 entries in 30 appends, times deliberately out of order across appends
+        for round in 0..30u64 {
+            let new: Vec<Position> = (0..100u64)
+                .map(|i| Position {
+                    time: ((i * 37 + round * 11) % 3600) as i64,
+                    seq: round * 100 + i,
+                })
+                .collect();
+            all.extend(new.iter().copied());
+            for (k, v) in append_to_block(&tree, prefix, 0, new).expect("append") {
+                tree.insert(k, v).expect("insert");
+            }
+        }
+        all.sort_unstable();
+        assert_eq!(load_block(&tree, prefix, 0).expect("load"), all);
+        let chunks: Vec<usize> = tree
+            .scan_prefix(prefix)
+            .map(|kv| decode(&kv.expect("kv").1).expect("chunk").len())
+            .collect();
+        assert_eq!(chunks, vec![1024, 1024, 952]);
     }
 }

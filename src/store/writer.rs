@@ -248,7 +248,7 @@ fn apply_index(
     entries: &[&IndexEntry],
     through: u64,
 ) -> Result<usize, StoreError> {
-    let mut blocks: HashMap<Vec<u8>, Vec<postings::Position>> = HashMap::new();
+    let mut blocks: HashMap<(&[u8], i64), Vec<postings::Position>> = HashMap::new();
     let mut counters: HashMap<Vec<u8>, u64> = HashMap::new();
     let time_prefix = keys::posting_prefix(None);
     for entry in entries {
@@ -259,7 +259,7 @@ fn apply_index(
         };
         for prefix in std::iter::once(&time_prefix).chain(&entry.postings) {
             blocks
-                .entry(postings::block_key(prefix, block))
+                .entry((prefix.as_slice(), block))
                 .or_default()
                 .push(position);
         }
@@ -280,13 +280,12 @@ fn apply_index(
         }
     }
     let mut batch = sled::Batch::default();
-    let keys_written = blocks.len() + counters.len() + 1;
-    for (key, new) in blocks {
-        let existing = match index.get(&key)? {
-            Some(v) => postings::decode(&v)?,
-            None => Vec::new(),
-        };
-        batch.insert(key, postings::encode(&postings::merge(existing, new)));
+    let mut keys_written = counters.len() + 1;
+    for ((prefix, block), new) in blocks {
+        for (key, value) in postings::append_to_block(index, prefix, block, new)? {
+            batch.insert(key, value);
+            keys_written += 1;
+        }
     }
     for (key, delta) in counters {
         let current = index.get(&key)?.map(|v| keys::decode_u64(&v)).unwrap_or(0);
