@@ -64,12 +64,29 @@ struct RawAuth {
     value: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    audience: Option<String>,
+    client_auth: Option<ClientAuth>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum AuthKind {
     Header,
+    Basic,
+    Oauth2ClientCredentials,
+}
+
+/// How an OAuth2 client proves itself at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` as form fields (`client_secret_post`).
+    Body,
+    /// HTTP basic auth (`client_secret_basic`).
     Basic,
 }
 
@@ -86,6 +103,7 @@ struct RawPagination {
 enum PaginationKind {
     LinkHeader,
     BodyCursor,
+    NextUrlInBody,
     None,
 }
 
@@ -96,6 +114,22 @@ pub enum Auth {
     Header { header: String, value: String },
     /// HTTP basic auth from two templates.
     Basic { username: String, password: String },
+    /// OAuth2 client credentials grant: a bearer token fetched from `token_url`, cached until
+    /// shortly before it expires, fetched again once on a 401.
+    OAuth2ClientCredentials(Box<OAuth2Spec>),
+}
+
+/// `auth.kind = "oauth2_client_credentials"`: every value is a template.
+#[derive(Debug, Clone)]
+pub struct OAuth2Spec {
+    pub token_url: Template,
+    pub client_id: Template,
+    pub client_secret: Template,
+    /// Space-separated scopes, if the vendor wants them (`https://graph.microsoft.com/.default`).
+    pub scope: Option<Template>,
+    /// Sent as the `audience` form field (Auth0's API identifier).
+    pub audience: Option<Template>,
+    pub client_auth: ClientAuth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +170,9 @@ pub enum Pagination {
     LinkHeader,
     /// A token in the body at `path`, sent back as the query parameter `param`; empty = done.
     BodyCursor { path: String, param: String },
+    /// The whole next-page URL in the body at `path` (OData `@odata\.nextLink`), followed as
+    /// is (same host only); absent or empty = done.
+    NextUrlInBody { path: String },
     /// One page per request.
     None,
 }
@@ -227,7 +264,9 @@ struct RawRecords {
 #[serde(deny_unknown_fields)]
 struct RawMap {
     source_id: PathList,
-    event_type: PathList,
+    event_type: Option<PathList>,
+    /// The event type when `event_type` finds nothing (or for endpoints with one kind of record).
+    default_event_type: Option<String>,
     time: RawTime,
     description: Option<PathList>,
     session_id: Option<PathList>,
@@ -266,9 +305,19 @@ pub enum TimeFormat {
 struct RawLookup {
     value: Option<String>,
     path: Option<PathList>,
+    /// The value of the first entry whose path holds something (`present`).
+    #[serde(default)]
+    present: Vec<RawPresent>,
     #[serde(default)]
     table: BTreeMap<String, String>,
     default: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPresent {
+    path: String,
+    value: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +351,8 @@ struct RawTarget {
 #[serde(deny_unknown_fields)]
 struct RawChanges {
     each: Option<String>,
+    list: Option<String>,
+    field: Option<String>,
     old: String,
     new: String,
 }
@@ -399,6 +450,12 @@ pub enum Lookup<T> {
         default: T,
         parse: fn(&str) -> Option<T>,
     },
+    /// The value of the first path that holds something (not null, not ""), else `default`:
+    /// for records that say what an actor is by which object they fill in.
+    Present {
+        entries: Vec<(JsonPath, T)>,
+        default: T,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -431,6 +488,9 @@ pub struct TargetSpec {
 pub struct ChangesSpec {
     /// Diff inside every element of this array (paths below are relative to the element).
     pub each: Option<JsonPath>,
+    /// List mode: every element of this array is one change, named by `field`, with `old` and
+    /// `new` read from the element as they are (Graph's `modifiedProperties`).
+    pub list: Option<(JsonPath, JsonPath)>,
     pub old: JsonPath,
     pub new: JsonPath,
 }
@@ -456,7 +516,8 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub struct Mapping {
     pub source_id: PathList,
-    pub event_type: PathList,
+    pub event_type: Option<PathList>,
+    pub default_event_type: Option<String>,
     pub time: PathList,
     pub time_format: TimeFormat,
     pub description: Option<PathList>,
@@ -596,6 +657,24 @@ impl Validator<'_> {
         let one = |k: &str, s: &str| {
             parse(s).ok_or_else(|| self.err(k, format!("{s:?} is not one of {expected}")))
         };
+        if !raw.present.is_empty() {
+            if raw.value.is_some() || raw.path.is_some() || !raw.table.is_empty() {
+                return Err(self.err(key, "`present` takes no `value`, `path` or `table`"));
+            }
+            let mut entries = Vec::new();
+            for (i, p) in raw.present.iter().enumerate() {
+                let k = format!("{key}.present[{i}]");
+                entries.push((
+                    self.path(&format!("{k}.path"), &p.path)?,
+                    one(&format!("{k}.value"), &p.value)?,
+                ));
+            }
+            let default = one(
+                &format!("{key}.default"),
+                raw.default.as_deref().unwrap_or("unknown"),
+            )?;
+            return Ok(Lookup::Present { entries, default });
+        }
         match (raw.value, raw.path) {
             (Some(v), None) => {
                 if !raw.table.is_empty() || raw.default.is_some() {
@@ -619,7 +698,7 @@ impl Validator<'_> {
                     parse,
                 })
             }
-            _ => Err(self.err(key, "give exactly one of `value` or `path`")),
+            _ => Err(self.err(key, "give exactly one of `value`, `path` or `present`")),
         }
     }
 
@@ -654,7 +733,12 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    fn auth(&self, raw: RawAuth) -> Result<Auth, DefinitionError> {
+    fn auth(
+        &self,
+        raw: RawAuth,
+        config_names: &[&str],
+        credential_names: &[&str],
+    ) -> Result<Auth, DefinitionError> {
         let need = |v: Option<String>, key: &str| {
             v.ok_or_else(|| {
                 self.err(
@@ -673,7 +757,36 @@ impl Validator<'_> {
                 Ok(())
             }
         };
+        if raw.kind != AuthKind::Oauth2ClientCredentials {
+            refuse(raw.token_url.is_some(), "token_url")?;
+            refuse(raw.client_id.is_some(), "client_id")?;
+            refuse(raw.client_secret.is_some(), "client_secret")?;
+            refuse(raw.scope.is_some(), "scope")?;
+            refuse(raw.audience.is_some(), "audience")?;
+            refuse(raw.client_auth.is_some(), "client_auth")?;
+        }
         match raw.kind {
+            AuthKind::Oauth2ClientCredentials => {
+                refuse(raw.header.is_some(), "header")?;
+                refuse(raw.value.is_some(), "value")?;
+                refuse(raw.username.is_some(), "username")?;
+                refuse(raw.password.is_some(), "password")?;
+                let scope = TemplateScope {
+                    config: config_names,
+                    credentials: credential_names,
+                    time: false,
+                };
+                let t =
+                    |key: &str, text: String| self.template(&format!("auth.{key}"), &text, &scope);
+                Ok(Auth::OAuth2ClientCredentials(Box::new(OAuth2Spec {
+                    token_url: t("token_url", need(raw.token_url, "token_url")?)?,
+                    client_id: t("client_id", need(raw.client_id, "client_id")?)?,
+                    client_secret: t("client_secret", need(raw.client_secret, "client_secret")?)?,
+                    scope: raw.scope.map(|s| t("scope", s)).transpose()?,
+                    audience: raw.audience.map(|s| t("audience", s)).transpose()?,
+                    client_auth: raw.client_auth.unwrap_or(ClientAuth::Body),
+                })))
+            }
             AuthKind::Header => {
                 refuse(raw.username.is_some(), "username")?;
                 refuse(raw.password.is_some(), "password")?;
@@ -703,6 +816,19 @@ impl Validator<'_> {
                     self.err("pagination.param", "is required for kind body_cursor")
                 })?,
             }),
+            PaginationKind::NextUrlInBody => {
+                if raw.param.is_some() {
+                    return Err(self.err(
+                        "pagination.param",
+                        "does not apply to kind next_url_in_body (the URL is followed as is)",
+                    ));
+                }
+                let path = raw.path.ok_or_else(|| {
+                    self.err("pagination.path", "is required for kind next_url_in_body")
+                })?;
+                self.path("pagination.path", &path)?;
+                Ok(Pagination::NextUrlInBody { path })
+            }
             kind => {
                 if raw.path.is_some() || raw.param.is_some() {
                     return Err(self.err(
@@ -724,9 +850,13 @@ impl Validator<'_> {
             || !raw
                 .name
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || !raw.name.starts_with(|c: char| c.is_ascii_lowercase())
         {
-            return Err(self.err("name", "must be a lowercase vendor noun, e.g. `okta`"));
+            return Err(self.err(
+                "name",
+                "must be a lowercase vendor noun, e.g. `okta` (or `vendor_stream`: `entra_signins`)",
+            ));
         }
         if let Some(stem) = std::path::Path::new(self.file)
             .file_stem()
@@ -764,7 +894,7 @@ impl Validator<'_> {
             credentials: &credential_names,
             time: false,
         };
-        let auth = self.auth(raw.auth)?;
+        let auth = self.auth(raw.auth, &config_names, &credential_names)?;
         let pagination = self.pagination(raw.pagination)?;
         let auth_templates = match &auth {
             Auth::Header { header, value } => {
@@ -777,6 +907,8 @@ impl Validator<'_> {
                 self.template("auth.username", username, &auth_scope)?,
                 self.template("auth.password", password, &auth_scope)?,
             ],
+            // its templates live in the spec
+            Auth::OAuth2ClientCredentials(_) => Vec::new(),
         };
         let mut query = Vec::new();
         for (k, v) in &raw.request.query {
@@ -958,7 +1090,21 @@ impl Validator<'_> {
         let mut changes = Vec::new();
         for (i, c) in m.changes.into_iter().enumerate() {
             let k = format!("map.changes[{i}]");
+            let list = match (c.list.as_deref(), c.field.as_deref()) {
+                (Some(l), Some(f)) => Some((
+                    self.path(&format!("{k}.list"), l)?,
+                    self.path(&format!("{k}.field"), f)?,
+                )),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(self.err(&format!("{k}.field"), "is required with `list`"))
+                }
+                (None, Some(_)) => {
+                    return Err(self.err(&format!("{k}.field"), "applies only with `list`"))
+                }
+            };
             changes.push(ChangesSpec {
+                list,
                 each: c
                     .each
                     .as_deref()
@@ -984,6 +1130,15 @@ impl Validator<'_> {
                 severity: r.severity,
             });
         }
+        if m.event_type.is_none() && m.default_event_type.is_none() {
+            return Err(self.err(
+                "map.event_type",
+                "give `event_type` paths, a `default_event_type`, or both",
+            ));
+        }
+        if m.default_event_type.as_deref() == Some("") {
+            return Err(self.err("map.default_event_type", "must not be empty"));
+        }
         if m.outcome.path.is_none()
             && (!m.outcome.success.is_empty() || !m.outcome.failure.is_empty())
         {
@@ -991,7 +1146,8 @@ impl Validator<'_> {
         }
         Ok(Mapping {
             source_id: self.paths("map.source_id", m.source_id)?,
-            event_type: self.paths("map.event_type", m.event_type)?,
+            event_type: self.opt_paths("map.event_type", m.event_type)?,
+            default_event_type: m.default_event_type,
             time: self.paths("map.time.path", m.time.path)?,
             time_format: m.time.format,
             description: self.opt_paths("map.description", m.description)?,

@@ -173,12 +173,12 @@ pub fn http_client(tuning: &PollTuning) -> reqwest::Client {
         .expect("the TLS backend initialises")
 }
 
-struct Page {
+pub(super) struct Page {
     records: Vec<Box<RawValue>>,
     next: Option<String>,
 }
 
-enum Attempt {
+pub(super) enum Attempt {
     Done(Page),
     /// Wait this long, then try again without counting an attempt.
     RateLimited(Duration, String),
@@ -187,6 +187,8 @@ enum Attempt {
     Fatal(CycleError),
     /// The persisted link was refused: restart the walk from the time cursor.
     LinkRefused(u16),
+    /// 401 to a fetched OAuth2 token: fetch a new one and try once more.
+    StaleToken,
 }
 
 impl PollContext {
@@ -297,6 +299,8 @@ impl PollContext {
                 hv.set_sensitive(true);
                 req.header(header.as_str(), hv)
             }
+            // the bearer token is added by `attempt` (fetching it is async)
+            Auth::OAuth2ClientCredentials(_) => req,
             Auth::Basic { .. } => {
                 let user = self.connector.auth_templates[0]
                     .render(&self.values(None), no_escape)
@@ -348,7 +352,14 @@ impl PollContext {
 
     async fn attempt(&self, url: &str, from_saved_link: bool) -> Result<Attempt, CycleError> {
         let started = Instant::now();
-        let sent = self.request(url)?.send().await;
+        let mut req = self.request(url)?;
+        if let Auth::OAuth2ClientCredentials(spec) = &self.connector.auth {
+            match self.oauth2_bearer(spec).await {
+                Ok(value) => req = req.header(reqwest::header::AUTHORIZATION, value),
+                Err(a) => return Ok(a),
+            }
+        }
+        let sent = req.send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -420,6 +431,11 @@ impl PollContext {
                 ));
             }
         }
+        if status == StatusCode::UNAUTHORIZED
+            && matches!(self.connector.auth, Auth::OAuth2ClientCredentials(_))
+        {
+            return Ok(Attempt::StaleToken);
+        }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Ok(Attempt::Fatal(CycleError::CredentialsRejected(format!(
                 "HTTP {}",
@@ -489,6 +505,14 @@ impl PollContext {
                     None => None,
                 }
             }
+            Pagination::NextUrlInBody { path } => {
+                let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                super::path::JsonPath::parse(path)
+                    .ok()
+                    .and_then(|p| p.get(&parsed).and_then(|v| v.as_str()).map(str::to_string))
+                    .filter(|t| !t.is_empty())
+                    .and_then(|l| self.same_origin(&l))
+            }
             Pagination::None => None,
         };
         Ok(Attempt::Done(Page { records, next }))
@@ -503,6 +527,7 @@ impl PollContext {
     ) -> Result<Result<Page, u16>, CycleError> {
         let mut failures = 0u32;
         let mut waits = 0u32;
+        let mut token_refreshed = false;
         loop {
             while let Some(w) = self.gate.next_wait() {
                 self.sleep(w).await?;
@@ -511,6 +536,16 @@ impl PollContext {
                 Attempt::Done(page) => return Ok(Ok(page)),
                 Attempt::LinkRefused(code) => return Ok(Err(code)),
                 Attempt::Fatal(e) => return Err(e),
+                Attempt::StaleToken => {
+                    if token_refreshed {
+                        return Err(CycleError::CredentialsRejected(
+                            "HTTP 401 with a newly fetched token".into(),
+                        ));
+                    }
+                    token_refreshed = true;
+                    self.forget_oauth2_token();
+                    tracing::info!(integration = %self.id(), "HTTP 401: fetching a new access token");
+                }
                 Attempt::RateLimited(wait, why) => {
                     waits += 1;
                     let wait = wait.min(self.tuning.max_wait);

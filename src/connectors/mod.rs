@@ -12,9 +12,13 @@ pub mod definition;
 pub mod engine;
 pub mod integrations;
 pub mod normalise;
+pub mod oauth;
 pub mod path;
 pub mod ratelimit;
 pub mod template;
+
+#[cfg(test)]
+mod catalogue_tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +27,14 @@ pub use definition::{Connector, DefinitionError};
 
 /// The definitions compiled into the binary: (file, text).
 pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "connectors/entra_audits.toml",
+        include_str!("../../connectors/entra_audits.toml"),
+    ),
+    (
+        "connectors/entra_signins.toml",
+        include_str!("../../connectors/entra_signins.toml"),
+    ),
     (
         "connectors/github.toml",
         include_str!("../../connectors/github.toml"),
@@ -314,9 +326,13 @@ mod tests {
     fn unknown_connector_lists_the_known() {
         let r = Registry::builtin().expect("builtin definitions are valid");
         let e = r.get("zoom").expect_err("unknown");
-        assert_eq!(
-            e.to_string(),
-            "unknown connector \"zoom\" (known: github, okta, slack)"
+        assert!(
+            e.to_string()
+                .starts_with("unknown connector \"zoom\" (known: "),
+            "{e}"
         );
+        for known in ["entra_audits", "entra_signins", "github", "okta", "slack"] {
+            assert!(e.to_string().contains(known), "{e}");
+        }
     }
 }

@@ -158,6 +158,15 @@ fn lookup<T: Clone>(l: &Lookup<T>, v: &Value) -> T {
             .text(v)
             .and_then(|s| table.get(&s).cloned().or_else(|| parse(&s)))
             .unwrap_or_else(|| default.clone()),
+        Lookup::Present { entries, default } => entries
+            .iter()
+            .find(|(p, _)| match p.get(v) {
+                None | Some(Value::Null) => false,
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(_) => true,
+            })
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| default.clone()),
     }
 }
 
@@ -242,7 +251,9 @@ pub fn normalise(
         .unwrap_or_else(|| content_hash(&record));
     let event_type = map
         .event_type
-        .text(&record)
+        .as_ref()
+        .and_then(|p| p.text(&record))
+        .or_else(|| map.default_event_type.clone())
         .map(clip)
         .unwrap_or_else(|| "unknown".into());
     let rule = classify(&map.rules, &event_type);
@@ -303,7 +314,28 @@ pub fn normalise(
             },
         };
         for element in elements {
-            diff_objects(spec.old.get(element), spec.new.get(element), &mut changes);
+            match &spec.list {
+                None => diff_objects(spec.old.get(element), spec.new.get(element), &mut changes),
+                Some((list, field)) => {
+                    let Some(Value::Array(items)) = list.get(element) else {
+                        continue;
+                    };
+                    for item in items {
+                        let name = match field.get(item) {
+                            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                            Some(Value::Number(n)) => n.to_string(),
+                            _ => continue,
+                        };
+                        if changes.len() < MAX_CHANGES {
+                            changes.push(Change {
+                                field: clip(name),
+                                old: spec.old.get(item).cloned().unwrap_or(Value::Null),
+                                new: spec.new.get(item).cloned().unwrap_or(Value::Null),
+                            });
+                        }
+                    }
+                }
+            }
         }
     }
     let raw_box =

@@ -1,4 +1,5 @@
-//! Dotted paths into a vendor's JSON record (`actor.user.id`, `@timestamp`, `target.0.id`),
+//! Dotted paths into a vendor's JSON record (`actor.user.id`, `@timestamp`, `target.0.id`,
+//! `@odata\.nextLink` for a key that holds a dot),
 //! with indirect segments (`entity.{entity.type}.id`) for records keyed by their own type field
 
 use std::borrow::Cow;
@@ -39,12 +40,19 @@ impl JsonPath {
             } else if s.contains(['{', '}']) {
                 return Err(format!("path {text:?}: braces must wrap a whole segment"));
             } else {
-                segments.push(Segment::Key(s.to_string()));
+                segments.push(Segment::Key(s.replace("\\.", ".")));
             }
             Ok(())
         };
+        let mut escaped = false;
         for (i, &b) in bytes.iter().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
             match b {
+                // `\.` is a dot inside a key (`@odata\.nextLink`)
+                b'\\' if bytes.get(i + 1) == Some(&b'.') => escaped = true,
                 b'{' => depth += 1,
                 b'}' => {
                     depth = depth
@@ -183,6 +191,15 @@ mod tests {
         let indirect = JsonPath::parse("entity.{entity.type}.id").unwrap();
         assert_eq!(indirect.get(&v), Some(&serde_json::json!("C1")));
         assert!(JsonPath::parse("a..b").is_err());
+        let dotted = serde_json::json!({"@odata.nextLink": "https://x/next", "a": {"b.c": 1}});
+        assert_eq!(
+            JsonPath::parse(r"@odata\.nextLink").unwrap().get(&dotted),
+            Some(&serde_json::json!("https://x/next"))
+        );
+        assert_eq!(
+            JsonPath::parse(r"a.b\.c").unwrap().get(&dotted),
+            Some(&serde_json::json!(1))
+        );
         assert!(JsonPath::parse("a.{b").is_err());
         let list = PathList::from(OneOrMany::Many(vec!["missing".into(), "@timestamp".into()]))
             .validated()

@@ -1,5 +1,7 @@
 //! The one integration-test binary: hub helpers, vendor emulators, and the suites
 
+mod catalogue;
+mod catalogue_emu;
 mod conformance;
 mod emulator;
 mod helpers;

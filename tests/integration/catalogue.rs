@@ -1,0 +1,368 @@
+//! The connector catalogue against its loopback emulators: pagination, cursor and auth flow of
+//! each vendor (the token endpoint included for OAuth2 vendors), plus the conformance cases
+//! every connector passes (duplicates across pages, 429, 5xx, truncated JSON, restart, late
+//! events inside the overlap, empty polls)
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::catalogue_emu::{CatEmu, CatFault, CatVendor};
+use crate::helpers::{captured_logs, spawn_hub, unique_source_ids, Api};
+
+/// Asks for a cycle now (idle backoff would otherwise skip fires).
+async fn poll_now(api: &Api, id: &str) {
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/integrations/{id}/poll"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+}
+
+const CLIENT_ID: &str = "8a1c7e4e-client";
+const SECRET: &str = "client-secret-for-tests";
+
+fn oauth_credentials() -> Value {
+    json!({"client_id": CLIENT_ID, "client_secret": SECRET})
+}
+
+fn integration(emu: &CatEmu, vendor: CatVendor, name: &str, credentials: Value) -> Value {
+    json!({"name": name, "connector": vendor.connector(), "config": emu.config(),
+        "credentials": credentials, "schedule": "* * * * * *", "backfill": "P2D",
+        "requests_per_minute": 6000})
+}
+
+/// The conformance cases of tests/integration/conformance.rs, for a catalogue emulator.
+async fn conformance(vendor: CatVendor, credentials: Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(vendor, CLIENT_ID, SECRET, 6).await;
+    emu.state.lock().expect("lock").repeat_across_pages = true;
+    emu.add_recent(40, 86_400);
+    emu.fault(CatFault::Status(429, Some(1)));
+    emu.fault(CatFault::Status(500, None));
+    emu.fault(CatFault::Truncated);
+    let name = format!("conformance-{}", vendor.connector());
+    let id = {
+        let hub = spawn_hub(dir.path()).await;
+        let api = Api::new(&hub);
+        let created = api
+            .create_integration(integration(&emu, vendor, &name, credentials.clone()))
+            .await;
+        let id = created["id"].as_str().expect("id").to_string();
+        let events = api.wait_for_events(&id, 40, 30).await;
+        assert_eq!(unique_source_ids(&events), emu.ids(), "backfill");
+        api.wait_for(&id, "live", 10, |v| v["state"] == "live")
+            .await;
+        hub.stop().await.expect("stops");
+        id
+    };
+    let now = chrono::Utc::now().timestamp_micros();
+    emu.add_events(&[now - 120_000_000, now - 5_000_000]);
+    emu.add_recent(9, 20);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let events = api.wait_for_events(&id, 51, 30).await;
+    assert_eq!(unique_source_ids(&events), emu.ids(), "after restart");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/integrations/{id}/poll"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(api.events(&id).await.len(), 51);
+    let v = api
+        .wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    assert_eq!(v["last_error"], Value::Null);
+    hub.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_audits_conformance() {
+    conformance(CatVendor::EntraAudits, oauth_credentials()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_signins_conformance() {
+    conformance(CatVendor::EntraSignIns, oauth_credentials()).await;
+}
+
+/// Client credentials at the token endpoint, one token for every page and cycle while it is
+/// valid, `$filter ... ge`, `$orderby`, `@odata.nextLink` followed as is, 429 Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_token_filter_next_link_and_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::EntraAudits, CLIENT_ID, SECRET, 5).await;
+    emu.add_recent(23, 3600);
+    emu.fault(CatFault::Status(429, Some(1)));
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::EntraAudits,
+            "entra",
+            oauth_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 23, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    // more cycles run (every second); still the one token
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tokens = emu.token_requests();
+    assert_eq!(tokens.len(), 1, "one token, cached");
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&tokens[0].body).expect("form");
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["client_id"], CLIENT_ID);
+    assert_eq!(form["client_secret"], SECRET);
+    assert_eq!(form["scope"], "https://graph.microsoft.com/.default");
+    assert_eq!(tokens[0].path, "/contoso.onmicrosoft.com/oauth2/v2.0/token");
+    let api_requests = emu.api_requests();
+    assert!(api_requests
+        .iter()
+        .all(|r| r.authorization == "Bearer emu-access-token-1"));
+    let first = &api_requests[0];
+    assert_eq!(first.status, 429);
+    let q: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&first.query).expect("query");
+    assert!(q["$filter"].starts_with("activityDateTime ge 20"), "{q:?}");
+    assert_eq!(q["$orderby"], "activityDateTime desc");
+    // Retry-After: 1 was honoured
+    assert!(api_requests[1].at.duration_since(first.at) >= Duration::from_millis(950));
+    // the next links were followed: 23 records at 5 a page
+    assert!(
+        api_requests
+            .iter()
+            .filter(|r| r.query.contains("skiptoken"))
+            .count()
+            >= 4
+    );
+    // a later cycle asks from the high-water mark minus the overlap (15 min), not the backfill
+    let last: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&api_requests.last().expect("requests").query).expect("q");
+    let since = last["$filter"]
+        .strip_prefix("activityDateTime ge ")
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .expect("filter time");
+    let age = chrono::Utc::now().signed_duration_since(since);
+    assert!(age < chrono::Duration::minutes(30), "{age}");
+    hub.stop().await.expect("stops");
+}
+
+/// A token the vendor stops accepting (401) is fetched again once and the page retried; a
+/// refused client is a credentials error; a rate-limited token endpoint is waited out; a token
+/// near its expiry is replaced before it is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_token_401_refused_client_and_expiry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::EntraSignIns, CLIENT_ID, SECRET, 50).await;
+    emu.add_recent(5, 600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::EntraSignIns,
+            "entra-signins",
+            oauth_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    api.wait_for_events(&id, 5, 20).await;
+    assert_eq!(emu.token_requests().len(), 1);
+    // the vendor revokes the token: one 401, a new token, the same page again
+    emu.revoke_tokens();
+    emu.add_recent(3, 5);
+    api.wait_for_events(&id, 8, 20).await;
+    let v = api.integration(&id).await;
+    assert_eq!(v["last_error"], Value::Null, "{v:#}");
+    assert_eq!(emu.token_requests().len(), 2);
+    let statuses: Vec<u16> = emu.api_requests().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // a client the token endpoint refuses: credentials rejected, the vendor's text left out
+    let bad = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::EntraSignIns,
+            "entra-bad",
+            json!({"client_id": CLIENT_ID, "client_secret": "wrong"}),
+        ))
+        .await;
+    let bad_id = bad["id"].as_str().expect("id").to_string();
+    let v = api
+        .wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
+        .await;
+    let err = v["last_error"].as_str().unwrap_or("");
+    assert!(err.starts_with("credentials rejected"), "{err}");
+    assert!(err.contains("invalid_client"), "{err}");
+    assert!(!err.contains("AADSTS"), "vendor free text stays out: {err}");
+    assert!(emu
+        .api_requests()
+        .iter()
+        .all(|r| r.authorization.starts_with("Bearer emu-access-token")));
+
+    // a rate-limited token endpoint is waited out, not a credentials error
+    emu.revoke_tokens();
+    emu.fault(CatFault::TokenStatus(429, Some(1)));
+    emu.add_recent(2, 5);
+    api.wait_for_events(&id, 10, 20).await;
+    let v = api.integration(&id).await;
+    assert_eq!(v["state"], "live", "{v:#}");
+    assert_eq!(v["last_error"], Value::Null, "{v:#}");
+    hub.stop().await.expect("stops");
+
+    // tokens that live 3 s: cycles every second replace them before they expire, so the API
+    // never sees an expired one
+    let emu = CatEmu::start(CatVendor::EntraSignIns, CLIENT_ID, SECRET, 50).await;
+    emu.state.lock().expect("lock").token_lifetime = 3;
+    emu.add_recent(4, 600);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::EntraSignIns,
+            "entra-short-tokens",
+            oauth_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    api.wait_for_events(&id, 4, 20).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while emu.token_requests().len() < 3 && tokio::time::Instant::now() < deadline {
+        emu.add_recent(1, 1);
+        poll_now(&api, &id).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        emu.token_requests().len() >= 3,
+        "tokens replaced before expiry"
+    );
+    let statuses: Vec<u16> = emu.api_requests().iter().map(|r| r.status).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    hub.stop().await.expect("stops");
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// The leak check of integrations_api.rs for OAuth2: a planted client secret and the access
+/// token the vendor hands out appear in no response, metric, export, log line or stored file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_secrets_and_tokens_never_leak() {
+    const PLANTED_SECRET: &str = "planted-client-s3cret-93e1";
+    const TOKEN_PREFIX: &str = "planted-access-t0ken-5c2b";
+    const REJECTED: &str = "rejected-client-s3cret-11aa";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let emu = CatEmu::start(CatVendor::EntraAudits, CLIENT_ID, PLANTED_SECRET, 4).await;
+    emu.state.lock().expect("lock").token_prefix = TOKEN_PREFIX.into();
+    emu.add_recent(9, 3600);
+    let mut outputs: Vec<String> = Vec::new();
+    let body = integration(
+        &emu,
+        CatVendor::EntraAudits,
+        "entra-leak",
+        json!({"client_id": CLIENT_ID, "client_secret": PLANTED_SECRET}),
+    );
+    let (status, created) = api
+        .call(Method::POST, "/api/v1/integrations", Some(body))
+        .await;
+    assert_eq!(status, 201);
+    outputs.push(created.clone());
+    let id = serde_json::from_str::<Value>(&created).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    api.wait_for_events(&id, 9, 20).await;
+    // a 401 path and a refused client: error paths log too
+    emu.revoke_tokens();
+    let bad = integration(
+        &emu,
+        CatVendor::EntraAudits,
+        "entra-leak-bad",
+        json!({"client_id": CLIENT_ID, "client_secret": REJECTED}),
+    );
+    let (_, text) = api
+        .call(Method::POST, "/api/v1/integrations", Some(bad))
+        .await;
+    outputs.push(text.clone());
+    let bad_id = serde_json::from_str::<Value>(&text).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    api.wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(emu.token_requests().len() >= 2, "a token was fetched again");
+    for path in [
+        "/api/v1/integrations".to_string(),
+        format!("/api/v1/integrations/{id}"),
+        format!("/api/v1/integrations/{bad_id}"),
+        "/api/v1/connectors".to_string(),
+        "/api/v1/events?limit=1000".to_string(),
+        "/api/v1/events?integration=trailhub&limit=1000".to_string(),
+        "/api/v1/events/export?format=ndjson".to_string(),
+        "/api/v1/events/export?format=csv".to_string(),
+        "/metrics".to_string(),
+    ] {
+        let (status, text) = api.call(Method::GET, &path, None).await;
+        assert!(status < 500, "{path}: {status}");
+        outputs.push(format!("{path}\n{text}"));
+    }
+    hub.stop().await.expect("stops");
+    let logs = captured_logs();
+    assert!(
+        logs.contains(&format!("integration={id}")),
+        "the log capture works"
+    );
+    outputs.push(logs);
+    for secret in [PLANTED_SECRET, TOKEN_PREFIX, REJECTED] {
+        for out in &outputs {
+            assert!(
+                !out.contains(secret),
+                "{secret} leaked in:\n{}",
+                &out[..out.len().min(2000)]
+            );
+        }
+        let hits = files_containing(dir.path(), secret.as_bytes());
+        assert!(hits.is_empty(), "{secret} stored in clear in {hits:?}");
+    }
+}

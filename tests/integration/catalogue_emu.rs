@@ -1,0 +1,485 @@
+//! Loopback emulators for the connector catalogue: each serves a vendor's audit-log endpoint
+//! with its real pagination and cursor parameters, its auth (including an OAuth2 token
+//! endpoint), and faults on demand
+//!
+//! - Graph (`entra_audits`, `entra_signins`): `POST /{tenant}/oauth2/v2.0/token` (client
+//!   credentials, form body), `GET /v1.0/auditLogs/{directoryAudits,signIns}` with
+//!   `$filter=<field> ge <t>`, `$top`, newest first, absolute `@odata.nextLink` with `$skiptoken`
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatVendor {
+    EntraAudits,
+    EntraSignIns,
+}
+
+impl CatVendor {
+    pub fn connector(self) -> &'static str {
+        match self {
+            CatVendor::EntraAudits => "entra_audits",
+            CatVendor::EntraSignIns => "entra_signins",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum CatFault {
+    /// Answer this status, with `Retry-After` seconds if given.
+    Status(u16, Option<u64>),
+    /// Cut the normal body in half.
+    Truncated,
+    /// The token endpoint answers this status (OAuth2 vendors).
+    TokenStatus(u16, Option<u64>),
+}
+
+#[derive(Debug, Clone)]
+pub struct CatEvent {
+    pub seq: u64,
+    pub time: i64,
+    pub id: String,
+    pub record: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct CatReq {
+    pub at: Instant,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub authorization: String,
+    pub body: String,
+    pub status: u16,
+}
+
+pub struct CatState {
+    pub vendor: CatVendor,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Access tokens handed out and still accepted, with when they expire.
+    pub valid_tokens: HashMap<String, Instant>,
+    pub issued: u64,
+    /// `expires_in` of issued tokens, seconds.
+    pub token_lifetime: u64,
+    /// Prefix of issued access tokens (leak tests plant a recognisable one).
+    pub token_prefix: String,
+    pub events: Vec<CatEvent>,
+    pub faults: VecDeque<CatFault>,
+    pub requests: Vec<CatReq>,
+    pub page_size: usize,
+    pub repeat_across_pages: bool,
+    next_seq: u64,
+    prefix: u64,
+}
+
+static EMULATORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[derive(Clone)]
+pub struct CatEmu {
+    pub state: Arc<Mutex<CatState>>,
+    pub url: String,
+}
+
+const GRAPH_AUDIT: &str = include_str!("../../fixtures/entra/directory_audits/page.json");
+const GRAPH_SIGNIN: &str = include_str!("../../fixtures/entra/sign_ins/page.json");
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl CatEmu {
+    pub async fn start(
+        vendor: CatVendor,
+        client_id: &str,
+        secret: &str,
+        page_size: usize,
+    ) -> CatEmu {
+        let state = Arc::new(Mutex::new(CatState {
+            vendor,
+            client_id: client_id.to_string(),
+            client_secret: secret.to_string(),
+            valid_tokens: HashMap::new(),
+            issued: 0,
+            token_lifetime: 3599,
+            token_prefix: "emu-access-token".into(),
+            events: Vec::new(),
+            faults: VecDeque::new(),
+            requests: Vec::new(),
+            page_size,
+            repeat_across_pages: false,
+            next_seq: 0,
+            prefix: EMULATORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = Router::new()
+            .fallback(handle)
+            .with_state((state.clone(), url.clone()));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        CatEmu { state, url }
+    }
+
+    /// The integration config that points the connector at this emulator.
+    pub fn config(&self) -> Value {
+        match self.state.lock().expect("lock").vendor {
+            CatVendor::EntraAudits | CatVendor::EntraSignIns => json!({
+                "base_url": format!("{}/v1.0", self.url),
+                "login_url": self.url,
+                "tenant_id": "contoso.onmicrosoft.com",
+            }),
+        }
+    }
+
+    pub fn add_events(&self, times: &[i64]) -> Vec<String> {
+        let mut s = self.state.lock().expect("lock");
+        let mut ids = Vec::new();
+        for &t in times {
+            s.next_seq += 1;
+            let seq = s.next_seq;
+            let (time, id, record) = make_record(s.vendor, s.prefix, seq, t);
+            ids.push(id.clone());
+            s.events.push(CatEvent {
+                seq,
+                time,
+                id,
+                record,
+            });
+        }
+        ids
+    }
+
+    pub fn add_recent(&self, n: usize, span_secs: i64) -> Vec<String> {
+        let now = now_micros();
+        let times: Vec<i64> = (0..n)
+            .map(|i| {
+                now - span_secs * 1_000_000 + (i as i64 * span_secs * 1_000_000) / n.max(1) as i64
+            })
+            .collect();
+        self.add_events(&times)
+    }
+
+    pub fn fault(&self, f: CatFault) {
+        self.state.lock().expect("lock").faults.push_back(f);
+    }
+
+    pub fn requests(&self) -> Vec<CatReq> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+
+    /// Requests to the token endpoint.
+    pub fn token_requests(&self) -> Vec<CatReq> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/token"))
+            .collect()
+    }
+
+    /// Requests to the audit-log endpoint.
+    pub fn api_requests(&self) -> Vec<CatReq> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.path.ends_with("/token"))
+            .collect()
+    }
+
+    /// The vendor stops accepting every access token issued so far.
+    pub fn revoke_tokens(&self) {
+        self.state.lock().expect("lock").valid_tokens.clear();
+    }
+
+    pub fn ids(&self) -> BTreeSet<String> {
+        self.state
+            .lock()
+            .expect("lock")
+            .events
+            .iter()
+            .map(|e| e.id.clone())
+            .collect()
+    }
+}
+
+/// Graph writes 7 fractional digits (100 ns ticks).
+fn graph_time(t: i64, seq: u64) -> String {
+    let dt = chrono::DateTime::from_timestamp_micros(t).expect("time");
+    format!(
+        "{}.{:06}{}Z",
+        dt.format("%Y-%m-%dT%H:%M:%S"),
+        t.rem_euclid(1_000_000),
+        seq % 10
+    )
+}
+
+fn make_record(vendor: CatVendor, prefix: u64, seq: u64, t: i64) -> (i64, String, Value) {
+    match vendor {
+        CatVendor::EntraAudits => {
+            let page: Value = serde_json::from_str(GRAPH_AUDIT).expect("fixture");
+            let mut r = page["value"][0].clone();
+            let id = format!("Directory_{prefix}_{seq:06}");
+            let activities = [
+                "Add member to group",
+                "Add user",
+                "Update user",
+                "Delete user",
+            ];
+            r["id"] = json!(id);
+            r["activityDateTime"] = json!(graph_time(t, seq));
+            r["activityDisplayName"] = json!(activities[seq as usize % activities.len()]);
+            (t, id, r)
+        }
+        CatVendor::EntraSignIns => {
+            let page: Value = serde_json::from_str(GRAPH_SIGNIN).expect("fixture");
+            let mut r = page["value"][0].clone();
+            let id = format!("{prefix:08x}-{seq:04x}-4ee5-be62-ff5a759b0100");
+            r["id"] = json!(id);
+            r["createdDateTime"] = json!(graph_time(t, seq));
+            (t, id, r)
+        }
+    }
+}
+
+type Shared = (Arc<Mutex<CatState>>, String);
+
+fn reply(status: u16, headers: HeaderMap, body: String) -> Response {
+    let mut h = headers;
+    h.insert("content-type", "application/json".parse().expect("header"));
+    (StatusCode::from_u16(status).expect("status"), h, body).into_response()
+}
+
+async fn handle(
+    State((state, base)): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let log = |status: u16| {
+        state.lock().expect("lock").requests.push(CatReq {
+            at: Instant::now(),
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            query: uri.query().unwrap_or("").to_string(),
+            authorization: authorization.clone(),
+            body: body.clone(),
+            status,
+        });
+    };
+    let is_token = uri.path().ends_with("/token");
+    // faults apply to the endpoint they name
+    let fault = {
+        let mut s = state.lock().expect("lock");
+        let applies = match s.faults.front() {
+            Some(CatFault::TokenStatus(..)) => is_token,
+            Some(_) => !is_token,
+            None => false,
+        };
+        if applies {
+            s.faults.pop_front()
+        } else {
+            None
+        }
+    };
+    match &fault {
+        Some(CatFault::Status(code, retry)) | Some(CatFault::TokenStatus(code, retry)) => {
+            log(*code);
+            let mut h = HeaderMap::new();
+            if let Some(r) = retry {
+                h.insert("retry-after", r.to_string().parse().expect("header"));
+            }
+            return reply(
+                *code,
+                h,
+                json!({"error": {"code": "TooManyRequests", "message": "emulated fault"}})
+                    .to_string(),
+            );
+        }
+        _ => {}
+    }
+    if is_token {
+        let (status, text) = token(&state, &method, &headers, &body);
+        log(status);
+        return reply(status, HeaderMap::new(), text);
+    }
+    let bearer = authorization.strip_prefix("Bearer ").unwrap_or("");
+    let valid = state
+        .lock()
+        .expect("lock")
+        .valid_tokens
+        .get(bearer)
+        .is_some_and(|expiry| Instant::now() < *expiry);
+    if !valid {
+        log(401);
+        return reply(
+            401,
+            HeaderMap::new(),
+            json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired or is not yet valid."}}).to_string(),
+        );
+    }
+    let q: HashMap<String, String> = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    let page = {
+        let s = state.lock().expect("lock");
+        match s.vendor {
+            CatVendor::EntraAudits | CatVendor::EntraSignIns => {
+                graph_page(&s, &q, &base, uri.path())
+            }
+        }
+    };
+    let mut text = match page {
+        Ok(v) => v.to_string(),
+        Err((status, message)) => {
+            log(status);
+            return reply(
+                status,
+                HeaderMap::new(),
+                json!({"error": {"message": message}}).to_string(),
+            );
+        }
+    };
+    if let Some(CatFault::Truncated) = fault {
+        text.truncate(text.len() / 2);
+    }
+    log(200);
+    reply(200, HeaderMap::new(), text)
+}
+
+/// The token endpoint: client credentials in the form body (or basic auth).
+fn token(
+    state: &Mutex<CatState>,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &str,
+) -> (u16, String) {
+    let form: HashMap<String, String> = serde_urlencoded::from_str(body).unwrap_or_default();
+    let form_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if method != Method::POST || !form_type.starts_with("application/x-www-form-urlencoded") {
+        return (400, json!({"error": "invalid_request"}).to_string());
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return (400, json!({"error": "unsupported_grant_type"}).to_string());
+    }
+    let mut s = state.lock().expect("lock");
+    let scope_ok = match s.vendor {
+        CatVendor::EntraAudits | CatVendor::EntraSignIns => {
+            form.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default")
+        }
+    };
+    if !scope_ok {
+        return (400, json!({"error": "invalid_scope"}).to_string());
+    }
+    if form.get("client_id") != Some(&s.client_id)
+        || form.get("client_secret") != Some(&s.client_secret)
+    {
+        return (
+            401,
+            json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}).to_string(),
+        );
+    }
+    s.issued += 1;
+    let token = format!("{}-{}", s.token_prefix, s.issued);
+    let expiry = Instant::now() + std::time::Duration::from_secs(s.token_lifetime);
+    s.valid_tokens.insert(token.clone(), expiry);
+    (
+        200,
+        json!({"token_type": "Bearer", "expires_in": s.token_lifetime, "ext_expires_in": s.token_lifetime, "access_token": token}).to_string(),
+    )
+}
+
+fn graph_page(
+    s: &CatState,
+    q: &HashMap<String, String>,
+    base: &str,
+    path: &str,
+) -> Result<Value, (u16, String)> {
+    let field = match s.vendor {
+        CatVendor::EntraAudits => "activityDateTime",
+        CatVendor::EntraSignIns => "createdDateTime",
+    };
+    let since = match q.get("$filter") {
+        Some(f) => {
+            let parts: Vec<&str> = f.split_whitespace().collect();
+            match parts.as_slice() {
+                [name, "ge", t] if *name == field => chrono::DateTime::parse_from_rfc3339(t)
+                    .map_err(|_| (400, format!("bad datetime literal {t}")))?
+                    .timestamp_micros(),
+                _ => return Err((400, format!("unsupported $filter {f}"))),
+            }
+        }
+        None => i64::MIN,
+    };
+    if s.vendor == CatVendor::EntraAudits
+        && q.get("$orderby").map(String::as_str) != Some("activityDateTime desc")
+    {
+        return Err((
+            400,
+            "the emulator expects $orderby=activityDateTime desc".into(),
+        ));
+    }
+    let mut matching: Vec<&CatEvent> = s.events.iter().filter(|e| e.time >= since).collect();
+    matching.sort_by(|a, b| b.time.cmp(&a.time).then(b.seq.cmp(&a.seq)));
+    let offset = q
+        .get("$skiptoken")
+        .and_then(|t| t.strip_prefix("o"))
+        .and_then(|t| t.parse::<usize>().ok())
+        .map(|o| {
+            if s.repeat_across_pages {
+                o.saturating_sub(1)
+            } else {
+                o
+            }
+        })
+        .unwrap_or(0);
+    let n = q
+        .get("$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(s.page_size)
+        .min(s.page_size)
+        .max(1);
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(n)
+        .map(|e| e.record.clone())
+        .collect();
+    let mut body = json!({
+        "@odata.context": format!("{base}/v1.0/$metadata#auditLogs"),
+        "value": page,
+    });
+    if offset + page.len() < matching.len() {
+        let mut next = reqwest::Url::parse(&format!("{base}{path}")).expect("url");
+        next.query_pairs_mut()
+            .append_pair("$top", &n.to_string())
+            .append_pair("$skiptoken", &format!("o{}", offset + page.len()));
+        if let Some(f) = q.get("$filter") {
+            next.query_pairs_mut().append_pair("$filter", f);
+        }
+        if let Some(o) = q.get("$orderby") {
+            next.query_pairs_mut().append_pair("$orderby", o);
+        }
+        body["@odata.nextLink"] = json!(next.to_string());
+    }
+    Ok(body)
+}
