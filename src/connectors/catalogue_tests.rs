@@ -174,3 +174,82 @@ fn entra_failed_sign_in_is_a_failure() {
         .unwrap_or("")
         .starts_with("Invalid username"));
 }
+
+#[test]
+fn auth0_logs_normalise() {
+    let events = events("auth0", "auth0/logs/page.json");
+    assert_eq!(events.len(), 10);
+    let signup = &events[0];
+    assert_eq!(
+        signup.source_id,
+        "90020230602105805996607000000000000001223372045029306413"
+    );
+    assert_eq!(signup.event_type, "ss");
+    assert_eq!(time(signup), "2023-06-02T10:58:01.495000Z");
+    assert_eq!(
+        (signup.category, signup.action, signup.outcome),
+        (Category::UserManagement, Action::Create, Outcome::Success)
+    );
+    assert_eq!(signup.actor.id, "auth0|6479cb390fb950ad138c1992");
+    assert_eq!(signup.actor.name.as_deref(), Some("test-user846"));
+    assert_eq!(signup.actor.kind, ActorType::User);
+    // the SDK's recording redacted addresses; kept as they are
+    assert_eq!(signup.actor.ip.as_deref(), Some("[REDACTED]"));
+    assert_eq!(
+        signup.actor.user_agent.as_deref(),
+        Some("Other 0.0.0 / Other 0.0.0")
+    );
+    assert_eq!(
+        targets(signup),
+        [
+            (
+                "application",
+                "naTYUHwINwCEtmhj8umEL7bHoB57L5e2",
+                Some("CDT Testing")
+            ),
+            (
+                "connection",
+                "con_RM2Tx4kqsiaBfHkh",
+                Some("Username-Password-Authentication")
+            ),
+        ]
+    );
+    // a Management API call: the caller is the client
+    let api_call = &events[2];
+    assert_eq!(api_call.event_type, "sapi");
+    assert_eq!(api_call.description.as_deref(), Some("Create a User"));
+    assert_eq!(
+        (api_call.category, api_call.outcome),
+        (Category::Configuration, Outcome::Success)
+    );
+    assert_eq!(api_call.actor.id, "naTYUHwINwCEtmhj8umEL7bHoB57L5e2");
+    assert_eq!(api_call.actor.kind, ActorType::Service);
+    // a failed notification: user_id "" falls through to the client
+    let failed = &events[8];
+    assert_eq!(failed.event_type, "fn");
+    assert_eq!(failed.outcome, Outcome::Failure);
+    assert_eq!(failed.actor.id, "WC5ESxuFU9JEQOQNnUskg3Lr5if0nRVG");
+    assert_eq!(failed.actor.kind, ActorType::Service);
+
+    let checkpoint = events("auth0", "auth0/logs/checkpoint_from_take.json");
+    assert_eq!(checkpoint.len(), 2);
+    assert!(
+        checkpoint[0].source_id < checkpoint[1].source_id,
+        "log_id order"
+    );
+}
+
+#[test]
+fn auth0_scope_string_or_array_both_normalise() {
+    let events = events("auth0", "auth0/logs/scope_string_or_array.json");
+    assert_eq!(events.len(), 2);
+    assert!(events[0]
+        .raw
+        .get()
+        .contains(r#""scope":"read:users update:users""#));
+    assert!(events[1]
+        .raw
+        .get()
+        .contains(r#""scope":["read:users","update:users"]"#));
+    assert_ne!(events[0].source_id, events[1].source_id);
+}

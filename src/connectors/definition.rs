@@ -104,6 +104,7 @@ enum PaginationKind {
     LinkHeader,
     BodyCursor,
     NextUrlInBody,
+    LastRecord,
     None,
 }
 
@@ -173,6 +174,10 @@ pub enum Pagination {
     /// The whole next-page URL in the body at `path` (OData `@odata\.nextLink`), followed as
     /// is (same host only); absent or empty = done.
     NextUrlInBody { path: String },
+    /// Checkpoint paging: the next page is the same request with the query parameter `param`
+    /// set to the value at `path` of the page's last record (Auth0 `from=<log_id>`); an empty
+    /// page keeps the request as it is (polled again by a `next_link` cursor).
+    LastRecord { path: String, param: String },
     /// One page per request.
     None,
 }
@@ -816,6 +821,19 @@ impl Validator<'_> {
                     self.err("pagination.param", "is required for kind body_cursor")
                 })?,
             }),
+            PaginationKind::LastRecord => {
+                let path = raw.path.ok_or_else(|| {
+                    self.err("pagination.path", "is required for kind last_record")
+                })?;
+                let param = raw.param.ok_or_else(|| {
+                    self.err("pagination.param", "is required for kind last_record")
+                })?;
+                self.path("pagination.path", &path)?;
+                if param.is_empty() {
+                    return Err(self.err("pagination.param", "must name a query parameter"));
+                }
+                Ok(Pagination::LastRecord { path, param })
+            }
             PaginationKind::NextUrlInBody => {
                 if raw.param.is_some() {
                     return Err(self.err(

@@ -505,6 +505,9 @@ impl PollContext {
                     None => None,
                 }
             }
+            Pagination::LastRecord { path, param } => {
+                super::paging::last_record_next(url, &records, path, param)?
+            }
             Pagination::NextUrlInBody { path } => {
                 let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 super::path::JsonPath::parse(path)

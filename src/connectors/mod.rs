@@ -13,6 +13,7 @@ pub mod engine;
 pub mod integrations;
 pub mod normalise;
 pub mod oauth;
+pub mod paging;
 pub mod path;
 pub mod ratelimit;
 pub mod template;
@@ -27,6 +28,10 @@ pub use definition::{Connector, DefinitionError};
 
 /// The definitions compiled into the binary: (file, text).
 pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "connectors/auth0.toml",
+        include_str!("../../connectors/auth0.toml"),
+    ),
     (
         "connectors/entra_audits.toml",
         include_str!("../../connectors/entra_audits.toml"),
@@ -331,7 +336,14 @@ mod tests {
                 .starts_with("unknown connector \"zoom\" (known: "),
             "{e}"
         );
-        for known in ["entra_audits", "entra_signins", "github", "okta", "slack"] {
+        for known in [
+            "auth0",
+            "entra_audits",
+            "entra_signins",
+            "github",
+            "okta",
+            "slack",
+        ] {
             assert!(e.to_string().contains(known), "{e}");
         }
     }

@@ -5,6 +5,9 @@
 //! - Graph (`entra_audits`, `entra_signins`): `POST /{tenant}/oauth2/v2.0/token` (client
 //!   credentials, form body), `GET /v1.0/auditLogs/{directoryAudits,signIns}` with
 //!   `$filter=<field> ge <t>`, `$top`, newest first, absolute `@odata.nextLink` with `$skiptoken`
+//! - Auth0: `POST /oauth/token` (client credentials with `audience`), `GET /api/v2/logs`:
+//!   `from=<log_id>&take=n` in log_id (arrival) order with `Link rel="next"` (the same URL on an
+//!   empty page), or a search (`q=date:[t TO *]`, `sort=date:1`, `per_page`); x-ratelimit-*
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,6 +24,7 @@ use serde_json::{json, Value};
 pub enum CatVendor {
     EntraAudits,
     EntraSignIns,
+    Auth0,
 }
 
 impl CatVendor {
@@ -28,6 +32,7 @@ impl CatVendor {
         match self {
             CatVendor::EntraAudits => "entra_audits",
             CatVendor::EntraSignIns => "entra_signins",
+            CatVendor::Auth0 => "auth0",
         }
     }
 }
@@ -91,6 +96,7 @@ pub struct CatEmu {
 
 const GRAPH_AUDIT: &str = include_str!("../../fixtures/entra/directory_audits/page.json");
 const GRAPH_SIGNIN: &str = include_str!("../../fixtures/entra/sign_ins/page.json");
+const AUTH0_PAGE: &str = include_str!("../../fixtures/auth0/logs/page.json");
 
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -140,6 +146,7 @@ impl CatEmu {
                 "login_url": self.url,
                 "tenant_id": "contoso.onmicrosoft.com",
             }),
+            CatVendor::Auth0 => json!({"base_url": self.url}),
         }
     }
 
@@ -247,6 +254,19 @@ fn make_record(vendor: CatVendor, prefix: u64, seq: u64, t: i64) -> (i64, String
             r["createdDateTime"] = json!(graph_time(t, seq));
             (t, id, r)
         }
+        CatVendor::Auth0 => {
+            let page: Vec<Value> = serde_json::from_str(AUTH0_PAGE).expect("fixture");
+            let mut r = page[seq as usize % page.len()].clone();
+            let ms = t / 1000;
+            // fixed width: string order is arrival order, as Auth0's log ids
+            let id = format!("900{prefix:020}{seq:012}");
+            r["_id"] = json!(id);
+            r["log_id"] = json!(id);
+            r["date"] = json!(chrono::DateTime::from_timestamp_millis(ms)
+                .expect("time")
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            (ms * 1000, id, r)
+        }
     }
 }
 
@@ -314,7 +334,7 @@ async fn handle(
         _ => {}
     }
     if is_token {
-        let (status, text) = token(&state, &method, &headers, &body);
+        let (status, text) = token(&base, &state, &method, &headers, &body);
         log(status);
         return reply(status, HeaderMap::new(), text);
     }
@@ -337,12 +357,14 @@ async fn handle(
         .query()
         .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default();
+    let mut out_headers = HeaderMap::new();
     let page = {
         let s = state.lock().expect("lock");
         match s.vendor {
             CatVendor::EntraAudits | CatVendor::EntraSignIns => {
                 graph_page(&s, &q, &base, uri.path())
             }
+            CatVendor::Auth0 => auth0_page(&s, &q, &base, &mut out_headers),
         }
     };
     let mut text = match page {
@@ -360,11 +382,12 @@ async fn handle(
         text.truncate(text.len() / 2);
     }
     log(200);
-    reply(200, HeaderMap::new(), text)
+    reply(200, out_headers, text)
 }
 
 /// The token endpoint: client credentials in the form body (or basic auth).
 fn token(
+    base: &str,
     state: &Mutex<CatState>,
     method: &Method,
     headers: &HeaderMap,
@@ -386,6 +409,7 @@ fn token(
         CatVendor::EntraAudits | CatVendor::EntraSignIns => {
             form.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default")
         }
+        CatVendor::Auth0 => form.get("audience") == Some(&format!("{base}/api/v2/")),
     };
     if !scope_ok {
         return (400, json!({"error": "invalid_scope"}).to_string());
@@ -482,4 +506,78 @@ fn graph_page(
         body["@odata.nextLink"] = json!(next.to_string());
     }
     Ok(body)
+}
+
+fn auth0_page(
+    s: &CatState,
+    q: &HashMap<String, String>,
+    base: &str,
+    headers: &mut HeaderMap,
+) -> Result<Value, (u16, String)> {
+    let reset = now_micros() / 1_000_000 + 60;
+    headers.insert("x-ratelimit-limit", "50".parse().expect("header"));
+    headers.insert("x-ratelimit-remaining", "49".parse().expect("header"));
+    headers.insert(
+        "x-ratelimit-reset",
+        reset.to_string().parse().expect("header"),
+    );
+    if let Some(from) = q.get("from") {
+        // checkpoint: every other parameter but take is ignored
+        let n = q
+            .get("take")
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(50);
+        if n > 100 {
+            return Err((400, "take must be at most 100".into()));
+        }
+        let n = n.min(s.page_size).max(1);
+        let mut after: Vec<&CatEvent> = s.events.iter().filter(|e| e.id > *from).collect();
+        after.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut page: Vec<&CatEvent> = after.into_iter().take(n).collect();
+        if s.repeat_across_pages && !page.is_empty() {
+            if let Some(same) = s.events.iter().find(|e| e.id == *from) {
+                page.insert(0, same);
+                page.truncate(n);
+            }
+        }
+        let last = page.last().map(|e| e.id.clone()).unwrap_or(from.clone());
+        let mut next = reqwest::Url::parse(&format!("{base}/api/v2/logs")).expect("url");
+        next.query_pairs_mut()
+            .append_pair("take", &q.get("take").cloned().unwrap_or("50".into()))
+            .append_pair("from", &last);
+        headers.insert(
+            "link",
+            format!("<{next}>; rel=\"next\"").parse().expect("header"),
+        );
+        return Ok(Value::Array(
+            page.iter().map(|e| e.record.clone()).collect(),
+        ));
+    }
+    // search: q=date:[<t> TO *], sort=date:1, per_page ≤ 100, page 0 (no Link)
+    let since = match q.get("q") {
+        Some(text) => {
+            let inner = text
+                .strip_prefix("date:[")
+                .and_then(|r| r.strip_suffix(" TO *]"))
+                .ok_or((400, format!("unsupported q {text}")))?;
+            chrono::DateTime::parse_from_rfc3339(inner)
+                .map_err(|_| (400, format!("bad date {inner}")))?
+                .timestamp_micros()
+        }
+        None => i64::MIN,
+    };
+    if q.get("sort").map(String::as_str) != Some("date:1") {
+        return Err((400, "the emulator expects sort=date:1".into()));
+    }
+    let n = q
+        .get("per_page")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(50)
+        .min(s.page_size)
+        .max(1);
+    let mut matching: Vec<&CatEvent> = s.events.iter().filter(|e| e.time >= since).collect();
+    matching.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+    Ok(Value::Array(
+        matching.iter().take(n).map(|e| e.record.clone()).collect(),
+    ))
 }
