@@ -253,3 +253,70 @@ fn auth0_scope_string_or_array_both_normalise() {
         .contains(r#""scope":["read:users","update:users"]"#));
     assert_ne!(events[0].source_id, events[1].source_id);
 }
+
+#[test]
+fn gitlab_audit_events_normalise() {
+    let group = events("gitlab", "gitlab/group_audit_events/page.json");
+    assert_eq!(group.len(), 2);
+    let e = &group[0];
+    assert_eq!(e.source_id, "2");
+    assert_eq!(e.event_type, "Group marked for deletion");
+    assert_eq!(time(e), "2019-08-28T19:36:44.162000Z");
+    assert_eq!(
+        (e.category, e.action, e.outcome),
+        (Category::Configuration, Action::Delete, Outcome::Success)
+    );
+    assert_eq!(e.actor.id, "1");
+    assert_eq!(e.actor.name.as_deref(), Some("Administrator"));
+    assert_eq!(e.actor.email.as_deref(), Some("admin@example.com"));
+    assert_eq!(e.actor.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(e.actor.kind, ActorType::User);
+    assert_eq!(
+        targets(e),
+        [
+            ("Group", "flightjs", Some("flightjs")),
+            ("Group", "60", Some("flightjs"))
+        ]
+    );
+    assert_eq!(
+        (group[1].event_type.as_str(), group[1].action),
+        ("group", Action::Create)
+    );
+
+    let instance = events("gitlab", "gitlab/instance_audit_events/page.json");
+    assert_eq!(instance.len(), 4);
+    // details.target_id as a number
+    let email = &instance[2];
+    assert_eq!(targets(email)[0], ("User", "51", Some("Andreas")));
+    assert_eq!(
+        (email.category, email.action),
+        (Category::UserManagement, Action::Update)
+    );
+    assert_eq!(email.changes.len(), 1);
+    assert_eq!(email.changes[0].field, "email address");
+    assert_eq!(email.changes[0].old, Value::from("hello@flightjs.com"));
+    assert_eq!(email.changes[0].new, Value::from("maintainer@flightjs.com"));
+    assert_eq!(email.actor.ip, None);
+    // the newer shape: top-level event_type and target fields
+    let header = &instance[3];
+    assert_eq!(
+        header.event_type,
+        "audit_events_streaming_instance_headers_create"
+    );
+    assert_eq!(header.action, Action::Create);
+    assert_eq!(header.actor.id, "43");
+    assert_eq!(
+        targets(header)[0],
+        (
+            "AuditEvents::Streaming::InstanceHeader",
+            "32",
+            Some("unknown")
+        )
+    );
+
+    let project = events("gitlab", "gitlab/project_audit_events/page.json");
+    assert_eq!(project.len(), 2);
+    assert_eq!(project[0].changes[0].old, Value::from(""));
+    assert_eq!(project[0].changes[0].new, Value::from("true"));
+    assert_eq!(project[0].action, Action::Update);
+}

@@ -52,6 +52,9 @@ struct RawField {
     #[serde(default)]
     description: String,
     default: Option<String>,
+    /// The only values allowed (checked when an integration is saved).
+    #[serde(default)]
+    choices: Vec<String>,
 }
 
 // serde ignores unknown keys of internally tagged enums, so the tagged tables are read as
@@ -142,6 +145,15 @@ struct RawRequest {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     since: RawSince,
+    path_choice: Option<RawPathChoice>,
+}
+
+/// `[request.path_choice]`: the path picked by a config field's value (a named endpoint).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPathChoice {
+    config: String,
+    paths: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -393,6 +405,8 @@ pub struct FieldSpec {
     pub required: bool,
     pub description: String,
     pub default: Option<String>,
+    /// The only values allowed; empty = any.
+    pub choices: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -405,6 +419,8 @@ pub struct SinceSpec {
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
     pub path: Template,
+    /// `request.path_choice`: (config field, its value → path); `path` when the value is unset.
+    pub path_choice: Option<(String, BTreeMap<String, Template>)>,
     pub query: Vec<(String, Template)>,
     pub headers: Vec<(String, Template)>,
     pub since: SinceSpec,
@@ -496,6 +512,9 @@ pub struct ChangesSpec {
     /// List mode: every element of this array is one change, named by `field`, with `old` and
     /// `new` read from the element as they are (Graph's `modifiedProperties`).
     pub list: Option<(JsonPath, JsonPath)>,
+    /// Single mode: one change named by the value at this path, `old`/`new` as they are
+    /// (GitLab's `details.change`/`from`/`to`); none when the name is absent.
+    pub field: Option<JsonPath>,
     pub old: JsonPath,
     pub new: JsonPath,
 }
@@ -728,11 +747,20 @@ impl Validator<'_> {
             if f.required && f.default.is_some() {
                 return Err(self.err(&format!("{k}.default"), "a required field takes no default"));
             }
+            if let Some(d) = &f.default {
+                if !f.choices.is_empty() && !f.choices.contains(d) {
+                    return Err(self.err(
+                        &format!("{k}.default"),
+                        format!("{d:?} is not one of `choices`"),
+                    ));
+                }
+            }
             out.push(FieldSpec {
                 name: f.name,
                 required: f.required,
                 description: f.description,
                 default: f.default,
+                choices: f.choices,
             });
         }
         Ok(out)
@@ -949,6 +977,50 @@ impl Validator<'_> {
             ));
         }
         let path = self.template("request.path", &raw.request.path, &request_scope)?;
+        let path_choice = match &raw.request.path_choice {
+            None => None,
+            Some(choice) => {
+                let field = config
+                    .iter()
+                    .find(|f| f.name == choice.config)
+                    .ok_or_else(|| {
+                        self.err(
+                            "request.path_choice.config",
+                            format!("no config field {:?} is declared", choice.config),
+                        )
+                    })?;
+                if field.choices.is_empty() {
+                    return Err(self.err(
+                        "request.path_choice.config",
+                        format!("config field {:?} must declare `choices`", field.name),
+                    ));
+                }
+                let mut paths = BTreeMap::new();
+                for c in &field.choices {
+                    let text = choice.paths.get(c).ok_or_else(|| {
+                        self.err(
+                            "request.path_choice.paths",
+                            format!("no path for the choice {c:?}"),
+                        )
+                    })?;
+                    let key = format!("request.path_choice.paths.{c}");
+                    if !text.starts_with('/') {
+                        return Err(self.err(&key, "must start with `/`"));
+                    }
+                    paths.insert(c.clone(), self.template(&key, text, &request_scope)?);
+                }
+                if let Some(extra) = choice.paths.keys().find(|k| !field.choices.contains(k)) {
+                    return Err(self.err(
+                        &format!("request.path_choice.paths.{extra}"),
+                        format!(
+                            "{extra:?} is not one of the choices of config.{}",
+                            field.name
+                        ),
+                    ));
+                }
+                Some((field.name.clone(), paths))
+            }
+        };
         if !raw.request.path.starts_with('/') {
             return Err(self.err("request.path", "must start with `/`"));
         }
@@ -1048,6 +1120,7 @@ impl Validator<'_> {
             auth_templates,
             request: RequestSpec {
                 path,
+                path_choice,
                 query,
                 headers,
                 since: SinceSpec {
@@ -1108,21 +1181,23 @@ impl Validator<'_> {
         let mut changes = Vec::new();
         for (i, c) in m.changes.into_iter().enumerate() {
             let k = format!("map.changes[{i}]");
-            let list = match (c.list.as_deref(), c.field.as_deref()) {
-                (Some(l), Some(f)) => Some((
-                    self.path(&format!("{k}.list"), l)?,
-                    self.path(&format!("{k}.field"), f)?,
-                )),
-                (None, None) => None,
+            let (list, field) = match (c.list.as_deref(), c.field.as_deref()) {
+                (Some(l), Some(f)) => (
+                    Some((
+                        self.path(&format!("{k}.list"), l)?,
+                        self.path(&format!("{k}.field"), f)?,
+                    )),
+                    None,
+                ),
+                (None, None) => (None, None),
                 (Some(_), None) => {
                     return Err(self.err(&format!("{k}.field"), "is required with `list`"))
                 }
-                (None, Some(_)) => {
-                    return Err(self.err(&format!("{k}.field"), "applies only with `list`"))
-                }
+                (None, Some(f)) => (None, Some(self.path(&format!("{k}.field"), f)?)),
             };
             changes.push(ChangesSpec {
                 list,
+                field,
                 each: c
                     .each
                     .as_deref()

@@ -238,8 +238,12 @@ impl PollContext {
     pub fn first_url(&self, since: Micros) -> Result<String, CycleError> {
         let mut url = self.base_url()?;
         let c = &self.connector.request;
-        let path = c
-            .path
+        let path_template = c
+            .path_choice
+            .as_ref()
+            .and_then(|(field, paths)| paths.get(self.config.get(field)?))
+            .unwrap_or(&c.path);
+        let path = path_template
             .render(&self.values(None), escape_path_segment)
             .ok_or_else(|| {
                 CycleError::Config("request.path needs a config value that is not set".into())

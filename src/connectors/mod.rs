@@ -45,6 +45,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../connectors/github.toml"),
     ),
     (
+        "connectors/gitlab.toml",
+        include_str!("../../connectors/gitlab.toml"),
+    ),
+    (
         "connectors/okta.toml",
         include_str!("../../connectors/okta.toml"),
     ),

@@ -315,6 +315,19 @@ pub fn normalise(
         };
         for element in elements {
             match &spec.list {
+                None if spec.field.is_some() => {
+                    let name = match spec.field.as_ref().and_then(|f| f.get(element)) {
+                        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                        _ => continue,
+                    };
+                    if changes.len() < MAX_CHANGES {
+                        changes.push(Change {
+                            field: clip(name),
+                            old: spec.old.get(element).cloned().unwrap_or(Value::Null),
+                            new: spec.new.get(element).cloned().unwrap_or(Value::Null),
+                        });
+                    }
+                }
                 None => diff_objects(spec.old.get(element), spec.new.get(element), &mut changes),
                 Some((list, field)) => {
                     let Some(Value::Array(items)) = list.get(element) else {

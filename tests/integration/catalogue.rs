@@ -419,3 +419,65 @@ async fn auth0_checkpoint_walk_and_token_audience() {
     assert!(unique_source_ids(&events).contains(&late[0]));
     hub.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_conformance() {
+    conformance(CatVendor::Gitlab, json!({"token": SECRET})).await;
+}
+
+/// GitLab: `PRIVATE-TOKEN`, keyset newest first with `created_after`, Link rel=next; the
+/// instance endpoint chosen by `config.level`, whose values are checked when saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_keyset_walk_and_level_choice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::Gitlab, "", SECRET, 4).await;
+    emu.add_recent(10, 3600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let mut body = integration(
+        &emu,
+        CatVendor::Gitlab,
+        "gitlab-group",
+        json!({"token": SECRET}),
+    );
+    let created = api.create_integration(body.clone()).await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let reqs = emu.api_requests();
+    assert!(reqs
+        .iter()
+        .all(|r| r.path == "/api/v4/groups/60/audit_events"));
+    let first: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&reqs[0].query).expect("query");
+    assert_eq!(first["pagination"], "keyset");
+    assert_eq!(first["sort"], "desc");
+    assert!(first["created_after"].starts_with("20"));
+    assert!(reqs[1].query.contains("cursor=k"), "the Link was followed");
+
+    // a value outside the field's choices is refused, naming the field
+    body["name"] = json!("gitlab-bad-level");
+    body["config"]["level"] = json!("project");
+    let (status, v) = api
+        .json(Method::POST, "/api/v1/integrations", Some(body.clone()))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("config.level"), "{v}");
+
+    // the instance endpoint
+    body["name"] = json!("gitlab-instance");
+    body["config"] = json!({"base_url": emu.url, "level": "instance"});
+    let created = api.create_integration(body).await;
+    let instance_id = created["id"].as_str().expect("id").to_string();
+    api.wait_for_events(&instance_id, 10, 20).await;
+    assert!(emu
+        .api_requests()
+        .iter()
+        .any(|r| r.path == "/api/v4/audit_events"));
+    // the connector lists the choices
+    let connectors = api.get("/api/v1/connectors").await;
+    assert!(connectors
+        .to_string()
+        .contains("\"choices\":[\"group\",\"instance\"]"));
+    hub.stop().await.expect("stops");
+}

@@ -8,6 +8,8 @@
 //! - Auth0: `POST /oauth/token` (client credentials with `audience`), `GET /api/v2/logs`:
 //!   `from=<log_id>&take=n` in log_id (arrival) order with `Link rel="next"` (the same URL on an
 //!   empty page), or a search (`q=date:[t TO *]`, `sort=date:1`, `per_page`); x-ratelimit-*
+//! - GitLab: `PRIVATE-TOKEN`, `/api/v4/groups/:id/audit_events` or `/api/v4/audit_events`,
+//!   keyset (`pagination=keyset&order_by=id&sort=desc`), `created_after`, `Link rel="next"`
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ pub enum CatVendor {
     EntraAudits,
     EntraSignIns,
     Auth0,
+    /// GitLab; static token in `PRIVATE-TOKEN` (the emulator's `client_secret`)
+    Gitlab,
 }
 
 impl CatVendor {
@@ -33,6 +37,7 @@ impl CatVendor {
             CatVendor::EntraAudits => "entra_audits",
             CatVendor::EntraSignIns => "entra_signins",
             CatVendor::Auth0 => "auth0",
+            CatVendor::Gitlab => "gitlab",
         }
     }
 }
@@ -97,6 +102,7 @@ pub struct CatEmu {
 const GRAPH_AUDIT: &str = include_str!("../../fixtures/entra/directory_audits/page.json");
 const GRAPH_SIGNIN: &str = include_str!("../../fixtures/entra/sign_ins/page.json");
 const AUTH0_PAGE: &str = include_str!("../../fixtures/auth0/logs/page.json");
+const GITLAB_PAGE: &str = include_str!("../../fixtures/gitlab/instance_audit_events/page.json");
 
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -147,6 +153,7 @@ impl CatEmu {
                 "tenant_id": "contoso.onmicrosoft.com",
             }),
             CatVendor::Auth0 => json!({"base_url": self.url}),
+            CatVendor::Gitlab => json!({"base_url": self.url, "group": "60"}),
         }
     }
 
@@ -267,6 +274,18 @@ fn make_record(vendor: CatVendor, prefix: u64, seq: u64, t: i64) -> (i64, String
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
             (ms * 1000, id, r)
         }
+        CatVendor::Gitlab => {
+            let page: Vec<Value> = serde_json::from_str(GITLAB_PAGE).expect("fixture");
+            let mut r = page[seq as usize % page.len()].clone();
+            let ms = t / 1000;
+            // ids are integers, increasing with arrival
+            let id = prefix * 1_000_000 + seq;
+            r["id"] = json!(id);
+            r["created_at"] = json!(chrono::DateTime::from_timestamp_millis(ms)
+                .expect("time")
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            (ms * 1000, id.to_string(), r)
+        }
     }
 }
 
@@ -339,12 +358,19 @@ async fn handle(
         return reply(status, HeaderMap::new(), text);
     }
     let bearer = authorization.strip_prefix("Bearer ").unwrap_or("");
-    let valid = state
-        .lock()
-        .expect("lock")
-        .valid_tokens
-        .get(bearer)
-        .is_some_and(|expiry| Instant::now() < *expiry);
+    let valid = {
+        let s = state.lock().expect("lock");
+        match s.vendor {
+            CatVendor::Gitlab => {
+                headers.get("private-token").and_then(|v| v.to_str().ok())
+                    == Some(s.client_secret.as_str())
+            }
+            _ => s
+                .valid_tokens
+                .get(bearer)
+                .is_some_and(|expiry| Instant::now() < *expiry),
+        }
+    };
     if !valid {
         log(401);
         return reply(
@@ -365,6 +391,7 @@ async fn handle(
                 graph_page(&s, &q, &base, uri.path())
             }
             CatVendor::Auth0 => auth0_page(&s, &q, &base, &mut out_headers),
+            CatVendor::Gitlab => gitlab_page(&s, &q, &base, uri.path(), &mut out_headers),
         }
     };
     let mut text = match page {
@@ -410,6 +437,7 @@ fn token(
             form.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default")
         }
         CatVendor::Auth0 => form.get("audience") == Some(&format!("{base}/api/v2/")),
+        CatVendor::Gitlab => false,
     };
     if !scope_ok {
         return (400, json!({"error": "invalid_scope"}).to_string());
@@ -579,5 +607,76 @@ fn auth0_page(
     matching.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
     Ok(Value::Array(
         matching.iter().take(n).map(|e| e.record.clone()).collect(),
+    ))
+}
+
+fn gitlab_page(
+    s: &CatState,
+    q: &HashMap<String, String>,
+    base: &str,
+    path: &str,
+    headers: &mut HeaderMap,
+) -> Result<Value, (u16, String)> {
+    if path != "/api/v4/audit_events" && path != "/api/v4/groups/60/audit_events" {
+        return Err((404, format!("no route {path}")));
+    }
+    for (k, v) in [
+        ("pagination", "keyset"),
+        ("order_by", "id"),
+        ("sort", "desc"),
+    ] {
+        if q.get(k).map(String::as_str) != Some(v) {
+            return Err((400, format!("keyset needs {k}={v}")));
+        }
+    }
+    let since = match q.get("created_after") {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|_| (400, format!("bad created_after {t}")))?
+            .timestamp_micros(),
+        None => i64::MIN,
+    };
+    let before: u64 = q
+        .get("cursor")
+        .and_then(|c| c.strip_prefix('k'))
+        .and_then(|c| c.parse().ok())
+        .map(|c: u64| if s.repeat_across_pages { c + 1 } else { c })
+        .unwrap_or(u64::MAX);
+    let n = q
+        .get("per_page")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(20)
+        .min(100)
+        .min(s.page_size)
+        .max(1);
+    let mut matching: Vec<&CatEvent> = s
+        .events
+        .iter()
+        .filter(|e| e.time >= since && e.id.parse::<u64>().unwrap_or(0) < before)
+        .collect();
+    matching.sort_by_key(|e| std::cmp::Reverse(e.id.parse::<u64>().unwrap_or(0)));
+    let page: Vec<&CatEvent> = matching.iter().take(n).copied().collect();
+    if matching.len() > page.len() {
+        if let Some(last) = page.last() {
+            let mut next = reqwest::Url::parse(&format!("{base}{path}")).expect("url");
+            let mut pairs: Vec<(&String, &String)> =
+                q.iter().filter(|(k, _)| k.as_str() != "cursor").collect();
+            pairs.sort();
+            next.query_pairs_mut()
+                .extend_pairs(pairs)
+                .append_pair("cursor", &format!("k{}", last.id));
+            headers.insert(
+                "link",
+                format!("<{next}>; rel=\"next\"").parse().expect("header"),
+            );
+        }
+    }
+    headers.insert("ratelimit-remaining", "199".parse().expect("header"));
+    let reset = now_micros() / 1_000_000 + 60;
+    headers.insert(
+        "ratelimit-reset",
+        reset.to_string().parse().expect("header"),
+    );
+    Ok(Value::Array(
+        page.iter().map(|e| e.record.clone()).collect(),
     ))
 }
