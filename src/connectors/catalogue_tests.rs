@@ -320,3 +320,120 @@ fn gitlab_audit_events_normalise() {
     assert_eq!(project[0].changes[0].new, Value::from("true"));
     assert_eq!(project[0].action, Action::Update);
 }
+
+#[test]
+fn onepassword_streams_normalise() {
+    let audit = events("onepassword_audit", "onepassword/auditevents/page.json");
+    assert_eq!(audit.len(), 1);
+    let e = &audit[0];
+    assert_eq!(e.source_id, "56YE2TYN2VFYRLNSHKPW5NVT5E");
+    assert_eq!(e.event_type, "join");
+    // an offset timestamp, kept as the instant it names
+    assert_eq!(time(e), "2023-03-15T19:33:50.000000Z");
+    assert_eq!(
+        (e.category, e.action, e.outcome),
+        (Category::Authorization, Action::Grant, Outcome::Success)
+    );
+    assert_eq!(e.actor.id, "4HCGRGYCTRQFBMGVEGTABYDU2V");
+    assert_eq!(e.actor.name.as_deref(), Some("Jeff Shiner"));
+    assert_eq!(e.actor.email.as_deref(), Some("jeff_shiner@agilebits.com"));
+    assert_eq!(e.actor.ip.as_deref(), Some("192.0.2.254"));
+    let loc = e.actor.location.as_ref().expect("location");
+    assert_eq!(loc.city.as_deref(), Some("Toronto"));
+    assert_eq!(loc.longitude, Some(-79.4988));
+    assert_eq!(e.session_id.as_deref(), Some("A5K6COGVRVEJXJW3XQZGS7VAMM"));
+    assert_eq!(
+        targets(e),
+        [
+            ("gm", "pf8soyakgngrphytsyjed4ae3u", None),
+            (
+                "user",
+                "K6VFYDCJKHGGDI7QFAXX65LCDY",
+                Some("Wendy Appleseed")
+            )
+        ]
+    );
+
+    let usage = &events("onepassword_itemusages", "onepassword/itemusages/page.json")[0];
+    assert_eq!(usage.event_type, "secure-copy");
+    assert_eq!(
+        (usage.category, usage.action),
+        (Category::DataAccess, Action::Read)
+    );
+    assert_eq!(
+        usage.actor.email.as_deref(),
+        Some("wendy_appleseed@agilebits.com")
+    );
+    // the sample writes client.ip (the spec says ip_address): both are read
+    assert_eq!(usage.actor.ip.as_deref(), Some("13.227.95.22"));
+    assert_eq!(
+        targets(usage),
+        [
+            ("item", "SDGD3I4AJYO6RMHRK8DYVNFIDZ", None),
+            ("vault", "VZSYVT2LGHTBWBQGUJAIZVRABM", None)
+        ]
+    );
+
+    let signin = &events(
+        "onepassword_signins",
+        "onepassword/signinattempts/page.json",
+    )[0];
+    assert_eq!(signin.event_type, "firewall_failed");
+    assert_eq!(
+        (signin.category, signin.action, signin.outcome),
+        (Category::Authentication, Action::Login, Outcome::Failure)
+    );
+    assert_eq!(signin.description.as_deref(), Some("continent_blocked"));
+    assert_eq!(signin.actor.id, "IR7VJHJ36JHINBFAD7V2T5MP3E");
+    assert_eq!(
+        signin
+            .actor
+            .location
+            .as_ref()
+            .and_then(|l| l.country.as_deref()),
+        Some("France")
+    );
+    assert_eq!(
+        signin.session_id.as_deref(),
+        Some("A5K6COGVRVEJXJW3XQZGS7VAMM")
+    );
+}
+
+#[test]
+fn onepassword_requests_match_the_spec_examples() {
+    // the engine's reset and cursor bodies have the shapes of the spec's examples
+    let r = Registry::builtin().expect("builtin");
+    let c = r.get("onepassword_audit").expect("known");
+    let reset = super::paging::post_request(
+        &c,
+        "https://events.1password.com/api/v1/auditevents#since=2021-06-11T19%3A32%3A50.000Z",
+    )
+    .expect("reset");
+    assert_eq!(reset.0, "https://events.1password.com/api/v1/auditevents");
+    let example: Value = serde_json::from_str(include_str!(
+        "../../fixtures/onepassword/requests/reset_cursor.json"
+    ))
+    .expect("json");
+    let keys = |v: &Value| {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(keys(&reset.1), keys(&example));
+    assert_eq!(reset.1["start_time"], "2021-06-11T19:32:50.000Z");
+    assert_eq!(reset.1["limit"], 1000);
+    let token = "aGVsbG8hIGlzIGl0IG1lIHlvdSBhcmUgbG9va2luZyBmb3IK";
+    let next = super::paging::post_next(
+        &reset.0,
+        &format!(r#"{{"cursor":"{token}","has_more":true,"items":[]}}"#),
+        "cursor",
+        "cursor",
+    )
+    .expect("next");
+    let cursor = super::paging::post_request(&c, &next).expect("cursor");
+    let example: Value = serde_json::from_str(include_str!(
+        "../../fixtures/onepassword/requests/cursor.json"
+    ))
+    .expect("json");
+    assert_eq!(cursor.1, example);
+}

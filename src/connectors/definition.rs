@@ -99,6 +99,8 @@ struct RawPagination {
     kind: PaginationKind,
     path: Option<String>,
     param: Option<String>,
+    /// A boolean in the body that is `false` when the vendor has nothing more now.
+    more: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -146,6 +148,25 @@ struct RawRequest {
     headers: BTreeMap<String, String>,
     since: RawSince,
     path_choice: Option<RawPathChoice>,
+    #[serde(default = "default_method")]
+    method: HttpMethod,
+    /// POST only: constant fields of the body that starts a walk (the since field is added).
+    body: Option<toml::Table>,
+}
+
+fn default_method() -> HttpMethod {
+    HttpMethod::Get
+}
+
+/// How pages are asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum HttpMethod {
+    /// Query parameters carry the since time and the page cursor.
+    #[serde(rename = "GET")]
+    Get,
+    /// A JSON body carries them (`request.since.param` and `pagination.param` name body fields).
+    #[serde(rename = "POST")]
+    Post,
 }
 
 /// `[request.path_choice]`: the path picked by a config field's value (a named endpoint).
@@ -419,6 +440,9 @@ pub struct SinceSpec {
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
     pub path: Template,
+    pub method: HttpMethod,
+    /// POST: the body that starts a walk, before the since field is added.
+    pub body: serde_json::Map<String, serde_json::Value>,
     /// `request.path_choice`: (config field, its value → path); `path` when the value is unset.
     pub path_choice: Option<(String, BTreeMap<String, Template>)>,
     pub query: Vec<(String, Template)>,
@@ -571,6 +595,8 @@ pub struct Connector {
     pub auth_templates: Vec<Template>,
     pub request: RequestSpec,
     pub pagination: Pagination,
+    /// `pagination.more`: where the body says whether more is to be had now.
+    pub pagination_more: Option<JsonPath>,
     pub cursor: CursorSpec,
     pub rate_limit: RateLimitSpec,
     pub records: RecordsSpec,
@@ -891,7 +917,7 @@ impl Validator<'_> {
         }
     }
 
-    fn build(&self, raw: RawDefinition) -> Result<Connector, DefinitionError> {
+    fn build(&self, mut raw: RawDefinition) -> Result<Connector, DefinitionError> {
         if raw.name.is_empty()
             || !raw
                 .name
@@ -941,7 +967,37 @@ impl Validator<'_> {
             time: false,
         };
         let auth = self.auth(raw.auth, &config_names, &credential_names)?;
+        let pagination_more = raw
+            .pagination
+            .more
+            .as_deref()
+            .map(|p| self.path("pagination.more", p))
+            .transpose()?;
         let pagination = self.pagination(raw.pagination)?;
+        let body = match (raw.request.method, raw.request.body.take()) {
+            (HttpMethod::Get, Some(_)) => {
+                return Err(self.err("request.body", "applies only to method POST"))
+            }
+            (HttpMethod::Get, None) => serde_json::Map::new(),
+            (HttpMethod::Post, b) => {
+                if !raw.request.query.is_empty() {
+                    return Err(self.err(
+                        "request.query",
+                        "method POST sends its parameters in `request.body`",
+                    ));
+                }
+                if !matches!(pagination, Pagination::BodyCursor { .. } | Pagination::None) {
+                    return Err(self.err(
+                        "pagination.kind",
+                        "method POST pages with body_cursor (its `param` is a body field) or none",
+                    ));
+                }
+                match serde_json::to_value(b.unwrap_or_default()) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => return Err(self.err("request.body", "must be a table")),
+                }
+            }
+        };
         let auth_templates = match &auth {
             Auth::Header { header, value } => {
                 if header.is_empty() {
@@ -1121,6 +1177,8 @@ impl Validator<'_> {
             request: RequestSpec {
                 path,
                 path_choice,
+                method: raw.request.method,
+                body,
                 query,
                 headers,
                 since: SinceSpec {
@@ -1130,6 +1188,7 @@ impl Validator<'_> {
                 },
             },
             pagination,
+            pagination_more,
             cursor: CursorSpec {
                 kind: raw.cursor.kind,
                 order: raw.cursor.order,

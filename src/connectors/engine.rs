@@ -19,10 +19,11 @@ use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use super::definition::{
-    Auth, Connector, CursorKind, Order, Pagination, ResetFormat, TimeParamFormat,
+    Auth, Connector, CursorKind, HttpMethod, Order, Pagination, ResetFormat, TimeParamFormat,
 };
 use super::integrations::Status;
 use super::normalise::{normalise, page_records, RecordError};
+use super::paging::PostPosition;
 use super::ratelimit::RateGate;
 use super::template::{escape_path_segment, no_escape, Values};
 use crate::config::Secret;
@@ -176,6 +177,8 @@ pub fn http_client(tuning: &PollTuning) -> reqwest::Client {
 pub(super) struct Page {
     records: Vec<Box<RawValue>>,
     next: Option<String>,
+    /// `pagination.more` as the page said it (`Some(false)`: nothing more now).
+    more: Option<bool>,
 }
 
 pub(super) enum Attempt {
@@ -250,6 +253,17 @@ impl PollContext {
             })?;
         let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
         url.set_path(&joined);
+        if c.method == HttpMethod::Post {
+            // the body carries the time: the position is kept in the fragment (never sent)
+            let time = format_time_param(since, c.since.format);
+            let v = c
+                .since
+                .template
+                .render(&self.values(Some(&time)), no_escape)
+                .unwrap_or(time);
+            url.set_fragment(Some(&super::paging::post_position(PostPosition::Since, &v)));
+            return Ok(url.to_string());
+        }
         {
             let mut q = url.query_pairs_mut();
             for (k, t) in &c.query {
@@ -285,7 +299,13 @@ impl PollContext {
     }
 
     fn request(&self, url: &str) -> Result<reqwest::RequestBuilder, CycleError> {
-        let mut req = self.http.get(url);
+        let mut req = match self.connector.request.method {
+            HttpMethod::Get => self.http.get(url),
+            HttpMethod::Post => {
+                let (endpoint, body) = super::paging::post_request(&self.connector, url)?;
+                self.http.post(endpoint).json(&body)
+            }
+        };
         for (name, t) in &self.connector.request.headers {
             if let Some(v) = t.render(&self.values(None), no_escape) {
                 req = req.header(name.as_str(), v);
@@ -485,6 +505,11 @@ impl PollContext {
         };
         let next = match &self.connector.pagination {
             Pagination::LinkHeader => next_link(&headers).and_then(|l| self.same_origin(&l)),
+            Pagination::BodyCursor { path, param }
+                if self.connector.request.method == HttpMethod::Post =>
+            {
+                super::paging::post_next(url, &body, path, param)
+            }
             Pagination::BodyCursor { path, param } => {
                 let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 let token = super::path::JsonPath::parse(path)
@@ -522,7 +547,15 @@ impl PollContext {
             }
             Pagination::None => None,
         };
-        Ok(Attempt::Done(Page { records, next }))
+        let more = self.connector.pagination_more.as_ref().and_then(|p| {
+            let parsed: serde_json::Value = serde_json::from_str(&body).ok()?;
+            p.get(&parsed)?.as_bool()
+        });
+        Ok(Attempt::Done(Page {
+            records,
+            next,
+            more,
+        }))
     }
 
     /// Fetches one page: waits at the rate gate, honours rate limits, retries transient faults
@@ -787,7 +820,8 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
         let page_empty = page.records.is_empty();
         // a next link that names the page just fetched makes no progress: the walk ends here
         // (a vendor that keeps answering the same last record must not spin a cycle forever)
-        let stalled = page.next.as_deref() == Some(url.as_str());
+        // `pagination.more = false` also ends the walk (the next position is still kept)
+        let stalled = page.next.as_deref() == Some(url.as_str()) || page.more == Some(false);
         let walk_done = match (spec.order, spec.kind) {
             (Order::Ascending, CursorKind::NextLink) => {
                 cursor.high_water = cursor.high_water.max(page_max);

@@ -53,6 +53,18 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../connectors/okta.toml"),
     ),
     (
+        "connectors/onepassword_audit.toml",
+        include_str!("../../connectors/onepassword_audit.toml"),
+    ),
+    (
+        "connectors/onepassword_itemusages.toml",
+        include_str!("../../connectors/onepassword_itemusages.toml"),
+    ),
+    (
+        "connectors/onepassword_signins.toml",
+        include_str!("../../connectors/onepassword_signins.toml"),
+    ),
+    (
         "connectors/slack.toml",
         include_str!("../../connectors/slack.toml"),
     ),

@@ -2,8 +2,85 @@
 
 use serde_json::value::RawValue;
 
+use super::definition::{Connector, Pagination};
 use super::engine::CycleError;
 use super::path::JsonPath;
+
+/// Where a POST walk stands. A POST endpoint's position is kept as its URL with the position in
+/// the fragment (never sent): `#since=<time>` starts a walk, `#cursor=<token>` continues one,
+/// so positions persist and compare like any next link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostPosition {
+    Since,
+    Cursor,
+}
+
+impl PostPosition {
+    fn key(self) -> &'static str {
+        match self {
+            PostPosition::Since => "since",
+            PostPosition::Cursor => "cursor",
+        }
+    }
+}
+
+/// The fragment for a position.
+pub fn post_position(kind: PostPosition, value: &str) -> String {
+    serde_urlencoded::to_string([(kind.key(), value)]).unwrap_or_default()
+}
+
+/// The endpoint to POST to and the JSON body for a position URL.
+pub fn post_request(
+    connector: &Connector,
+    url: &str,
+) -> Result<(String, serde_json::Value), CycleError> {
+    let mut u =
+        reqwest::Url::parse(url).map_err(|e| CycleError::Config(format!("page URL: {e}")))?;
+    let fragment = u.fragment().unwrap_or("").to_string();
+    u.set_fragment(None);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&fragment).unwrap_or_default();
+    let body = match pairs.first() {
+        Some((k, v)) if k == PostPosition::Cursor.key() => {
+            let Pagination::BodyCursor { param, .. } = &connector.pagination else {
+                return Err(CycleError::Config(
+                    "a cursor position needs pagination.kind = body_cursor".into(),
+                ));
+            };
+            serde_json::json!({ param.as_str(): v })
+        }
+        Some((k, v)) if k == PostPosition::Since.key() => {
+            let mut body = connector.request.body.clone();
+            body.insert(
+                connector.request.since.param.clone(),
+                serde_json::Value::String(v.clone()),
+            );
+            serde_json::Value::Object(body)
+        }
+        _ => {
+            return Err(CycleError::Config(
+                "a POST position names neither a since time nor a cursor".into(),
+            ))
+        }
+    };
+    Ok((u.to_string(), body))
+}
+
+/// `body_cursor` for POST: the token at `path` becomes the next position; absent or empty =
+/// none. (`param` is the body field the token goes back in, see `post_request`.)
+pub fn post_next(url: &str, body: &str, path: &str, _param: &str) -> Option<String> {
+    let parsed: serde_json::Value = serde_json::from_str(body).ok()?;
+    let token = JsonPath::parse(path)
+        .ok()?
+        .get(&parsed)?
+        .as_str()?
+        .to_string();
+    if token.is_empty() {
+        return None;
+    }
+    let mut u = reqwest::Url::parse(url).ok()?;
+    u.set_fragment(Some(&post_position(PostPosition::Cursor, &token)));
+    Some(u.to_string())
+}
 
 /// `pagination.kind = "last_record"`: the request in hand with `param` set to the value at
 /// `path` of the page's last record. An empty page (or a last record without the value) gives

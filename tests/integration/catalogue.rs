@@ -481,3 +481,58 @@ async fn gitlab_keyset_walk_and_level_choice() {
         .contains("\"choices\":[\"group\",\"instance\"]"));
     hub.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onepassword_conformance() {
+    conformance(CatVendor::OnePassword, json!({"token": SECRET})).await;
+}
+
+/// 1Password: a reset cursor body first, then `{cursor}` bodies; the cursor is kept after
+/// `has_more: false` and posted again, so events that arrive later (even stamped earlier) come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onepassword_post_cursor_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::OnePassword, "", SECRET, 4).await;
+    emu.add_recent(9, 3600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::OnePassword,
+            "1password",
+            json!({"token": SECRET}),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 9, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let reqs = emu.api_requests();
+    assert!(reqs.iter().all(|r| r.method == "POST"));
+    assert!(reqs
+        .iter()
+        .all(|r| r.authorization == format!("Bearer {SECRET}")));
+    assert!(reqs.iter().all(|r| r.query.is_empty()));
+    let first: Value = serde_json::from_str(&reqs[0].body).expect("json");
+    assert_eq!(first["limit"], 1000);
+    assert!(first["start_time"]
+        .as_str()
+        .expect("start")
+        .starts_with("20"));
+    for r in &reqs[1..] {
+        let b: Value = serde_json::from_str(&r.body).expect("json");
+        let keys: Vec<&String> = b.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["cursor"], "{b}");
+    }
+    let v = api
+        .wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    assert!(v["cursor"]["next"]
+        .as_str()
+        .unwrap_or("")
+        .contains("#cursor="));
+    let late = emu.add_events(&[chrono::Utc::now().timestamp_micros() - 7_200_000_000]);
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert!(unique_source_ids(&events).contains(&late[0]));
+    hub.stop().await.expect("stops");
+}

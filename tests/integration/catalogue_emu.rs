@@ -10,6 +10,8 @@
 //!   empty page), or a search (`q=date:[t TO *]`, `sort=date:1`, `per_page`); x-ratelimit-*
 //! - GitLab: `PRIVATE-TOKEN`, `/api/v4/groups/:id/audit_events` or `/api/v4/audit_events`,
 //!   keyset (`pagination=keyset&order_by=id&sort=desc`), `created_after`, `Link rel="next"`
+//! - 1Password: `POST /api/v1/auditevents` with `{limit, start_time}` or `{cursor}`, answering
+//!   `{cursor, has_more, items}` in arrival order; the cursor is durable
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,8 @@ pub enum CatVendor {
     Auth0,
     /// GitLab; static token in `PRIVATE-TOKEN` (the emulator's `client_secret`)
     Gitlab,
+    /// 1Password audit events; static bearer token (the emulator's `client_secret`)
+    OnePassword,
 }
 
 impl CatVendor {
@@ -38,6 +42,7 @@ impl CatVendor {
             CatVendor::EntraSignIns => "entra_signins",
             CatVendor::Auth0 => "auth0",
             CatVendor::Gitlab => "gitlab",
+            CatVendor::OnePassword => "onepassword_audit",
         }
     }
 }
@@ -102,6 +107,7 @@ pub struct CatEmu {
 const GRAPH_AUDIT: &str = include_str!("../../fixtures/entra/directory_audits/page.json");
 const GRAPH_SIGNIN: &str = include_str!("../../fixtures/entra/sign_ins/page.json");
 const AUTH0_PAGE: &str = include_str!("../../fixtures/auth0/logs/page.json");
+const ONEPASSWORD_PAGE: &str = include_str!("../../fixtures/onepassword/auditevents/page.json");
 const GITLAB_PAGE: &str = include_str!("../../fixtures/gitlab/instance_audit_events/page.json");
 
 fn now_micros() -> i64 {
@@ -154,6 +160,7 @@ impl CatEmu {
             }),
             CatVendor::Auth0 => json!({"base_url": self.url}),
             CatVendor::Gitlab => json!({"base_url": self.url, "group": "60"}),
+            CatVendor::OnePassword => json!({"base_url": self.url}),
         }
     }
 
@@ -286,6 +293,20 @@ fn make_record(vendor: CatVendor, prefix: u64, seq: u64, t: i64) -> (i64, String
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
             (ms * 1000, id.to_string(), r)
         }
+        CatVendor::OnePassword => {
+            let page: Value = serde_json::from_str(ONEPASSWORD_PAGE).expect("fixture");
+            let mut r = page["items"][0].clone();
+            let secs = t / 1_000_000;
+            let id = format!("OP{prefix:06}{seq:018}");
+            r["uuid"] = json!(id);
+            // RFC 3339 with an offset, as the API writes it
+            let offset = chrono::FixedOffset::west_opt(3 * 3600).expect("offset");
+            r["timestamp"] = json!(chrono::DateTime::from_timestamp(secs, 0)
+                .expect("time")
+                .with_timezone(&offset)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
+            (secs * 1_000_000, id, r)
+        }
     }
 }
 
@@ -365,6 +386,7 @@ async fn handle(
                 headers.get("private-token").and_then(|v| v.to_str().ok())
                     == Some(s.client_secret.as_str())
             }
+            CatVendor::OnePassword => bearer == s.client_secret,
             _ => s
                 .valid_tokens
                 .get(bearer)
@@ -392,6 +414,7 @@ async fn handle(
             }
             CatVendor::Auth0 => auth0_page(&s, &q, &base, &mut out_headers),
             CatVendor::Gitlab => gitlab_page(&s, &q, &base, uri.path(), &mut out_headers),
+            CatVendor::OnePassword => onepassword_page(&s, &method, uri.path(), &body),
         }
     };
     let mut text = match page {
@@ -437,7 +460,7 @@ fn token(
             form.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default")
         }
         CatVendor::Auth0 => form.get("audience") == Some(&format!("{base}/api/v2/")),
-        CatVendor::Gitlab => false,
+        CatVendor::Gitlab | CatVendor::OnePassword => false,
     };
     if !scope_ok {
         return (400, json!({"error": "invalid_scope"}).to_string());
@@ -679,4 +702,64 @@ fn gitlab_page(
     Ok(Value::Array(
         page.iter().map(|e| e.record.clone()).collect(),
     ))
+}
+
+fn onepassword_page(
+    s: &CatState,
+    method: &Method,
+    path: &str,
+    body: &str,
+) -> Result<Value, (u16, String)> {
+    if method != Method::POST || path != "/api/v1/auditevents" {
+        return Err((404, format!("no route {method} {path}")));
+    }
+    let req: Value = serde_json::from_str(body).map_err(|_| (400, "body is not JSON".into()))?;
+    // the cursor names the last item handed out and the start time of the stream
+    let (after, since, limit) = match req.get("cursor") {
+        Some(c) => {
+            let text = c.as_str().unwrap_or("");
+            let (seq, since) = text
+                .strip_prefix('c')
+                .and_then(|r| r.split_once('_'))
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<i64>().ok()?)))
+                .ok_or((400, format!("invalid cursor {text}")))?;
+            if req.as_object().map(|o| o.len()) != Some(1) {
+                return Err((400, "a cursor request has only the cursor".into()));
+            }
+            (seq, since, 1000)
+        }
+        None => {
+            let limit = req["limit"].as_u64().unwrap_or(100) as usize;
+            if !(1..=1000).contains(&limit) {
+                return Err((400, "limit must be 1 to 1000".into()));
+            }
+            let since = match req.get("start_time").and_then(Value::as_str) {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                    .map_err(|_| (400, format!("bad start_time {t}")))?
+                    .timestamp_micros(),
+                None => i64::MIN,
+            };
+            (0, since, limit)
+        }
+    };
+    let n = limit.min(s.page_size).max(1);
+    let matching: Vec<&CatEvent> = s
+        .events
+        .iter()
+        .filter(|e| e.seq > after && e.time >= since)
+        .collect();
+    let mut page: Vec<&CatEvent> = matching.iter().take(n).copied().collect();
+    if s.repeat_across_pages && !page.is_empty() {
+        if let Some(same) = s.events.iter().find(|e| e.seq == after) {
+            page.insert(0, same);
+            page.truncate(n);
+        }
+    }
+    let last = page.last().map(|e| e.seq).unwrap_or(after).max(after);
+    let has_more = matching.iter().any(|e| e.seq > last);
+    Ok(json!({
+        "cursor": format!("c{last}_{since}"),
+        "has_more": has_more,
+        "items": page.iter().map(|e| e.record.clone()).collect::<Vec<_>>(),
+    }))
 }
