@@ -437,3 +437,57 @@ fn onepassword_requests_match_the_spec_examples() {
     .expect("json");
     assert_eq!(cursor.1, example);
 }
+
+#[test]
+fn jira_audit_records_normalise() {
+    let events = events("jira", "jira/auditing_record/page.json");
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.source_id, "1");
+    assert_eq!(e.event_type, "User created");
+    // `+0000`: an offset without a colon
+    assert_eq!(time(e), "2014-03-19T18:45:42.967000Z");
+    assert_eq!(
+        (e.category, e.action, e.outcome),
+        (Category::UserManagement, Action::Create, Outcome::Success)
+    );
+    assert_eq!(e.actor.id, "5ab8f18d741e9c2c7e9d4538");
+    assert_eq!(e.actor.ip.as_deref(), Some("192.168.1.1"));
+    assert_eq!(e.description.as_deref(), Some("Optional description"));
+    assert_eq!(
+        targets(e),
+        [
+            ("USER", "user", Some("user")),
+            ("GROUP", "jira-software-users", Some("jira-software-users"))
+        ]
+    );
+    assert_eq!(e.changes.len(), 1);
+    assert_eq!(e.changes[0].field, "email");
+    assert_eq!(e.changes[0].old, Value::from("user@atlassian.com"));
+    assert_eq!(e.changes[0].new, Value::from("newuser@atlassian.com"));
+}
+
+#[test]
+fn cloudflare_audit_logs_normalise() {
+    let events = events("cloudflare", "cloudflare/audit_logs/page.json");
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.source_id, "d5b0f326-1232-4452-8858-1089bd7168ef");
+    assert_eq!(e.event_type, "change_setting");
+    assert_eq!(time(e), "2017-04-26T17:31:07.000000Z");
+    assert_eq!(
+        (e.category, e.action, e.outcome),
+        (Category::Configuration, Action::Update, Outcome::Success)
+    );
+    assert_eq!(e.actor.id, "f6b5de0326bb5182b8a4840ee01ec774");
+    assert_eq!(e.actor.email.as_deref(), Some("user@example.com"));
+    assert_eq!(e.actor.ip.as_deref(), Some("198.51.100.7"));
+    assert_eq!(e.actor.kind, ActorType::User);
+    assert_eq!(
+        targets(e),
+        [("zone", "372e67954025e0ba6aaa6d586b9e0b59", None)]
+    );
+    assert_eq!(e.changes.len(), 1);
+    assert_eq!(e.changes[0].old, Value::from("off"));
+    assert_eq!(e.changes[0].new, Value::from("on"));
+}

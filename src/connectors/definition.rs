@@ -101,6 +101,20 @@ struct RawPagination {
     param: Option<String>,
     /// A boolean in the body that is `false` when the vendor has nothing more now.
     more: Option<String>,
+    /// `offset`: what the parameter counts (`records`, the default, or `pages`).
+    unit: Option<OffsetUnit>,
+    /// `offset`: the value the first page has (0 for records; 1 for pages if not given).
+    start: Option<u64>,
+}
+
+/// What an offset parameter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetUnit {
+    /// `offset=200`: records skipped (Jira `offset`/`limit`).
+    Records,
+    /// `page=3`: page number (Cloudflare `page`/`per_page`).
+    Pages,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -110,6 +124,7 @@ enum PaginationKind {
     BodyCursor,
     NextUrlInBody,
     LastRecord,
+    Offset,
     None,
 }
 
@@ -211,6 +226,13 @@ pub enum Pagination {
     /// set to the value at `path` of the page's last record (Auth0 `from=<log_id>`); an empty
     /// page keeps the request as it is (polled again by a `next_link` cursor).
     LastRecord { path: String, param: String },
+    /// Offset or page-number paging: `param` (absent on the first request = `start`) advances by
+    /// the records received (`Records`) or by one (`Pages`); an empty page ends the walk.
+    Offset {
+        param: String,
+        unit: OffsetUnit,
+        start: u64,
+    },
     /// One page per request.
     None,
 }
@@ -335,6 +357,8 @@ pub enum TimeFormat {
     EpochMillis,
     EpochSeconds,
     Rfc3339,
+    /// RFC 3339, or ISO 8601 with an offset written without a colon (`+0000`, Jira).
+    Iso8601,
 }
 
 /// A literal `value`, or a `path` whose value is looked up in `table` (else `default`).
@@ -875,6 +899,23 @@ impl Validator<'_> {
                     self.err("pagination.param", "is required for kind body_cursor")
                 })?,
             }),
+            PaginationKind::Offset => {
+                if raw.path.is_some() {
+                    return Err(self.err("pagination.path", "does not apply to kind offset"));
+                }
+                let param = raw
+                    .param
+                    .ok_or_else(|| self.err("pagination.param", "is required for kind offset"))?;
+                if param.is_empty() {
+                    return Err(self.err("pagination.param", "must name a query parameter"));
+                }
+                let unit = raw.unit.unwrap_or(OffsetUnit::Records);
+                let start = raw.start.unwrap_or(match unit {
+                    OffsetUnit::Records => 0,
+                    OffsetUnit::Pages => 1,
+                });
+                Ok(Pagination::Offset { param, unit, start })
+            }
             PaginationKind::LastRecord => {
                 let path = raw.path.ok_or_else(|| {
                     self.err("pagination.path", "is required for kind last_record")
@@ -967,6 +1008,11 @@ impl Validator<'_> {
             time: false,
         };
         let auth = self.auth(raw.auth, &config_names, &credential_names)?;
+        if raw.pagination.kind != PaginationKind::Offset
+            && (raw.pagination.unit.is_some() || raw.pagination.start.is_some())
+        {
+            return Err(self.err("pagination", "`unit` and `start` apply only to kind offset"));
+        }
         let pagination_more = raw
             .pagination
             .more

@@ -534,6 +534,9 @@ impl PollContext {
                     None => None,
                 }
             }
+            Pagination::Offset { param, unit, start } => {
+                super::paging::offset_next(url, records.len(), param, *unit, *start)?
+            }
             Pagination::LastRecord { path, param } => {
                 super::paging::last_record_next(url, &records, path, param)?
             }

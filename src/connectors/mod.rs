@@ -33,6 +33,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../connectors/auth0.toml"),
     ),
     (
+        "connectors/cloudflare.toml",
+        include_str!("../../connectors/cloudflare.toml"),
+    ),
+    (
         "connectors/entra_audits.toml",
         include_str!("../../connectors/entra_audits.toml"),
     ),
@@ -47,6 +51,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "connectors/gitlab.toml",
         include_str!("../../connectors/gitlab.toml"),
+    ),
+    (
+        "connectors/jira.toml",
+        include_str!("../../connectors/jira.toml"),
     ),
     (
         "connectors/okta.toml",

@@ -214,6 +214,14 @@ pub fn parse_time(value: &Value, format: TimeFormat) -> Option<Micros> {
             _ => as_number()?.checked_mul(1_000_000),
         },
         TimeFormat::Rfc3339 => crate::time::parse_rfc3339(value.as_str()?),
+        TimeFormat::Iso8601 => {
+            let text = value.as_str()?.trim();
+            crate::time::parse_rfc3339(text).or_else(|| {
+                chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+                    .ok()
+                    .map(|d| d.timestamp_micros())
+            })
+        }
     }
 }
 

@@ -118,12 +118,71 @@ pub fn last_record_next(
     Ok(Some(u.to_string()))
 }
 
+/// `pagination.kind = "offset"`: the request in hand with `param` advanced past this page; an
+/// empty page has no next.
+pub fn offset_next(
+    url: &str,
+    received: usize,
+    param: &str,
+    unit: super::definition::OffsetUnit,
+    start: u64,
+) -> Result<Option<String>, CycleError> {
+    if received == 0 {
+        return Ok(None);
+    }
+    let mut u =
+        reqwest::Url::parse(url).map_err(|e| CycleError::Config(format!("page URL: {e}")))?;
+    let current = u
+        .query_pairs()
+        .find(|(k, _)| k == param)
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .unwrap_or(start);
+    let next = match unit {
+        super::definition::OffsetUnit::Records => current.saturating_add(received as u64),
+        super::definition::OffsetUnit::Pages => current.saturating_add(1),
+    };
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != param)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair(param, &next.to_string());
+    Ok(Some(u.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).expect("json")
+    }
+
+    #[test]
+    fn offsets_advance_by_records_or_pages() {
+        use super::super::definition::OffsetUnit;
+        let next =
+            offset_next("https://x/r?limit=3", 3, "offset", OffsetUnit::Records, 0).expect("ok");
+        assert_eq!(next.as_deref(), Some("https://x/r?limit=3&offset=3"));
+        let next = offset_next(
+            "https://x/r?offset=3&limit=3",
+            2,
+            "offset",
+            OffsetUnit::Records,
+            0,
+        )
+        .expect("ok");
+        assert_eq!(next.as_deref(), Some("https://x/r?limit=3&offset=5"));
+        let next =
+            offset_next("https://x/r?per_page=50", 50, "page", OffsetUnit::Pages, 1).expect("ok");
+        assert_eq!(next.as_deref(), Some("https://x/r?per_page=50&page=2"));
+        assert_eq!(
+            offset_next("https://x/r?page=2", 0, "page", OffsetUnit::Pages, 1).expect("ok"),
+            None
+        );
     }
 
     #[test]

@@ -536,3 +536,79 @@ async fn onepassword_post_cursor_stream() {
     assert!(unique_source_ids(&events).contains(&late[0]));
     hub.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jira_conformance() {
+    conformance(
+        CatVendor::Jira,
+        json!({"email": "admin@example.com", "api_token": SECRET}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_conformance() {
+    conformance(CatVendor::Cloudflare, json!({"token": SECRET})).await;
+}
+
+/// Jira (basic auth, offset/limit, `from`) and Cloudflare (bearer, `since`, `direction=asc`,
+/// `page` until an empty `result`) walk their offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jira_and_cloudflare_offset_walks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let jira = CatEmu::start(CatVendor::Jira, "admin@example.com", SECRET, 4).await;
+    jira.add_recent(10, 3600);
+    let created = api
+        .create_integration(integration(
+            &jira,
+            CatVendor::Jira,
+            "jira",
+            json!({"email": "admin@example.com", "api_token": SECRET}),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert_eq!(unique_source_ids(&events), jira.ids());
+    let offsets: Vec<String> = jira
+        .api_requests()
+        .iter()
+        .take(4)
+        .map(|r| {
+            let q: std::collections::HashMap<String, String> =
+                serde_urlencoded::from_str(&r.query).expect("query");
+            assert!(q["from"].starts_with("20"));
+            q.get("offset").cloned().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(offsets, ["", "4", "8", "10"]);
+
+    let cf = CatEmu::start(CatVendor::Cloudflare, "", SECRET, 4).await;
+    cf.add_recent(9, 3600);
+    let created = api
+        .create_integration(integration(
+            &cf,
+            CatVendor::Cloudflare,
+            "cloudflare",
+            json!({"token": SECRET}),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 9, 20).await;
+    assert_eq!(unique_source_ids(&events), cf.ids());
+    let pages: Vec<String> = cf
+        .api_requests()
+        .iter()
+        .take(4)
+        .map(|r| {
+            let q: std::collections::HashMap<String, String> =
+                serde_urlencoded::from_str(&r.query).expect("query");
+            assert_eq!(q["direction"], "asc");
+            assert!(q["since"].starts_with("20"));
+            q.get("page").cloned().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(pages, ["", "2", "3", "4"]);
+    hub.stop().await.expect("stops");
+}

@@ -12,6 +12,8 @@
 //!   keyset (`pagination=keyset&order_by=id&sort=desc`), `created_after`, `Link rel="next"`
 //! - 1Password: `POST /api/v1/auditevents` with `{limit, start_time}` or `{cursor}`, answering
 //!   `{cursor, has_more, items}` in arrival order; the cursor is durable
+//! - Jira: basic auth, `offset`/`limit`/`from`, newest first, `{offset, limit, total, records}`
+//! - Cloudflare: bearer, `since`, `direction=asc`, `page`/`per_page` until `result` is empty
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,10 @@ pub enum CatVendor {
     Gitlab,
     /// 1Password audit events; static bearer token (the emulator's `client_secret`)
     OnePassword,
+    /// Jira; basic auth `client_id:client_secret`
+    Jira,
+    /// Cloudflare account audit logs v1; static bearer token (`client_secret`)
+    Cloudflare,
 }
 
 impl CatVendor {
@@ -43,6 +49,8 @@ impl CatVendor {
             CatVendor::Auth0 => "auth0",
             CatVendor::Gitlab => "gitlab",
             CatVendor::OnePassword => "onepassword_audit",
+            CatVendor::Jira => "jira",
+            CatVendor::Cloudflare => "cloudflare",
         }
     }
 }
@@ -108,6 +116,8 @@ const GRAPH_AUDIT: &str = include_str!("../../fixtures/entra/directory_audits/pa
 const GRAPH_SIGNIN: &str = include_str!("../../fixtures/entra/sign_ins/page.json");
 const AUTH0_PAGE: &str = include_str!("../../fixtures/auth0/logs/page.json");
 const ONEPASSWORD_PAGE: &str = include_str!("../../fixtures/onepassword/auditevents/page.json");
+const JIRA_PAGE: &str = include_str!("../../fixtures/jira/auditing_record/page.json");
+const CLOUDFLARE_PAGE: &str = include_str!("../../fixtures/cloudflare/audit_logs/page.json");
 const GITLAB_PAGE: &str = include_str!("../../fixtures/gitlab/instance_audit_events/page.json");
 
 fn now_micros() -> i64 {
@@ -160,7 +170,8 @@ impl CatEmu {
             }),
             CatVendor::Auth0 => json!({"base_url": self.url}),
             CatVendor::Gitlab => json!({"base_url": self.url, "group": "60"}),
-            CatVendor::OnePassword => json!({"base_url": self.url}),
+            CatVendor::OnePassword | CatVendor::Jira => json!({"base_url": self.url}),
+            CatVendor::Cloudflare => json!({"base_url": self.url, "account_id": "acc123"}),
         }
     }
 
@@ -307,6 +318,29 @@ fn make_record(vendor: CatVendor, prefix: u64, seq: u64, t: i64) -> (i64, String
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
             (secs * 1_000_000, id, r)
         }
+        CatVendor::Jira => {
+            let page: Value = serde_json::from_str(JIRA_PAGE).expect("fixture");
+            let mut r = page["records"][0].clone();
+            let ms = t / 1000;
+            let id = prefix * 1_000_000 + seq;
+            r["id"] = json!(id);
+            r["created"] = json!(chrono::DateTime::from_timestamp_millis(ms)
+                .expect("time")
+                .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+                .to_string());
+            (ms * 1000, id.to_string(), r)
+        }
+        CatVendor::Cloudflare => {
+            let page: Value = serde_json::from_str(CLOUDFLARE_PAGE).expect("fixture");
+            let mut r = page["result"][0].clone();
+            let secs = t / 1_000_000;
+            let id = format!("d5b0f326-{prefix:04x}-4452-8858-{seq:012x}");
+            r["id"] = json!(id);
+            r["when"] = json!(chrono::DateTime::from_timestamp(secs, 0)
+                .expect("time")
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            (secs * 1_000_000, id, r)
+        }
     }
 }
 
@@ -386,7 +420,13 @@ async fn handle(
                 headers.get("private-token").and_then(|v| v.to_str().ok())
                     == Some(s.client_secret.as_str())
             }
-            CatVendor::OnePassword => bearer == s.client_secret,
+            CatVendor::OnePassword | CatVendor::Cloudflare => bearer == s.client_secret,
+            CatVendor::Jira => {
+                use base64::Engine;
+                let basic = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", s.client_id, s.client_secret));
+                authorization == format!("Basic {basic}")
+            }
             _ => s
                 .valid_tokens
                 .get(bearer)
@@ -415,6 +455,8 @@ async fn handle(
             CatVendor::Auth0 => auth0_page(&s, &q, &base, &mut out_headers),
             CatVendor::Gitlab => gitlab_page(&s, &q, &base, uri.path(), &mut out_headers),
             CatVendor::OnePassword => onepassword_page(&s, &method, uri.path(), &body),
+            CatVendor::Jira => jira_page(&s, &q, uri.path()),
+            CatVendor::Cloudflare => cloudflare_page(&s, &q, uri.path()),
         }
     };
     let mut text = match page {
@@ -460,7 +502,9 @@ fn token(
             form.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default")
         }
         CatVendor::Auth0 => form.get("audience") == Some(&format!("{base}/api/v2/")),
-        CatVendor::Gitlab | CatVendor::OnePassword => false,
+        CatVendor::Gitlab | CatVendor::OnePassword | CatVendor::Jira | CatVendor::Cloudflare => {
+            false
+        }
     };
     if !scope_ok {
         return (400, json!({"error": "invalid_scope"}).to_string());
@@ -762,4 +806,92 @@ fn onepassword_page(
         "has_more": has_more,
         "items": page.iter().map(|e| e.record.clone()).collect::<Vec<_>>(),
     }))
+}
+
+fn jira_page(
+    s: &CatState,
+    q: &HashMap<String, String>,
+    path: &str,
+) -> Result<Value, (u16, String)> {
+    if path != "/rest/api/3/auditing/record" {
+        return Err((404, format!("no route {path}")));
+    }
+    let since = match q.get("from") {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|_| (400, format!("bad from {t}")))?
+            .timestamp_micros(),
+        None => i64::MIN,
+    };
+    let offset: usize = q
+        .get("offset")
+        .and_then(|o| o.parse().ok())
+        .map(|o: usize| {
+            if s.repeat_across_pages {
+                o.saturating_sub(1)
+            } else {
+                o
+            }
+        })
+        .unwrap_or(0);
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(1000)
+        .min(s.page_size)
+        .max(1);
+    let mut matching: Vec<&CatEvent> = s.events.iter().filter(|e| e.time >= since).collect();
+    matching.sort_by(|a, b| b.time.cmp(&a.time).then(b.seq.cmp(&a.seq)));
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|e| e.record.clone())
+        .collect();
+    Ok(json!({"offset": offset, "limit": limit, "total": matching.len(), "records": page}))
+}
+
+fn cloudflare_page(
+    s: &CatState,
+    q: &HashMap<String, String>,
+    path: &str,
+) -> Result<Value, (u16, String)> {
+    if path != "/client/v4/accounts/acc123/audit_logs" {
+        return Err((404, format!("no route {path}")));
+    }
+    if q.get("direction").map(String::as_str) != Some("asc") {
+        return Err((400, "the emulator expects direction=asc".into()));
+    }
+    let since = match q.get("since") {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|_| (400, format!("bad since {t}")))?
+            .timestamp_micros(),
+        None => i64::MIN,
+    };
+    let page_no: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let per_page = q
+        .get("per_page")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(25)
+        .min(s.page_size)
+        .max(1);
+    let mut matching: Vec<&CatEvent> = s.events.iter().filter(|e| e.time >= since).collect();
+    matching.sort_by(|a, b| a.time.cmp(&b.time).then(a.seq.cmp(&b.seq)));
+    let mut skip = (page_no - 1) * per_page;
+    if s.repeat_across_pages {
+        skip = skip.saturating_sub(1);
+    }
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(skip)
+        .take(per_page)
+        .map(|e| e.record.clone())
+        .collect();
+    Ok(
+        json!({"success": true, "errors": [], "messages": [], "result": page,
+        "result_info": {"page": page_no, "per_page": per_page, "count": page.len(), "total_count": matching.len()}}),
+    )
 }
