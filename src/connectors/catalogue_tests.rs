@@ -491,3 +491,45 @@ fn cloudflare_audit_logs_normalise() {
     assert_eq!(e.changes[0].old, Value::from("off"));
     assert_eq!(e.changes[0].new, Value::from("on"));
 }
+
+#[test]
+fn atlassian_admin_events_normalise() {
+    let events = events("atlassian_admin", "atlassian_admin/events_stream/page.json");
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e.source_id, "8a9e4bc6-2f1c-4d0e-9b1a-5f3c2d7e6a10");
+    assert_eq!(e.event_type, "user_removed_from_group");
+    assert_eq!(time(e), "2024-05-02T09:14:27.431000Z");
+    assert_eq!(
+        (e.category, e.action, e.outcome),
+        (Category::Authorization, Action::Revoke, Outcome::Success)
+    );
+    assert_eq!(e.actor.id, "5b10ac8d82e05b22cc7d4ef5");
+    assert_eq!(e.actor.email.as_deref(), Some("ada@example.com"));
+    assert_eq!(e.actor.kind, ActorType::User);
+    assert_eq!(e.actor.ip.as_deref(), Some("203.0.113.24"));
+    assert_eq!(
+        e.actor.location.as_ref().and_then(|l| l.city.as_deref()),
+        Some("Amsterdam")
+    );
+    assert_eq!(
+        targets(e),
+        [
+            (
+                "users",
+                "557058:f2a3b4c5-d6e7-4f80-9a1b-2c3d4e5f6a7b",
+                Some("Sam Member")
+            ),
+            (
+                "groups",
+                "d0f2a1b3-4c5d-46e7-8f90-a1b2c3d4e5f6",
+                Some("jira-software-users")
+            ),
+            (
+                "sites",
+                "2f2bc5e1-7b2a-4c3d-9e8f-0a1b2c3d4e5f",
+                Some("acme.atlassian.net")
+            ),
+        ]
+    );
+}

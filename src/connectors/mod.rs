@@ -29,6 +29,10 @@ pub use definition::{Connector, DefinitionError};
 /// The definitions compiled into the binary: (file, text).
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "connectors/atlassian_admin.toml",
+        include_str!("../../connectors/atlassian_admin.toml"),
+    ),
+    (
         "connectors/auth0.toml",
         include_str!("../../connectors/auth0.toml"),
     ),
