@@ -18,7 +18,7 @@ fn schema_validator() -> jsonschema::Validator {
 }
 
 /// The fixture's events; each is checked against the event schema.
-pub(crate) fn events(connector: &str, fixture: &str) -> Vec<Event> {
+pub(crate) fn replayed(connector: &str, fixture: &str) -> Vec<Event> {
     let r = Registry::builtin().expect("builtin definitions are valid");
     let c = r.get(connector).expect("known connector");
     let path = format!("{}/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
@@ -53,7 +53,7 @@ fn time(e: &Event) -> String {
 
 #[test]
 fn entra_directory_audits_normalise() {
-    let events = events("entra_audits", "entra/directory_audits/page.json");
+    let events = replayed("entra_audits", "entra/directory_audits/page.json");
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.source_id, "id");
@@ -94,7 +94,7 @@ fn entra_directory_audits_normalise() {
     assert_eq!(e.changes[0].old, Value::Null);
     assert_eq!(e.changes[0].new, Value::from("DirectorySync"));
 
-    let filtered = events("entra_audits", "entra/directory_audits/filtered_page.json");
+    let filtered = replayed("entra_audits", "entra/directory_audits/filtered_page.json");
     let e = &filtered[0];
     assert_eq!(
         e.source_id,
@@ -111,7 +111,7 @@ fn entra_directory_audits_normalise() {
 
 #[test]
 fn entra_sign_ins_normalise() {
-    let events = events("entra_signins", "entra/sign_ins/page.json");
+    let events = replayed("entra_signins", "entra/sign_ins/page.json");
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.source_id, "66ea54eb-6301-4ee5-be62-ff5a759b0100");
@@ -177,7 +177,7 @@ fn entra_failed_sign_in_is_a_failure() {
 
 #[test]
 fn auth0_logs_normalise() {
-    let events = events("auth0", "auth0/logs/page.json");
+    let events = replayed("auth0", "auth0/logs/page.json");
     assert_eq!(events.len(), 10);
     let signup = &events[0];
     assert_eq!(
@@ -231,7 +231,7 @@ fn auth0_logs_normalise() {
     assert_eq!(failed.actor.id, "WC5ESxuFU9JEQOQNnUskg3Lr5if0nRVG");
     assert_eq!(failed.actor.kind, ActorType::Service);
 
-    let checkpoint = events("auth0", "auth0/logs/checkpoint_from_take.json");
+    let checkpoint = replayed("auth0", "auth0/logs/checkpoint_from_take.json");
     assert_eq!(checkpoint.len(), 2);
     assert!(
         checkpoint[0].source_id < checkpoint[1].source_id,
@@ -241,7 +241,7 @@ fn auth0_logs_normalise() {
 
 #[test]
 fn auth0_scope_string_or_array_both_normalise() {
-    let events = events("auth0", "auth0/logs/scope_string_or_array.json");
+    let events = replayed("auth0", "auth0/logs/scope_string_or_array.json");
     assert_eq!(events.len(), 2);
     assert!(events[0]
         .raw
@@ -256,7 +256,7 @@ fn auth0_scope_string_or_array_both_normalise() {
 
 #[test]
 fn gitlab_audit_events_normalise() {
-    let group = events("gitlab", "gitlab/group_audit_events/page.json");
+    let group = replayed("gitlab", "gitlab/group_audit_events/page.json");
     assert_eq!(group.len(), 2);
     let e = &group[0];
     assert_eq!(e.source_id, "2");
@@ -283,7 +283,7 @@ fn gitlab_audit_events_normalise() {
         ("group", Action::Create)
     );
 
-    let instance = events("gitlab", "gitlab/instance_audit_events/page.json");
+    let instance = replayed("gitlab", "gitlab/instance_audit_events/page.json");
     assert_eq!(instance.len(), 4);
     // details.target_id as a number
     let email = &instance[2];
@@ -314,7 +314,7 @@ fn gitlab_audit_events_normalise() {
         )
     );
 
-    let project = events("gitlab", "gitlab/project_audit_events/page.json");
+    let project = replayed("gitlab", "gitlab/project_audit_events/page.json");
     assert_eq!(project.len(), 2);
     assert_eq!(project[0].changes[0].old, Value::from(""));
     assert_eq!(project[0].changes[0].new, Value::from("true"));
@@ -323,7 +323,7 @@ fn gitlab_audit_events_normalise() {
 
 #[test]
 fn onepassword_streams_normalise() {
-    let audit = events("onepassword_audit", "onepassword/auditevents/page.json");
+    let audit = replayed("onepassword_audit", "onepassword/auditevents/page.json");
     assert_eq!(audit.len(), 1);
     let e = &audit[0];
     assert_eq!(e.source_id, "56YE2TYN2VFYRLNSHKPW5NVT5E");
@@ -354,7 +354,7 @@ fn onepassword_streams_normalise() {
         ]
     );
 
-    let usage = &events("onepassword_itemusages", "onepassword/itemusages/page.json")[0];
+    let usage = &replayed("onepassword_itemusages", "onepassword/itemusages/page.json")[0];
     assert_eq!(usage.event_type, "secure-copy");
     assert_eq!(
         (usage.category, usage.action),
@@ -374,7 +374,7 @@ fn onepassword_streams_normalise() {
         ]
     );
 
-    let signin = &events(
+    let signin = &replayed(
         "onepassword_signins",
         "onepassword/signinattempts/page.json",
     )[0];
@@ -440,7 +440,7 @@ fn onepassword_requests_match_the_spec_examples() {
 
 #[test]
 fn jira_audit_records_normalise() {
-    let events = events("jira", "jira/auditing_record/page.json");
+    let events = replayed("jira", "jira/auditing_record/page.json");
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.source_id, "1");
@@ -469,7 +469,7 @@ fn jira_audit_records_normalise() {
 
 #[test]
 fn cloudflare_audit_logs_normalise() {
-    let events = events("cloudflare", "cloudflare/audit_logs/page.json");
+    let events = replayed("cloudflare", "cloudflare/audit_logs/page.json");
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.source_id, "d5b0f326-1232-4452-8858-1089bd7168ef");
@@ -494,7 +494,7 @@ fn cloudflare_audit_logs_normalise() {
 
 #[test]
 fn atlassian_admin_events_normalise() {
-    let events = events("atlassian_admin", "atlassian_admin/events_stream/page.json");
+    let events = replayed("atlassian_admin", "atlassian_admin/events_stream/page.json");
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.source_id, "8a9e4bc6-2f1c-4d0e-9b1a-5f3c2d7e6a10");

@@ -479,7 +479,7 @@ impl PollContext {
                 quote(&body)
             ))));
         }
-        let records = match page_records(&body, &self.connector.records) {
+        let records: Vec<Box<RawValue>> = match page_records(&body, &self.connector.records) {
             Ok(r) => r.into_iter().map(|r| r.to_owned()).collect(),
             Err(RecordError::Vendor(m))
                 if self.connector.records.credential_errors.contains(&m) =>

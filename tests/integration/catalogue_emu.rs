@@ -535,7 +535,7 @@ fn graph_page(
 ) -> Result<Value, (u16, String)> {
     let field = match s.vendor {
         CatVendor::EntraAudits => "activityDateTime",
-        CatVendor::EntraSignIns => "createdDateTime",
+        _ => "createdDateTime",
     };
     let since = match q.get("$filter") {
         Some(f) => {
