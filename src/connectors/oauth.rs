@@ -26,6 +26,9 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// Largest token response read.
 const MAX_TOKEN_BODY: usize = 1024 * 1024;
 
+/// The token endpoint's status and Retry-After, as last answered.
+type Seen = Option<(u16, Option<Duration>)>;
+
 struct Cached {
     token: String,
     refresh_at: Instant,
@@ -162,7 +165,7 @@ impl TokenRequest {
             request = request.add_extra_param("audience", audience.clone());
         }
         // what the endpoint answered, for errors the crate reports without a status
-        let seen: Arc<Mutex<Option<(u16, Option<Duration>)>>> = Arc::new(Mutex::new(None));
+        let seen: Arc<Mutex<Seen>> = Arc::new(Mutex::new(None));
         let send = {
             let seen = seen.clone();
             move |req: HttpRequest| {
@@ -189,7 +192,7 @@ impl TokenRequest {
 
 fn classify<RE: std::error::Error + 'static>(
     e: RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
-    status: Option<(u16, Option<Duration>)>,
+    status: Seen,
 ) -> TokenError {
     match status {
         Some((429, wait)) => {
@@ -230,7 +233,7 @@ pub struct SendError(String);
 async fn send(
     http: &reqwest::Client,
     req: HttpRequest,
-    seen: &Mutex<Option<(u16, Option<Duration>)>>,
+    seen: &Mutex<Seen>,
 ) -> Result<HttpResponse, SendError> {
     let (parts, body) = req.into_parts();
     let mut builder = http.request(parts.method, parts.uri.to_string()).body(body);

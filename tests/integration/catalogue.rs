@@ -539,9 +539,10 @@ async fn onepassword_post_cursor_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jira_conformance() {
+    // the emulator's basic auth is CLIENT_ID:SECRET
     conformance(
         CatVendor::Jira,
-        json!({"email": "admin@example.com", "api_token": SECRET}),
+        json!({"email": CLIENT_ID, "api_token": SECRET}),
     )
     .await;
 }
