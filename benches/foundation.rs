@@ -1,1 +1,470 @@
-fn main() {}
+//! Foundation benchmark: ingest through the HTTP API vs. raw sled, timeline pages, histogram and
+//! export at scale. Prints figures; asserts nothing about time.
+//!
+//! cargo bench --bench foundation                # 1,000,000 events
+//! cargo bench --bench foundation -- 100000      # a quicker run
+//!
+//! The hub runs as a separate process (the release `trailhub` binary), so that its RSS can be
+//! read from /proc and the load generator does not share its heap.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-admin-token";
+const BATCH: usize = 1000;
+const CLIENTS: usize = 4;
+const ACTORS: usize = 50;
+const DAYS: i64 = 30;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() as usize) % n
+    }
+}
+
+const TYPES: &[(&str, &str, &str)] = &[
+    ("user.session.start", "login", "authentication"),
+    ("user.session.end", "logout", "authentication"),
+    ("user.authentication.sso", "login", "authentication"),
+    ("repo.create", "create", "data_change"),
+    ("repo.destroy", "delete", "data_change"),
+    ("repo.access", "read", "data_access"),
+    ("repo.download_zip", "export", "data_access"),
+    ("org.add_member", "grant", "user_management"),
+    ("org.remove_member", "revoke", "user_management"),
+    ("team.add_member", "grant", "user_management"),
+    ("group.user_membership.add", "grant", "authorization"),
+    ("policy.rule.update", "update", "configuration"),
+    ("app.oauth2.token.grant", "grant", "authorization"),
+    ("file_downloaded", "read", "data_access"),
+    ("channel_created", "create", "data_change"),
+    ("workflow.run", "execute", "system"),
+];
+const WORDS: &[&str] = &[
+    "payments",
+    "billing",
+    "frontend",
+    "infra",
+    "terraform",
+    "secrets",
+    "analytics",
+    "mobile",
+    "ledger",
+    "search",
+];
+const AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/127.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "GitHub-Hookshot/2a6ee1b",
+    "okta-sdk-golang/2.20.0 golang/go1.22",
+];
+
+fn actor(i: usize) -> (String, String, String, String) {
+    let names = [
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+    ];
+    let name = format!("{}{}", names[i % names.len()], i / names.len());
+    (
+        format!("00u{:08x}", i * 7919),
+        name.clone(),
+        format!("{name}@example.com"),
+        format!("10.{}.{}.{}", i % 7, i % 13, i),
+    )
+}
+
+/// One event line of about 1 KiB, time-ordered over 30 days ending now.
+fn event_line(i: usize, n: usize, now: i64, rng: &mut Rng) -> String {
+    let span = DAYS * 86_400_000_000;
+    let t = now - span + (i as i64) * (span / n as i64) + (rng.below(1000) as i64);
+    let secs = t.div_euclid(1_000_000);
+    let micros = t.rem_euclid(1_000_000);
+    let time = chrono_like(secs, micros);
+    let (event_type, action, category) = TYPES[rng.below(TYPES.len())];
+    let a = rng.below(ACTORS);
+    let (aid, aname, email, ip) = actor(a);
+    let outcome = if rng.below(10) == 0 {
+        "failure"
+    } else {
+        "success"
+    };
+    let repo = format!("acme/{}-{}", WORDS[rng.below(WORDS.len())], rng.below(200));
+    let ua = AGENTS[rng.below(AGENTS.len())];
+    let req = format!("{:016x}{:016x}", rng.next(), rng.next());
+    let raw = format!(
+        r#"{{"uuid":"{req}","published":"{time}","eventType":"{event_type}","displayMessage":"{aname} {action} {repo}","actor":{{"id":"{aid}","type":"User","alternateId":"{email}","displayName":"{aname}"}},"client":{{"userAgent":{{"rawUserAgent":"{ua}"}},"ipAddress":"{ip}","geographicalContext":{{"city":"Oslo","country":"Norway"}}}},"outcome":{{"result":"{res}"}},"target":[{{"id":"{repo}","type":"Repository"}}],"transaction":{{"id":"{req}","type":"WEB"}},"debugContext":{{"debugData":{{"requestUri":"/api/v1/{repo}","threatSuspected":"false"}}}}}}"#,
+        res = outcome.to_uppercase()
+    );
+    format!(
+        r#"{{"time":"{time}","source_id":"evt-{i}","event_type":"{event_type}","action":"{action}","category":"{category}","outcome":"{outcome}","actor":{{"id":"{aid}","name":"{aname}","email":"{email}","type":"user","ip":"{ip}","user_agent":"{ua}"}},"targets":[{{"type":"repo","id":"{repo}","name":"{repo}"}}],"session_id":"s-{s}","description":"{aname} {event_type} on {repo}","raw":{raw}}}"#,
+        s = rng.below(100_000)
+    )
+}
+
+fn chrono_like(secs: i64, micros: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days → civil date.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Hub {
+    child: Child,
+    url: String,
+}
+
+impl Hub {
+    async fn start(dir: &std::path::Path, http: &reqwest::Client) -> Hub {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_trailhub"))
+            .env("TRAILHUB_DATA_DIR", dir)
+            .env("TRAILHUB_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TRAILHUB_ADMIN_TOKEN", TOKEN)
+            .env("TRAILHUB_LOG", "warn")
+            .env("TRAILHUB_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("hub starts");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..600 {
+            if http.get(format!("{url}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Hub { child, url }
+    }
+
+    /// Peak resident set of the hub process so far, MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|k| k.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    }
+
+    fn stop(mut self) {
+        // SAFETY: SIGTERM to our own child; the hub flushes and exits cleanly.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let md = match e.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            total += if md.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                md.len()
+            };
+        }
+    }
+    total
+}
+
+async fn timed_get(http: &reqwest::Client, url: &str) -> (f64, usize) {
+    let started = Instant::now();
+    let resp = http.get(url).bearer_auth(TOKEN).send().await.expect("sent");
+    assert!(resp.status().is_success(), "{url}: {}", resp.status());
+    let body = resp.bytes().await.expect("body");
+    (started.elapsed().as_secs_f64() * 1000.0, body.len())
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(n));
+}
+
+async fn run(n: usize) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(16)
+        .build()
+        .expect("client");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64;
+    println!(
+        "# trailhub foundation benchmark: {n} events, {ACTORS} actors, {DAYS} days, {} cores",
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(0)
+    );
+
+    let started = Instant::now();
+    let mut rng = Rng(42);
+    let lines: Vec<String> = (0..n).map(|i| event_line(i, n, now, &mut rng)).collect();
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    println!(
+        "generated in {:.1}s, mean event {:.0} bytes",
+        started.elapsed().as_secs_f64(),
+        bytes as f64 / n as f64
+    );
+    let bodies: Vec<String> = lines.chunks(BATCH).map(|c| c.join("\n") + "\n").collect();
+
+    // Floor: the same bytes into sled, no indexes, batches of 1000, one flush at the end.
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new()
+            .path(dir.path())
+            .cache_capacity(128 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .expect("sled");
+        let tree = db.open_tree("raw").expect("tree");
+        let started = Instant::now();
+        for (b, chunk) in lines.chunks(BATCH).enumerate() {
+            let mut batch = sled::Batch::default();
+            for (i, l) in chunk.iter().enumerate() {
+                batch.insert(&((b * BATCH + i) as u64).to_be_bytes()[..], l.as_bytes());
+            }
+            tree.apply_batch(batch).expect("batch");
+        }
+        db.flush().expect("flush");
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "raw sled floor: {:.0} events/s ({:.1} MiB/s), {:.0} bytes/event on disk",
+            n as f64 / secs,
+            bytes as f64 / secs / 1048576.0,
+            dir_bytes(dir.path()) as f64 / n as f64
+        );
+    }
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::start(data.path(), &http).await;
+    let started = Instant::now();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies.into_iter()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (http, url, queue) = (http.clone(), hub.url.clone(), queue.clone());
+            tokio::spawn(async move {
+                let mut stored = 0u64;
+                loop {
+                    let body = queue.lock().expect("lock").next();
+                    let Some(body) = body else { return stored };
+                    let resp = http
+                        .post(format!("{url}/api/v1/events"))
+                        .bearer_auth(TOKEN)
+                        .header("content-type", "application/x-ndjson")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("sent");
+                    assert!(resp.status().is_success(), "ingest {}", resp.status());
+                    let report: serde_json::Value = resp.json().await.expect("json");
+                    stored += report["stored"].as_u64().unwrap_or(0);
+                }
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for c in clients {
+        stored += c.await.expect("client");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "API ingest: {stored} events in {secs:.1}s = {:.0} events/s ({CLIENTS} clients, {BATCH}-event NDJSON batches, acknowledged after flush); hub peak RSS {:.0} MiB",
+        stored as f64 / secs,
+        hub.peak_rss_mib()
+    );
+    let metrics = http
+        .get(format!("{}/metrics", hub.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    println!(
+        "keys written per event: {:.2} to the log, {:.2} to the index",
+        counter("trailhub_store_log_keys_total") / n as f64,
+        counter("trailhub_store_index_keys_total") / n as f64
+    );
+    hub.stop();
+    let on_disk = dir_bytes(data.path());
+    println!(
+        "data dir: {:.1} MiB = {:.0} bytes/event",
+        on_disk as f64 / 1048576.0,
+        on_disk as f64 / n as f64
+    );
+
+    // Queries on a fresh process.
+    let hub = Hub::start(data.path(), &http).await;
+    let mut rng = Rng(7);
+    let rounds = 200;
+    let mut urls = |make: &mut dyn FnMut(&mut Rng) -> String| -> Vec<String> {
+        (0..rounds).map(|_| make(&mut rng)).collect()
+    };
+    let base = hub.url.clone();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "first page, unfiltered",
+            urls(&mut |_| format!("{base}/api/v1/events?limit=100")),
+        ),
+        (
+            "first page, by actor",
+            urls(&mut |r| {
+                format!(
+                    "{base}/api/v1/events?limit=100&actor={}",
+                    actor(r.below(ACTORS)).2
+                )
+            }),
+        ),
+        (
+            "first page, action+outcome",
+            urls(&mut |r| {
+                let (_, action, _) = TYPES[r.below(TYPES.len())];
+                format!(
+                    "{base}/api/v1/events?limit=100&action={action}&outcome={}",
+                    if r.below(2) == 0 {
+                        "failure"
+                    } else {
+                        "success"
+                    }
+                )
+            }),
+        ),
+        (
+            "first page, q (one word)",
+            urls(&mut |r| {
+                format!(
+                    "{base}/api/v1/events?limit=100&q={}",
+                    WORDS[r.below(WORDS.len())]
+                )
+            }),
+        ),
+        (
+            "first page, q (two words)",
+            urls(&mut |r| {
+                format!(
+                    "{base}/api/v1/events?limit=100&q={}+{}",
+                    WORDS[r.below(WORDS.len())],
+                    r.below(200)
+                )
+            }),
+        ),
+    ];
+    for (label, urls) in cases {
+        for u in urls.iter().take(5) {
+            timed_get(&http, u).await;
+        }
+        let mut lat = Vec::new();
+        for u in &urls {
+            lat.push(timed_get(&http, u).await.0);
+        }
+        let (p50, p99) = percentiles(lat);
+        println!("{label}: p50 {p50:.2} ms, p99 {p99:.2} ms ({rounds} requests)");
+    }
+    for (bucket, group) in [("1h", "action"), ("1d", "actor")] {
+        let url = format!(
+            "{}/api/v1/events/histogram?bucket={bucket}&group_by={group}&since={DAYS}d",
+            hub.url
+        );
+        let mut lat = Vec::new();
+        for i in 0..50 {
+            let (ms, _) = timed_get(&http, &url).await;
+            if i >= 3 {
+                lat.push(ms);
+            }
+        }
+        let (p50, p99) = percentiles(lat);
+        println!("histogram {DAYS} days, {bucket} buckets, group_by={group}: p50 {p50:.2} ms, p99 {p99:.2} ms");
+    }
+    hub.stop();
+
+    // Export on a fresh process, so its peak RSS is the export's.
+    let hub = Hub::start(data.path(), &http).await;
+    let started = Instant::now();
+    let mut resp = http
+        .get(format!(
+            "{}/api/v1/events/export?format=ndjson&integration=custom",
+            hub.url
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("export");
+    let mut lines_seen = 0usize;
+    let mut bytes_seen = 0usize;
+    while let Some(chunk) = resp.chunk().await.expect("chunk") {
+        lines_seen += chunk.iter().filter(|b| **b == b'\n').count();
+        bytes_seen += chunk.len();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "export ndjson: {lines_seen} events ({:.0} MiB) in {secs:.1}s = {:.0} events/s; hub peak RSS {:.0} MiB",
+        bytes_seen as f64 / 1048576.0,
+        lines_seen as f64 / secs,
+        hub.peak_rss_mib()
+    );
+    hub.stop();
+    let _ = std::io::stdout().flush();
+}

@@ -9,6 +9,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7410";
 pub const DEFAULT_DATA_DIR: &str = "./trailhub-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_CACHE_MB: u64 = 128;
+pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,6 +38,7 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub cache_mb: u64,
+    pub min_free_mb: u64,
     /// Master key for sealing credentials (`TRAILHUB_MASTER_KEY`); else `<data_dir>/master.key`.
     pub master_key: Option<Secret>,
     /// Poll engine and scheduler knobs.
@@ -52,6 +54,7 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
+    pub min_free_mb: Option<u64>,
     pub master_key: Option<String>,
     pub poll_workers: Option<usize>,
 }
@@ -63,6 +66,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     cache_mb: Option<u64>,
+    min_free_mb: Option<u64>,
     /// Poll cycles running at once.
     poll_workers: Option<usize>,
 }
@@ -120,6 +124,10 @@ impl Settings {
             admin_token: o.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
             max_body_bytes,
             cache_mb: o.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB),
+            min_free_mb: o
+                .min_free_mb
+                .or(file.min_free_mb)
+                .unwrap_or(DEFAULT_MIN_FREE_MB),
             master_key: o.master_key.filter(|k| !k.is_empty()).map(Secret::new),
             poll: crate::connectors::engine::PollTuning {
                 workers: poll_workers,
@@ -136,6 +144,7 @@ impl Settings {
             admin_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cache_mb: DEFAULT_CACHE_MB,
+            min_free_mb: DEFAULT_MIN_FREE_MB,
             master_key: None,
             poll: Default::default(),
         }

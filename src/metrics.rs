@@ -197,6 +197,18 @@ impl Metrics {
             s.flushes.load(Ordering::Relaxed).to_string(),
         );
         line(
+            "trailhub_store_log_keys",
+            "counter",
+            "Keys written to the event log (events, dedup keys, heads)",
+            s.log_keys.load(Ordering::Relaxed).to_string(),
+        );
+        line(
+            "trailhub_store_index_keys",
+            "counter",
+            "Keys written to the index (posting blocks, rollups, watermarks)",
+            s.index_keys.load(Ordering::Relaxed).to_string(),
+        );
+        line(
             "trailhub_store_flush_seconds",
             "counter",
             "Total time spent flushing",

@@ -51,6 +51,7 @@ pub fn open_store(settings: &Settings) -> Result<Store, ServeError> {
         .map_err(|e| ServeError::DataDir(settings.data_dir.clone(), e))?;
     let options = StoreOptions {
         cache_bytes: settings.cache_mb * 1024 * 1024,
+        min_free_bytes: settings.min_free_mb * 1024 * 1024,
     };
     Store::open(&settings.store_path(), &options)
         .map_err(|e| ServeError::Store(settings.data_dir.clone(), e))

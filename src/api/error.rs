@@ -106,10 +106,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::StorageFull(_) => {
-                tracing::error!(error = %e, "store write refused: disk full");
+                let e = e.to_string();
+                tracing::warn!(error = %e, "store write refused: disk full");
                 ApiError::new(
                     ErrorCode::StorageFull,
-                    "the hub's disk is full; nothing of this request was acknowledged, retry later",
+                    format!("the hub's disk is full ({e}): this request was not acknowledged; retry when space is freed, reads still work"),
                 )
             }
             StoreError::Closed => ApiError::new(

@@ -111,7 +111,9 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "config": r.config,
         "credentials": r.credential_names,
         "schedule": connector.as_ref().map(|c| r.schedule_text(c).to_string()).or(r.schedule.clone()),
-        "backfill": r.backfill,
+        "backfill": r.backfill.clone().or(connector.as_ref().map(|c| c.default_backfill_text.clone())),
+        // the window actually used: clamped to the vendor's retention
+        "backfill_seconds": connector.as_ref().map(|c| r.backfill_micros(c) / crate::time::MICROS_PER_SEC),
         "next_polls": if r.paused { Vec::new() } else { next_polls },
         "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
         "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
@@ -158,6 +160,8 @@ async fn create(
         "{\"name\", \"connector\", \"config\": {...}, \"credentials\": {...}, \"schedule\"?, \"backfill\"?}",
     )?;
     let record = state.integrations.create(req)?;
+    // stored means scheduled, whatever becomes of the audit record below
+    state.scheduler.upsert(record.clone());
     audit::record(
         &state.store,
         &who,
@@ -174,7 +178,6 @@ async fn create(
         },
     )
     .await?;
-    state.scheduler.upsert(record.clone());
     tracing::info!(integration = %record.id, connector = %record.connector, "integration added");
     Ok((
         StatusCode::CREATED,
@@ -218,6 +221,7 @@ async fn update(
         "an object with any of name, config, credentials, schedule, backfill, idle_backoff, paused",
     )?;
     let (record, changed) = state.integrations.update(&id, patch)?;
+    state.scheduler.upsert(record.clone());
     let (event_type, action, category) = if changed.credentials_rotated {
         (
             "integration.credentials_rotate",
@@ -249,7 +253,6 @@ async fn update(
         },
     )
     .await?;
-    state.scheduler.upsert(record.clone());
     Ok(Json(integration_json(&state, &record)?))
 }
 

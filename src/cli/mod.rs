@@ -18,7 +18,7 @@ use crate::time::{format_micros, now_micros};
 #[derive(Parser, Debug)]
 #[command(name = "trailhub", version, about = "Self-hosted audit-log hub", long_about = None)]
 pub struct Cli {
-    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, poll_workers)
+    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -27,17 +27,18 @@ pub struct Cli {
     /// Data directory [default: ./trailhub-data]
     #[arg(long, global = true, env = "TRAILHUB_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
-#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Run the hub (the default command)
-    Serve(ServeArgs),
+    Serve,
     /// Show events from the timeline, newest first
-    Events(EventsArgs),
+    Events(Box<EventsArgs>),
     /// Store the events of an NDJSON file (or a JSON array) in the `custom` integration
     Ingest(IngestArgs),
     /// Walk the integrity hash chain and report the first broken link
@@ -62,16 +63,24 @@ enum Command {
 #[derive(Args, Debug, Default)]
 struct ServeArgs {
     /// Bootstrap admin token; without it one is minted on first start and saved to <data_dir>/admin.token
-    #[arg(long, env = "TRAILHUB_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TRAILHUB_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     admin_token: Option<String>,
     /// Largest accepted request body, bytes [default: 16777216]
-    #[arg(long, env = "TRAILHUB_MAX_BODY_BYTES")]
+    #[arg(long, global = true, env = "TRAILHUB_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
     /// sled page cache, MiB [default: 128]
-    #[arg(long, env = "TRAILHUB_CACHE_MB")]
+    #[arg(long, global = true, env = "TRAILHUB_CACHE_MB")]
     cache_mb: Option<u64>,
+    /// Refuse writes (507) while the data dir's disk has less free space, MiB [default: 256]
+    #[arg(long, global = true, env = "TRAILHUB_MIN_FREE_MB")]
+    min_free_mb: Option<u64>,
     /// Poll cycles running at once [default: 4]
-    #[arg(long, env = "TRAILHUB_POLL_WORKERS")]
+    #[arg(long, global = true, env = "TRAILHUB_POLL_WORKERS")]
     poll_workers: Option<usize>,
 }
 
@@ -155,7 +164,7 @@ enum TokensCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+    let serving = matches!(cli.command, None | Some(Command::Serve));
     init_tracing(if serving { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -185,20 +194,16 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
-fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
-    let serve_defaults = ServeArgs::default();
-    let serve = serve.unwrap_or(&serve_defaults);
-    let admin_token = serve
-        .admin_token
-        .clone()
-        .or_else(|| std::env::var("TRAILHUB_ADMIN_TOKEN").ok());
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let serve = &cli.serve;
     Ok(Settings::resolve(Overrides {
         config: cli.config.clone(),
         listen: cli.listen.clone(),
         data_dir: cli.data_dir.clone(),
-        admin_token,
+        admin_token: serve.admin_token.clone(),
         max_body_bytes: serve.max_body_bytes,
         cache_mb: serve.cache_mb,
+        min_free_mb: serve.min_free_mb,
         master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
         poll_workers: serve.poll_workers,
     })?)
@@ -206,14 +211,13 @@ fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        None => serve(settings(&cli, None)?).await,
-        Some(Command::Serve(args)) => serve(settings(&cli, Some(args))?).await,
-        Some(Command::Events(args)) => events(&settings(&cli, None)?, args).await,
-        Some(Command::Ingest(args)) => ingest(&settings(&cli, None)?, args).await,
-        Some(Command::Verify(args)) => verify(&settings(&cli, None)?, args).await,
-        Some(Command::Tokens { command }) => tokens(&settings(&cli, None)?, command).await,
+        None | Some(Command::Serve) => serve(settings(&cli)?).await,
+        Some(Command::Events(args)) => events(&settings(&cli)?, args).await,
+        Some(Command::Ingest(args)) => ingest(&settings(&cli)?, args).await,
+        Some(Command::Verify(args)) => verify(&settings(&cli)?, args).await,
+        Some(Command::Tokens { command }) => tokens(&settings(&cli)?, command).await,
         Some(Command::Integrations { command }) => {
-            integrations::integrations(&settings(&cli, None)?, command).await
+            integrations::integrations(&settings(&cli)?, command).await
         }
         Some(Command::Connectors { command }) => integrations::connectors(command),
     }

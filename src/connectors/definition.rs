@@ -612,6 +612,8 @@ pub struct Connector {
     pub file: String,
     pub default_schedule: String,
     pub default_backfill: Micros,
+    /// `default_backfill` as written, for display.
+    pub default_backfill_text: String,
     pub retention: Option<Micros>,
     pub config: Vec<FieldSpec>,
     pub credentials: Vec<FieldSpec>,
@@ -1215,6 +1217,7 @@ impl Validator<'_> {
             file: self.file.to_string(),
             default_schedule: raw.default_schedule,
             default_backfill,
+            default_backfill_text: raw.default_backfill,
             retention,
             config,
             credentials,

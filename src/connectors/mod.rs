@@ -262,6 +262,8 @@ mod tests {
             (events[2].category, events[2].action),
             (Category::Configuration, Action::Delete)
         );
+        assert_eq!(events[2].severity, crate::schema::Severity::Medium);
+        assert_eq!(events[0].severity, crate::schema::Severity::Info);
     }
 
     #[test]

@@ -282,7 +282,13 @@ pub fn normalise(
         longitude: number(&a.longitude, &record),
     };
     let actor = Actor {
-        id: a.id.text(&record).map(clip).unwrap_or_default(),
+        // The schema requires an actor id: a record that names none (a system action, or a
+        // vendor placeholder) is attributed to `unknown` rather than dropped.
+        id: a
+            .id
+            .text(&record)
+            .map(clip)
+            .unwrap_or_else(|| "unknown".into()),
         name: text(&a.name, &record),
         email: text(&a.email, &record),
         kind: lookup(&a.kind, &record),
@@ -304,8 +310,13 @@ pub fn normalise(
             let Some(id) = spec.id.text(element) else {
                 continue;
             };
+            let kind = clip(lookup(&spec.kind, element));
             targets.push(Target {
-                kind: clip(lookup(&spec.kind, element)),
+                kind: if kind.is_empty() {
+                    "unknown".into()
+                } else {
+                    kind
+                },
                 id: clip(id),
                 name: text(&spec.name, element),
             });

@@ -1,19 +1,22 @@
 //! Every key the store writes, built and taken apart in this one module
 //!
-//! All event data lives in one sled tree (`log`) so that an append — event, dedup entry,
-//! indexes, rollups, chain head and the integration cursor that covers it — is one atomic
-//! `Batch`. Each record kind has a one-byte prefix. Numbers are big-endian so that bytes sort
-//! as numbers; times have their sign bit flipped so that negative times sort first too.
+//! What exactly-once rests on lives in one sled tree (`log`), so that an append — events, dedup
+//! entries, chain head and the integration cursor that covers them — is one atomic `Batch`.
+//! What can be derived again from it (posting blocks, rollups) lives in `index`, written one
+//! batch behind with a watermark. Each record kind has a one-byte prefix. Numbers are big-endian
+//! so that bytes sort as numbers; times have their sign bit flipped so that negative times sort
+//! first too.
 
 use crate::time::Micros;
 
 /// Names of the sled trees.
 pub const TREE_LOG: &str = "log";
+pub const TREE_INDEX: &str = "index";
 pub const TREE_TOKENS: &str = "tokens";
 pub const TREE_SETTINGS: &str = "settings";
 pub const TREE_INTEGRATIONS: &str = "integrations";
 
-/// Record kinds inside `log`.
+/// Record kinds: `E`, `D`, `C`, `M` in `log`; `T`, `I`, `R`, `M` in `index`.
 pub const EVENT: u8 = b'E';
 pub const DEDUP: u8 = b'D';
 pub const TIME: u8 = b'T';
@@ -142,7 +145,8 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    pub const ALL: [Granularity; 3] = [Granularity::Minute, Granularity::Hour, Granularity::Day];
+    /// Rollups are kept per hour and per day; sub-hour counts come from the index.
+    pub const ALL: [Granularity; 2] = [Granularity::Hour, Granularity::Day];
 
     pub fn micros(self) -> Micros {
         match self {
@@ -205,6 +209,12 @@ impl Dimension {
     }
 }
 
+/// Minute rollups would cost about one key per event when events are spread out, so minute
+/// cells are counted from the index instead.
+pub fn has_rollup(g: Granularity, _d: Dimension) -> bool {
+    g != Granularity::Minute
+}
+
 pub fn rollup_prefix(g: Granularity, d: Dimension) -> [u8; 3] {
     [ROLLUP, g.code(), d.code()]
 }
@@ -235,6 +245,8 @@ pub fn meta_key(name: &str) -> Vec<u8> {
 }
 
 pub const META_HEAD: &str = "head";
+/// In the index tree: the last sequence number whose postings and rollups are written.
+pub const META_INDEXED: &str = "indexed";
 
 #[cfg(test)]
 mod tests {

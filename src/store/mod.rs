@@ -7,27 +7,26 @@
 //! shared by everyone waiting (group commit). Only then are the callers answered.
 
 pub mod keys;
+pub mod postings;
 pub mod prepare;
 pub mod query;
 pub mod verify;
+mod writer;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+
+use writer::{FlushTicket, IndexJob, WriteJob};
 
 pub use keys::{Dimension, Field, Granularity};
 pub use prepare::{prepare, PreparedEvent};
 
 use crate::schema::Event;
-
-/// Most events merged into one sled batch.
-const GROUP_MAX_EVENTS: usize = 8192;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -69,12 +68,16 @@ impl From<sled::Error> for StoreError {
 pub struct StoreOptions {
     /// sled page cache, bytes.
     pub cache_bytes: u64,
+    /// Writes are refused (and resume by themselves) while the disk has less free space than
+    /// this: sled must never meet a full disk, it does not recover cleanly from one.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_bytes: 128 * 1024 * 1024,
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -104,19 +107,28 @@ pub struct StoreStats {
     pub flushes: AtomicU64,
     pub flush_micros: AtomicU64,
     pub last_seq: AtomicU64,
+    /// Keys written to the log and index trees (events, dedup, posting blocks, rollups).
+    pub log_keys: AtomicU64,
+    pub index_keys: AtomicU64,
+    /// Set by the first failed write or flush: from then on the store refuses writes until the
+    /// hub restarts and sled recovers what reached the disk. Without this, a retry of a request
+    /// whose flush failed would be answered "duplicate" from memory and never reach the disk.
+    pub failure: Mutex<Option<StoreError>>,
 }
 
-struct WriteJob {
-    events: Vec<PreparedEvent>,
-    commit: Commit,
-    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
-}
+impl StoreStats {
+    fn fail(&self, e: &StoreError) {
+        if let Ok(mut f) = self.failure.lock() {
+            if f.is_none() {
+                tracing::error!(error = %e, "store write failed: refusing further writes until restart");
+                *f = Some(e.clone());
+            }
+        }
+    }
 
-struct FlushTicket {
-    replies: Vec<(
-        oneshot::Sender<Result<AppendOutcome, StoreError>>,
-        AppendOutcome,
-    )>,
+    pub fn failed(&self) -> Option<StoreError> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 /// The chain head: the last sequence number and the hash that covers it.
@@ -144,12 +156,14 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     log: sled::Tree,
+    index: sled::Tree,
     tokens: sled::Tree,
     settings: sled::Tree,
     integrations: sled::Tree,
     jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<StoreStats>,
+    min_free_bytes: u64,
 }
 
 impl Store {
@@ -160,42 +174,58 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let log = db.open_tree(keys::TREE_LOG)?;
+        let index = db.open_tree(keys::TREE_INDEX)?;
         let tokens = db.open_tree(keys::TREE_TOKENS)?;
         let settings = db.open_tree(keys::TREE_SETTINGS)?;
         let integrations = db.open_tree(keys::TREE_INTEGRATIONS)?;
         let head = read_head(&log)?;
+        writer::reindex_tail(&log, &index, head)?;
         let stats = Arc::new(StoreStats::default());
         stats.last_seq.store(head.seq, Ordering::Relaxed);
 
         let (job_tx, job_rx) = mpsc::channel::<WriteJob>();
+        let (index_tx, index_rx) = mpsc::channel::<IndexJob>();
         let (flush_tx, flush_rx) = mpsc::channel::<FlushTicket>();
-        let writer = {
-            let log = log.clone();
-            let stats = stats.clone();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
-                .name("trailhub-writer".into())
-                .spawn(move || run_writer(log, head, job_rx, flush_tx, stats))
-                .map_err(|e| StoreError::Io(e.to_string()))?
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| StoreError::Io(e.to_string()))
+        };
+        let writer = {
+            let (log, stats) = (log.clone(), stats.clone());
+            spawn(
+                "trailhub-writer",
+                Box::new(move || writer::run_writer(log, head, job_rx, index_tx, stats)),
+            )?
+        };
+        let indexer = {
+            let (index, stats) = (index.clone(), stats.clone());
+            spawn(
+                "trailhub-indexer",
+                Box::new(move || writer::run_indexer(index, index_rx, flush_tx, stats)),
+            )?
         };
         let flusher = {
-            let db = db.clone();
-            let stats = stats.clone();
-            std::thread::Builder::new()
-                .name("trailhub-flusher".into())
-                .spawn(move || run_flusher(db, flush_rx, stats))
-                .map_err(|e| StoreError::Io(e.to_string()))?
+            let (db, stats) = (db.clone(), stats.clone());
+            spawn(
+                "trailhub-flusher",
+                Box::new(move || writer::run_flusher(db, flush_rx, stats)),
+            )?
         };
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 db,
                 log,
+                index,
                 tokens,
                 settings,
                 integrations,
                 jobs: Mutex::new(Some(job_tx)),
-                threads: Mutex::new(vec![writer, flusher]),
+                threads: Mutex::new(vec![writer, indexer, flusher]),
                 stats,
+                min_free_bytes: options.min_free_bytes,
             }),
         })
     }
@@ -240,6 +270,21 @@ impl Store {
         self.submit(events, commit)?.wait().await
     }
 
+    /// Refuses a write while the data dir's disk is below its free-space reserve.
+    fn check_free_space(&self) -> Result<(), StoreError> {
+        if self.inner.min_free_bytes == 0 {
+            return Ok(());
+        }
+        match fs2::available_space(&self.inner.path) {
+            Ok(free) if free < self.inner.min_free_bytes => Err(StoreError::StorageFull(format!(
+                "{} MiB free on the data dir's disk, below the reserve of {} MiB",
+                free / (1024 * 1024),
+                self.inner.min_free_bytes / (1024 * 1024)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Queues an append now and returns a handle to await its outcome. Jobs are applied in the
     /// order they were submitted, so a durable job's flush covers every job submitted before it.
     pub fn submit(
@@ -247,6 +292,10 @@ impl Store {
         events: Vec<PreparedEvent>,
         commit: Commit,
     ) -> Result<PendingAppend, StoreError> {
+        if let Some(e) = self.inner.stats.failed() {
+            return Err(e);
+        }
+        self.check_free_space()?;
         let (reply, answer) = oneshot::channel();
         let jobs = self.inner.jobs.lock().map_err(|_| StoreError::Closed)?;
         let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
@@ -294,6 +343,11 @@ impl Store {
         &self.inner.log
     }
 
+    /// Posting blocks and rollups (derived from the log; see `writer`).
+    pub(crate) fn index(&self) -> &sled::Tree {
+        &self.inner.index
+    }
+
     /// Finishes every queued write, flushes, and stops the writer threads.
     pub fn shutdown(&self) -> Result<(), StoreError> {
         if let Ok(mut jobs) = self.inner.jobs.lock() {
@@ -333,12 +387,11 @@ fn read_head(log: &sled::Tree) -> Result<Head, StoreError> {
 }
 
 /// Stored event value: version byte, chain hash, lz4-compressed body.
-fn encode_event_value(hash: &[u8; 32], body: &[u8]) -> Vec<u8> {
-    let compressed = lz4_flex::compress_prepend_size(body);
+fn encode_event_value(hash: &[u8; 32], compressed: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(33 + compressed.len());
     v.push(keys::VALUE_VERSION);
     v.extend_from_slice(hash);
-    v.extend_from_slice(&compressed);
+    v.extend_from_slice(compressed);
     v
 }
 
@@ -360,164 +413,4 @@ pub(crate) fn chain_hash(prev: &[u8; 32], full_json: &[u8]) -> [u8; 32] {
     h.update(prev);
     h.update(full_json);
     h.finalize().into()
-}
-
-fn run_writer(
-    log: sled::Tree,
-    mut head: Head,
-    jobs: mpsc::Receiver<WriteJob>,
-    flusher: mpsc::Sender<FlushTicket>,
-    stats: Arc<StoreStats>,
-) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        let mut events = group[0].events.len();
-        while events < GROUP_MAX_EVENTS {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    events += job.events.len();
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        match apply_group(&log, head, &group) {
-            Ok((new_head, outcomes)) => {
-                head = new_head;
-                stats.last_seq.store(head.seq, Ordering::Relaxed);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                let stored: usize = outcomes.iter().map(|o| o.stored.len()).sum();
-                let dups: usize = outcomes.iter().map(|o| o.duplicates.len()).sum();
-                stats
-                    .events_stored
-                    .fetch_add(stored as u64, Ordering::Relaxed);
-                stats.duplicates.fetch_add(dups as u64, Ordering::Relaxed);
-                tracing::debug!(
-                    jobs = group.len(),
-                    stored,
-                    dups,
-                    micros = started.elapsed().as_micros() as u64,
-                    "batch applied"
-                );
-                let mut durable = Vec::new();
-                for (job, outcome) in group.into_iter().zip(outcomes) {
-                    if job.commit.durable {
-                        durable.push((job.reply, outcome));
-                    } else {
-                        let _ = job.reply.send(Ok(outcome));
-                    }
-                }
-                if !durable.is_empty() {
-                    if let Err(mpsc::SendError(ticket)) =
-                        flusher.send(FlushTicket { replies: durable })
-                    {
-                        for (reply, _) in ticket.replies {
-                            let _ = reply.send(Err(StoreError::Closed));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, jobs = group.len(), "batch failed, nothing of it was stored");
-                for job in group {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
-
-fn run_flusher(db: sled::Db, tickets: mpsc::Receiver<FlushTicket>, stats: Arc<StoreStats>) {
-    while let Ok(first) = tickets.recv() {
-        let mut waiting = vec![first];
-        while let Ok(more) = tickets.try_recv() {
-            waiting.push(more);
-        }
-        let started = Instant::now();
-        let result = db.flush().map_err(StoreError::from);
-        stats.flushes.fetch_add(1, Ordering::Relaxed);
-        stats
-            .flush_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "flush failed; the waiting requests are answered with an error");
-        }
-        for ticket in waiting {
-            for (reply, outcome) in ticket.replies {
-                let _ = reply.send(result.clone().map(|_| outcome));
-            }
-        }
-    }
-}
-
-fn bucket_start(t: i64, g: Granularity) -> i64 {
-    t.div_euclid(g.micros()) * g.micros()
-}
-
-/// Builds and applies one atomic batch for a group of jobs. Pure with respect to `head`: the
-/// caller adopts the returned head only if the batch was applied.
-fn apply_group(
-    log: &sled::Tree,
-    head: Head,
-    group: &[WriteJob],
-) -> Result<(Head, Vec<AppendOutcome>), StoreError> {
-    let mut batch = sled::Batch::default();
-    let mut seq = head.seq;
-    let mut hash = head.hash;
-    let mut stored_now: HashMap<&[u8], u64> = HashMap::new();
-    let mut counters: HashMap<Vec<u8>, u64> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(group.len());
-    let time_prefix = keys::posting_prefix(None);
-
-    for job in group {
-        let mut outcome = AppendOutcome::default();
-        for (index, event) in job.events.iter().enumerate() {
-            if let Some(&earlier) = stored_now.get(event.dedup_key.as_slice()) {
-                outcome.duplicates.push((index, earlier));
-                continue;
-            }
-            if let Some(earlier) = log.get(&event.dedup_key)? {
-                outcome.duplicates.push((index, keys::decode_u64(&earlier)));
-                continue;
-            }
-            seq += 1;
-            let full = prepare::full_json(seq, &event.body);
-            hash = chain_hash(&hash, &full);
-            batch.insert(
-                &keys::event_key(seq)[..],
-                encode_event_value(&hash, &event.body),
-            );
-            batch.insert(event.dedup_key.as_slice(), &seq.to_be_bytes()[..]);
-            batch.insert(keys::posting_key(&time_prefix, event.time, seq), &[][..]);
-            for prefix in &event.postings {
-                batch.insert(keys::posting_key(prefix, event.time, seq), &[][..]);
-            }
-            for (dimension, group_value) in &event.groups {
-                for g in Granularity::ALL {
-                    let key =
-                        keys::rollup_key(g, *dimension, bucket_start(event.time, g), group_value);
-                    *counters.entry(key).or_insert(0) += 1;
-                }
-            }
-            stored_now.insert(event.dedup_key.as_slice(), seq);
-            outcome.stored.push((index, seq));
-        }
-        if let Some((integration, cursor)) = &job.commit.cursor {
-            batch.insert(keys::cursor_key(integration), cursor.as_slice());
-        }
-        outcomes.push(outcome);
-    }
-    for (key, delta) in counters {
-        let current = log.get(&key)?.map(|v| keys::decode_u64(&v)).unwrap_or(0);
-        batch.insert(key, &(current + delta).to_be_bytes()[..]);
-    }
-    if seq != head.seq {
-        let mut head_value = Vec::with_capacity(40);
-        head_value.extend_from_slice(&seq.to_be_bytes());
-        head_value.extend_from_slice(&hash);
-        batch.insert(keys::meta_key(keys::META_HEAD), head_value);
-    }
-    log.apply_batch(batch)?;
-    Ok((Head { seq, hash }, outcomes))
 }

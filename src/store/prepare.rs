@@ -12,7 +12,7 @@ use crate::time::Micros;
 const EMPTY_ID_PREFIX: &[u8] = b"{\"id\":\"\",";
 
 /// Raw payloads can be large: only this many search tokens are taken from one.
-const MAX_RAW_TOKENS: usize = 64;
+const MAX_RAW_TOKENS: usize = 32;
 const MAX_TOKEN_LEN: usize = 64;
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct PreparedEvent {
     pub dedup_key: Vec<u8>,
     /// The event's JSON after its `id` member, starting at `"time"`.
     pub body: Vec<u8>,
+    /// `body`, lz4-compressed as it is stored.
+    pub compressed: Vec<u8>,
     /// Posting-list prefixes this event is listed under (the time list excluded).
     pub postings: Vec<Vec<u8>>,
     pub groups: Vec<(Dimension, String)>,
@@ -79,6 +81,7 @@ pub fn prepare(event: &Event) -> PreparedEvent {
         time: event.time,
         integration: event.integration.id.clone(),
         dedup_key: keys::dedup_key(&event.integration.id, &event.source_id),
+        compressed: lz4_flex::compress_prepend_size(&body),
         body,
         postings,
         groups,
@@ -107,6 +110,19 @@ pub fn full_json(seq: u64, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The chain hash of an event: SHA-256(previous hash ‖ the event's full JSON), computed without
+/// assembling the JSON.
+pub fn chain_hash_of(prev: &[u8; 32], seq: u64, body: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(b"{\"id\":\"");
+    h.update(format!("{seq:016x}").as_bytes());
+    h.update(b"\",");
+    h.update(body);
+    h.finalize().into()
+}
+
 /// Search tokens of an event: its normalised text fields in full, and the first string values
 /// of its raw payload.
 pub fn event_tokens(event: &Event) -> HashSet<String> {
@@ -119,7 +135,6 @@ pub fn event_tokens(event: &Event) -> HashSet<String> {
         event.actor.ip.as_deref(),
         event.session_id.as_deref(),
         event.description.as_deref(),
-        Some(event.source_id.as_str()),
     ];
     for text in texts.into_iter().flatten() {
         tokenize_into(text, &mut out, usize::MAX);
@@ -139,12 +154,22 @@ pub fn event_tokens(event: &Event) -> HashSet<String> {
             }
         }
     }
-    let limit = out.len() + MAX_RAW_TOKENS;
+    // From the raw payload only words: tokens with digits there are mostly ids, counters and
+    // timestamps, each nearly unique, and each would cost the store a key of its own.
+    let mut from_raw = 0;
     for value in json_string_values(event.raw.get()) {
-        if out.len() >= limit {
-            break;
+        for word in value.split(|c: char| !c.is_alphanumeric()) {
+            if from_raw >= MAX_RAW_TOKENS {
+                return out;
+            }
+            let n = word.chars().count();
+            if (3..=MAX_TOKEN_LEN).contains(&n)
+                && word.chars().all(char::is_alphabetic)
+                && out.insert(word.to_lowercase())
+            {
+                from_raw += 1;
+            }
         }
-        tokenize_into(value, &mut out, limit);
     }
     out
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use base64::Engine;
 
 use super::keys::{self, Dimension, Field, Granularity};
+use super::postings::BlockWalker;
+pub use super::postings::Position;
 use super::{prepare, Store, StoreError};
 use crate::time::Micros;
 
@@ -43,35 +45,7 @@ impl Filter {
     }
 }
 
-/// A place in the newest-first order; pages resume strictly after (older than) it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
-    pub time: Micros,
-    pub seq: u64,
-}
-
 impl Position {
-    const MAX: Position = Position {
-        time: i64::MAX,
-        seq: u64::MAX,
-    };
-
-    fn previous(self) -> Option<Position> {
-        if self.seq > 0 {
-            Some(Position {
-                time: self.time,
-                seq: self.seq - 1,
-            })
-        } else if self.time > i64::MIN {
-            Some(Position {
-                time: self.time - 1,
-                seq: u64::MAX,
-            })
-        } else {
-            None
-        }
-    }
-
     pub fn encode(self) -> String {
         let mut b = Vec::with_capacity(17);
         b.push(1u8);
@@ -101,11 +75,10 @@ pub struct Scan {
     state: ScanState,
 }
 
-#[allow(clippy::large_enum_variant)] // one per query, never in a collection
 enum ScanState {
-    Single(std::iter::Rev<sled::Iter>),
+    /// Posting lists (the time list when there is no field filter), intersected by a zig-zag join.
     Join {
-        lists: Vec<Vec<u8>>,
+        lists: Vec<BlockWalker>,
         upper: Option<Position>,
     },
     Done,
@@ -114,7 +87,7 @@ enum ScanState {
 impl Store {
     /// Walks the events matching `filter`, newest first, strictly older than `after` if given.
     pub fn scan(&self, filter: &Filter, after: Option<Position>) -> Scan {
-        let tree = self.log().clone();
+        let tree = self.index().clone();
         let lower = Position {
             time: filter.since.unwrap_or(i64::MIN),
             seq: 0,
@@ -149,24 +122,19 @@ impl Store {
                 state: ScanState::Done,
             };
         }
-        let mut lists: Vec<Vec<u8>> = filter
+        let mut prefixes: Vec<Vec<u8>> = filter
             .fields
             .iter()
             .map(|(f, v)| keys::posting_prefix(Some((*f, v))))
             .collect();
-        lists.sort();
-        lists.dedup();
-        let state = match lists.len() {
-            0 | 1 => {
-                let prefix = lists.pop().unwrap_or_else(|| keys::posting_prefix(None));
-                let from = keys::posting_key(&prefix, lower.time, lower.seq);
-                let to = keys::posting_key(&prefix, upper.time, upper.seq);
-                ScanState::Single(tree.range(from..=to).rev())
-            }
-            _ => ScanState::Join {
-                lists,
-                upper: Some(upper),
-            },
+        prefixes.sort();
+        prefixes.dedup();
+        if prefixes.is_empty() {
+            prefixes.push(keys::posting_prefix(None));
+        }
+        let state = ScanState::Join {
+            lists: prefixes.into_iter().map(BlockWalker::new).collect(),
+            upper: Some(upper),
         };
         Scan { tree, lower, state }
     }
@@ -201,46 +169,21 @@ impl Store {
     }
 }
 
-impl Scan {
-    /// The last key of `prefix` at or before `target`, within the lower bound.
-    fn seek(&self, prefix: &[u8], target: Position) -> Result<Option<Position>, StoreError> {
-        let from = keys::posting_key(prefix, self.lower.time, self.lower.seq);
-        let to = keys::posting_key(prefix, target.time, target.seq);
-        match self.tree.range(from..=to).next_back() {
-            None => Ok(None),
-            Some(Err(e)) => Err(e.into()),
-            Some(Ok((k, _))) => {
-                let (time, seq) = keys::posting_position(&k);
-                Ok(Some(Position { time, seq }))
-            }
-        }
-    }
-}
-
 impl Iterator for Scan {
     type Item = Result<Position, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.state {
             ScanState::Done => None,
-            ScanState::Single(iter) => match iter.next() {
-                None => None,
-                Some(Err(e)) => Some(Err(e.into())),
-                Some(Ok((k, _))) => {
-                    let (time, seq) = keys::posting_position(&k);
-                    Some(Ok(Position { time, seq }))
-                }
-            },
             ScanState::Join { lists, upper } => {
-                // Zig-zag: seek each list to the newest entry at or before the target; a list
-                // that lands lower lowers the target; when every list agrees, it is a match.
+                // Zig-zag: seek each list to its newest entry at or before the target; a list that
+                // lands lower lowers the target; when every list agrees, that event matches all.
                 let mut target = (*upper)?;
-                let lists = lists.clone();
                 let k = lists.len();
                 let mut agreed = 0;
                 let mut i = 0;
                 loop {
-                    let found = match self.seek(&lists[i], target) {
+                    let found = match lists[i].seek(&self.tree, self.lower, target) {
                         Err(e) => return Some(Err(e)),
                         Ok(found) => found,
                     };
@@ -255,9 +198,7 @@ impl Iterator for Scan {
                         agreed = 1;
                     }
                     if agreed == k {
-                        if let ScanState::Join { upper, .. } = &mut self.state {
-                            *upper = target.previous();
-                        }
+                        *upper = target.previous();
                         return Some(Ok(target));
                     }
                     i = (i + 1) % k;
@@ -328,7 +269,7 @@ impl Store {
             out.insert(start, BTreeMap::new());
             start += step;
         }
-        if filter.has_field_filters() {
+        if filter.has_field_filters() || !keys::has_rollup(size.granularity(), group) {
             let ranged = Filter {
                 since: Some(since),
                 until: Some(until),
@@ -368,19 +309,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut p = from;
         while p < to {
-            let cell = Granularity::ALL
-                .iter()
-                .rev()
-                .copied()
-                .find(|g| p.rem_euclid(g.micros()) == 0 && p + g.micros() <= to);
+            let cell = Granularity::ALL.iter().rev().copied().find(|g| {
+                keys::has_rollup(*g, group) && p.rem_euclid(g.micros()) == 0 && p + g.micros() <= to
+            });
             match cell {
                 Some(g) => {
                     self.count_rollups(p, p + g.micros(), g, step, group, out)?;
                     p += g.micros();
                 }
                 None => {
-                    let next_minute = (p.div_euclid(crate::time::MINUTE) + 1) * crate::time::MINUTE;
-                    let end = next_minute.min(to);
+                    let finest = Granularity::ALL
+                        .into_iter()
+                        .find(|g| keys::has_rollup(*g, group))
+                        .map_or(crate::time::DAY, Granularity::micros);
+                    let end = ((p.div_euclid(finest) + 1) * finest).min(to);
                     let ranged = Filter {
                         since: Some(p),
                         until: Some(end),
@@ -408,7 +350,7 @@ impl Store {
         lo.extend_from_slice(&keys::encode_time(from));
         let mut hi = prefix.to_vec();
         hi.extend_from_slice(&keys::encode_time(to));
-        for item in self.log().range(lo..hi) {
+        for item in self.index().range(lo..hi) {
             let (k, v) = item?;
             let (bucket, name) = keys::rollup_parts(&k);
             let start = bucket.div_euclid(step) * step;

@@ -26,7 +26,6 @@ impl Store {
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         let head = self.head()?;
         let mut prev = [0u8; 32];
-        let mut expected_seq = 1u64;
         let mut checked = 0u64;
         let broken = |seq: u64, reason: String| BrokenLink {
             seq,
@@ -36,8 +35,7 @@ impl Store {
         let mut first_broken = None;
         let from = keys::event_key(0);
         let to = keys::event_key(u64::MAX);
-        #[allow(clippy::explicit_counter_loop)] // the counter is compared, not just counted
-        for item in self.log().range(from..=to) {
+        for (expected_seq, item) in (1u64..).zip(self.log().range(from..=to)) {
             let (k, v) = item?;
             let seq = keys::decode_u64(&k[1..]);
             if seq != expected_seq {
@@ -65,7 +63,6 @@ impl Store {
             }
             prev = computed;
             checked += 1;
-            expected_seq += 1;
         }
         if first_broken.is_none() {
             if checked != head.seq {

@@ -36,6 +36,8 @@ pub enum Fault {
     Truncated,
     /// Answer 200 with this body (e.g. Slack's `{"ok": false, "error": ...}`).
     Body(Value),
+    /// Answer this status with this body, no Retry-After (e.g. GitHub's secondary limit 403).
+    StatusBody(u16, Value),
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +293,11 @@ async fn handle(
                 .into_response();
         }
         Some(Fault::Slow(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::StatusBody(code, body)) => {
+            log(*code);
+            let status = StatusCode::from_u16(*code).expect("status");
+            return (status, out_headers, body.to_string()).into_response();
+        }
         Some(Fault::Body(body)) => {
             log(200);
             return (StatusCode::OK, out_headers, body.to_string()).into_response();

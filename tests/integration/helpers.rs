@@ -68,6 +68,15 @@ pub async fn spawn_hub(dir: &Path) -> RunningHub {
     spawn_hub_with_key(dir, None).await
 }
 
+/// A hub with its own engine knobs.
+pub async fn spawn_hub_tuned(dir: &Path, poll: PollTuning) -> RunningHub {
+    init_logs();
+    let mut settings = Settings::for_data_dir(dir);
+    settings.admin_token = Some(Secret::new(ADMIN));
+    settings.poll = poll;
+    trailhub::server::start(settings).await.expect("hub starts")
+}
+
 /// A hub whose master key comes from `TRAILHUB_MASTER_KEY` (as settings) rather than the file.
 pub async fn spawn_hub_with_key(dir: &Path, master_key: Option<&str>) -> RunningHub {
     init_logs();

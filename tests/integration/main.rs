@@ -1,10 +1,17 @@
-//! The one integration-test binary: hub helpers, vendor emulators, and the suites
+//! The one integration-test binary: every test starts a real hub on 127.0.0.1 with a temp data
+//! dir and drives it over HTTP; vendors are emulated on loopback
 
 mod catalogue;
 mod catalogue_emu;
+mod common;
 mod conformance;
+mod crash;
+mod disk_full;
 mod emulator;
+mod events;
 mod helpers;
 mod integrations_api;
+mod integrity;
 mod polling;
 mod process;
+mod schema;

@@ -625,3 +625,63 @@ async fn integrations_on_one_okta_org_share_the_budget() {
     );
     hub.stop().await.expect("stops");
 }
+
+/// GitHub's secondary limit is a 403 without Retry-After whose body says so: a rate limit
+/// (wait, then go on), not refused credentials. A plain 403 is refused credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_secondary_limit_403_waits_and_a_plain_403_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tuning = trailhub::connectors::engine::PollTuning {
+        max_wait: Duration::from_millis(1200),
+        ..crate::helpers::fast_tuning()
+    };
+    let hub = crate::helpers::spawn_hub_tuned(dir.path(), tuning).await;
+    let api = Api::new(&hub);
+    let emu = Emulator::start(Vendor::Github, "tok", 50).await;
+    emu.add_recent(5, 600);
+    emu.fault(Fault::StatusBody(
+        403,
+        json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
+    ));
+    let created = api
+        .create_integration(integration_body(
+            "gh-secondary",
+            Vendor::Github,
+            &emu,
+            "tok",
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 5, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let reqs = emu.requests();
+    assert_eq!(reqs[0].status, 403);
+    let gap = reqs[1].at.duration_since(reqs[0].at);
+    assert!(gap >= Duration::from_millis(1100), "waited only {gap:?}");
+    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+
+    emu.fault(Fault::StatusBody(
+        403,
+        json!({"message": "Resource not accessible by integration"}),
+    ));
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/integrations/{id}/poll"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    let v = api
+        .wait_for(&id, "error", 10, |v| v["state"] == "error")
+        .await;
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("credentials rejected (HTTP 403)"),
+        "{v}"
+    );
+    hub.stop().await.expect("stops");
+}
