@@ -53,7 +53,7 @@ fn time(e: &Event) -> String {
 
 #[test]
 fn entra_directory_audits_normalise() {
-    let events = replayed("entra_audits", "entra/directory_audits/page.json");
+    let events = replayed("entra_audits", "entra_audits/directory_audits/page.json");
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.source_id, "id");
@@ -94,7 +94,10 @@ fn entra_directory_audits_normalise() {
     assert_eq!(e.changes[0].old, Value::Null);
     assert_eq!(e.changes[0].new, Value::from("DirectorySync"));
 
-    let filtered = replayed("entra_audits", "entra/directory_audits/filtered_page.json");
+    let filtered = replayed(
+        "entra_audits",
+        "entra_audits/directory_audits/filtered_page.json",
+    );
     let e = &filtered[0];
     assert_eq!(
         e.source_id,
@@ -111,7 +114,7 @@ fn entra_directory_audits_normalise() {
 
 #[test]
 fn entra_sign_ins_normalise() {
-    let events = replayed("entra_signins", "entra/sign_ins/page.json");
+    let events = replayed("entra_signins", "entra_signins/sign_ins/page.json");
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.source_id, "66ea54eb-6301-4ee5-be62-ff5a759b0100");
@@ -156,7 +159,7 @@ fn entra_failed_sign_in_is_a_failure() {
     let r = Registry::builtin().expect("builtin");
     let c = r.get("entra_signins").expect("known");
     let path = format!(
-        "{}/fixtures/entra/sign_ins/page.json",
+        "{}/fixtures/entra_signins/sign_ins/page.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let mut page: Value =
@@ -323,7 +326,10 @@ fn gitlab_audit_events_normalise() {
 
 #[test]
 fn onepassword_streams_normalise() {
-    let audit = replayed("onepassword_audit", "onepassword/auditevents/page.json");
+    let audit = replayed(
+        "onepassword_audit",
+        "onepassword_audit/auditevents/page.json",
+    );
     assert_eq!(audit.len(), 1);
     let e = &audit[0];
     assert_eq!(e.source_id, "56YE2TYN2VFYRLNSHKPW5NVT5E");
@@ -354,7 +360,10 @@ fn onepassword_streams_normalise() {
         ]
     );
 
-    let usage = &replayed("onepassword_itemusages", "onepassword/itemusages/page.json")[0];
+    let usage = &replayed(
+        "onepassword_itemusages",
+        "onepassword_itemusages/itemusages/page.json",
+    )[0];
     assert_eq!(usage.event_type, "secure-copy");
     assert_eq!(
         (usage.category, usage.action),
@@ -376,7 +385,7 @@ fn onepassword_streams_normalise() {
 
     let signin = &replayed(
         "onepassword_signins",
-        "onepassword/signinattempts/page.json",
+        "onepassword_signins/signinattempts/page.json",
     )[0];
     assert_eq!(signin.event_type, "firewall_failed");
     assert_eq!(
@@ -411,7 +420,7 @@ fn onepassword_requests_match_the_spec_examples() {
     .expect("reset");
     assert_eq!(reset.0, "https://events.1password.com/api/v1/auditevents");
     let example: Value = serde_json::from_str(include_str!(
-        "../../fixtures/onepassword/requests/reset_cursor.json"
+        "../../fixtures/onepassword_audit/requests/reset_cursor.json"
     ))
     .expect("json");
     let keys = |v: &Value| {
@@ -432,7 +441,7 @@ fn onepassword_requests_match_the_spec_examples() {
     .expect("next");
     let cursor = super::paging::post_request(&c, &next).expect("cursor");
     let example: Value = serde_json::from_str(include_str!(
-        "../../fixtures/onepassword/requests/cursor.json"
+        "../../fixtures/onepassword_audit/requests/cursor.json"
     ))
     .expect("json");
     assert_eq!(cursor.1, example);

@@ -112,10 +112,11 @@ pub struct CatEmu {
     pub url: String,
 }
 
-const GRAPH_AUDIT: &str = include_str!("../../fixtures/entra/directory_audits/page.json");
-const GRAPH_SIGNIN: &str = include_str!("../../fixtures/entra/sign_ins/page.json");
+const GRAPH_AUDIT: &str = include_str!("../../fixtures/entra_audits/directory_audits/page.json");
+const GRAPH_SIGNIN: &str = include_str!("../../fixtures/entra_signins/sign_ins/page.json");
 const AUTH0_PAGE: &str = include_str!("../../fixtures/auth0/logs/page.json");
-const ONEPASSWORD_PAGE: &str = include_str!("../../fixtures/onepassword/auditevents/page.json");
+const ONEPASSWORD_PAGE: &str =
+    include_str!("../../fixtures/onepassword_audit/auditevents/page.json");
 const JIRA_PAGE: &str = include_str!("../../fixtures/jira/auditing_record/page.json");
 const CLOUDFLARE_PAGE: &str = include_str!("../../fixtures/cloudflare/audit_logs/page.json");
 const GITLAB_PAGE: &str = include_str!("../../fixtures/gitlab/instance_audit_events/page.json");
