@@ -542,3 +542,32 @@ fn atlassian_admin_events_normalise() {
         ]
     );
 }
+
+#[test]
+fn github_enterprise_uses_the_org_log_shape() {
+    let r = Registry::builtin().expect("builtin");
+    let c = r.get("github_enterprise").expect("known");
+    assert_eq!(
+        c.request
+            .path
+            .render(
+                &super::template::Values {
+                    config: &[("enterprise".to_string(), "octo-ent".to_string())]
+                        .into_iter()
+                        .collect(),
+                    credentials: None,
+                    time: None,
+                },
+                super::template::escape_path_segment,
+            )
+            .as_deref(),
+        Some("/enterprises/octo-ent/audit-log")
+    );
+    let events = replayed("github_enterprise", "github_enterprise/audit-log/page.json");
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0].source_id, "xJJFlFOhQ6b-5vaAFy9Rjw");
+    assert_eq!(
+        (events[0].category, events[0].action),
+        (Category::UserManagement, Action::Grant)
+    );
+}

@@ -53,6 +53,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../connectors/github.toml"),
     ),
     (
+        "connectors/github_enterprise.toml",
+        include_str!("../../connectors/github_enterprise.toml"),
+    ),
+    (
         "connectors/gitlab.toml",
         include_str!("../../connectors/gitlab.toml"),
     ),

@@ -613,3 +613,46 @@ async fn jira_and_cloudflare_offset_walks() {
     assert_eq!(pages, ["", "2", "3", "4"]);
     hub.stop().await.expect("stops");
 }
+
+/// GitHub Enterprise: the organization log's emulator at /enterprises/{enterprise}/audit-log
+/// (same shape): the walk, a 429 and a 5xx on the way, a restart that adds late events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_enterprise_walk_and_restart() {
+    use crate::emulator::{Emulator, Fault, Vendor};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(Vendor::Github, "tok-ent", 6).await;
+    emu.state.lock().expect("lock").repeat_across_pages = true;
+    emu.add_recent(20, 86_400);
+    emu.fault(Fault::Status(429, Some(1)));
+    emu.fault(Fault::Status(502, None));
+    let body = json!({"name": "ghe", "connector": "github_enterprise",
+        "config": {"base_url": emu.url, "enterprise": "octo-ent"},
+        "credentials": {"token": "tok-ent"}, "schedule": "* * * * * *", "backfill": "P2D",
+        "requests_per_minute": 6000});
+    let id = {
+        let hub = spawn_hub(dir.path()).await;
+        let api = Api::new(&hub);
+        let created = api.create_integration(body).await;
+        let id = created["id"].as_str().expect("id").to_string();
+        let events = api.wait_for_events(&id, 20, 30).await;
+        assert_eq!(unique_source_ids(&events), emu.ids());
+        hub.stop().await.expect("stops");
+        id
+    };
+    let now = chrono::Utc::now().timestamp_micros();
+    emu.add_events(&[now - 120_000_000]);
+    emu.add_recent(3, 10);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let events = api.wait_for_events(&id, 24, 30).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let e = events
+        .iter()
+        .find(|e| e["targets"].to_string().contains("octo-corp"));
+    assert!(e.is_some(), "organization targets mapped");
+    assert!(emu
+        .requests()
+        .iter()
+        .all(|r| r.authorization == "Bearer tok-ent"));
+    hub.stop().await.expect("stops");
+}
