@@ -571,3 +571,40 @@ fn github_enterprise_uses_the_org_log_shape() {
         (Category::UserManagement, Action::Grant)
     );
 }
+
+#[test]
+fn google_workspace_activities_normalise() {
+    // built from the discovery document's Activity schema (no licensed sample exists)
+    let events = replayed("google_workspace", "google_workspace/activities/page.json");
+    assert_eq!(events.len(), 3);
+    let e = &events[0];
+    // composite id: two events share id.time, told apart by uniqueQualifier
+    assert_eq!(
+        e.source_id,
+        "admin/2024-05-02T09:14:27.431Z/-4315893474371283927"
+    );
+    assert_ne!(events[0].source_id, events[1].source_id);
+    assert_eq!(e.event_type, "CREATE_USER");
+    assert_eq!(time(e), "2024-05-02T09:14:27.431000Z");
+    assert_eq!(
+        (e.category, e.action, e.outcome),
+        (Category::UserManagement, Action::Create, Outcome::Success)
+    );
+    assert_eq!(e.actor.id, "114511147312345678901");
+    assert_eq!(e.actor.email.as_deref(), Some("admin@example.com"));
+    assert_eq!(e.actor.kind, ActorType::User);
+    assert_eq!(e.actor.ip.as_deref(), Some("203.0.113.24"));
+    assert_eq!(targets(e), [("user", "new.hire@example.com", None)]);
+    // intValue is an int64 written as a string: kept as the vendor wrote it
+    assert!(events[1].raw.get().contains(r#""intValue":"42""#));
+    assert_eq!(
+        (events[1].category, events[1].action),
+        (Category::Authorization, Action::Grant)
+    );
+    let login = &events[2];
+    assert_eq!(
+        (login.category, login.action, login.outcome),
+        (Category::Authentication, Action::Login, Outcome::Failure)
+    );
+    assert_eq!(targets(login)[0].0, "login_type");
+}

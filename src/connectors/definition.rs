@@ -73,6 +73,9 @@ struct RawAuth {
     scope: Option<String>,
     audience: Option<String>,
     client_auth: Option<ClientAuth>,
+    issuer: Option<String>,
+    subject: Option<String>,
+    private_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -81,6 +84,7 @@ enum AuthKind {
     Header,
     Basic,
     Oauth2ClientCredentials,
+    Oauth2JwtBearer,
 }
 
 /// How an OAuth2 client proves itself at the token endpoint.
@@ -138,6 +142,35 @@ pub enum Auth {
     /// OAuth2 client credentials grant: a bearer token fetched from `token_url`, cached until
     /// shortly before it expires, fetched again once on a 401.
     OAuth2ClientCredentials(Box<OAuth2Spec>),
+    /// OAuth2 JWT bearer grant (RFC 7523; Google service accounts with domain-wide
+    /// delegation): an RS256 assertion signed with the private key is exchanged for a bearer
+    /// token, cached and renewed like client-credentials tokens.
+    OAuth2JwtBearer(Box<JwtBearerSpec>),
+}
+
+impl Auth {
+    /// Whether requests carry a bearer token fetched from a token endpoint.
+    pub fn fetches_tokens(&self) -> bool {
+        matches!(
+            self,
+            Auth::OAuth2ClientCredentials(_) | Auth::OAuth2JwtBearer(_)
+        )
+    }
+}
+
+/// `auth.kind = "oauth2_jwt_bearer"`: every value is a template.
+#[derive(Debug, Clone)]
+pub struct JwtBearerSpec {
+    pub token_url: Template,
+    /// `iss`: the service account's email.
+    pub issuer: Template,
+    /// `sub`: the user to act as (domain-wide delegation), if any.
+    pub subject: Option<Template>,
+    pub scope: Option<Template>,
+    /// `aud`; the token URL when not given.
+    pub audience: Option<Template>,
+    /// RSA private key, PEM (PKCS#8 or PKCS#1).
+    pub private_key: Template,
 }
 
 /// `auth.kind = "oauth2_client_credentials"`: every value is a template.
@@ -324,6 +357,10 @@ struct RawRecords {
 #[serde(deny_unknown_fields)]
 struct RawMap {
     source_id: PathList,
+    /// A composite vendor id: these values joined with `/` (Google's `id.time` and
+    /// `id.uniqueQualifier`); `source_id` is used when one of them is missing.
+    #[serde(default)]
+    source_id_join: Vec<String>,
     event_type: Option<PathList>,
     /// The event type when `event_type` finds nothing (or for endpoints with one kind of record).
     default_event_type: Option<String>,
@@ -588,6 +625,7 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub struct Mapping {
     pub source_id: PathList,
+    pub source_id_join: Vec<JsonPath>,
     pub event_type: Option<PathList>,
     pub default_event_type: Option<String>,
     pub time: PathList,
@@ -842,15 +880,47 @@ impl Validator<'_> {
                 Ok(())
             }
         };
-        if raw.kind != AuthKind::Oauth2ClientCredentials {
+        let token_grant = matches!(
+            raw.kind,
+            AuthKind::Oauth2ClientCredentials | AuthKind::Oauth2JwtBearer
+        );
+        if !token_grant {
             refuse(raw.token_url.is_some(), "token_url")?;
-            refuse(raw.client_id.is_some(), "client_id")?;
-            refuse(raw.client_secret.is_some(), "client_secret")?;
             refuse(raw.scope.is_some(), "scope")?;
             refuse(raw.audience.is_some(), "audience")?;
+        }
+        if raw.kind != AuthKind::Oauth2ClientCredentials {
+            refuse(raw.client_id.is_some(), "client_id")?;
+            refuse(raw.client_secret.is_some(), "client_secret")?;
             refuse(raw.client_auth.is_some(), "client_auth")?;
         }
+        if raw.kind != AuthKind::Oauth2JwtBearer {
+            refuse(raw.issuer.is_some(), "issuer")?;
+            refuse(raw.subject.is_some(), "subject")?;
+            refuse(raw.private_key.is_some(), "private_key")?;
+        }
         match raw.kind {
+            AuthKind::Oauth2JwtBearer => {
+                refuse(raw.header.is_some(), "header")?;
+                refuse(raw.value.is_some(), "value")?;
+                refuse(raw.username.is_some(), "username")?;
+                refuse(raw.password.is_some(), "password")?;
+                let scope = TemplateScope {
+                    config: config_names,
+                    credentials: credential_names,
+                    time: false,
+                };
+                let t =
+                    |key: &str, text: String| self.template(&format!("auth.{key}"), &text, &scope);
+                Ok(Auth::OAuth2JwtBearer(Box::new(JwtBearerSpec {
+                    token_url: t("token_url", need(raw.token_url, "token_url")?)?,
+                    issuer: t("issuer", need(raw.issuer, "issuer")?)?,
+                    subject: raw.subject.map(|s| t("subject", s)).transpose()?,
+                    scope: raw.scope.map(|s| t("scope", s)).transpose()?,
+                    audience: raw.audience.map(|s| t("audience", s)).transpose()?,
+                    private_key: t("private_key", need(raw.private_key, "private_key")?)?,
+                })))
+            }
             AuthKind::Oauth2ClientCredentials => {
                 refuse(raw.header.is_some(), "header")?;
                 refuse(raw.value.is_some(), "value")?;
@@ -1058,7 +1128,7 @@ impl Validator<'_> {
                 self.template("auth.password", password, &auth_scope)?,
             ],
             // its templates live in the spec
-            Auth::OAuth2ClientCredentials(_) => Vec::new(),
+            Auth::OAuth2ClientCredentials(_) | Auth::OAuth2JwtBearer(_) => Vec::new(),
         };
         let mut query = Vec::new();
         for (k, v) in &raw.request.query {
@@ -1347,6 +1417,12 @@ impl Validator<'_> {
         }
         Ok(Mapping {
             source_id: self.paths("map.source_id", m.source_id)?,
+            source_id_join: m
+                .source_id_join
+                .iter()
+                .enumerate()
+                .map(|(i, p)| self.path(&format!("map.source_id_join[{i}]"), p))
+                .collect::<Result<_, _>>()?,
             event_type: self.opt_paths("map.event_type", m.event_type)?,
             default_event_type: m.default_event_type,
             time: self.paths("map.time.path", m.time.path)?,

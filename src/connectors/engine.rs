@@ -324,7 +324,7 @@ impl PollContext {
                 req.header(header.as_str(), hv)
             }
             // the bearer token is added by `attempt` (fetching it is async)
-            Auth::OAuth2ClientCredentials(_) => req,
+            Auth::OAuth2ClientCredentials(_) | Auth::OAuth2JwtBearer(_) => req,
             Auth::Basic { .. } => {
                 let user = self.connector.auth_templates[0]
                     .render(&self.values(None), no_escape)
@@ -377,8 +377,8 @@ impl PollContext {
     async fn attempt(&self, url: &str, from_saved_link: bool) -> Result<Attempt, CycleError> {
         let started = Instant::now();
         let mut req = self.request(url)?;
-        if let Auth::OAuth2ClientCredentials(spec) = &self.connector.auth {
-            match self.oauth2_bearer(spec).await {
+        if self.connector.auth.fetches_tokens() {
+            match self.oauth2_bearer().await {
                 Ok(value) => req = req.header(reqwest::header::AUTHORIZATION, value),
                 Err(a) => return Ok(a),
             }
@@ -455,9 +455,7 @@ impl PollContext {
                 ));
             }
         }
-        if status == StatusCode::UNAUTHORIZED
-            && matches!(self.connector.auth, Auth::OAuth2ClientCredentials(_))
-        {
+        if status == StatusCode::UNAUTHORIZED && self.connector.auth.fetches_tokens() {
             return Ok(Attempt::StaleToken);
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

@@ -61,6 +61,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../connectors/gitlab.toml"),
     ),
     (
+        "connectors/google_workspace.toml",
+        include_str!("../../connectors/google_workspace.toml"),
+    ),
+    (
         "connectors/jira.toml",
         include_str!("../../connectors/jira.toml"),
     ),

@@ -252,9 +252,20 @@ pub fn normalise(
         index,
         message: format!("time {time_value} is not {:?}", map.time_format),
     })?;
-    let source_id = map
-        .source_id
-        .text(&record)
+    let joined: Option<Vec<String>> = (!map.source_id_join.is_empty()).then(|| {
+        map.source_id_join
+            .iter()
+            .filter_map(|p| match p.get(&record)? {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect()
+    });
+    let source_id = joined
+        .filter(|parts| parts.len() == map.source_id_join.len())
+        .map(|parts| parts.join("/"))
+        .or_else(|| map.source_id.text(&record))
         .map(clip)
         .unwrap_or_else(|| content_hash(&record));
     let event_type = map

@@ -16,7 +16,7 @@ use oauth2::{
 };
 use sha2::{Digest, Sha256};
 
-use super::definition::{ClientAuth, OAuth2Spec};
+use super::definition::{Auth, ClientAuth, JwtBearerSpec, OAuth2Spec};
 use super::template::{no_escape, Values};
 
 /// A token is refreshed when less than this is left of its life (or a tenth of it, if shorter).
@@ -50,7 +50,20 @@ pub struct TokenRequest {
     scope: Option<String>,
     audience: Option<String>,
     client_auth: ClientAuth,
+    /// Set for the JWT bearer grant (then client_id and client_secret are empty).
+    jwt: Option<JwtParts>,
 }
+
+struct JwtParts {
+    issuer: String,
+    subject: Option<String>,
+    private_key: String,
+}
+
+/// RFC 7523's grant type.
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// Lifetime asked for in a JWT assertion (Google's maximum).
+const ASSERTION_LIFETIME_SECS: i64 = 3600;
 
 /// Why no token was had.
 #[derive(Debug)]
@@ -112,7 +125,164 @@ impl TokenRequest {
             scope,
             audience,
             client_auth: spec.client_auth,
+            jwt: None,
         })
+    }
+
+    /// Renders a JWT bearer spec.
+    pub fn new_jwt(
+        integration: &str,
+        spec: &JwtBearerSpec,
+        values: &Values<'_>,
+    ) -> Result<TokenRequest, TokenError> {
+        let render = |name: &str, t: &super::template::Template| {
+            t.render(values, no_escape).ok_or_else(|| {
+                TokenError::Config(format!(
+                    "auth.{name} needs a config value or credential that is not set"
+                ))
+            })
+        };
+        let opt = |name: &str, t: &Option<super::template::Template>| {
+            t.as_ref().map(|t| render(name, t)).transpose()
+        };
+        let token_url = render("token_url", &spec.token_url)?;
+        let issuer = render("issuer", &spec.issuer)?;
+        let private_key = render("private_key", &spec.private_key)?;
+        let subject = opt("subject", &spec.subject)?;
+        let scope = opt("scope", &spec.scope)?;
+        let audience = opt("audience", &spec.audience)?;
+        let mut h = Sha256::new();
+        for part in [
+            integration,
+            &token_url,
+            &issuer,
+            &private_key,
+            subject.as_deref().unwrap_or(""),
+            scope.as_deref().unwrap_or(""),
+            audience.as_deref().unwrap_or(""),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        Ok(TokenRequest {
+            key: hex::encode(h.finalize()),
+            token_url,
+            client_id: String::new(),
+            client_secret: String::new(),
+            scope,
+            audience,
+            client_auth: ClientAuth::Body,
+            jwt: Some(JwtParts {
+                issuer,
+                subject,
+                private_key,
+            }),
+        })
+    }
+
+    /// RFC 7523: an RS256-signed assertion POSTed as `grant_type=...jwt-bearer&assertion=...`.
+    async fn fetch_jwt(
+        &self,
+        http: &reqwest::Client,
+        jwt: &JwtParts,
+    ) -> Result<(String, Duration), TokenError> {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sub: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scope: Option<&'a str>,
+            aud: &'a str,
+            iat: i64,
+            exp: i64,
+        }
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(jwt.private_key.as_bytes()).map_err(|_| {
+                TokenError::Config("auth.private_key is not an RSA private key in PEM".into())
+            })?;
+        let now = crate::time::now_micros() / crate::time::MICROS_PER_SEC;
+        let claims = Claims {
+            iss: &jwt.issuer,
+            sub: jwt.subject.as_deref(),
+            scope: self.scope.as_deref(),
+            aud: self.audience.as_deref().unwrap_or(&self.token_url),
+            iat: now,
+            exp: now + ASSERTION_LIFETIME_SECS,
+        };
+        let assertion = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .map_err(|_| TokenError::Config("the JWT assertion cannot be signed".into()))?;
+        let response = http
+            .post(&self.token_url)
+            .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)])
+            .send()
+            .await
+            .map_err(|e| {
+                TokenError::Transient(if e.is_timeout() {
+                    "token request timed out".into()
+                } else {
+                    "token request failed (connection error)".into()
+                })
+            })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .and_then(|s| Duration::try_from_secs_f64(s).ok());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|_| TokenError::Transient("reading the token response failed".into()))?;
+        if body.len() > MAX_TOKEN_BODY {
+            return Err(TokenError::Transient("token response too large".into()));
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match status {
+            200..=299 => {
+                let token = parsed["access_token"]
+                    .as_str()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        TokenError::Transient("token response has no access_token".into())
+                    })?;
+                let lifetime = parsed["expires_in"]
+                    .as_u64()
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs)
+                    .unwrap_or(DEFAULT_LIFETIME);
+                Ok((token.to_string(), lifetime))
+            }
+            429 => Err(TokenError::RateLimited(
+                retry_after,
+                "token endpoint HTTP 429".into(),
+            )),
+            503 if retry_after.is_some() => Err(TokenError::RateLimited(
+                retry_after,
+                "token endpoint HTTP 503".into(),
+            )),
+            s if s >= 500 => Err(TokenError::Transient(format!("token endpoint HTTP {s}"))),
+            s => {
+                // the OAuth error code only (invalid_grant, unauthorized_client, ...)
+                let code: String = parsed["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(64)
+                    .collect();
+                Err(TokenError::Rejected(if code.is_empty() {
+                    format!("token endpoint HTTP {s}")
+                } else {
+                    format!("token endpoint HTTP {s}: {code}")
+                }))
+            }
+        }
     }
 
     /// Forgets the cached token (the API answered 401 with it).
@@ -146,6 +316,9 @@ impl TokenRequest {
     }
 
     async fn fetch(&self, http: &reqwest::Client) -> Result<(String, Duration), TokenError> {
+        if let Some(jwt) = &self.jwt {
+            return self.fetch_jwt(http, jwt).await;
+        }
         let token_url = TokenUrl::new(self.token_url.clone())
             .map_err(|_| TokenError::Config("auth.token_url is not a URL".into()))?;
         let client = BasicClient::new(ClientId::new(self.client_id.clone()))
@@ -278,25 +451,31 @@ async fn send(
 
 // The engine's side: an OAuth2 bearer header for a request, or what the attempt should do.
 impl super::engine::PollContext {
-    fn token_request(&self, spec: &OAuth2Spec) -> Result<TokenRequest, TokenError> {
-        TokenRequest::new(
-            &self.integration.id,
-            spec,
-            &Values {
-                config: &self.config,
-                credentials: Some(&self.credentials),
-                time: None,
-            },
-        )
+    fn token_request(&self) -> Result<TokenRequest, TokenError> {
+        let values = Values {
+            config: &self.config,
+            credentials: Some(&self.credentials),
+            time: None,
+        };
+        match &self.connector.auth {
+            Auth::OAuth2ClientCredentials(spec) => {
+                TokenRequest::new(&self.integration.id, spec, &values)
+            }
+            Auth::OAuth2JwtBearer(spec) => {
+                TokenRequest::new_jwt(&self.integration.id, spec, &values)
+            }
+            _ => Err(TokenError::Config(
+                "this connector's auth fetches no tokens".into(),
+            )),
+        }
     }
 
     /// `Authorization: Bearer <token>` (marked sensitive), fetching the token if needed.
     pub(super) async fn oauth2_bearer(
         &self,
-        spec: &OAuth2Spec,
     ) -> Result<reqwest::header::HeaderValue, super::engine::Attempt> {
         use super::engine::{Attempt, CycleError};
-        let result = match self.token_request(spec) {
+        let result = match self.token_request() {
             Ok(r) => r.token(&self.http).await,
             Err(e) => Err(e),
         };
@@ -325,10 +504,8 @@ impl super::engine::PollContext {
 
     /// Drops the integration's cached token (the API refused it).
     pub(super) fn forget_oauth2_token(&self) {
-        if let super::definition::Auth::OAuth2ClientCredentials(spec) = &self.connector.auth {
-            if let Ok(r) = self.token_request(spec) {
-                r.invalidate();
-            }
+        if let Ok(r) = self.token_request() {
+            r.invalidate();
         }
     }
 }

@@ -656,3 +656,88 @@ async fn github_enterprise_walk_and_restart() {
         .all(|r| r.authorization == "Bearer tok-ent"));
     hub.stop().await.expect("stops");
 }
+
+fn google_credentials() -> Value {
+    json!({"client_email": CLIENT_ID, "private_key": crate::catalogue_emu::GOOGLE_TEST_KEY})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_workspace_conformance() {
+    conformance(CatVendor::Google, google_credentials()).await;
+}
+
+/// Google: the RS256 assertion (iss, sub, scope, aud) is accepted, one token serves every page;
+/// a subject the service account may not act as is refused credentials; a key that is no PEM
+/// is a configuration error; the private key appears in no output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_workspace_jwt_bearer_and_page_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::Google, CLIENT_ID, SECRET, 4).await;
+    emu.add_recent(10, 3600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::Google,
+            "google",
+            google_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let tokens = emu.token_requests();
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens.iter().all(|t| t.status == 200));
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&tokens[0].body).expect("form");
+    assert_eq!(
+        form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
+    let reqs = emu.api_requests();
+    assert!(reqs[0].query.contains("startTime=20"));
+    assert!(reqs[1].query.contains("pageToken=p4"), "{}", reqs[1].query);
+
+    let mut wrong_sub = integration(&emu, CatVendor::Google, "google-sub", google_credentials());
+    wrong_sub["config"]["admin_email"] = json!("intruder@example.com");
+    let bad = api.create_integration(wrong_sub).await;
+    let bad_id = bad["id"].as_str().expect("id").to_string();
+    let v = api
+        .wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
+        .await;
+    let err = v["last_error"].as_str().unwrap_or("");
+    assert!(err.starts_with("credentials rejected"), "{err}");
+    assert!(err.contains("unauthorized_client"), "{err}");
+
+    let garbage = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::Google,
+            "google-garbage",
+            json!({"client_email": CLIENT_ID, "private_key": "not a key"}),
+        ))
+        .await;
+    let garbage_id = garbage["id"].as_str().expect("id").to_string();
+    let v = api
+        .wait_for(&garbage_id, "error", 10, |v| v["state"] == "error")
+        .await;
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("private_key"),
+        "{v:#}"
+    );
+    let (_, listing) = api.call(Method::GET, "/api/v1/integrations", None).await;
+    hub.stop().await.expect("stops");
+    let key_body = crate::catalogue_emu::GOOGLE_TEST_KEY
+        .lines()
+        .nth(1)
+        .expect("key line");
+    for out in [listing, captured_logs()] {
+        assert!(!out.contains(key_body), "the private key leaked");
+    }
+    assert!(files_containing(dir.path(), key_body.as_bytes()).is_empty());
+}

@@ -14,6 +14,8 @@
 //!   `{cursor, has_more, items}` in arrival order; the cursor is durable
 //! - Jira: basic auth, `offset`/`limit`/`from`, newest first, `{offset, limit, total, records}`
 //! - Cloudflare: bearer, `since`, `direction=asc`, `page`/`per_page` until `result` is empty
+//! - Google: `POST /token` with an RS256 JWT assertion (verified with the test public key),
+//!   activities.list with `startTime`, `maxResults`, `pageToken`/`nextPageToken`, newest first
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,9 @@ pub enum CatVendor {
     Jira,
     /// Cloudflare account audit logs v1; static bearer token (`client_secret`)
     Cloudflare,
+    /// Google Workspace reports; JWT bearer grant checked against the test key pair, `client_id`
+    /// is the service account email
+    Google,
 }
 
 impl CatVendor {
@@ -51,6 +56,7 @@ impl CatVendor {
             CatVendor::OnePassword => "onepassword_audit",
             CatVendor::Jira => "jira",
             CatVendor::Cloudflare => "cloudflare",
+            CatVendor::Google => "google_workspace",
         }
     }
 }
@@ -119,6 +125,9 @@ const ONEPASSWORD_PAGE: &str =
     include_str!("../../fixtures/onepassword_audit/auditevents/page.json");
 const JIRA_PAGE: &str = include_str!("../../fixtures/jira/auditing_record/page.json");
 const CLOUDFLARE_PAGE: &str = include_str!("../../fixtures/cloudflare/audit_logs/page.json");
+const GOOGLE_PAGE: &str = include_str!("../../fixtures/google_workspace/activities/page.json");
+pub const GOOGLE_TEST_KEY: &str = include_str!("../keys/test-only-service-account.pem");
+const GOOGLE_TEST_PUBLIC_KEY: &str = include_str!("../keys/test-only-service-account.pub.pem");
 const GITLAB_PAGE: &str = include_str!("../../fixtures/gitlab/instance_audit_events/page.json");
 
 fn now_micros() -> i64 {
@@ -173,6 +182,8 @@ impl CatEmu {
             CatVendor::Gitlab => json!({"base_url": self.url, "group": "60"}),
             CatVendor::OnePassword | CatVendor::Jira => json!({"base_url": self.url}),
             CatVendor::Cloudflare => json!({"base_url": self.url, "account_id": "acc123"}),
+            CatVendor::Google => json!({"base_url": self.url,
+                "token_url": format!("{}/token", self.url), "admin_email": "admin@example.com"}),
         }
     }
 
@@ -331,6 +342,20 @@ fn make_record(vendor: CatVendor, prefix: u64, seq: u64, t: i64) -> (i64, String
                 .to_string());
             (ms * 1000, id.to_string(), r)
         }
+        CatVendor::Google => {
+            let page: Value = serde_json::from_str(GOOGLE_PAGE).expect("fixture");
+            let mut r = page["items"][(seq % 3) as usize].clone();
+            let ms = t / 1000;
+            let time = chrono::DateTime::from_timestamp_millis(ms)
+                .expect("time")
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let qualifier = format!("{}", prefix * 1_000_000 + seq);
+            r["id"]["time"] = json!(time);
+            r["id"]["uniqueQualifier"] = json!(qualifier);
+            r["id"]["applicationName"] = json!("admin");
+            let id = format!("admin/{time}/{qualifier}");
+            (ms * 1000, id, r)
+        }
         CatVendor::Cloudflare => {
             let page: Value = serde_json::from_str(CLOUDFLARE_PAGE).expect("fixture");
             let mut r = page["result"][0].clone();
@@ -458,6 +483,7 @@ async fn handle(
             CatVendor::OnePassword => onepassword_page(&s, &method, uri.path(), &body),
             CatVendor::Jira => jira_page(&s, &q, uri.path()),
             CatVendor::Cloudflare => cloudflare_page(&s, &q, uri.path()),
+            CatVendor::Google => google_page(&s, &q, uri.path()),
         }
     };
     let mut text = match page {
@@ -494,6 +520,9 @@ fn token(
     if method != Method::POST || !form_type.starts_with("application/x-www-form-urlencoded") {
         return (400, json!({"error": "invalid_request"}).to_string());
     }
+    if state.lock().expect("lock").vendor == CatVendor::Google {
+        return google_token(base, state, &form);
+    }
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return (400, json!({"error": "unsupported_grant_type"}).to_string());
     }
@@ -503,9 +532,11 @@ fn token(
             form.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default")
         }
         CatVendor::Auth0 => form.get("audience") == Some(&format!("{base}/api/v2/")),
-        CatVendor::Gitlab | CatVendor::OnePassword | CatVendor::Jira | CatVendor::Cloudflare => {
-            false
-        }
+        CatVendor::Gitlab
+        | CatVendor::OnePassword
+        | CatVendor::Jira
+        | CatVendor::Cloudflare
+        | CatVendor::Google => false,
     };
     if !scope_ok {
         return (400, json!({"error": "invalid_scope"}).to_string());
@@ -895,4 +926,101 @@ fn cloudflare_page(
         json!({"success": true, "errors": [], "messages": [], "result": page,
         "result_info": {"page": page_no, "per_page": per_page, "count": page.len(), "total_count": matching.len()}}),
     )
+}
+
+/// RFC 7523: the assertion must be an RS256 JWT signed by the service account's key, for the
+/// token URL, with the delegated subject and the reports scope.
+fn google_token(
+    base: &str,
+    state: &Mutex<CatState>,
+    form: &HashMap<String, String>,
+) -> (u16, String) {
+    if form.get("grant_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    {
+        return (400, json!({"error": "unsupported_grant_type"}).to_string());
+    }
+    let mut s = state.lock().expect("lock");
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(GOOGLE_TEST_PUBLIC_KEY.as_bytes())
+        .expect("test public key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[format!("{base}/token")]);
+    validation.set_issuer(&[s.client_id.clone()]);
+    let claims =
+        match jsonwebtoken::decode::<Value>(
+            form.get("assertion").map(String::as_str).unwrap_or(""),
+            &key,
+            &validation,
+        ) {
+            Ok(d) => d.claims,
+            Err(_) => return (
+                400,
+                json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+                    .to_string(),
+            ),
+        };
+    if claims["sub"] != "admin@example.com"
+        || claims["scope"] != "https://www.googleapis.com/auth/admin.reports.audit.readonly"
+    {
+        return (
+            401,
+            json!({"error": "unauthorized_client", "error_description": "Client is unauthorized to retrieve access tokens using this method."}).to_string(),
+        );
+    }
+    s.issued += 1;
+    let token = format!("{}-{}", s.token_prefix, s.issued);
+    let expiry = Instant::now() + std::time::Duration::from_secs(s.token_lifetime);
+    s.valid_tokens.insert(token.clone(), expiry);
+    (
+        200,
+        json!({"access_token": token, "expires_in": s.token_lifetime, "token_type": "Bearer"})
+            .to_string(),
+    )
+}
+
+fn google_page(
+    s: &CatState,
+    q: &HashMap<String, String>,
+    path: &str,
+) -> Result<Value, (u16, String)> {
+    if path != "/admin/reports/v1/activity/users/all/applications/admin" {
+        return Err((404, format!("no route {path}")));
+    }
+    let since = match q.get("startTime") {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|_| (400, format!("bad startTime {t}")))?
+            .timestamp_micros(),
+        None => i64::MIN,
+    };
+    let n = q
+        .get("maxResults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(1000)
+        .min(s.page_size)
+        .max(1);
+    let offset: usize = q
+        .get("pageToken")
+        .and_then(|p| p.strip_prefix('p'))
+        .and_then(|p| p.parse().ok())
+        .map(|o: usize| {
+            if s.repeat_across_pages {
+                o.saturating_sub(1)
+            } else {
+                o
+            }
+        })
+        .unwrap_or(0);
+    let mut matching: Vec<&CatEvent> = s.events.iter().filter(|e| e.time >= since).collect();
+    matching.sort_by(|a, b| b.time.cmp(&a.time).then(b.seq.cmp(&a.seq)));
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(n)
+        .map(|e| e.record.clone())
+        .collect();
+    let mut body = json!({"kind": "admin#reports#activities", "items": page});
+    if offset + n < matching.len() {
+        body["nextPageToken"] = json!(format!("p{}", offset + n));
+    }
+    Ok(body)
 }
