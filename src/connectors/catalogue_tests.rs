@@ -608,3 +608,105 @@ fn google_workspace_activities_normalise() {
     );
     assert_eq!(targets(login)[0].0, "login_type");
 }
+
+/// The engine features the catalogue added refuse bad definitions, naming file and key.
+#[test]
+fn new_definition_features_are_validated() {
+    use super::definition::parse;
+    let entra = include_str!("../../connectors/entra_audits.toml");
+    let file = "connectors/entra_audits.toml";
+    let e = parse(
+        file,
+        &entra.replace(
+            "token_url = \"{config.login_url}/{config.tenant_id}/oauth2/v2.0/token\"\n",
+            "",
+        ),
+    )
+    .expect_err("no token_url");
+    assert_eq!((e.file.as_str(), e.key.as_str()), (file, "auth.token_url"));
+    let e = parse(
+        file,
+        &entra.replace("scope = \"{config.scope}\"", "scope = \"{config.scopes}\""),
+    )
+    .expect_err("undeclared config");
+    assert_eq!(e.key, "auth.scope");
+    let e = parse(
+        file,
+        &entra.replace(
+            "kind = \"oauth2_client_credentials\"",
+            "kind = \"oauth2_client_credentials\"\nheader = \"X\"",
+        ),
+    )
+    .expect_err("header on oauth2");
+    assert_eq!(e.key, "auth.header");
+    let e = parse(
+        file,
+        &entra.replace(
+            "kind = \"next_url_in_body\"",
+            "kind = \"next_url_in_body\"\nparam = \"x\"",
+        ),
+    )
+    .expect_err("param on next_url_in_body");
+    assert_eq!(e.key, "pagination.param");
+
+    let gitlab = include_str!("../../connectors/gitlab.toml");
+    let file = "connectors/gitlab.toml";
+    let e = parse(
+        file,
+        &gitlab.replace(", instance = \"/api/v4/audit_events\"", ""),
+    )
+    .expect_err("a choice without a path");
+    assert_eq!(e.key, "request.path_choice.paths");
+    assert!(e.message.contains("instance"), "{e}");
+    let e = parse(
+        file,
+        &gitlab.replace("default = \"group\"", "default = \"project\""),
+    )
+    .expect_err("default outside choices");
+    assert_eq!(e.key, "config[1].default");
+
+    let jira = include_str!("../../connectors/jira.toml");
+    let file = "connectors/jira.toml";
+    let e = parse(
+        file,
+        &jira.replace("unit = \"records\"", "unit = \"bytes\""),
+    )
+    .expect_err("unknown unit");
+    assert!(e.to_string().contains("bytes"), "{e}");
+    let e = parse(
+        file,
+        &jira.replace(
+            "kind = \"offset\"\nparam = \"offset\"",
+            "kind = \"link_header\"\nparam = \"offset\"",
+        ),
+    )
+    .expect_err("unit on link_header");
+    assert_eq!(e.key, "pagination");
+
+    let op = include_str!("../../connectors/onepassword_audit.toml");
+    let file = "connectors/onepassword_audit.toml";
+    let e = parse(
+        file,
+        &op.replace("body = { limit = 1000 }", "query = { limit = \"1000\" }"),
+    )
+    .expect_err("query on POST");
+    assert_eq!(e.key, "request.query");
+    let e = parse(file, &op.replace("method = \"POST\"", "method = \"PUT\""))
+        .expect_err("unknown method");
+    assert!(e.to_string().contains("PUT"), "{e}");
+
+    let google = include_str!("../../connectors/google_workspace.toml");
+    let file = "connectors/google_workspace.toml";
+    let e = parse(
+        file,
+        &google.replace("private_key = \"{credentials.private_key}\"\n", ""),
+    )
+    .expect_err("no private key");
+    assert_eq!(e.key, "auth.private_key");
+    let e = parse(
+        file,
+        &google.replace("issuer = ", "client_id = \"x\"\nissuer = "),
+    )
+    .expect_err("client_id on jwt bearer");
+    assert_eq!(e.key, "auth.client_id");
+}
