@@ -29,7 +29,7 @@ use super::template::{escape_path_segment, no_escape, Values};
 use crate::config::Secret;
 use crate::metrics::{IntegrationLabels, Metrics, UpstreamLabels};
 use crate::schema::IntegrationRef;
-use crate::store::{prepare, Commit, Store, StoreError};
+use crate::store::{prepare, Commit, PendingAppend, Store, StoreError};
 use crate::time::{now_micros, Micros, MICROS_PER_SEC};
 
 const CURSOR_VERSION: u8 = 1;
@@ -733,19 +733,71 @@ pub fn format_time_param(t: Micros, format: TimeParamFormat) -> String {
     }
 }
 
+/// A page whose events and cursor are queued in the store but not yet known to be applied.
+struct InFlight {
+    pending: PendingAppend,
+    page_min: Option<Micros>,
+    records: usize,
+}
+
+/// Waits for a queued page's commit and does its bookkeeping (counts, status, metrics).
+async fn settle(
+    ctx: &PollContext,
+    report: &mut CycleReport,
+    in_flight: &mut Option<InFlight>,
+) -> Result<(), CycleError> {
+    let Some(page) = in_flight.take() else {
+        return Ok(());
+    };
+    let id = &ctx.integration.id;
+    let outcome = page.pending.wait().await?;
+    let stored = outcome.stored.len() as u64;
+    report.stored += stored;
+    report.duplicates += outcome.duplicates.len() as u64;
+    ctx.metrics
+        .events_ingested
+        .get_or_create(&ctx.labels())
+        .inc_by(stored);
+    ctx.metrics
+        .events_duplicate
+        .get_or_create(&ctx.labels())
+        .inc_by(outcome.duplicates.len() as u64);
+    ctx.update_status(|s| {
+        s.events_ingested += stored;
+        if !s.backfill_done {
+            s.backfill_oldest = match (s.backfill_oldest, page.page_min) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    });
+    if let (Some(integrations), Ok(status)) = (&ctx.integrations, ctx.status.lock()) {
+        if let Err(e) = integrations.save_status(id, &status) {
+            tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
+        }
+    }
+    tracing::debug!(integration = %id, page = report.pages, records = page.records, stored, duplicates = outcome.duplicates.len(), "page committed");
+    Ok(())
+}
+
 /// One poll cycle: walk pages until the vendor has nothing more (or stop is asked), committing
-/// each page's events with the cursor that covers them.
+/// each page's events with the cursor that covers them. The next page is fetched while the
+/// previous one commits: commits are applied in the order they were queued, so a page's cursor
+/// never lands before the events of the pages before it.
 pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
     let id = ctx.integration.id.clone();
     let spec = &ctx.connector.cursor;
     let mut cursor = CursorState::decode(ctx.store.cursor(&id)?.as_deref());
     let mut report = CycleReport::default();
     let mut restarted_from_time = false;
+    let mut in_flight: Option<InFlight> = None;
     loop {
         if ctx.stopping() {
+            settle(ctx, &mut report, &mut in_flight).await?;
             return Err(CycleError::Stopped);
         }
         if report.pages >= MAX_PAGES_PER_CYCLE {
+            settle(ctx, &mut report, &mut in_flight).await?;
             tracing::info!(integration = %id, pages = report.pages, "page budget of this cycle spent; the next fire continues");
             return Ok(report);
         }
@@ -776,10 +828,16 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
                         s.backfill_from = Some(now - ctx.backfill);
                     }
                 });
-                (ctx.first_url(since)?, false)
+                let first = ctx.first_url(since);
+                if first.is_err() {
+                    settle(ctx, &mut report, &mut in_flight).await?;
+                }
+                (first?, false)
             }
         };
-        let page = match ctx.fetch(&url, from_saved_link).await? {
+        let fetched = ctx.fetch(&url, from_saved_link).await;
+        settle(ctx, &mut report, &mut in_flight).await?;
+        let page = match fetched? {
             Ok(p) => p,
             Err(code) => {
                 if restarted_from_time {
@@ -855,43 +913,20 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
             }
         };
         let prepared = events.iter().map(prepare).collect();
-        let outcome = ctx
-            .store
-            .append(
-                prepared,
-                Commit {
-                    cursor: Some((id.clone(), cursor.encode())),
-                    durable: false,
-                },
-            )
-            .await?;
-        let stored = outcome.stored.len() as u64;
-        report.stored += stored;
-        report.duplicates += outcome.duplicates.len() as u64;
-        ctx.metrics
-            .events_ingested
-            .get_or_create(&ctx.labels())
-            .inc_by(stored);
-        ctx.metrics
-            .events_duplicate
-            .get_or_create(&ctx.labels())
-            .inc_by(outcome.duplicates.len() as u64);
-        ctx.update_status(|s| {
-            s.events_ingested += stored;
-            if !s.backfill_done {
-                s.backfill_oldest = match (s.backfill_oldest, page_min) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
+        let pending = ctx.store.submit(
+            prepared,
+            Commit {
+                cursor: Some((id.clone(), cursor.encode())),
+                durable: false,
+            },
+        )?;
+        in_flight = Some(InFlight {
+            pending,
+            page_min,
+            records: page.records.len(),
         });
-        if let (Some(integrations), Ok(status)) = (&ctx.integrations, ctx.status.lock()) {
-            if let Err(e) = integrations.save_status(&id, &status) {
-                tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
-            }
-        }
-        tracing::debug!(integration = %id, page = report.pages, records = page.records.len(), stored, duplicates = outcome.duplicates.len(), more = !walk_done, "page committed");
         if walk_done {
+            settle(ctx, &mut report, &mut in_flight).await?;
             report.caught_up = true;
             return Ok(report);
         }

@@ -1,0 +1,386 @@
+//! Engine benchmark: backfill GitHub-shaped audit events from a loopback emulator through the
+//! real hub (scheduler, engine, normalisation, store), and the request rate under a limit.
+//! Prints figures; asserts nothing about time.
+//!
+//! cargo bench --bench engine                 # 100,000 events, 100 per page
+//! cargo bench --bench engine -- 20000        # a quicker run
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::IntoResponse;
+use axum::Router;
+use serde_json::{json, Value};
+use trailhub::config::{Secret, Settings};
+
+const TOKEN: &str = "bench-admin-token";
+const PER_PAGE: usize = 100;
+
+/// A GitHub audit-log emulator that serves pre-built pages (newest first, `after=o<offset>`
+/// Link-header cursors), so that its own cost stays out of the engine's figure.
+#[derive(Clone)]
+struct Emulator {
+    pages: Arc<Vec<Bytes>>,
+    hits: Arc<Mutex<Vec<Instant>>>,
+    url: String,
+}
+
+async fn page(
+    State(emu): State<Emulator>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> impl IntoResponse {
+    emu.hits.lock().expect("lock").push(Instant::now());
+    let offset: usize = q
+        .get("after")
+        .and_then(|a| a.strip_prefix('o'))
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    let index = offset / PER_PAGE;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("x-ratelimit-remaining", HeaderValue::from_static("100000"));
+    headers.insert("x-ratelimit-reset", HeaderValue::from_static("4102444800"));
+    if index + 1 < emu.pages.len() {
+        let mut next_url =
+            reqwest::Url::parse(&format!("{}/orgs/bench/audit-log", emu.url)).expect("url");
+        next_url
+            .query_pairs_mut()
+            .append_pair("phrase", q.get("phrase").map(String::as_str).unwrap_or(""))
+            .append_pair("per_page", &PER_PAGE.to_string())
+            .append_pair("after", &format!("o{}", offset + PER_PAGE));
+        let next = format!("<{next_url}>; rel=\"next\"");
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_str(&next).expect("ascii link"),
+        );
+    }
+    let body = emu
+        .pages
+        .get(index)
+        .cloned()
+        .unwrap_or_else(|| Bytes::from_static(b"[]"));
+    (headers, body)
+}
+
+async fn start_emulator(n: usize, tag: &str) -> Emulator {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let span_ms: i64 = 5 * 86_400_000;
+    let actions = [
+        "repo.create",
+        "repo.destroy",
+        "org.add_member",
+        "team.add_member",
+        "repo.access",
+        "org.update_member",
+    ];
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            // newest first
+            let t = now_ms - 60_000 - (i as i64) * span_ms / n as i64;
+            json!({
+                "@timestamp": t, "created_at": t, "_document_id": format!("{tag}-{i:08}"),
+                "action": actions[i % actions.len()], "actor": format!("user{}", i % 50), "actor_id": 1000 + (i % 50),
+                "actor_location": {"country_name": "Norway"}, "org": "bench", "org_id": 42,
+                "repo": format!("bench/repo-{}", i % 300), "user": format!("member{}", i % 500), "visibility": "private",
+                "operation_type": "create", "transport_protocol_name": "http",
+            })
+        })
+        .collect();
+    let pages: Vec<Bytes> = records
+        .chunks(PER_PAGE)
+        .map(|c| Bytes::from(serde_json::to_vec(c).expect("json")))
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let emu = Emulator {
+        pages: Arc::new(pages),
+        hits: Arc::new(Mutex::new(Vec::new())),
+        url,
+    };
+    let app = Router::new().fallback(page).with_state(emu.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    emu
+}
+
+/// A GitHub emulator whose records change while the hub polls it (newest first, one page).
+#[derive(Clone)]
+struct LiveEmulator {
+    records: Arc<Mutex<Vec<Value>>>,
+    url: String,
+}
+
+async fn live_page(State(emu): State<LiveEmulator>) -> impl IntoResponse {
+    let records = emu.records.lock().expect("lock");
+    let page: Vec<&Value> = records.iter().rev().take(PER_PAGE).collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&page).expect("json"),
+    )
+}
+
+async fn start_live_emulator() -> LiveEmulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let emu = LiveEmulator {
+        records: Arc::new(Mutex::new(Vec::new())),
+        url,
+    };
+    let app = Router::new().fallback(live_page).with_state(emu.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    emu
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// Adds one event upstream and times how long until it is the newest event of the timeline.
+async fn time_to_timeline(
+    http: &reqwest::Client,
+    hub: &str,
+    id: &str,
+    emu: &LiveEmulator,
+    n: usize,
+) -> f64 {
+    let doc = format!("live-{id}-{n}");
+    let t = now_ms();
+    emu.records.lock().expect("lock").push(json!({"@timestamp": t, "created_at": t, "_document_id": doc, "action": "repo.create", "actor": "octocat", "org": "bench"}));
+    let started = Instant::now();
+    loop {
+        let page: Value = http
+            .get(format!("{hub}/api/v1/events?integration={id}&limit=1"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("events")
+            .json()
+            .await
+            .expect("json");
+        if page["events"][0]["source_id"] == doc.as_str() {
+            return started.elapsed().as_secs_f64();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn latency(
+    http: &reqwest::Client,
+    hub: &str,
+    idle_backoff: Option<u32>,
+    rounds: usize,
+    quiet: Duration,
+) -> Vec<f64> {
+    let emu = start_live_emulator().await;
+    let t = now_ms() - 3_600_000;
+    emu.records.lock().expect("lock").push(json!({"@timestamp": t, "created_at": t, "_document_id": format!("seed-{}", emu.url), "action": "org.create", "actor": "octocat", "org": "bench"}));
+    let mut body = json!({
+        "name": format!("bench-live-{}", emu.url.rsplit(':').next().unwrap_or("x")), "connector": "github",
+        "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": "ghp_bench"},
+        "schedule": "* * * * * *", "backfill": "P1D",
+    });
+    if let Some(b) = idle_backoff {
+        body["idle_backoff"] = json!(b);
+    }
+    let v: Value = http
+        .post(format!("{hub}/api/v1/integrations"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = v["id"].as_str().expect("id").to_string();
+    wait_ingested(http, hub, &id, 1).await;
+    let mut out = Vec::new();
+    for n in 0..rounds {
+        // idle long enough for any backoff to reach its bound, at a varying phase of the schedule
+        tokio::time::sleep(quiet + Duration::from_millis((n as u64 * 137) % 1000)).await;
+        out.push(time_to_timeline(http, hub, &id, &emu, n).await);
+    }
+    out
+}
+
+fn summary(mut v: Vec<f64>) -> String {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    format!(
+        "p50 {:.2}s, max {:.2}s over {} events",
+        at(0.5),
+        v[v.len() - 1],
+        v.len()
+    )
+}
+
+async fn walk_alone(emu: &Emulator, http: &reqwest::Client) -> (usize, f64) {
+    let started = Instant::now();
+    let mut url = format!("{}/orgs/bench/audit-log?per_page={PER_PAGE}", emu.url);
+    let mut events = 0;
+    loop {
+        let resp = http.get(&url).send().await.expect("page");
+        let next = resp
+            .headers()
+            .get(header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.split(';').next())
+            .map(|u| {
+                u.trim_matches(|c| c == '<' || c == '>' || c == ' ')
+                    .to_string()
+            });
+        let body: Vec<Value> = resp.json().await.expect("json");
+        events += body.len();
+        match next {
+            Some(u) => url = u,
+            None => return (events, started.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+async fn create(
+    http: &reqwest::Client,
+    hub: &str,
+    name: &str,
+    emu: &Emulator,
+    per_minute: u32,
+) -> String {
+    let body = json!({
+        "name": name, "connector": "github",
+        "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": "ghp_bench"},
+        "schedule": "* * * * * *", "backfill": "P7D", "requests_per_minute": per_minute, "idle_backoff": 0,
+    });
+    let resp = http
+        .post(format!("{hub}/api/v1/integrations"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    let status = resp.status();
+    let v: Value = resp.json().await.expect("json");
+    assert!(status.is_success(), "{v}");
+    v["id"].as_str().expect("id").to_string()
+}
+
+async fn wait_ingested(http: &reqwest::Client, hub: &str, id: &str, n: u64) -> f64 {
+    let started = Instant::now();
+    loop {
+        let v: Value = http
+            .get(format!("{hub}/api/v1/integrations/{id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        if v["events_ingested"].as_u64().unwrap_or(0) >= n {
+            return started.elapsed().as_secs_f64();
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            panic!("not done after 10 minutes: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(n));
+}
+
+async fn run(n: usize) {
+    let http = reqwest::Client::new();
+    println!(
+        "# trailhub engine benchmark: {n} GitHub-shaped events, {PER_PAGE} per page, {} cores",
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(0)
+    );
+
+    let emu = start_emulator(n, "a").await;
+    let (events, secs) = walk_alone(&emu, &http).await;
+    println!("emulator alone (one client walking the Link headers): {events} events in {secs:.2}s = {:.0} events/s, {:.0} pages/s", events as f64 / secs, (events / PER_PAGE) as f64 / secs);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::for_data_dir(dir.path());
+    settings.admin_token = Some(Secret::new(TOKEN));
+    let hub = trailhub::server::start(settings).await.expect("hub");
+    let url = hub.url();
+
+    let emu = start_emulator(n, "b").await;
+    let started = Instant::now();
+    let id = create(&http, &url, "bench-backfill", &emu, 1_000_000).await;
+    let secs = wait_ingested(&http, &url, &id, n as u64).await;
+    let total = started.elapsed().as_secs_f64();
+    let requests = emu.hits.lock().expect("lock").len();
+    println!(
+        "backfill through the hub, no rate limit: {n} events in {total:.2}s = {:.0} events/s ({requests} requests; status polled every 10 ms, {secs:.2}s after creation returned)",
+        n as f64 / total
+    );
+
+    // A limit of 10 requests/s: the achieved rate and the busiest second.
+    let limited_events = 80 * PER_PAGE;
+    let emu = start_emulator(limited_events, "c").await;
+    let id = create(&http, &url, "bench-limited", &emu, 600).await;
+    wait_ingested(&http, &url, &id, limited_events as u64).await;
+    let hits = emu.hits.lock().expect("lock").clone();
+    let span = hits
+        .last()
+        .expect("hits")
+        .duration_since(hits[0])
+        .as_secs_f64();
+    let achieved = (hits.len() - 1) as f64 / span;
+    let busiest = hits
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            hits[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    println!(
+        "with requests_per_minute = 600 (10/s): {} requests in {span:.2}s = {achieved:.2} requests/s ({:.0}% of the limit); busiest 1 s window: {busiest} requests",
+        hits.len(),
+        achieved / 10.0 * 100.0
+    );
+
+    let off = latency(&http, &url, Some(0), 20, Duration::from_millis(300)).await;
+    println!(
+        "new upstream event to timeline, schedule every second, idle backoff off: {}",
+        summary(off)
+    );
+    let on = latency(&http, &url, None, 6, Duration::from_secs(8)).await;
+    println!("new upstream event to timeline, schedule every second, idle backoff on (default 4x = 4 s bound), after 8 s idle: {}", summary(on));
+    hub.stop().await.expect("stop");
+}
