@@ -576,7 +576,16 @@ fn github_enterprise_uses_the_org_log_shape() {
 fn google_workspace_activities_normalise() {
     // built from the discovery document's Activity schema (no licensed sample exists)
     let events = replayed("google_workspace", "google_workspace/activities/page.json");
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 4);
+    let setting = &events[3];
+    assert_eq!(
+        (setting.category, setting.action),
+        (Category::Configuration, Action::Update)
+    );
+    assert_eq!(setting.changes.len(), 1);
+    assert_eq!(setting.changes[0].field, "SHARING_OUTSIDE_DOMAIN");
+    assert_eq!(setting.changes[0].old, Value::from("SHARING_ALLOWED"));
+    assert_eq!(setting.changes[0].new, Value::from("SHARING_NOT_ALLOWED"));
     let e = &events[0];
     // composite id: two events share id.time, told apart by uniqueQualifier
     assert_eq!(
@@ -606,7 +615,14 @@ fn google_workspace_activities_normalise() {
         (login.category, login.action, login.outcome),
         (Category::Authentication, Action::Login, Outcome::Failure)
     );
-    assert_eq!(targets(login)[0].0, "login_type");
+    assert!(login.targets.is_empty(), "{:?}", login.targets);
+    assert_eq!(
+        targets(&events[1]),
+        [
+            ("user", "new.hire@example.com", None),
+            ("group", "engineering@example.com", None)
+        ]
+    );
 }
 
 /// The engine features the catalogue added refuse bad definitions, naming file and key.
