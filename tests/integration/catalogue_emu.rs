@@ -16,6 +16,8 @@
 //! - Cloudflare: bearer, `since`, `direction=asc`, `page`/`per_page` until `result` is empty
 //! - Google: `POST /token` with an RS256 JWT assertion (verified with the test public key),
 //!   activities.list with `startTime`, `maxResults`, `pageToken`/`nextPageToken`, newest first
+//! - Atlassian Admin: `GET /admin/v1/orgs/{org}/events-stream`, `from` (epoch ms), `limit`,
+//!   `sortOrder=asc` by processing (arrival) order, `meta.next` cursor also on the last page
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -44,6 +46,8 @@ pub enum CatVendor {
     /// Google Workspace reports; JWT bearer grant checked against the test key pair, `client_id`
     /// is the service account email
     Google,
+    /// Atlassian organization events-stream; static bearer API key (`client_secret`)
+    AtlassianAdmin,
 }
 
 impl CatVendor {
@@ -57,6 +61,7 @@ impl CatVendor {
             CatVendor::Jira => "jira",
             CatVendor::Cloudflare => "cloudflare",
             CatVendor::Google => "google_workspace",
+            CatVendor::AtlassianAdmin => "atlassian_admin",
         }
     }
 }
@@ -128,6 +133,7 @@ const CLOUDFLARE_PAGE: &str = include_str!("../../fixtures/cloudflare/audit_logs
 const GOOGLE_PAGE: &str = include_str!("../../fixtures/google_workspace/activities/page.json");
 pub const GOOGLE_TEST_KEY: &str = include_str!("../keys/test-only-service-account.pem");
 const GOOGLE_TEST_PUBLIC_KEY: &str = include_str!("../keys/test-only-service-account.pub.pem");
+const ATLASSIAN_PAGE: &str = include_str!("../../fixtures/atlassian_admin/events_stream/page.json");
 const GITLAB_PAGE: &str = include_str!("../../fixtures/gitlab/instance_audit_events/page.json");
 
 fn now_micros() -> i64 {
@@ -182,6 +188,7 @@ impl CatEmu {
             CatVendor::Gitlab => json!({"base_url": self.url, "group": "60"}),
             CatVendor::OnePassword | CatVendor::Jira => json!({"base_url": self.url}),
             CatVendor::Cloudflare => json!({"base_url": self.url, "account_id": "acc123"}),
+            CatVendor::AtlassianAdmin => json!({"base_url": self.url, "org_id": "org-1"}),
             CatVendor::Google => json!({"base_url": self.url,
                 "token_url": format!("{}/token", self.url), "admin_email": "admin@example.com"}),
         }
@@ -342,6 +349,17 @@ fn make_record(vendor: CatVendor, prefix: u64, seq: u64, t: i64) -> (i64, String
                 .to_string());
             (ms * 1000, id.to_string(), r)
         }
+        CatVendor::AtlassianAdmin => {
+            let page: Value = serde_json::from_str(ATLASSIAN_PAGE).expect("fixture");
+            let mut r = page["data"][0].clone();
+            let ms = t / 1000;
+            let id = format!("ev-{prefix}-{seq:08}");
+            r["id"] = json!(id);
+            r["attributes"]["time"] = json!(chrono::DateTime::from_timestamp_millis(ms)
+                .expect("time")
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            (ms * 1000, id, r)
+        }
         CatVendor::Google => {
             let page: Value = serde_json::from_str(GOOGLE_PAGE).expect("fixture");
             let mut r = page["items"][(seq % 3) as usize].clone();
@@ -446,7 +464,9 @@ async fn handle(
                 headers.get("private-token").and_then(|v| v.to_str().ok())
                     == Some(s.client_secret.as_str())
             }
-            CatVendor::OnePassword | CatVendor::Cloudflare => bearer == s.client_secret,
+            CatVendor::OnePassword | CatVendor::Cloudflare | CatVendor::AtlassianAdmin => {
+                bearer == s.client_secret
+            }
             CatVendor::Jira => {
                 use base64::Engine;
                 let basic = base64::engine::general_purpose::STANDARD
@@ -484,6 +504,7 @@ async fn handle(
             CatVendor::Jira => jira_page(&s, &q, uri.path()),
             CatVendor::Cloudflare => cloudflare_page(&s, &q, uri.path()),
             CatVendor::Google => google_page(&s, &q, uri.path()),
+            CatVendor::AtlassianAdmin => atlassian_page(&s, &q, uri.path()),
         }
     };
     let mut text = match page {
@@ -536,7 +557,8 @@ fn token(
         | CatVendor::OnePassword
         | CatVendor::Jira
         | CatVendor::Cloudflare
-        | CatVendor::Google => false,
+        | CatVendor::Google
+        | CatVendor::AtlassianAdmin => false,
     };
     if !scope_ok {
         return (400, json!({"error": "invalid_scope"}).to_string());
@@ -1023,4 +1045,62 @@ fn google_page(
         body["nextPageToken"] = json!(format!("p{}", offset + n));
     }
     Ok(body)
+}
+
+fn atlassian_page(
+    s: &CatState,
+    q: &HashMap<String, String>,
+    path: &str,
+) -> Result<Value, (u16, String)> {
+    if path != "/admin/v1/orgs/org-1/events-stream" {
+        return Err((404, format!("no route {path}")));
+    }
+    if q.get("sortOrder").map(String::as_str) != Some("asc") {
+        return Err((400, "the emulator expects sortOrder=asc".into()));
+    }
+    // the cursor names the last event handed out and the stream's start (like the real one,
+    // it keeps the query it was made for)
+    let (after, since) = match q.get("cursor") {
+        Some(c) => c
+            .strip_prefix('a')
+            .and_then(|r| r.split_once('_'))
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<i64>().ok()?)))
+            .ok_or((400, format!("invalid cursor {c}")))?,
+        None => {
+            let from = q
+                .get("from")
+                .map(|f| {
+                    f.parse::<i64>()
+                        .map_err(|_| (400, format!("from is epoch ms: {f}")))
+                })
+                .transpose()?
+                .map(|ms| ms * 1000)
+                .unwrap_or(i64::MIN);
+            (0, from)
+        }
+    };
+    let n = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(100)
+        .min(s.page_size)
+        .max(1);
+    let matching: Vec<&CatEvent> = s
+        .events
+        .iter()
+        .filter(|e| e.seq > after && e.time >= since)
+        .collect();
+    let mut page: Vec<&CatEvent> = matching.iter().take(n).copied().collect();
+    if s.repeat_across_pages && !page.is_empty() {
+        if let Some(same) = s.events.iter().find(|e| e.seq == after) {
+            page.insert(0, same);
+            page.truncate(n);
+        }
+    }
+    let last = page.last().map(|e| e.seq).unwrap_or(after).max(after);
+    Ok(json!({
+        "data": page.iter().map(|e| e.record.clone()).collect::<Vec<_>>(),
+        "meta": {"next": format!("a{last}_{since}"), "page_size": page.len()},
+        "links": {},
+    }))
 }
