@@ -25,6 +25,13 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub integration: String,
+    /// `stored`, `nudged`, or the rejection code (`bad_signature`, `stale_timestamp`, ...).
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IntegrationLabels {
     pub integration: String,
 }
@@ -48,6 +55,7 @@ pub struct Metrics {
     pub poll_duration: Family<IntegrationLabels, Histogram>,
     pub poll_errors: Family<IntegrationLabels, Counter>,
     pub lag_seconds: Family<IntegrationLabels, Gauge>,
+    pub webhook_deliveries: Family<WebhookLabels, Counter>,
 }
 
 fn poll_histogram() -> Histogram {
@@ -137,8 +145,15 @@ impl Metrics {
             "Seconds since the integration last caught up with its vendor",
             lag_seconds.clone(),
         );
+        let webhook_deliveries = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "trailhub_webhook_deliveries",
+            "Webhook deliveries by integration and result (stored, nudged, or why rejected)",
+            webhook_deliveries.clone(),
+        );
         Metrics {
             registry,
+            webhook_deliveries,
             upstream_responses,
             rate_limit_waits,
             records_rejected,

@@ -67,7 +67,7 @@ fn connector_json(c: &Connector) -> Value {
         "title": c.title,
         "config": c.config.iter().map(field_json).collect::<Vec<_>>(),
         "credentials": c.credentials.iter().map(field_json).collect::<Vec<_>>(),
-        "webhook": false,
+        "webhook": c.webhook.is_some(),
         "default_schedule": c.default_schedule,
         "retention_days": c.retention.map(|r| r / crate::time::DAY),
     })

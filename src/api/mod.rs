@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(tokens::routes())
         .merge(crate::console::routes())
+        .merge(crate::webhooks::receiver::routes())
         .merge(integrations::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

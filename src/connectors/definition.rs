@@ -41,6 +41,20 @@ struct RawDefinition {
     rate_limit: RawRateLimit,
     records: RawRecords,
     map: RawMap,
+    webhook: Option<RawWebhook>,
+}
+
+/// `[webhook]`: the vendor pushes deliveries to `/hooks/{integration_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    /// `[webhook.signature]`: how a delivery proves it comes from the vendor.
+    signature: crate::webhooks::SignatureScheme,
+    /// Credential fields holding the signing secret(s), current first (rotation).
+    secrets: Vec<String>,
+    /// Where a delivery's records are (`data.events`); `""` = the body is the array; absent =
+    /// deliveries only announce activity, and the hub polls at once instead.
+    records: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -665,6 +679,16 @@ pub struct Connector {
     pub rate_limit: RateLimitSpec,
     pub records: RecordsSpec,
     pub map: Mapping,
+    pub webhook: Option<WebhookSpec>,
+}
+
+/// How the vendor's pushed deliveries are verified and read.
+#[derive(Debug, Clone)]
+pub struct WebhookSpec {
+    pub signature: crate::webhooks::SignatureScheme,
+    pub secrets: Vec<String>,
+    /// `None`: deliveries only announce; each one nudges an immediate poll.
+    pub records: Option<RecordsSpec>,
 }
 
 impl Connector {
@@ -1281,6 +1305,41 @@ impl Validator<'_> {
             ));
         }
         let map = self.mapping(raw.map)?;
+        let webhook = match raw.webhook {
+            None => None,
+            Some(w) => {
+                if w.secrets.is_empty() {
+                    return Err(self.err("webhook.secrets", "name at least one credential field"));
+                }
+                for name in &w.secrets {
+                    if !credentials.iter().any(|f: &FieldSpec| &f.name == name) {
+                        return Err(self.err(
+                            "webhook.secrets",
+                            format!("`{name}` is not a declared credential"),
+                        ));
+                    }
+                }
+                let records = match w.records {
+                    None => None,
+                    Some(p) => Some(RecordsSpec {
+                        path: if p.is_empty() {
+                            None
+                        } else {
+                            Some(self.path("webhook.records", &p)?)
+                        },
+                        error_flag: None,
+                        error_message: None,
+                        credential_errors: Vec::new(),
+                        cursor_errors: Vec::new(),
+                    }),
+                };
+                Some(WebhookSpec {
+                    signature: w.signature,
+                    secrets: w.secrets,
+                    records,
+                })
+            }
+        };
         Ok(Connector {
             name: raw.name,
             title: raw.title,
@@ -1316,6 +1375,7 @@ impl Validator<'_> {
             rate_limit,
             records,
             map,
+            webhook,
         })
     }
 

@@ -5,6 +5,8 @@
 
 pub mod signature;
 
+pub mod receiver;
+
 pub use signature::{
     new_standard_webhooks_secret, okta_verification_reply, sign_standard_webhook, DeliveryId,
     HmacAlgorithm, HmacHeaderDefinition, HmacHeaderScheme, OktaVerificationReply, RejectReason,

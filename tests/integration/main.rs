@@ -15,3 +15,4 @@ mod integrity;
 mod polling;
 mod process;
 mod schema;
+mod webhooks;

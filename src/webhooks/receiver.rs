@@ -1,0 +1,259 @@
+//! `POST /hooks/{integration_id}`: a vendor's push, verified against the integration's secret on
+//! the raw body, normalised by the connector's own mapping, stored through the same store path as
+//! polls (so a pushed event and the same event polled are stored once), and only then answered
+//! 2xx. Deliveries that only announce activity nudge an immediate poll instead. `GET` on the
+//! same path answers the vendor's verification handshake where the scheme has one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::api::{ApiError, AppState, ErrorCode};
+use crate::connectors::integrations::{IntegrationError, IntegrationRecord};
+use crate::connectors::normalise::{normalise, page_records};
+use crate::connectors::Connector;
+use crate::metrics::WebhookLabels;
+use crate::store::{prepare, Commit};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/hooks/{integration_id}", get(handshake).post(receive))
+}
+
+/// One warning per integration per this long: a flood of bad deliveries must not flood the log.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+fn log_rejection(integration: &str, reason: &str) {
+    static LAST: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+    let Ok(mut last) = LAST.lock() else {
+        return;
+    };
+    let map = last.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    if map
+        .get(integration)
+        .is_some_and(|t| now.duration_since(*t) < REJECT_LOG_EVERY)
+    {
+        return;
+    }
+    map.insert(integration.to_string(), now);
+    tracing::warn!(integration = %integration, reason, "webhook delivery rejected (further rejections for this integration are counted in /metrics, not logged, for 10 s)");
+}
+
+fn count(state: &AppState, integration: &str, result: &str) {
+    state
+        .metrics
+        .webhook_deliveries
+        .get_or_create(&WebhookLabels {
+            integration: integration.to_string(),
+            result: result.to_string(),
+        })
+        .inc();
+}
+
+/// The integration and its connector, if it takes webhooks and is not paused.
+fn receiving(
+    state: &AppState,
+    id: &str,
+) -> Result<(IntegrationRecord, std::sync::Arc<Connector>), ApiError> {
+    let record = match state.integrations.get(id) {
+        Ok(r) => r,
+        Err(IntegrationError::NotFound(_)) => {
+            return Err(ApiError::not_found(format!(
+                "no integration with id {id:?}"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let connector = state
+        .integrations
+        .registry()
+        .get(&record.connector)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    if connector.webhook.is_none() {
+        return Err(ApiError::not_found(format!(
+            "the {} connector does not receive webhooks",
+            connector.name
+        )));
+    }
+    if record.paused {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this integration is paused and accepts no deliveries",
+        ));
+    }
+    Ok((record, connector))
+}
+
+async fn handshake(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, connector) = receiving(&state, &id)?;
+    let Some(spec) = &connector.webhook else {
+        return Err(ApiError::not_found("no webhook"));
+    };
+    match spec.signature.verification_handshake(&headers) {
+        None => Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "deliveries are POSTed; this scheme has no GET handshake",
+        )),
+        Some(Err(reason)) => {
+            count(&state, &id, reason.code());
+            Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                reason.to_string(),
+            ))
+        }
+        Some(Ok(reply)) => Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            reply.to_json(),
+        )
+            .into_response()),
+    }
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let outcome = receive_inner(&state, &id, &headers, body).await;
+    if let Err(e) = &outcome {
+        if e.code != ErrorCode::Unauthorized {
+            count(&state, &id, e.code.as_str());
+        }
+    }
+    outcome
+}
+
+async fn receive_inner(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (record, connector) = receiving(state, id)?;
+    let Some(spec) = &connector.webhook else {
+        return Err(ApiError::not_found("no webhook"));
+    };
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if ct != "application/json" && !ct.ends_with("+json") {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("content type {ct:?} is not accepted; deliveries are application/json"),
+            ));
+        }
+    }
+    let limit = state.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("delivery larger than {limit} bytes, or cut short"),
+        )
+    })?;
+
+    let credentials = state.integrations.credentials(&record)?;
+    let secrets: Vec<crate::config::Secret> = spec
+        .secrets
+        .iter()
+        .filter_map(|name| credentials.get(name).cloned())
+        .collect();
+    let now = crate::time::now_micros() / crate::time::MICROS_PER_SEC;
+    let verified = match spec.signature.verify(&secrets, headers, &bytes, now) {
+        Ok(v) => v,
+        Err(reason) => {
+            count(state, id, reason.code());
+            log_rejection(id, reason.code());
+            if reason.is_configuration_fault() {
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "{reason}: set the integration's {} credential",
+                        spec.secrets.join(" or ")
+                    ),
+                ));
+            }
+            return Err(ApiError::new(ErrorCode::Unauthorized, reason.to_string()));
+        }
+    };
+
+    let Some(records_spec) = &spec.records else {
+        // The delivery only says something happened: fetch it now.
+        state.scheduler.poll_now(id);
+        count(state, id, "nudged");
+        tracing::debug!(integration = %id, delivery = ?verified.delivery_id.as_ref().map(|d| d.to_string()), "webhook nudged a poll");
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"polled": true})),
+        )
+            .into_response());
+    };
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidBody, "delivery is not UTF-8"))?;
+    let records = page_records(text, records_spec).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("delivery does not parse: {e}"),
+        )
+    })?;
+    let reference = record.reference();
+    let ingested_at = crate::time::now_micros();
+    let mut rejected = 0usize;
+    let mut prepared = Vec::with_capacity(records.len());
+    for (i, raw) in records.into_iter().enumerate() {
+        match normalise(&connector.map, &reference, raw, i, ingested_at) {
+            Ok(event) => prepared.push(prepare(&event)),
+            Err(e) => {
+                rejected += 1;
+                tracing::warn!(integration = %id, error = %e, "webhook record skipped");
+            }
+        }
+    }
+    let outcome = state
+        .store
+        .append(
+            prepared,
+            Commit {
+                cursor: None,
+                durable: true,
+            },
+        )
+        .await?;
+    let labels = crate::metrics::IntegrationLabels {
+        integration: id.to_string(),
+    };
+    state
+        .metrics
+        .events_ingested
+        .get_or_create(&labels)
+        .inc_by(outcome.stored.len() as u64);
+    state
+        .metrics
+        .events_duplicate
+        .get_or_create(&labels)
+        .inc_by(outcome.duplicates.len() as u64);
+    count(state, id, "stored");
+    Ok(Json(serde_json::json!({
+        "stored": outcome.stored.len(),
+        "duplicates": outcome.duplicates.len(),
+        "rejected": rejected,
+    }))
+    .into_response())
+}

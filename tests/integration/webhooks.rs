@@ -1,0 +1,275 @@
+//! Webhook receivers: verify → normalise → commit → only then 2xx; bad deliveries get the right
+//! 4xx and store nothing; a pushed event and the same event polled are stored once
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::emulator::{Emulator, Vendor};
+use crate::helpers::{spawn_hub, unique_source_ids, Api};
+
+const EVERY_SECOND: &str = "* * * * * *";
+
+async fn post_hook(hub: &str, id: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{hub}/hooks/{id}"))
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("hub answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn metric(text: &str, integration: &str, result: &str) -> u64 {
+    let needle = format!(
+        "trailhub_webhook_deliveries_total{{integration=\"{integration}\",result=\"{result}\"}} "
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_polls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let url = hub.url();
+    let emu = Emulator::start(Vendor::Okta, "tok", 50).await;
+    let created = api
+        .create_integration(json!({
+            "name": "okta-hooks", "connector": "okta", "config": {"base_url": emu.url},
+            "credentials": {"token": "tok", "webhook_secret": "hook-secret-1"},
+            "schedule": EVERY_SECOND, "backfill": "P1D", "requests_per_minute": 6000,
+        }))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let (_, connectors) = api.json(Method::GET, "/api/v1/connectors", None).await;
+    let okta = connectors["connectors"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|c| c["name"] == "okta")
+        .expect("okta")
+        .clone();
+    assert_eq!(okta["webhook"], true);
+
+    // The one-time verification handshake.
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/hooks/{id}"))
+        .header("X-Okta-Verification-Challenge", "chal-123")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json"),
+        json!({"verification": "chal-123"})
+    );
+
+    // An event that the vendor also serves to polls.
+    let ids = emu.add_recent(1, 30);
+    let record = emu.state.lock().expect("lock").events[0].record.clone();
+    let delivery =
+        json!({"eventType": "com.okta.event_hook", "data": {"events": [record]}}).to_string();
+    let auth = [
+        ("content-type", "application/json"),
+        ("authorization", "hook-secret-1"),
+    ];
+
+    // Wrong secret, missing header, stale content type, malformed JSON, oversize: refused, nothing stored.
+    let (status, body) = post_hook(
+        &url,
+        &id,
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "nope"),
+        ],
+        &delivery,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        !body.to_string().contains("hook-secret-1"),
+        "the secret leaked into a rejection"
+    );
+    assert_eq!(
+        post_hook(
+            &url,
+            &id,
+            &[("content-type", "application/json")],
+            &delivery
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        post_hook(
+            &url,
+            &id,
+            &[
+                ("content-type", "text/plain"),
+                ("authorization", "hook-secret-1")
+            ],
+            &delivery
+        )
+        .await
+        .0,
+        415
+    );
+    assert_eq!(
+        post_hook(&url, &id, &auth, "{\"data\": {\"events\": [")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        post_hook(&url, "no-such-integration", &auth, &delivery)
+            .await
+            .0,
+        404
+    );
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(17 * 1024 * 1024));
+    assert_eq!(post_hook(&url, &id, &auth, &huge).await.0, 413);
+
+    // The genuine delivery is stored before the 2xx; a redelivery is accepted and stored once.
+    let (status, body) = post_hook(&url, &id, &auth, &delivery).await;
+    assert_eq!((status, body["stored"].as_u64()), (200, Some(1)), "{body}");
+    let (status, body) = post_hook(&url, &id, &auth, &delivery).await;
+    assert_eq!(
+        (status, body["stored"].as_u64(), body["duplicates"].as_u64()),
+        (200, Some(0), Some(1)),
+        "{body}"
+    );
+
+    // The poll brings the same event: still one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events = api.events(&id).await;
+    assert_eq!(unique_source_ids(&events), ids.into_iter().collect());
+
+    // Rotation: the previous secret still works while both are set.
+    let (status, v) = api
+        .json(Method::PATCH, &format!("/api/v1/integrations/{id}"), Some(json!({"credentials": {"token": "tok", "webhook_secret": "hook-secret-2", "webhook_secret_previous": "hook-secret-1"}})))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(post_hook(&url, &id, &auth, &delivery).await.0, 200);
+    assert_eq!(
+        post_hook(
+            &url,
+            &id,
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "hook-secret-2")
+            ],
+            &delivery
+        )
+        .await
+        .0,
+        200
+    );
+
+    // Paused integrations accept no deliveries.
+    let (status, _) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(json!({"paused": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(post_hook(&url, &id, &auth, &delivery).await.0, 403);
+
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metric(&metrics, &id, "bad_token") >= 1, "{metrics}");
+    assert!(metric(&metrics, &id, "stored") >= 4, "{metrics}");
+    assert!(
+        !metrics.contains("hook-secret"),
+        "a secret leaked into /metrics"
+    );
+    hub.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_webhook_deliveries_nudge_a_poll() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let url = hub.url();
+    let emu = Emulator::start(Vendor::Github, "tok", 50).await;
+    let created = api
+        .create_integration(json!({
+            "name": "gh-hooks", "connector": "github", "config": {"base_url": emu.url, "org": "octo-corp"},
+            "credentials": {"token": "tok", "webhook_secret": "It's a Secret to Everybody"},
+            // hourly: only the nudge can explain a prompt second poll
+            "schedule": "0 0 * * * *", "backfill": "P1D",
+        }))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/integrations/{id}/poll"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = emu.requests().len();
+    emu.add_recent(2, 30);
+
+    let body = include_str!("../../fixtures/github/webhooks/organization_member_added.json");
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"It's a Secret to Everybody").expect("key");
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-github-event", "organization"),
+        ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+    ];
+
+    let mut bad = headers.to_vec();
+    bad.push((
+        "x-hub-signature-256",
+        "sha256=0000000000000000000000000000000000000000000000000000000000000000",
+    ));
+    assert_eq!(post_hook(&url, &id, &bad, body).await.0, 401);
+    let mut tampered = headers.to_vec();
+    tampered.push(("x-hub-signature-256", signature.as_str()));
+    assert_eq!(
+        post_hook(
+            &url,
+            &id,
+            &tampered,
+            &body.replace("member_added", "member_removed")
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        emu.requests().len(),
+        before,
+        "a rejected delivery must not trigger a poll"
+    );
+
+    let mut good = headers.to_vec();
+    good.push(("x-hub-signature-256", signature.as_str()));
+    let (status, v) = post_hook(&url, &id, &good, body).await;
+    assert_eq!(status, 202, "{v}");
+    let events = api.wait_for_events(&id, 2, 10).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    assert!(emu.requests().len() > before);
+    hub.stop().await.expect("stops");
+}
