@@ -57,6 +57,7 @@ fn field_json(f: &crate::connectors::definition::FieldSpec) -> Value {
         "required": f.required,
         "description": f.description,
         "default": f.default,
+        "choices": f.choices,
     })
 }
 

@@ -66,6 +66,9 @@ struct RawField {
     #[serde(default)]
     description: String,
     default: Option<String>,
+    /// The only values allowed (checked when an integration is saved).
+    #[serde(default)]
+    choices: Vec<String>,
 }
 
 // serde ignores unknown keys of internally tagged enums, so the tagged tables are read as
@@ -78,12 +81,33 @@ struct RawAuth {
     value: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    audience: Option<String>,
+    client_auth: Option<ClientAuth>,
+    issuer: Option<String>,
+    subject: Option<String>,
+    private_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum AuthKind {
     Header,
+    Basic,
+    Oauth2ClientCredentials,
+    Oauth2JwtBearer,
+}
+
+/// How an OAuth2 client proves itself at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` as form fields (`client_secret_post`).
+    Body,
+    /// HTTP basic auth (`client_secret_basic`).
     Basic,
 }
 
@@ -93,6 +117,22 @@ struct RawPagination {
     kind: PaginationKind,
     path: Option<String>,
     param: Option<String>,
+    /// A boolean in the body that is `false` when the vendor has nothing more now.
+    more: Option<String>,
+    /// `offset`: what the parameter counts (`records`, the default, or `pages`).
+    unit: Option<OffsetUnit>,
+    /// `offset`: the value the first page has (0 for records; 1 for pages if not given).
+    start: Option<u64>,
+}
+
+/// What an offset parameter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetUnit {
+    /// `offset=200`: records skipped (Jira `offset`/`limit`).
+    Records,
+    /// `page=3`: page number (Cloudflare `page`/`per_page`).
+    Pages,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -100,6 +140,9 @@ struct RawPagination {
 enum PaginationKind {
     LinkHeader,
     BodyCursor,
+    NextUrlInBody,
+    LastRecord,
+    Offset,
     None,
 }
 
@@ -110,6 +153,51 @@ pub enum Auth {
     Header { header: String, value: String },
     /// HTTP basic auth from two templates.
     Basic { username: String, password: String },
+    /// OAuth2 client credentials grant: a bearer token fetched from `token_url`, cached until
+    /// shortly before it expires, fetched again once on a 401.
+    OAuth2ClientCredentials(Box<OAuth2Spec>),
+    /// OAuth2 JWT bearer grant (RFC 7523; Google service accounts with domain-wide
+    /// delegation): an RS256 assertion signed with the private key is exchanged for a bearer
+    /// token, cached and renewed like client-credentials tokens.
+    OAuth2JwtBearer(Box<JwtBearerSpec>),
+}
+
+impl Auth {
+    /// Whether requests carry a bearer token fetched from a token endpoint.
+    pub fn fetches_tokens(&self) -> bool {
+        matches!(
+            self,
+            Auth::OAuth2ClientCredentials(_) | Auth::OAuth2JwtBearer(_)
+        )
+    }
+}
+
+/// `auth.kind = "oauth2_jwt_bearer"`: every value is a template.
+#[derive(Debug, Clone)]
+pub struct JwtBearerSpec {
+    pub token_url: Template,
+    /// `iss`: the service account's email.
+    pub issuer: Template,
+    /// `sub`: the user to act as (domain-wide delegation), if any.
+    pub subject: Option<Template>,
+    pub scope: Option<Template>,
+    /// `aud`; the token URL when not given.
+    pub audience: Option<Template>,
+    /// RSA private key, PEM (PKCS#8 or PKCS#1).
+    pub private_key: Template,
+}
+
+/// `auth.kind = "oauth2_client_credentials"`: every value is a template.
+#[derive(Debug, Clone)]
+pub struct OAuth2Spec {
+    pub token_url: Template,
+    pub client_id: Template,
+    pub client_secret: Template,
+    /// Space-separated scopes, if the vendor wants them (`https://graph.microsoft.com/.default`).
+    pub scope: Option<Template>,
+    /// Sent as the `audience` form field (Auth0's API identifier).
+    pub audience: Option<Template>,
+    pub client_auth: ClientAuth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +209,34 @@ struct RawRequest {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     since: RawSince,
+    path_choice: Option<RawPathChoice>,
+    #[serde(default = "default_method")]
+    method: HttpMethod,
+    /// POST only: constant fields of the body that starts a walk (the since field is added).
+    body: Option<toml::Table>,
+}
+
+fn default_method() -> HttpMethod {
+    HttpMethod::Get
+}
+
+/// How pages are asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum HttpMethod {
+    /// Query parameters carry the since time and the page cursor.
+    #[serde(rename = "GET")]
+    Get,
+    /// A JSON body carries them (`request.since.param` and `pagination.param` name body fields).
+    #[serde(rename = "POST")]
+    Post,
+}
+
+/// `[request.path_choice]`: the path picked by a config field's value (a named endpoint).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPathChoice {
+    config: String,
+    paths: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +266,20 @@ pub enum Pagination {
     LinkHeader,
     /// A token in the body at `path`, sent back as the query parameter `param`; empty = done.
     BodyCursor { path: String, param: String },
+    /// The whole next-page URL in the body at `path` (OData `@odata\.nextLink`), followed as
+    /// is (same host only); absent or empty = done.
+    NextUrlInBody { path: String },
+    /// Checkpoint paging: the next page is the same request with the query parameter `param`
+    /// set to the value at `path` of the page's last record (Auth0 `from=<log_id>`); an empty
+    /// page keeps the request as it is (polled again by a `next_link` cursor).
+    LastRecord { path: String, param: String },
+    /// Offset or page-number paging: `param` (absent on the first request = `start`) advances by
+    /// the records received (`Records`) or by one (`Pages`); an empty page ends the walk.
+    Offset {
+        param: String,
+        unit: OffsetUnit,
+        start: u64,
+    },
     /// One page per request.
     None,
 }
@@ -241,7 +371,13 @@ struct RawRecords {
 #[serde(deny_unknown_fields)]
 struct RawMap {
     source_id: PathList,
-    event_type: PathList,
+    /// A composite vendor id: these values joined with `/` (Google's `id.time` and
+    /// `id.uniqueQualifier`); `source_id` is used when one of them is missing.
+    #[serde(default)]
+    source_id_join: Vec<String>,
+    event_type: Option<PathList>,
+    /// The event type when `event_type` finds nothing (or for endpoints with one kind of record).
+    default_event_type: Option<String>,
     time: RawTime,
     description: Option<PathList>,
     session_id: Option<PathList>,
@@ -272,6 +408,8 @@ pub enum TimeFormat {
     EpochMillis,
     EpochSeconds,
     Rfc3339,
+    /// RFC 3339, or ISO 8601 with an offset written without a colon (`+0000`, Jira).
+    Iso8601,
 }
 
 /// A literal `value`, or a `path` whose value is looked up in `table` (else `default`).
@@ -280,9 +418,19 @@ pub enum TimeFormat {
 struct RawLookup {
     value: Option<String>,
     path: Option<PathList>,
+    /// The value of the first entry whose path holds something (`present`).
+    #[serde(default)]
+    present: Vec<RawPresent>,
     #[serde(default)]
     table: BTreeMap<String, String>,
     default: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPresent {
+    path: String,
+    value: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,6 +464,8 @@ struct RawTarget {
 #[serde(deny_unknown_fields)]
 struct RawChanges {
     each: Option<String>,
+    list: Option<String>,
+    field: Option<String>,
     old: String,
     new: String,
 }
@@ -351,6 +501,8 @@ pub struct FieldSpec {
     pub required: bool,
     pub description: String,
     pub default: Option<String>,
+    /// The only values allowed; empty = any.
+    pub choices: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +515,11 @@ pub struct SinceSpec {
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
     pub path: Template,
+    pub method: HttpMethod,
+    /// POST: the body that starts a walk, before the since field is added.
+    pub body: serde_json::Map<String, serde_json::Value>,
+    /// `request.path_choice`: (config field, its value → path); `path` when the value is unset.
+    pub path_choice: Option<(String, BTreeMap<String, Template>)>,
     pub query: Vec<(String, Template)>,
     pub headers: Vec<(String, Template)>,
     pub since: SinceSpec,
@@ -413,6 +570,12 @@ pub enum Lookup<T> {
         default: T,
         parse: fn(&str) -> Option<T>,
     },
+    /// The value of the first path that holds something (not null, not ""), else `default`:
+    /// for records that say what an actor is by which object they fill in.
+    Present {
+        entries: Vec<(JsonPath, T)>,
+        default: T,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -445,6 +608,12 @@ pub struct TargetSpec {
 pub struct ChangesSpec {
     /// Diff inside every element of this array (paths below are relative to the element).
     pub each: Option<JsonPath>,
+    /// List mode: every element of this array is one change, named by `field`, with `old` and
+    /// `new` read from the element as they are (Graph's `modifiedProperties`).
+    pub list: Option<(JsonPath, JsonPath)>,
+    /// Single mode: one change named by the value at this path, `old`/`new` as they are
+    /// (GitLab's `details.change`/`from`/`to`); none when the name is absent.
+    pub field: Option<JsonPath>,
     pub old: JsonPath,
     pub new: JsonPath,
 }
@@ -470,7 +639,9 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub struct Mapping {
     pub source_id: PathList,
-    pub event_type: PathList,
+    pub source_id_join: Vec<JsonPath>,
+    pub event_type: Option<PathList>,
+    pub default_event_type: Option<String>,
     pub time: PathList,
     pub time_format: TimeFormat,
     pub description: Option<PathList>,
@@ -502,6 +673,8 @@ pub struct Connector {
     pub auth_templates: Vec<Template>,
     pub request: RequestSpec,
     pub pagination: Pagination,
+    /// `pagination.more`: where the body says whether more is to be had now.
+    pub pagination_more: Option<JsonPath>,
     pub cursor: CursorSpec,
     pub rate_limit: RateLimitSpec,
     pub records: RecordsSpec,
@@ -622,6 +795,24 @@ impl Validator<'_> {
         let one = |k: &str, s: &str| {
             parse(s).ok_or_else(|| self.err(k, format!("{s:?} is not one of {expected}")))
         };
+        if !raw.present.is_empty() {
+            if raw.value.is_some() || raw.path.is_some() || !raw.table.is_empty() {
+                return Err(self.err(key, "`present` takes no `value`, `path` or `table`"));
+            }
+            let mut entries = Vec::new();
+            for (i, p) in raw.present.iter().enumerate() {
+                let k = format!("{key}.present[{i}]");
+                entries.push((
+                    self.path(&format!("{k}.path"), &p.path)?,
+                    one(&format!("{k}.value"), &p.value)?,
+                ));
+            }
+            let default = one(
+                &format!("{key}.default"),
+                raw.default.as_deref().unwrap_or("unknown"),
+            )?;
+            return Ok(Lookup::Present { entries, default });
+        }
         match (raw.value, raw.path) {
             (Some(v), None) => {
                 if !raw.table.is_empty() || raw.default.is_some() {
@@ -645,7 +836,7 @@ impl Validator<'_> {
                     parse,
                 })
             }
-            _ => Err(self.err(key, "give exactly one of `value` or `path`")),
+            _ => Err(self.err(key, "give exactly one of `value`, `path` or `present`")),
         }
     }
 
@@ -670,17 +861,31 @@ impl Validator<'_> {
             if f.required && f.default.is_some() {
                 return Err(self.err(&format!("{k}.default"), "a required field takes no default"));
             }
+            if let Some(d) = &f.default {
+                if !f.choices.is_empty() && !f.choices.contains(d) {
+                    return Err(self.err(
+                        &format!("{k}.default"),
+                        format!("{d:?} is not one of `choices`"),
+                    ));
+                }
+            }
             out.push(FieldSpec {
                 name: f.name,
                 required: f.required,
                 description: f.description,
                 default: f.default,
+                choices: f.choices,
             });
         }
         Ok(out)
     }
 
-    fn auth(&self, raw: RawAuth) -> Result<Auth, DefinitionError> {
+    fn auth(
+        &self,
+        raw: RawAuth,
+        config_names: &[&str],
+        credential_names: &[&str],
+    ) -> Result<Auth, DefinitionError> {
         let need = |v: Option<String>, key: &str| {
             v.ok_or_else(|| {
                 self.err(
@@ -699,7 +904,68 @@ impl Validator<'_> {
                 Ok(())
             }
         };
+        let token_grant = matches!(
+            raw.kind,
+            AuthKind::Oauth2ClientCredentials | AuthKind::Oauth2JwtBearer
+        );
+        if !token_grant {
+            refuse(raw.token_url.is_some(), "token_url")?;
+            refuse(raw.scope.is_some(), "scope")?;
+            refuse(raw.audience.is_some(), "audience")?;
+        }
+        if raw.kind != AuthKind::Oauth2ClientCredentials {
+            refuse(raw.client_id.is_some(), "client_id")?;
+            refuse(raw.client_secret.is_some(), "client_secret")?;
+            refuse(raw.client_auth.is_some(), "client_auth")?;
+        }
+        if raw.kind != AuthKind::Oauth2JwtBearer {
+            refuse(raw.issuer.is_some(), "issuer")?;
+            refuse(raw.subject.is_some(), "subject")?;
+            refuse(raw.private_key.is_some(), "private_key")?;
+        }
         match raw.kind {
+            AuthKind::Oauth2JwtBearer => {
+                refuse(raw.header.is_some(), "header")?;
+                refuse(raw.value.is_some(), "value")?;
+                refuse(raw.username.is_some(), "username")?;
+                refuse(raw.password.is_some(), "password")?;
+                let scope = TemplateScope {
+                    config: config_names,
+                    credentials: credential_names,
+                    time: false,
+                };
+                let t =
+                    |key: &str, text: String| self.template(&format!("auth.{key}"), &text, &scope);
+                Ok(Auth::OAuth2JwtBearer(Box::new(JwtBearerSpec {
+                    token_url: t("token_url", need(raw.token_url, "token_url")?)?,
+                    issuer: t("issuer", need(raw.issuer, "issuer")?)?,
+                    subject: raw.subject.map(|s| t("subject", s)).transpose()?,
+                    scope: raw.scope.map(|s| t("scope", s)).transpose()?,
+                    audience: raw.audience.map(|s| t("audience", s)).transpose()?,
+                    private_key: t("private_key", need(raw.private_key, "private_key")?)?,
+                })))
+            }
+            AuthKind::Oauth2ClientCredentials => {
+                refuse(raw.header.is_some(), "header")?;
+                refuse(raw.value.is_some(), "value")?;
+                refuse(raw.username.is_some(), "username")?;
+                refuse(raw.password.is_some(), "password")?;
+                let scope = TemplateScope {
+                    config: config_names,
+                    credentials: credential_names,
+                    time: false,
+                };
+                let t =
+                    |key: &str, text: String| self.template(&format!("auth.{key}"), &text, &scope);
+                Ok(Auth::OAuth2ClientCredentials(Box::new(OAuth2Spec {
+                    token_url: t("token_url", need(raw.token_url, "token_url")?)?,
+                    client_id: t("client_id", need(raw.client_id, "client_id")?)?,
+                    client_secret: t("client_secret", need(raw.client_secret, "client_secret")?)?,
+                    scope: raw.scope.map(|s| t("scope", s)).transpose()?,
+                    audience: raw.audience.map(|s| t("audience", s)).transpose()?,
+                    client_auth: raw.client_auth.unwrap_or(ClientAuth::Body),
+                })))
+            }
             AuthKind::Header => {
                 refuse(raw.username.is_some(), "username")?;
                 refuse(raw.password.is_some(), "password")?;
@@ -729,6 +995,49 @@ impl Validator<'_> {
                     self.err("pagination.param", "is required for kind body_cursor")
                 })?,
             }),
+            PaginationKind::Offset => {
+                if raw.path.is_some() {
+                    return Err(self.err("pagination.path", "does not apply to kind offset"));
+                }
+                let param = raw
+                    .param
+                    .ok_or_else(|| self.err("pagination.param", "is required for kind offset"))?;
+                if param.is_empty() {
+                    return Err(self.err("pagination.param", "must name a query parameter"));
+                }
+                let unit = raw.unit.unwrap_or(OffsetUnit::Records);
+                let start = raw.start.unwrap_or(match unit {
+                    OffsetUnit::Records => 0,
+                    OffsetUnit::Pages => 1,
+                });
+                Ok(Pagination::Offset { param, unit, start })
+            }
+            PaginationKind::LastRecord => {
+                let path = raw.path.ok_or_else(|| {
+                    self.err("pagination.path", "is required for kind last_record")
+                })?;
+                let param = raw.param.ok_or_else(|| {
+                    self.err("pagination.param", "is required for kind last_record")
+                })?;
+                self.path("pagination.path", &path)?;
+                if param.is_empty() {
+                    return Err(self.err("pagination.param", "must name a query parameter"));
+                }
+                Ok(Pagination::LastRecord { path, param })
+            }
+            PaginationKind::NextUrlInBody => {
+                if raw.param.is_some() {
+                    return Err(self.err(
+                        "pagination.param",
+                        "does not apply to kind next_url_in_body (the URL is followed as is)",
+                    ));
+                }
+                let path = raw.path.ok_or_else(|| {
+                    self.err("pagination.path", "is required for kind next_url_in_body")
+                })?;
+                self.path("pagination.path", &path)?;
+                Ok(Pagination::NextUrlInBody { path })
+            }
             kind => {
                 if raw.path.is_some() || raw.param.is_some() {
                     return Err(self.err(
@@ -745,14 +1054,18 @@ impl Validator<'_> {
         }
     }
 
-    fn build(&self, raw: RawDefinition) -> Result<Connector, DefinitionError> {
+    fn build(&self, mut raw: RawDefinition) -> Result<Connector, DefinitionError> {
         if raw.name.is_empty()
             || !raw
                 .name
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || !raw.name.starts_with(|c: char| c.is_ascii_lowercase())
         {
-            return Err(self.err("name", "must be a lowercase vendor noun, e.g. `okta`"));
+            return Err(self.err(
+                "name",
+                "must be a lowercase vendor noun, e.g. `okta` (or `vendor_stream`: `entra_signins`)",
+            ));
         }
         if let Some(stem) = std::path::Path::new(self.file)
             .file_stem()
@@ -790,8 +1103,43 @@ impl Validator<'_> {
             credentials: &credential_names,
             time: false,
         };
-        let auth = self.auth(raw.auth)?;
+        let auth = self.auth(raw.auth, &config_names, &credential_names)?;
+        if raw.pagination.kind != PaginationKind::Offset
+            && (raw.pagination.unit.is_some() || raw.pagination.start.is_some())
+        {
+            return Err(self.err("pagination", "`unit` and `start` apply only to kind offset"));
+        }
+        let pagination_more = raw
+            .pagination
+            .more
+            .as_deref()
+            .map(|p| self.path("pagination.more", p))
+            .transpose()?;
         let pagination = self.pagination(raw.pagination)?;
+        let body = match (raw.request.method, raw.request.body.take()) {
+            (HttpMethod::Get, Some(_)) => {
+                return Err(self.err("request.body", "applies only to method POST"))
+            }
+            (HttpMethod::Get, None) => serde_json::Map::new(),
+            (HttpMethod::Post, b) => {
+                if !raw.request.query.is_empty() {
+                    return Err(self.err(
+                        "request.query",
+                        "method POST sends its parameters in `request.body`",
+                    ));
+                }
+                if !matches!(pagination, Pagination::BodyCursor { .. } | Pagination::None) {
+                    return Err(self.err(
+                        "pagination.kind",
+                        "method POST pages with body_cursor (its `param` is a body field) or none",
+                    ));
+                }
+                match serde_json::to_value(b.unwrap_or_default()) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => return Err(self.err("request.body", "must be a table")),
+                }
+            }
+        };
         let auth_templates = match &auth {
             Auth::Header { header, value } => {
                 if header.is_empty() {
@@ -803,6 +1151,8 @@ impl Validator<'_> {
                 self.template("auth.username", username, &auth_scope)?,
                 self.template("auth.password", password, &auth_scope)?,
             ],
+            // its templates live in the spec
+            Auth::OAuth2ClientCredentials(_) | Auth::OAuth2JwtBearer(_) => Vec::new(),
         };
         let mut query = Vec::new();
         for (k, v) in &raw.request.query {
@@ -825,6 +1175,50 @@ impl Validator<'_> {
             ));
         }
         let path = self.template("request.path", &raw.request.path, &request_scope)?;
+        let path_choice = match &raw.request.path_choice {
+            None => None,
+            Some(choice) => {
+                let field = config
+                    .iter()
+                    .find(|f| f.name == choice.config)
+                    .ok_or_else(|| {
+                        self.err(
+                            "request.path_choice.config",
+                            format!("no config field {:?} is declared", choice.config),
+                        )
+                    })?;
+                if field.choices.is_empty() {
+                    return Err(self.err(
+                        "request.path_choice.config",
+                        format!("config field {:?} must declare `choices`", field.name),
+                    ));
+                }
+                let mut paths = BTreeMap::new();
+                for c in &field.choices {
+                    let text = choice.paths.get(c).ok_or_else(|| {
+                        self.err(
+                            "request.path_choice.paths",
+                            format!("no path for the choice {c:?}"),
+                        )
+                    })?;
+                    let key = format!("request.path_choice.paths.{c}");
+                    if !text.starts_with('/') {
+                        return Err(self.err(&key, "must start with `/`"));
+                    }
+                    paths.insert(c.clone(), self.template(&key, text, &request_scope)?);
+                }
+                if let Some(extra) = choice.paths.keys().find(|k| !field.choices.contains(k)) {
+                    return Err(self.err(
+                        &format!("request.path_choice.paths.{extra}"),
+                        format!(
+                            "{extra:?} is not one of the choices of config.{}",
+                            field.name
+                        ),
+                    ));
+                }
+                Some((field.name.clone(), paths))
+            }
+        };
         if !raw.request.path.starts_with('/') {
             return Err(self.err("request.path", "must start with `/`"));
         }
@@ -960,6 +1354,9 @@ impl Validator<'_> {
             auth_templates,
             request: RequestSpec {
                 path,
+                path_choice,
+                method: raw.request.method,
+                body,
                 query,
                 headers,
                 since: SinceSpec {
@@ -969,6 +1366,7 @@ impl Validator<'_> {
                 },
             },
             pagination,
+            pagination_more,
             cursor: CursorSpec {
                 kind: raw.cursor.kind,
                 order: raw.cursor.order,
@@ -1021,7 +1419,23 @@ impl Validator<'_> {
         let mut changes = Vec::new();
         for (i, c) in m.changes.into_iter().enumerate() {
             let k = format!("map.changes[{i}]");
+            let (list, field) = match (c.list.as_deref(), c.field.as_deref()) {
+                (Some(l), Some(f)) => (
+                    Some((
+                        self.path(&format!("{k}.list"), l)?,
+                        self.path(&format!("{k}.field"), f)?,
+                    )),
+                    None,
+                ),
+                (None, None) => (None, None),
+                (Some(_), None) => {
+                    return Err(self.err(&format!("{k}.field"), "is required with `list`"))
+                }
+                (None, Some(f)) => (None, Some(self.path(&format!("{k}.field"), f)?)),
+            };
             changes.push(ChangesSpec {
+                list,
+                field,
                 each: c
                     .each
                     .as_deref()
@@ -1047,6 +1461,15 @@ impl Validator<'_> {
                 severity: r.severity,
             });
         }
+        if m.event_type.is_none() && m.default_event_type.is_none() {
+            return Err(self.err(
+                "map.event_type",
+                "give `event_type` paths, a `default_event_type`, or both",
+            ));
+        }
+        if m.default_event_type.as_deref() == Some("") {
+            return Err(self.err("map.default_event_type", "must not be empty"));
+        }
         if m.outcome.path.is_none()
             && (!m.outcome.success.is_empty() || !m.outcome.failure.is_empty())
         {
@@ -1054,7 +1477,14 @@ impl Validator<'_> {
         }
         Ok(Mapping {
             source_id: self.paths("map.source_id", m.source_id)?,
-            event_type: self.paths("map.event_type", m.event_type)?,
+            source_id_join: m
+                .source_id_join
+                .iter()
+                .enumerate()
+                .map(|(i, p)| self.path(&format!("map.source_id_join[{i}]"), p))
+                .collect::<Result<_, _>>()?,
+            event_type: self.opt_paths("map.event_type", m.event_type)?,
+            default_event_type: m.default_event_type,
             time: self.paths("map.time.path", m.time.path)?,
             time_format: m.time.format,
             description: self.opt_paths("map.description", m.description)?,

@@ -19,10 +19,11 @@ use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use super::definition::{
-    Auth, Connector, CursorKind, Order, Pagination, ResetFormat, TimeParamFormat,
+    Auth, Connector, CursorKind, HttpMethod, Order, Pagination, ResetFormat, TimeParamFormat,
 };
 use super::integrations::Status;
 use super::normalise::{normalise, page_records, RecordError};
+use super::paging::PostPosition;
 use super::ratelimit::RateGate;
 use super::template::{escape_path_segment, no_escape, Values};
 use crate::config::Secret;
@@ -173,12 +174,14 @@ pub fn http_client(tuning: &PollTuning) -> reqwest::Client {
         .expect("the TLS backend initialises")
 }
 
-struct Page {
+pub(super) struct Page {
     records: Vec<Box<RawValue>>,
     next: Option<String>,
+    /// `pagination.more` as the page said it (`Some(false)`: nothing more now).
+    more: Option<bool>,
 }
 
-enum Attempt {
+pub(super) enum Attempt {
     Done(Page),
     /// Wait this long, then try again without counting an attempt.
     RateLimited(Duration, String),
@@ -187,6 +190,8 @@ enum Attempt {
     Fatal(CycleError),
     /// The persisted link was refused: restart the walk from the time cursor.
     LinkRefused(u16),
+    /// 401 to a fetched OAuth2 token: fetch a new one and try once more.
+    StaleToken,
 }
 
 impl PollContext {
@@ -236,14 +241,29 @@ impl PollContext {
     pub fn first_url(&self, since: Micros) -> Result<String, CycleError> {
         let mut url = self.base_url()?;
         let c = &self.connector.request;
-        let path = c
-            .path
+        let path_template = c
+            .path_choice
+            .as_ref()
+            .and_then(|(field, paths)| paths.get(self.config.get(field)?))
+            .unwrap_or(&c.path);
+        let path = path_template
             .render(&self.values(None), escape_path_segment)
             .ok_or_else(|| {
                 CycleError::Config("request.path needs a config value that is not set".into())
             })?;
         let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
         url.set_path(&joined);
+        if c.method == HttpMethod::Post {
+            // the body carries the time: the position is kept in the fragment (never sent)
+            let time = format_time_param(since, c.since.format);
+            let v = c
+                .since
+                .template
+                .render(&self.values(Some(&time)), no_escape)
+                .unwrap_or(time);
+            url.set_fragment(Some(&super::paging::post_position(PostPosition::Since, &v)));
+            return Ok(url.to_string());
+        }
         {
             let mut q = url.query_pairs_mut();
             for (k, t) in &c.query {
@@ -279,7 +299,13 @@ impl PollContext {
     }
 
     fn request(&self, url: &str) -> Result<reqwest::RequestBuilder, CycleError> {
-        let mut req = self.http.get(url);
+        let mut req = match self.connector.request.method {
+            HttpMethod::Get => self.http.get(url),
+            HttpMethod::Post => {
+                let (endpoint, body) = super::paging::post_request(&self.connector, url)?;
+                self.http.post(endpoint).json(&body)
+            }
+        };
         for (name, t) in &self.connector.request.headers {
             if let Some(v) = t.render(&self.values(None), no_escape) {
                 req = req.header(name.as_str(), v);
@@ -297,6 +323,8 @@ impl PollContext {
                 hv.set_sensitive(true);
                 req.header(header.as_str(), hv)
             }
+            // the bearer token is added by `attempt` (fetching it is async)
+            Auth::OAuth2ClientCredentials(_) | Auth::OAuth2JwtBearer(_) => req,
             Auth::Basic { .. } => {
                 let user = self.connector.auth_templates[0]
                     .render(&self.values(None), no_escape)
@@ -348,7 +376,14 @@ impl PollContext {
 
     async fn attempt(&self, url: &str, from_saved_link: bool) -> Result<Attempt, CycleError> {
         let started = Instant::now();
-        let sent = self.request(url)?.send().await;
+        let mut req = self.request(url)?;
+        if self.connector.auth.fetches_tokens() {
+            match self.oauth2_bearer().await {
+                Ok(value) => req = req.header(reqwest::header::AUTHORIZATION, value),
+                Err(a) => return Ok(a),
+            }
+        }
+        let sent = req.send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -420,6 +455,9 @@ impl PollContext {
                 ));
             }
         }
+        if status == StatusCode::UNAUTHORIZED && self.connector.auth.fetches_tokens() {
+            return Ok(Attempt::StaleToken);
+        }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Ok(Attempt::Fatal(CycleError::CredentialsRejected(format!(
                 "HTTP {}",
@@ -439,7 +477,7 @@ impl PollContext {
                 quote(&body)
             ))));
         }
-        let records = match page_records(&body, &self.connector.records) {
+        let records: Vec<Box<RawValue>> = match page_records(&body, &self.connector.records) {
             Ok(r) => r.into_iter().map(|r| r.to_owned()).collect(),
             Err(RecordError::Vendor(m))
                 if self.connector.records.credential_errors.contains(&m) =>
@@ -465,6 +503,11 @@ impl PollContext {
         };
         let next = match &self.connector.pagination {
             Pagination::LinkHeader => next_link(&headers).and_then(|l| self.same_origin(&l)),
+            Pagination::BodyCursor { path, param }
+                if self.connector.request.method == HttpMethod::Post =>
+            {
+                super::paging::post_next(url, &body, path, param)
+            }
             Pagination::BodyCursor { path, param } => {
                 let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 let token = super::path::JsonPath::parse(path)
@@ -489,9 +532,31 @@ impl PollContext {
                     None => None,
                 }
             }
+            Pagination::Offset { param, unit, start } => {
+                super::paging::offset_next(url, records.len(), param, *unit, *start)?
+            }
+            Pagination::LastRecord { path, param } => {
+                super::paging::last_record_next(url, &records, path, param)?
+            }
+            Pagination::NextUrlInBody { path } => {
+                let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                super::path::JsonPath::parse(path)
+                    .ok()
+                    .and_then(|p| p.get(&parsed).and_then(|v| v.as_str()).map(str::to_string))
+                    .filter(|t| !t.is_empty())
+                    .and_then(|l| self.same_origin(&l))
+            }
             Pagination::None => None,
         };
-        Ok(Attempt::Done(Page { records, next }))
+        let more = self.connector.pagination_more.as_ref().and_then(|p| {
+            let parsed: serde_json::Value = serde_json::from_str(&body).ok()?;
+            p.get(&parsed)?.as_bool()
+        });
+        Ok(Attempt::Done(Page {
+            records,
+            next,
+            more,
+        }))
     }
 
     /// Fetches one page: waits at the rate gate, honours rate limits, retries transient faults
@@ -503,6 +568,7 @@ impl PollContext {
     ) -> Result<Result<Page, u16>, CycleError> {
         let mut failures = 0u32;
         let mut waits = 0u32;
+        let mut token_refreshed = false;
         loop {
             while let Some(w) = self.gate.next_wait() {
                 self.sleep(w).await?;
@@ -511,6 +577,16 @@ impl PollContext {
                 Attempt::Done(page) => return Ok(Ok(page)),
                 Attempt::LinkRefused(code) => return Ok(Err(code)),
                 Attempt::Fatal(e) => return Err(e),
+                Attempt::StaleToken => {
+                    if token_refreshed {
+                        return Err(CycleError::CredentialsRejected(
+                            "HTTP 401 with a newly fetched token".into(),
+                        ));
+                    }
+                    token_refreshed = true;
+                    self.forget_oauth2_token();
+                    tracing::info!(integration = %self.id(), "HTTP 401: fetching a new access token");
+                }
                 Attempt::RateLimited(wait, why) => {
                     waits += 1;
                     let wait = wait.min(self.tuning.max_wait);
@@ -803,7 +879,8 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
         let page_empty = page.records.is_empty();
         // a next link that names the page just fetched makes no progress: the walk ends here
         // (a vendor that keeps answering the same last record must not spin a cycle forever)
-        let stalled = page.next.as_deref() == Some(url.as_str());
+        // `pagination.more = false` also ends the walk (the next position is still kept)
+        let stalled = page.next.as_deref() == Some(url.as_str()) || page.more == Some(false);
         let walk_done = match (spec.order, spec.kind) {
             (Order::Ascending, CursorKind::NextLink) => {
                 cursor.high_water = cursor.high_water.max(page_max);

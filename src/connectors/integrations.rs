@@ -340,6 +340,12 @@ fn check_fields(
             Some(v) if v.trim().is_empty() => {
                 return Err(invalid(format!("{kind}.{}", f.name), "must not be empty"))
             }
+            Some(v) if !f.choices.is_empty() && !f.choices.contains(v) => {
+                return Err(invalid(
+                    format!("{kind}.{}", f.name),
+                    format!("must be one of {}", f.choices.join(", ")),
+                ))
+            }
             _ => {}
         }
     }

@@ -12,9 +12,14 @@ pub mod definition;
 pub mod engine;
 pub mod integrations;
 pub mod normalise;
+pub mod oauth;
+pub mod paging;
 pub mod path;
 pub mod ratelimit;
 pub mod template;
+
+#[cfg(test)]
+mod catalogue_tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,12 +29,60 @@ pub use definition::{Connector, DefinitionError};
 /// The definitions compiled into the binary: (file, text).
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "connectors/atlassian_admin.toml",
+        include_str!("../../connectors/atlassian_admin.toml"),
+    ),
+    (
+        "connectors/auth0.toml",
+        include_str!("../../connectors/auth0.toml"),
+    ),
+    (
+        "connectors/cloudflare.toml",
+        include_str!("../../connectors/cloudflare.toml"),
+    ),
+    (
+        "connectors/entra_audits.toml",
+        include_str!("../../connectors/entra_audits.toml"),
+    ),
+    (
+        "connectors/entra_signins.toml",
+        include_str!("../../connectors/entra_signins.toml"),
+    ),
+    (
         "connectors/github.toml",
         include_str!("../../connectors/github.toml"),
     ),
     (
+        "connectors/github_enterprise.toml",
+        include_str!("../../connectors/github_enterprise.toml"),
+    ),
+    (
+        "connectors/gitlab.toml",
+        include_str!("../../connectors/gitlab.toml"),
+    ),
+    (
+        "connectors/google_workspace.toml",
+        include_str!("../../connectors/google_workspace.toml"),
+    ),
+    (
+        "connectors/jira.toml",
+        include_str!("../../connectors/jira.toml"),
+    ),
+    (
         "connectors/okta.toml",
         include_str!("../../connectors/okta.toml"),
+    ),
+    (
+        "connectors/onepassword_audit.toml",
+        include_str!("../../connectors/onepassword_audit.toml"),
+    ),
+    (
+        "connectors/onepassword_itemusages.toml",
+        include_str!("../../connectors/onepassword_itemusages.toml"),
+    ),
+    (
+        "connectors/onepassword_signins.toml",
+        include_str!("../../connectors/onepassword_signins.toml"),
     ),
     (
         "connectors/slack.toml",
@@ -316,9 +369,20 @@ mod tests {
     fn unknown_connector_lists_the_known() {
         let r = Registry::builtin().expect("builtin definitions are valid");
         let e = r.get("zoom").expect_err("unknown");
-        assert_eq!(
-            e.to_string(),
-            "unknown connector \"zoom\" (known: github, okta, slack)"
+        assert!(
+            e.to_string()
+                .starts_with("unknown connector \"zoom\" (known: "),
+            "{e}"
         );
+        for known in [
+            "auth0",
+            "entra_audits",
+            "entra_signins",
+            "github",
+            "okta",
+            "slack",
+        ] {
+            assert!(e.to_string().contains(known), "{e}");
+        }
     }
 }

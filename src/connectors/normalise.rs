@@ -158,6 +158,15 @@ fn lookup<T: Clone>(l: &Lookup<T>, v: &Value) -> T {
             .text(v)
             .and_then(|s| table.get(&s).cloned().or_else(|| parse(&s)))
             .unwrap_or_else(|| default.clone()),
+        Lookup::Present { entries, default } => entries
+            .iter()
+            .find(|(p, _)| match p.get(v) {
+                None | Some(Value::Null) => false,
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(_) => true,
+            })
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| default.clone()),
     }
 }
 
@@ -205,6 +214,14 @@ pub fn parse_time(value: &Value, format: TimeFormat) -> Option<Micros> {
             _ => as_number()?.checked_mul(1_000_000),
         },
         TimeFormat::Rfc3339 => crate::time::parse_rfc3339(value.as_str()?),
+        TimeFormat::Iso8601 => {
+            let text = value.as_str()?.trim();
+            crate::time::parse_rfc3339(text).or_else(|| {
+                chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+                    .ok()
+                    .map(|d| d.timestamp_micros())
+            })
+        }
     }
 }
 
@@ -235,14 +252,27 @@ pub fn normalise(
         index,
         message: format!("time {time_value} is not {:?}", map.time_format),
     })?;
-    let source_id = map
-        .source_id
-        .text(&record)
+    let joined: Option<Vec<String>> = (!map.source_id_join.is_empty()).then(|| {
+        map.source_id_join
+            .iter()
+            .filter_map(|p| match p.get(&record)? {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect()
+    });
+    let source_id = joined
+        .filter(|parts| parts.len() == map.source_id_join.len())
+        .map(|parts| parts.join("/"))
+        .or_else(|| map.source_id.text(&record))
         .map(clip)
         .unwrap_or_else(|| content_hash(&record));
     let event_type = map
         .event_type
-        .text(&record)
+        .as_ref()
+        .and_then(|p| p.text(&record))
+        .or_else(|| map.default_event_type.clone())
         .map(clip)
         .unwrap_or_else(|| "unknown".into());
     let rule = classify(&map.rules, &event_type);
@@ -314,7 +344,41 @@ pub fn normalise(
             },
         };
         for element in elements {
-            diff_objects(spec.old.get(element), spec.new.get(element), &mut changes);
+            match &spec.list {
+                None if spec.field.is_some() => {
+                    let name = match spec.field.as_ref().and_then(|f| f.get(element)) {
+                        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                        _ => continue,
+                    };
+                    if changes.len() < MAX_CHANGES {
+                        changes.push(Change {
+                            field: clip(name),
+                            old: spec.old.get(element).cloned().unwrap_or(Value::Null),
+                            new: spec.new.get(element).cloned().unwrap_or(Value::Null),
+                        });
+                    }
+                }
+                None => diff_objects(spec.old.get(element), spec.new.get(element), &mut changes),
+                Some((list, field)) => {
+                    let Some(Value::Array(items)) = list.get(element) else {
+                        continue;
+                    };
+                    for item in items {
+                        let name = match field.get(item) {
+                            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                            Some(Value::Number(n)) => n.to_string(),
+                            _ => continue,
+                        };
+                        if changes.len() < MAX_CHANGES {
+                            changes.push(Change {
+                                field: clip(name),
+                                old: spec.old.get(item).cloned().unwrap_or(Value::Null),
+                                new: spec.new.get(item).cloned().unwrap_or(Value::Null),
+                            });
+                        }
+                    }
+                }
+            }
         }
     }
     let raw_box =

@@ -1,4 +1,5 @@
-//! Dotted paths into a vendor's JSON record (`actor.user.id`, `@timestamp`, `target.0.id`),
+//! Dotted paths into a vendor's JSON record (`actor.user.id`, `@timestamp`, `target.0.id`,
+//! `@odata\.nextLink` for a key that holds a dot),
 //! with indirect segments (`entity.{entity.type}.id`) for records keyed by their own type field
 
 use std::borrow::Cow;
@@ -11,6 +12,12 @@ enum Segment {
     Key(String),
     /// The key is the string found at this path (from the same root).
     Indirect(JsonPath),
+    /// `[name=USER_EMAIL]`: the first element of an array whose `name` is that string
+    /// (Google's `parameters[]`, lists of `{name, value}` pairs).
+    Match {
+        key: String,
+        value: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +38,17 @@ impl JsonPath {
             if s.is_empty() {
                 return Err(format!("path {text:?} has an empty segment"));
             }
-            if let Some(inner) = s.strip_prefix('{') {
+            if let Some(inner) = s.strip_prefix('[') {
+                let (key, value) = inner
+                    .strip_suffix(']')
+                    .and_then(|i| i.split_once('='))
+                    .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                    .ok_or_else(|| format!("path {text:?}: write a match as `[key=value]`"))?;
+                segments.push(Segment::Match {
+                    key: key.to_string(),
+                    value: value.replace("\\.", "."),
+                });
+            } else if let Some(inner) = s.strip_prefix('{') {
                 let inner = inner
                     .strip_suffix('}')
                     .ok_or_else(|| format!("path {text:?}: `{{` must close a whole segment"))?;
@@ -39,12 +56,19 @@ impl JsonPath {
             } else if s.contains(['{', '}']) {
                 return Err(format!("path {text:?}: braces must wrap a whole segment"));
             } else {
-                segments.push(Segment::Key(s.to_string()));
+                segments.push(Segment::Key(s.replace("\\.", ".")));
             }
             Ok(())
         };
+        let mut escaped = false;
         for (i, &b) in bytes.iter().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
             match b {
+                // `\.` is a dot inside a key (`@odata\.nextLink`)
+                b'\\' if bytes.get(i + 1) == Some(&b'.') => escaped = true,
                 b'{' => depth += 1,
                 b'}' => {
                     depth = depth
@@ -74,16 +98,23 @@ impl JsonPath {
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {
             Segment::Key(k) => Some(k.as_str()),
-            Segment::Indirect(_) => None,
+            Segment::Indirect(_) | Segment::Match { .. } => None,
         })
     }
 
     pub fn get<'a>(&self, root: &'a Value) -> Option<&'a Value> {
         let mut current = root;
         for segment in &self.segments {
+            if let Segment::Match { key, value } = segment {
+                current = current.as_array()?.iter().find(|item| {
+                    item.get(key.as_str()).and_then(Value::as_str) == Some(value.as_str())
+                })?;
+                continue;
+            }
             let key: Cow<'_, str> = match segment {
                 Segment::Key(k) => Cow::Borrowed(k.as_str()),
                 Segment::Indirect(p) => Cow::Owned(p.get(root)?.as_str()?.to_string()),
+                Segment::Match { .. } => continue,
             };
             current = match current {
                 Value::Object(map) => map.get(key.as_ref())?,
@@ -183,6 +214,27 @@ mod tests {
         let indirect = JsonPath::parse("entity.{entity.type}.id").unwrap();
         assert_eq!(indirect.get(&v), Some(&serde_json::json!("C1")));
         assert!(JsonPath::parse("a..b").is_err());
+        let params =
+            serde_json::json!({"p": [{"name": "A", "value": 1}, {"name": "B", "value": 2}]});
+        assert_eq!(
+            JsonPath::parse("p.[name=B].value").unwrap().get(&params),
+            Some(&serde_json::json!(2))
+        );
+        assert_eq!(
+            JsonPath::parse("p.[name=C].value").unwrap().get(&params),
+            None
+        );
+        assert!(JsonPath::parse("p.[name].value").is_err());
+        assert!(!JsonPath::parse("p.[name=B]").unwrap().is_plain());
+        let dotted = serde_json::json!({"@odata.nextLink": "https://x/next", "a": {"b.c": 1}});
+        assert_eq!(
+            JsonPath::parse(r"@odata\.nextLink").unwrap().get(&dotted),
+            Some(&serde_json::json!("https://x/next"))
+        );
+        assert_eq!(
+            JsonPath::parse(r"a.b\.c").unwrap().get(&dotted),
+            Some(&serde_json::json!(1))
+        );
         assert!(JsonPath::parse("a.{b").is_err());
         let list = PathList::from(OneOrMany::Many(vec!["missing".into(), "@timestamp".into()]))
             .validated()

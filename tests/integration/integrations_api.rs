@@ -31,7 +31,26 @@ async fn config_is_validated_against_the_connector() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(names, ["github", "okta", "slack"]);
+    assert_eq!(
+        names,
+        [
+            "atlassian_admin",
+            "auth0",
+            "cloudflare",
+            "entra_audits",
+            "entra_signins",
+            "github",
+            "github_enterprise",
+            "gitlab",
+            "google_workspace",
+            "jira",
+            "okta",
+            "onepassword_audit",
+            "onepassword_itemusages",
+            "onepassword_signins",
+            "slack"
+        ]
+    );
     for connector in c["connectors"].as_array().expect("list") {
         let config = connector["config"].as_array().expect("fields");
         assert!(
@@ -65,7 +84,7 @@ async fn config_is_validated_against_the_connector() {
     expect_400(
         &api,
         json!({"name": "gh", "connector": "zoom", "config": {}, "credentials": {}}),
-        "known: github, okta, slack",
+        "known: atlassian_admin, auth0, cloudflare, entra_audits, entra_signins, github,",
     )
     .await;
     expect_400(&api, json!({"name": "gh", "connector": "github", "config": {"org": "o"}, "credentials": {"token": "t"}, "schedule": "every minute"}), "schedule").await;

@@ -1,6 +1,8 @@
 //! The one integration-test binary: every test starts a real hub on 127.0.0.1 with a temp data
 //! dir and drives it over HTTP; vendors are emulated on loopback
 
+mod catalogue;
+mod catalogue_emu;
 mod common;
 mod conformance;
 mod crash;

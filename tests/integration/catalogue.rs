@@ -1,0 +1,790 @@
+//! The connector catalogue against its loopback emulators: pagination, cursor and auth flow of
+//! each vendor (the token endpoint included for OAuth2 vendors), plus the conformance cases
+//! every connector passes (duplicates across pages, 429, 5xx, truncated JSON, restart, late
+//! events inside the overlap, empty polls)
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::catalogue_emu::{CatEmu, CatFault, CatVendor};
+use crate::helpers::{captured_logs, spawn_hub, unique_source_ids, Api};
+
+/// Asks for a cycle now (idle backoff would otherwise skip fires).
+async fn poll_now(api: &Api, id: &str) {
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/integrations/{id}/poll"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+}
+
+const CLIENT_ID: &str = "8a1c7e4e-client";
+const SECRET: &str = "client-secret-for-tests";
+
+fn oauth_credentials() -> Value {
+    json!({"client_id": CLIENT_ID, "client_secret": SECRET})
+}
+
+fn integration(emu: &CatEmu, vendor: CatVendor, name: &str, credentials: Value) -> Value {
+    json!({"name": name, "connector": vendor.connector(), "config": emu.config(),
+        "credentials": credentials, "schedule": "* * * * * *", "backfill": "P2D",
+        "requests_per_minute": 6000})
+}
+
+/// The conformance cases of tests/integration/conformance.rs, for a catalogue emulator.
+async fn conformance(vendor: CatVendor, credentials: Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(vendor, CLIENT_ID, SECRET, 6).await;
+    emu.state.lock().expect("lock").repeat_across_pages = true;
+    emu.add_recent(40, 86_400);
+    emu.fault(CatFault::Status(429, Some(1)));
+    emu.fault(CatFault::Status(500, None));
+    emu.fault(CatFault::Truncated);
+    let name = format!("conformance-{}", vendor.connector());
+    let id = {
+        let hub = spawn_hub(dir.path()).await;
+        let api = Api::new(&hub);
+        let created = api
+            .create_integration(integration(&emu, vendor, &name, credentials.clone()))
+            .await;
+        let id = created["id"].as_str().expect("id").to_string();
+        let events = api.wait_for_events(&id, 40, 30).await;
+        assert_eq!(unique_source_ids(&events), emu.ids(), "backfill");
+        api.wait_for(&id, "live", 10, |v| v["state"] == "live")
+            .await;
+        hub.stop().await.expect("stops");
+        id
+    };
+    let now = chrono::Utc::now().timestamp_micros();
+    emu.add_events(&[now - 120_000_000, now - 5_000_000]);
+    emu.add_recent(9, 20);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let events = api.wait_for_events(&id, 51, 30).await;
+    assert_eq!(unique_source_ids(&events), emu.ids(), "after restart");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/integrations/{id}/poll"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(api.events(&id).await.len(), 51);
+    let v = api
+        .wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    assert_eq!(v["last_error"], Value::Null);
+    hub.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_audits_conformance() {
+    conformance(CatVendor::EntraAudits, oauth_credentials()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_signins_conformance() {
+    conformance(CatVendor::EntraSignIns, oauth_credentials()).await;
+}
+
+/// Client credentials at the token endpoint, one token for every page and cycle while it is
+/// valid, `$filter ... ge`, `$orderby`, `@odata.nextLink` followed as is, 429 Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_token_filter_next_link_and_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::EntraAudits, CLIENT_ID, SECRET, 5).await;
+    emu.add_recent(23, 3600);
+    emu.fault(CatFault::Status(429, Some(1)));
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::EntraAudits,
+            "entra",
+            oauth_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 23, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    // more cycles run (every second); still the one token
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tokens = emu.token_requests();
+    assert_eq!(tokens.len(), 1, "one token, cached");
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&tokens[0].body).expect("form");
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["client_id"], CLIENT_ID);
+    assert_eq!(form["client_secret"], SECRET);
+    assert_eq!(form["scope"], "https://graph.microsoft.com/.default");
+    assert_eq!(tokens[0].path, "/contoso.onmicrosoft.com/oauth2/v2.0/token");
+    let api_requests = emu.api_requests();
+    assert!(api_requests
+        .iter()
+        .all(|r| r.authorization == "Bearer emu-access-token-1"));
+    let first = &api_requests[0];
+    assert_eq!(first.status, 429);
+    let q: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&first.query).expect("query");
+    assert!(q["$filter"].starts_with("activityDateTime ge 20"), "{q:?}");
+    assert_eq!(q["$orderby"], "activityDateTime desc");
+    // Retry-After: 1 was honoured
+    assert!(api_requests[1].at.duration_since(first.at) >= Duration::from_millis(950));
+    // the next links were followed: 23 records at 5 a page
+    assert!(
+        api_requests
+            .iter()
+            .filter(|r| r.query.contains("skiptoken"))
+            .count()
+            >= 4
+    );
+    // a later cycle asks from the high-water mark minus the overlap (15 min), not the backfill
+    let last: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&api_requests.last().expect("requests").query).expect("q");
+    let since = last["$filter"]
+        .strip_prefix("activityDateTime ge ")
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .expect("filter time");
+    let age = chrono::Utc::now().signed_duration_since(since);
+    assert!(age < chrono::Duration::minutes(30), "{age}");
+    hub.stop().await.expect("stops");
+}
+
+/// A token the vendor stops accepting (401) is fetched again once and the page retried; a
+/// refused client is a credentials error; a rate-limited token endpoint is waited out; a token
+/// near its expiry is replaced before it is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_token_401_refused_client_and_expiry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::EntraSignIns, CLIENT_ID, SECRET, 50).await;
+    emu.add_recent(5, 600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::EntraSignIns,
+            "entra-signins",
+            oauth_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    api.wait_for_events(&id, 5, 20).await;
+    assert_eq!(emu.token_requests().len(), 1);
+    // the vendor revokes the token: one 401, a new token, the same page again
+    emu.revoke_tokens();
+    emu.add_recent(3, 5);
+    api.wait_for_events(&id, 8, 20).await;
+    let v = api.integration(&id).await;
+    assert_eq!(v["last_error"], Value::Null, "{v:#}");
+    assert_eq!(emu.token_requests().len(), 2);
+    let statuses: Vec<u16> = emu.api_requests().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // a client the token endpoint refuses: credentials rejected, the vendor's text left out
+    let bad = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::EntraSignIns,
+            "entra-bad",
+            json!({"client_id": CLIENT_ID, "client_secret": "wrong"}),
+        ))
+        .await;
+    let bad_id = bad["id"].as_str().expect("id").to_string();
+    let v = api
+        .wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
+        .await;
+    let err = v["last_error"].as_str().unwrap_or("");
+    assert!(err.starts_with("credentials rejected"), "{err}");
+    assert!(err.contains("invalid_client"), "{err}");
+    assert!(!err.contains("AADSTS"), "vendor free text stays out: {err}");
+    assert!(emu
+        .api_requests()
+        .iter()
+        .all(|r| r.authorization.starts_with("Bearer emu-access-token")));
+
+    // a rate-limited token endpoint is waited out, not a credentials error
+    emu.revoke_tokens();
+    emu.fault(CatFault::TokenStatus(429, Some(1)));
+    emu.add_recent(2, 5);
+    api.wait_for_events(&id, 10, 20).await;
+    let v = api.integration(&id).await;
+    assert_eq!(v["state"], "live", "{v:#}");
+    assert_eq!(v["last_error"], Value::Null, "{v:#}");
+    hub.stop().await.expect("stops");
+
+    // tokens that live 3 s: cycles every second replace them before they expire, so the API
+    // never sees an expired one
+    let emu = CatEmu::start(CatVendor::EntraSignIns, CLIENT_ID, SECRET, 50).await;
+    emu.state.lock().expect("lock").token_lifetime = 3;
+    emu.add_recent(4, 600);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::EntraSignIns,
+            "entra-short-tokens",
+            oauth_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    api.wait_for_events(&id, 4, 20).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while emu.token_requests().len() < 3 && tokio::time::Instant::now() < deadline {
+        emu.add_recent(1, 1);
+        poll_now(&api, &id).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        emu.token_requests().len() >= 3,
+        "tokens replaced before expiry"
+    );
+    let statuses: Vec<u16> = emu.api_requests().iter().map(|r| r.status).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    hub.stop().await.expect("stops");
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// The leak check of integrations_api.rs for OAuth2: a planted client secret and the access
+/// token the vendor hands out appear in no response, metric, export, log line or stored file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_secrets_and_tokens_never_leak() {
+    const PLANTED_SECRET: &str = "planted-client-s3cret-93e1";
+    const TOKEN_PREFIX: &str = "planted-access-t0ken-5c2b";
+    const REJECTED: &str = "rejected-client-s3cret-11aa";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let emu = CatEmu::start(CatVendor::EntraAudits, CLIENT_ID, PLANTED_SECRET, 4).await;
+    emu.state.lock().expect("lock").token_prefix = TOKEN_PREFIX.into();
+    emu.add_recent(9, 3600);
+    let mut outputs: Vec<String> = Vec::new();
+    let body = integration(
+        &emu,
+        CatVendor::EntraAudits,
+        "entra-leak",
+        json!({"client_id": CLIENT_ID, "client_secret": PLANTED_SECRET}),
+    );
+    let (status, created) = api
+        .call(Method::POST, "/api/v1/integrations", Some(body))
+        .await;
+    assert_eq!(status, 201);
+    outputs.push(created.clone());
+    let id = serde_json::from_str::<Value>(&created).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    api.wait_for_events(&id, 9, 20).await;
+    // a 401 path and a refused client: error paths log too
+    emu.revoke_tokens();
+    let bad = integration(
+        &emu,
+        CatVendor::EntraAudits,
+        "entra-leak-bad",
+        json!({"client_id": CLIENT_ID, "client_secret": REJECTED}),
+    );
+    let (_, text) = api
+        .call(Method::POST, "/api/v1/integrations", Some(bad))
+        .await;
+    outputs.push(text.clone());
+    let bad_id = serde_json::from_str::<Value>(&text).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    api.wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(emu.token_requests().len() >= 2, "a token was fetched again");
+    for path in [
+        "/api/v1/integrations".to_string(),
+        format!("/api/v1/integrations/{id}"),
+        format!("/api/v1/integrations/{bad_id}"),
+        "/api/v1/connectors".to_string(),
+        "/api/v1/events?limit=1000".to_string(),
+        "/api/v1/events?integration=trailhub&limit=1000".to_string(),
+        "/api/v1/events/export?format=ndjson".to_string(),
+        "/api/v1/events/export?format=csv".to_string(),
+        "/metrics".to_string(),
+    ] {
+        let (status, text) = api.call(Method::GET, &path, None).await;
+        assert!(status < 500, "{path}: {status}");
+        outputs.push(format!("{path}\n{text}"));
+    }
+    hub.stop().await.expect("stops");
+    let logs = captured_logs();
+    assert!(
+        logs.contains(&format!("integration={id}")),
+        "the log capture works"
+    );
+    outputs.push(logs);
+    for secret in [PLANTED_SECRET, TOKEN_PREFIX, REJECTED] {
+        for out in &outputs {
+            assert!(
+                !out.contains(secret),
+                "{secret} leaked in:\n{}",
+                &out[..out.len().min(2000)]
+            );
+        }
+        let hits = files_containing(dir.path(), secret.as_bytes());
+        assert!(hits.is_empty(), "{secret} stored in clear in {hits:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_conformance() {
+    conformance(CatVendor::Auth0, oauth_credentials()).await;
+}
+
+/// Auth0: a client-credentials token with the Management API audience; the walk is seeded by a
+/// date search, then continues with `from=<last log_id>&take=100`; the request with the newest
+/// log_id is the cursor, polled again after an empty page, and finds late-stamped events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_checkpoint_walk_and_token_audience() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::Auth0, CLIENT_ID, SECRET, 4).await;
+    emu.add_recent(11, 3600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::Auth0,
+            "auth0",
+            oauth_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 11, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let v = api
+        .wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    let next = v["cursor"]["next"].as_str().expect("a saved checkpoint");
+    assert!(next.contains("from=900"), "{next}");
+    let tokens = emu.token_requests();
+    assert_eq!(tokens.len(), 1);
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&tokens[0].body).expect("form");
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["audience"], format!("{}/api/v2/", emu.url));
+    assert_eq!(form["client_secret"], SECRET);
+    let reqs = emu.api_requests();
+    let first: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&reqs[0].query).expect("query");
+    assert!(first["q"].starts_with("date:[20"), "{first:?}");
+    assert_eq!(first["sort"], "date:1");
+    assert!(!first.contains_key("from"));
+    assert!(reqs[1..].iter().all(|r| r.query.contains("from=900")));
+    assert!(reqs.iter().all(|r| r.query.contains("take=100")));
+    // an event stamped an hour ago that arrives now: found by the checkpoint
+    let late = emu.add_events(&[chrono::Utc::now().timestamp_micros() - 3_600_000_000]);
+    let events = api.wait_for_events(&id, 12, 20).await;
+    assert!(unique_source_ids(&events).contains(&late[0]));
+    hub.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_conformance() {
+    conformance(CatVendor::Gitlab, json!({"token": SECRET})).await;
+}
+
+/// GitLab: `PRIVATE-TOKEN`, keyset newest first with `created_after`, Link rel=next; the
+/// instance endpoint chosen by `config.level`, whose values are checked when saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_keyset_walk_and_level_choice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::Gitlab, "", SECRET, 4).await;
+    emu.add_recent(10, 3600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let mut body = integration(
+        &emu,
+        CatVendor::Gitlab,
+        "gitlab-group",
+        json!({"token": SECRET}),
+    );
+    let created = api.create_integration(body.clone()).await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let reqs = emu.api_requests();
+    assert!(reqs
+        .iter()
+        .all(|r| r.path == "/api/v4/groups/60/audit_events"));
+    let first: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&reqs[0].query).expect("query");
+    assert_eq!(first["pagination"], "keyset");
+    assert_eq!(first["sort"], "desc");
+    assert!(first["created_after"].starts_with("20"));
+    assert!(reqs[1].query.contains("cursor=k"), "the Link was followed");
+
+    // a value outside the field's choices is refused, naming the field
+    body["name"] = json!("gitlab-bad-level");
+    body["config"]["level"] = json!("project");
+    let (status, v) = api
+        .json(Method::POST, "/api/v1/integrations", Some(body.clone()))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("config.level"), "{v}");
+
+    // the instance endpoint
+    body["name"] = json!("gitlab-instance");
+    body["config"] = json!({"base_url": emu.url, "level": "instance"});
+    let created = api.create_integration(body).await;
+    let instance_id = created["id"].as_str().expect("id").to_string();
+    api.wait_for_events(&instance_id, 10, 20).await;
+    assert!(emu
+        .api_requests()
+        .iter()
+        .any(|r| r.path == "/api/v4/audit_events"));
+    // the connector lists the choices
+    let connectors = api.get("/api/v1/connectors").await;
+    assert!(connectors
+        .to_string()
+        .contains("\"choices\":[\"group\",\"instance\"]"));
+    hub.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onepassword_conformance() {
+    conformance(CatVendor::OnePassword, json!({"token": SECRET})).await;
+}
+
+/// 1Password: a reset cursor body first, then `{cursor}` bodies; the cursor is kept after
+/// `has_more: false` and posted again, so events that arrive later (even stamped earlier) come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onepassword_post_cursor_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::OnePassword, "", SECRET, 4).await;
+    emu.add_recent(9, 3600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::OnePassword,
+            "1password",
+            json!({"token": SECRET}),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 9, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let reqs = emu.api_requests();
+    assert!(reqs.iter().all(|r| r.method == "POST"));
+    assert!(reqs
+        .iter()
+        .all(|r| r.authorization == format!("Bearer {SECRET}")));
+    assert!(reqs.iter().all(|r| r.query.is_empty()));
+    let first: Value = serde_json::from_str(&reqs[0].body).expect("json");
+    assert_eq!(first["limit"], 1000);
+    assert!(first["start_time"]
+        .as_str()
+        .expect("start")
+        .starts_with("20"));
+    for r in &reqs[1..] {
+        let b: Value = serde_json::from_str(&r.body).expect("json");
+        let keys: Vec<&String> = b.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["cursor"], "{b}");
+    }
+    let v = api
+        .wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    assert!(v["cursor"]["next"]
+        .as_str()
+        .unwrap_or("")
+        .contains("#cursor="));
+    let late = emu.add_events(&[chrono::Utc::now().timestamp_micros() - 7_200_000_000]);
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert!(unique_source_ids(&events).contains(&late[0]));
+    hub.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jira_conformance() {
+    // the emulator's basic auth is CLIENT_ID:SECRET
+    conformance(
+        CatVendor::Jira,
+        json!({"email": CLIENT_ID, "api_token": SECRET}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_conformance() {
+    conformance(CatVendor::Cloudflare, json!({"token": SECRET})).await;
+}
+
+/// Jira (basic auth, offset/limit, `from`) and Cloudflare (bearer, `since`, `direction=asc`,
+/// `page` until an empty `result`) walk their offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jira_and_cloudflare_offset_walks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let jira = CatEmu::start(CatVendor::Jira, "admin@example.com", SECRET, 4).await;
+    jira.add_recent(10, 3600);
+    let created = api
+        .create_integration(integration(
+            &jira,
+            CatVendor::Jira,
+            "jira",
+            json!({"email": "admin@example.com", "api_token": SECRET}),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert_eq!(unique_source_ids(&events), jira.ids());
+    let offsets: Vec<String> = jira
+        .api_requests()
+        .iter()
+        .take(4)
+        .map(|r| {
+            let q: std::collections::HashMap<String, String> =
+                serde_urlencoded::from_str(&r.query).expect("query");
+            assert!(q["from"].starts_with("20"));
+            q.get("offset").cloned().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(offsets, ["", "4", "8", "10"]);
+
+    let cf = CatEmu::start(CatVendor::Cloudflare, "", SECRET, 4).await;
+    cf.add_recent(9, 3600);
+    let created = api
+        .create_integration(integration(
+            &cf,
+            CatVendor::Cloudflare,
+            "cloudflare",
+            json!({"token": SECRET}),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 9, 20).await;
+    assert_eq!(unique_source_ids(&events), cf.ids());
+    let pages: Vec<String> = cf
+        .api_requests()
+        .iter()
+        .take(4)
+        .map(|r| {
+            let q: std::collections::HashMap<String, String> =
+                serde_urlencoded::from_str(&r.query).expect("query");
+            assert_eq!(q["direction"], "asc");
+            assert!(q["since"].starts_with("20"));
+            q.get("page").cloned().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(pages, ["", "2", "3", "4"]);
+    hub.stop().await.expect("stops");
+}
+
+/// GitHub Enterprise: the organization log's emulator at /enterprises/{enterprise}/audit-log
+/// (same shape): the walk, a 429 and a 5xx on the way, a restart that adds late events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_enterprise_walk_and_restart() {
+    use crate::emulator::{Emulator, Fault, Vendor};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(Vendor::Github, "tok-ent", 6).await;
+    emu.state.lock().expect("lock").repeat_across_pages = true;
+    emu.add_recent(20, 86_400);
+    emu.fault(Fault::Status(429, Some(1)));
+    emu.fault(Fault::Status(502, None));
+    let body = json!({"name": "ghe", "connector": "github_enterprise",
+        "config": {"base_url": emu.url, "enterprise": "octo-ent"},
+        "credentials": {"token": "tok-ent"}, "schedule": "* * * * * *", "backfill": "P2D",
+        "requests_per_minute": 6000});
+    let id = {
+        let hub = spawn_hub(dir.path()).await;
+        let api = Api::new(&hub);
+        let created = api.create_integration(body).await;
+        let id = created["id"].as_str().expect("id").to_string();
+        let events = api.wait_for_events(&id, 20, 30).await;
+        assert_eq!(unique_source_ids(&events), emu.ids());
+        hub.stop().await.expect("stops");
+        id
+    };
+    let now = chrono::Utc::now().timestamp_micros();
+    emu.add_events(&[now - 120_000_000]);
+    emu.add_recent(3, 10);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let events = api.wait_for_events(&id, 24, 30).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let e = events
+        .iter()
+        .find(|e| e["targets"].to_string().contains("octo-corp"));
+    assert!(e.is_some(), "organization targets mapped");
+    assert!(emu
+        .requests()
+        .iter()
+        .all(|r| r.authorization == "Bearer tok-ent"));
+    hub.stop().await.expect("stops");
+}
+
+fn google_credentials() -> Value {
+    json!({"client_email": CLIENT_ID, "private_key": crate::catalogue_emu::GOOGLE_TEST_KEY})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_workspace_conformance() {
+    conformance(CatVendor::Google, google_credentials()).await;
+}
+
+/// Google: the RS256 assertion (iss, sub, scope, aud) is accepted, one token serves every page;
+/// a subject the service account may not act as is refused credentials; a key that is no PEM
+/// is a configuration error; the private key appears in no output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_workspace_jwt_bearer_and_page_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::Google, CLIENT_ID, SECRET, 4).await;
+    emu.add_recent(10, 3600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::Google,
+            "google",
+            google_credentials(),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let tokens = emu.token_requests();
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens.iter().all(|t| t.status == 200));
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&tokens[0].body).expect("form");
+    assert_eq!(
+        form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
+    let reqs = emu.api_requests();
+    assert!(reqs[0].query.contains("startTime=20"));
+    assert!(reqs[1].query.contains("pageToken=p4"), "{}", reqs[1].query);
+
+    let mut wrong_sub = integration(&emu, CatVendor::Google, "google-sub", google_credentials());
+    wrong_sub["config"]["admin_email"] = json!("intruder@example.com");
+    let bad = api.create_integration(wrong_sub).await;
+    let bad_id = bad["id"].as_str().expect("id").to_string();
+    let v = api
+        .wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
+        .await;
+    let err = v["last_error"].as_str().unwrap_or("");
+    assert!(err.starts_with("credentials rejected"), "{err}");
+    assert!(err.contains("unauthorized_client"), "{err}");
+
+    let garbage = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::Google,
+            "google-garbage",
+            json!({"client_email": CLIENT_ID, "private_key": "not a key"}),
+        ))
+        .await;
+    let garbage_id = garbage["id"].as_str().expect("id").to_string();
+    let v = api
+        .wait_for(&garbage_id, "error", 10, |v| v["state"] == "error")
+        .await;
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("private_key"),
+        "{v:#}"
+    );
+    let (_, listing) = api.call(Method::GET, "/api/v1/integrations", None).await;
+    hub.stop().await.expect("stops");
+    let key_body = crate::catalogue_emu::GOOGLE_TEST_KEY
+        .lines()
+        .nth(1)
+        .expect("key line");
+    for out in [listing, captured_logs()] {
+        assert!(!out.contains(key_body), "the private key leaked");
+    }
+    assert!(files_containing(dir.path(), key_body.as_bytes()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atlassian_admin_conformance() {
+    conformance(CatVendor::AtlassianAdmin, json!({"api_key": SECRET})).await;
+}
+
+/// Atlassian organization events-stream: `from` in epoch ms seeds the walk, `meta.next` goes back
+/// as `cursor=`, and the last page's cursor is kept and polled again for new events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atlassian_admin_stream_cursor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = CatEmu::start(CatVendor::AtlassianAdmin, "", SECRET, 4).await;
+    emu.add_recent(9, 3600);
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let created = api
+        .create_integration(integration(
+            &emu,
+            CatVendor::AtlassianAdmin,
+            "atlassian",
+            json!({"api_key": SECRET}),
+        ))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let events = api.wait_for_events(&id, 9, 20).await;
+    assert_eq!(unique_source_ids(&events), emu.ids());
+    let reqs = emu.api_requests();
+    assert!(reqs
+        .iter()
+        .all(|r| r.authorization == format!("Bearer {SECRET}")));
+    let first: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&reqs[0].query).expect("query");
+    let from: i64 = first["from"].parse().expect("epoch ms");
+    assert!(from > 1_600_000_000_000, "{from}");
+    assert!(reqs[1].query.contains("cursor=a"));
+    let v = api
+        .wait_for(&id, "live", 10, |v| v["state"] == "live")
+        .await;
+    assert!(v["cursor"]["next"]
+        .as_str()
+        .unwrap_or("")
+        .contains("cursor=a"));
+    let late = emu.add_events(&[chrono::Utc::now().timestamp_micros() - 1_800_000_000]);
+    let events = api.wait_for_events(&id, 10, 20).await;
+    assert!(unique_source_ids(&events).contains(&late[0]));
+    hub.stop().await.expect("stops");
+}
