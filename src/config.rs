@@ -8,7 +8,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7410";
 pub const DEFAULT_DATA_DIR: &str = "./trailhub-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-pub const DEFAULT_CACHE_MB: u64 = 128;
+/// Enough for the hot index blocks; more mostly grows RSS (see docs/PERFORMANCE.md).
+pub const DEFAULT_CACHE_MB: u64 = 64;
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 
 /// A value that must never be printed: Debug and Display redact it.

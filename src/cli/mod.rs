@@ -73,7 +73,7 @@ struct ServeArgs {
     /// Largest accepted request body, bytes [default: 16777216]
     #[arg(long, global = true, env = "TRAILHUB_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
-    /// sled page cache, MiB [default: 128]
+    /// sled page cache, MiB [default: 64]
     #[arg(long, global = true, env = "TRAILHUB_CACHE_MB")]
     cache_mb: Option<u64>,
     /// Refuse writes (507) while the data dir's disk has less free space, MiB [default: 256]
