@@ -923,40 +923,34 @@ impl Validator<'_> {
             refuse(raw.subject.is_some(), "subject")?;
             refuse(raw.private_key.is_some(), "private_key")?;
         }
+        let oauth = matches!(
+            raw.kind,
+            AuthKind::Oauth2JwtBearer | AuthKind::Oauth2ClientCredentials
+        );
+        if oauth {
+            // OAuth2 kinds send the fetched token; a header of their own would be ambiguous
+            refuse(raw.header.is_some(), "header")?;
+            refuse(raw.value.is_some(), "value")?;
+            refuse(raw.username.is_some(), "username")?;
+            refuse(raw.password.is_some(), "password")?;
+        }
+        let oauth_scope = TemplateScope {
+            config: config_names,
+            credentials: credential_names,
+            time: false,
+        };
+        let t =
+            |key: &str, text: String| self.template(&format!("auth.{key}"), &text, &oauth_scope);
         match raw.kind {
-            AuthKind::Oauth2JwtBearer => {
-                refuse(raw.header.is_some(), "header")?;
-                refuse(raw.value.is_some(), "value")?;
-                refuse(raw.username.is_some(), "username")?;
-                refuse(raw.password.is_some(), "password")?;
-                let scope = TemplateScope {
-                    config: config_names,
-                    credentials: credential_names,
-                    time: false,
-                };
-                let t =
-                    |key: &str, text: String| self.template(&format!("auth.{key}"), &text, &scope);
-                Ok(Auth::OAuth2JwtBearer(Box::new(JwtBearerSpec {
-                    token_url: t("token_url", need(raw.token_url, "token_url")?)?,
-                    issuer: t("issuer", need(raw.issuer, "issuer")?)?,
-                    subject: raw.subject.map(|s| t("subject", s)).transpose()?,
-                    scope: raw.scope.map(|s| t("scope", s)).transpose()?,
-                    audience: raw.audience.map(|s| t("audience", s)).transpose()?,
-                    private_key: t("private_key", need(raw.private_key, "private_key")?)?,
-                })))
-            }
+            AuthKind::Oauth2JwtBearer => Ok(Auth::OAuth2JwtBearer(Box::new(JwtBearerSpec {
+                token_url: t("token_url", need(raw.token_url, "token_url")?)?,
+                issuer: t("issuer", need(raw.issuer, "issuer")?)?,
+                subject: raw.subject.map(|s| t("subject", s)).transpose()?,
+                scope: raw.scope.map(|s| t("scope", s)).transpose()?,
+                audience: raw.audience.map(|s| t("audience", s)).transpose()?,
+                private_key: t("private_key", need(raw.private_key, "private_key")?)?,
+            }))),
             AuthKind::Oauth2ClientCredentials => {
-                refuse(raw.header.is_some(), "header")?;
-                refuse(raw.value.is_some(), "value")?;
-                refuse(raw.username.is_some(), "username")?;
-                refuse(raw.password.is_some(), "password")?;
-                let scope = TemplateScope {
-                    config: config_names,
-                    credentials: credential_names,
-                    time: false,
-                };
-                let t =
-                    |key: &str, text: String| self.template(&format!("auth.{key}"), &text, &scope);
                 Ok(Auth::OAuth2ClientCredentials(Box::new(OAuth2Spec {
                     token_url: t("token_url", need(raw.token_url, "token_url")?)?,
                     client_id: t("client_id", need(raw.client_id, "client_id")?)?,
