@@ -185,6 +185,10 @@ impl Scheduler {
             tracing::error!(integration = %record.id, connector = %record.connector, "integration names an unknown connector; not scheduled");
             return;
         };
+        if connector.push_only {
+            // its vendor pushes to /hooks/<id>; there is nothing to poll
+            return;
+        }
         let schedule = match parse_schedule(record.schedule_text(&connector)) {
             Ok(s) => s,
             Err(e) => {

@@ -93,6 +93,7 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
     let cursor = CursorState::decode(state.store.cursor(&r.id)?.as_deref());
     let connector = state.integrations.registry().get(&r.connector).ok();
     let now = now_micros();
+    let push_only = connector.as_ref().is_some_and(|c| c.push_only);
     // the next fires, so an admin sees what a cron expression means (idle backoff may skip some)
     let next_polls: Vec<String> = connector
         .as_ref()
@@ -114,13 +115,14 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "backfill": r.backfill.clone().or(connector.as_ref().map(|c| c.default_backfill_text.clone())),
         // the window actually used: clamped to the vendor's retention
         "backfill_seconds": connector.as_ref().map(|c| r.backfill_micros(c) / crate::time::MICROS_PER_SEC),
-        "next_polls": if r.paused { Vec::new() } else { next_polls },
+        "next_polls": if r.paused || push_only { Vec::new() } else { next_polls },
+        "push_only": push_only,
         "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
         "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
         "paused": r.paused,
         "created_at": format_micros(r.created_at),
         "updated_at": format_micros(r.updated_at),
-        "state": status.state(r.paused),
+        "state": if push_only && !r.paused { crate::connectors::integrations::State::Live } else { status.state(r.paused) },
         "polling": status.polling,
         "cursor": cursor.summary(),
         "last_poll_at": status.last_poll_at.map(format_micros),
@@ -295,6 +297,17 @@ async fn poll(
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "the integration is paused; PATCH {\"paused\": false} first",
+        ));
+    }
+    if state
+        .integrations
+        .registry()
+        .get(&record.connector)
+        .is_ok_and(|c| c.push_only)
+    {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "this integration's connector is push-only: its events arrive at /hooks/<id>",
         ));
     }
     if !state.scheduler.poll_now(&id) {

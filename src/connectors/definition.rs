@@ -42,7 +42,63 @@ struct RawDefinition {
     records: RawRecords,
     map: RawMap,
     webhook: Option<RawWebhook>,
+    /// The vendor only pushes: no polling tables are written, and the hub never polls.
+    #[serde(default)]
+    push_only: bool,
 }
+
+/// What a push-only definition leaves out: inert polling tables that are never used (the
+/// scheduler does not schedule push-only integrations) and a mapping that `webhook.unified`
+/// replaces with the unified-event validator.
+const PUSH_ONLY_STUB: &str = r#"
+default_schedule = "0 0 0 1 1 *"
+default_backfill = "P1D"
+[auth]
+kind = "header"
+header = "X-Trailhub-Push-Only"
+value = "push-only"
+[request]
+path = "/"
+[request.since]
+param = "since"
+template = "{time}"
+format = "rfc3339"
+[pagination]
+kind = "link_header"
+[cursor]
+kind = "time"
+order = "ascending"
+overlap = "PT0S"
+[rate_limit]
+requests_per_minute = 1
+default_wait = "PT1M"
+[records]
+path = ""
+[map]
+source_id = "source_id"
+event_type = "event_type"
+default_category = "other"
+default_action = "other"
+[map.time]
+path = "time"
+format = "rfc3339"
+[map.actor]
+id = "actor.id"
+[map.outcome]
+default = "unknown"
+"#;
+
+const POLLING_KEYS: &[&str] = &[
+    "default_schedule",
+    "default_backfill",
+    "auth",
+    "request",
+    "pagination",
+    "cursor",
+    "rate_limit",
+    "records",
+    "map",
+];
 
 /// `[webhook]`: the vendor pushes deliveries to `/hooks/{integration_id}`.
 #[derive(Debug, Deserialize)]
@@ -52,9 +108,13 @@ struct RawWebhook {
     signature: crate::webhooks::SignatureScheme,
     /// Credential fields holding the signing secret(s), current first (rotation).
     secrets: Vec<String>,
-    /// Where a delivery's records are (`data.events`); `""` = the body is the array; absent =
-    /// deliveries only announce activity, and the hub polls at once instead.
+    /// Where a delivery's records are (`data.events`); `""` = the body is the array (or one
+    /// record); absent = deliveries only announce activity, and the hub polls at once instead.
     records: Option<String>,
+    /// Records are already unified events (an in-house application's): they are validated as
+    /// `POST /api/v1/events` lines are, instead of going through `map`.
+    #[serde(default)]
+    unified: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -680,6 +740,8 @@ pub struct Connector {
     pub records: RecordsSpec,
     pub map: Mapping,
     pub webhook: Option<WebhookSpec>,
+    /// The vendor only pushes; integrations of this connector are never polled.
+    pub push_only: bool,
 }
 
 /// How the vendor's pushed deliveries are verified and read.
@@ -689,6 +751,8 @@ pub struct WebhookSpec {
     pub secrets: Vec<String>,
     /// `None`: deliveries only announce; each one nudges an immediate poll.
     pub records: Option<RecordsSpec>,
+    /// Records are unified events, validated like `POST /api/v1/events` lines.
+    pub unified: bool,
 }
 
 impl Connector {
@@ -703,6 +767,13 @@ impl Connector {
 
 /// Parses and validates one definition file.
 pub fn parse(file: &str, text: &str) -> Result<Connector, DefinitionError> {
+    let push_only = toml::from_str::<toml::Table>(text)
+        .ok()
+        .and_then(|t| t.get("push_only").and_then(toml::Value::as_bool))
+        .unwrap_or(false);
+    if push_only {
+        return parse_push_only(file, text);
+    }
     let raw: RawDefinition = toml::from_str(text).map_err(|e| DefinitionError {
         file: file.to_string(),
         key: e
@@ -712,6 +783,40 @@ pub fn parse(file: &str, text: &str) -> Result<Connector, DefinitionError> {
         message: e.message().trim().to_string(),
     })?;
     Validator { file }.build(raw)
+}
+
+/// A push-only definition: the polling tables must be absent, and inert ones stand in for them.
+fn parse_push_only(file: &str, text: &str) -> Result<Connector, DefinitionError> {
+    let err = |key: &str, message: String| DefinitionError {
+        file: file.to_string(),
+        key: key.to_string(),
+        message,
+    };
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| err("(file)", e.message().trim().to_string()))?;
+    for key in POLLING_KEYS {
+        if table.contains_key(*key) {
+            return Err(err(
+                key,
+                "a push_only connector is never polled: leave this out".into(),
+            ));
+        }
+    }
+    let stub: toml::Table =
+        toml::from_str(PUSH_ONLY_STUB).expect("the push-only stub is valid TOML");
+    table.extend(stub);
+    let raw: RawDefinition = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| err("(file)", e.message().trim().to_string()))?;
+    let connector = Validator { file }.build(raw)?;
+    match &connector.webhook {
+        Some(w) if w.unified && w.records.is_some() => Ok(connector),
+        _ => Err(err(
+            "webhook",
+            "a push_only connector needs a [webhook] table with `records` and `unified = true`"
+                .into(),
+        )),
+    }
 }
 
 /// The `[table]` heading and key on the line where a parse error sits, for the message.
@@ -1327,10 +1432,16 @@ impl Validator<'_> {
                         cursor_errors: Vec::new(),
                     }),
                 };
+                if w.unified && records.is_none() {
+                    return Err(
+                        self.err("webhook.unified", "needs `records` (where the events are)")
+                    );
+                }
                 Some(WebhookSpec {
                     signature: w.signature,
                     secrets: w.secrets,
                     records,
+                    unified: w.unified,
                 })
             }
         };
@@ -1370,6 +1481,7 @@ impl Validator<'_> {
             records,
             map,
             webhook,
+            push_only: raw.push_only,
         })
     }
 

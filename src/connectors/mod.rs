@@ -88,6 +88,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "connectors/slack.toml",
         include_str!("../../connectors/slack.toml"),
     ),
+    (
+        "connectors/webhook.toml",
+        include_str!("../../connectors/webhook.toml"),
+    ),
 ];
 
 /// Every connector the hub knows, by name.
@@ -144,6 +148,12 @@ pub fn replay(
         name: format!("replay-{}", connector.name),
         connector: connector.name.clone(),
     };
+    if connector.push_only {
+        return Err(normalise::RecordError::NotReplayable(format!(
+            "{} is push-only: its deliveries are unified events, validated like POST /api/v1/events lines",
+            connector.name
+        )));
+    }
     let now = crate::time::now_micros();
     let records = normalise::page_records(body, &connector.records)?;
     Ok(records

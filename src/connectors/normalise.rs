@@ -23,6 +23,9 @@ pub enum RecordError {
     Vendor(String),
     #[error("record {index}: {message}")]
     Record { index: usize, message: String },
+    /// Replay asked of a connector whose records do not go through a mapping.
+    #[error("{0}")]
+    NotReplayable(String),
 }
 
 /// The records of one page, each as its exact raw JSON.

@@ -20,6 +20,7 @@ use crate::connectors::integrations::{IntegrationError, IntegrationRecord};
 use crate::connectors::normalise::{normalise, page_records};
 use crate::connectors::Connector;
 use crate::metrics::WebhookLabels;
+use crate::schema::parse_ingest_line;
 use crate::store::{prepare, Commit};
 
 pub fn routes() -> Router<AppState> {
@@ -207,24 +208,52 @@ async fn receive_inner(
     };
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::new(ErrorCode::InvalidBody, "delivery is not UTF-8"))?;
-    let records = page_records(text, records_spec).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidBody,
-            format!("delivery does not parse: {e}"),
-        )
-    })?;
+    let one_record;
+    let records = if records_spec.path.is_none() && text.trim_start().starts_with('{') {
+        // one record rather than an array of them
+        one_record = serde_json::from_str::<&serde_json::value::RawValue>(text).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("delivery does not parse: {e}"),
+            )
+        })?;
+        vec![one_record]
+    } else {
+        page_records(text, records_spec).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("delivery does not parse: {e}"),
+            )
+        })?
+    };
     let reference = record.reference();
     let ingested_at = crate::time::now_micros();
-    let mut rejected = 0usize;
+    let mut rejected = Vec::new();
     let mut prepared = Vec::with_capacity(records.len());
+    let total = records.len();
     for (i, raw) in records.into_iter().enumerate() {
-        match normalise(&connector.map, &reference, raw, i, ingested_at) {
+        let event = if spec.unified {
+            // an in-house application's events: validated exactly as POST /api/v1/events lines
+            serde_json::from_str::<serde_json::Value>(raw.get())
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    parse_ingest_line(&v, Some(raw.get()), &reference, ingested_at).map_err(|e| e.0)
+                })
+        } else {
+            normalise(&connector.map, &reference, raw, i, ingested_at).map_err(|e| e.to_string())
+        };
+        match event {
             Ok(event) => prepared.push(prepare(&event)),
             Err(e) => {
-                rejected += 1;
-                tracing::warn!(integration = %id, error = %e, "webhook record skipped");
+                tracing::debug!(integration = %id, error = %e, "webhook record rejected");
+                rejected.push(serde_json::json!({"index": i, "error": e}));
             }
         }
+    }
+    if total > 0 && prepared.is_empty() {
+        count(state, id, "invalid_records");
+        let body = serde_json::json!({"stored": 0, "duplicates": 0, "rejected": rejected});
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
     }
     let outcome = state
         .store

@@ -48,7 +48,8 @@ async fn config_is_validated_against_the_connector() {
             "onepassword_audit",
             "onepassword_itemusages",
             "onepassword_signins",
-            "slack"
+            "slack",
+            "webhook"
         ]
     );
     for connector in c["connectors"].as_array().expect("list") {
@@ -62,7 +63,8 @@ async fn config_is_validated_against_the_connector() {
             .expect("fields")
             .iter()
             .all(|f| f["required"].is_boolean()));
-        let pushes = ["github", "okta"].contains(&connector["name"].as_str().unwrap_or(""));
+        let pushes =
+            ["github", "okta", "webhook"].contains(&connector["name"].as_str().unwrap_or(""));
         assert_eq!(connector["webhook"], pushes, "{connector}");
     }
 

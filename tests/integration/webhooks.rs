@@ -273,3 +273,130 @@ async fn github_webhook_deliveries_nudge_a_poll() {
     assert!(emu.requests().len() > before);
     hub.stop().await.expect("stops");
 }
+
+fn signed(
+    secret: &trailhub::config::Secret,
+    msg_id: &str,
+    ts: i64,
+    body: &str,
+) -> Vec<(String, String)> {
+    let signature = trailhub::webhooks::sign_standard_webhook(secret, msg_id, ts, body.as_bytes())
+        .expect("signs");
+    vec![
+        ("content-type".into(), "application/json".into()),
+        ("webhook-id".into(), msg_id.into()),
+        ("webhook-timestamp".into(), ts.to_string()),
+        ("webhook-signature".into(), signature),
+    ]
+}
+
+async fn post_signed(
+    hub: &str,
+    id: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> (u16, Value) {
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    post_hook(hub, id, &pairs, body).await
+}
+
+/// The in-house `webhook` connector: unified events pushed with Standard Webhooks signatures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_house_applications_push_signed_unified_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let url = hub.url();
+    let secret = trailhub::webhooks::new_standard_webhooks_secret();
+    let created = api
+        .create_integration(json!({"name": "billing-app", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}}))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["state"], "live", "{created}");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/integrations/{id}/poll"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "a push-only integration has nothing to poll");
+
+    let now = chrono::Utc::now().timestamp();
+    let one = json!({"time": "2024-05-01T10:00:00Z", "source_id": "inv-1", "event_type": "invoice.refund", "action": "update", "category": "data_change", "outcome": "success", "actor": {"id": "u-7", "email": "clerk@example.com"}, "targets": [{"type": "invoice", "id": "INV-1"}]}).to_string();
+    let (status, body) = post_signed(&url, &id, &signed(&secret, "msg_1", now, &one), &one).await;
+    assert_eq!((status, body["stored"].as_u64()), (200, Some(1)), "{body}");
+    // A redelivery of the same message: accepted, stored once.
+    let (status, body) = post_signed(&url, &id, &signed(&secret, "msg_1", now, &one), &one).await;
+    assert_eq!(
+        (status, body["duplicates"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+
+    // An array, one good line and one bad: the good one is stored, the bad one explained.
+    let many = json!([
+        {"time": "2024-05-01T11:00:00Z", "source_id": "inv-2", "event_type": "invoice.void", "action": "delete", "actor": {"id": "u-7"}},
+        {"time": "2024-05-01T11:00:00Z", "event_type": "invoice.void", "actor": {"id": "u-7"}},
+    ])
+    .to_string();
+    let (status, body) = post_signed(&url, &id, &signed(&secret, "msg_2", now, &many), &many).await;
+    assert_eq!((status, body["stored"].as_u64()), (200, Some(1)), "{body}");
+    assert!(
+        body["rejected"][0]["error"]
+            .as_str()
+            .expect("why")
+            .contains("`action`"),
+        "{body}"
+    );
+    let bad =
+        json!({"time": "yesterday", "event_type": "x", "action": "read", "actor": {"id": "u"}})
+            .to_string();
+    let (status, body) = post_signed(&url, &id, &signed(&secret, "msg_3", now, &bad), &bad).await;
+    assert_eq!(status, 422, "{body}");
+
+    // Tampered body, another secret, a stale timestamp: refused, nothing stored.
+    let headers = signed(&secret, "msg_4", now, &one);
+    assert_eq!(
+        post_signed(&url, &id, &headers, &one.replace("inv-1", "inv-9"))
+            .await
+            .0,
+        401
+    );
+    let other = trailhub::webhooks::new_standard_webhooks_secret();
+    assert_eq!(
+        post_signed(&url, &id, &signed(&other, "msg_5", now, &one), &one)
+            .await
+            .0,
+        401
+    );
+    let (status, body) =
+        post_signed(&url, &id, &signed(&secret, "msg_6", now - 600, &one), &one).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("timestamp"),
+        "{body}"
+    );
+
+    let events = api.events(&id).await;
+    assert_eq!(
+        unique_source_ids(&events),
+        ["inv-1".to_string(), "inv-2".to_string()]
+            .into_iter()
+            .collect()
+    );
+    let refund = events
+        .iter()
+        .find(|e| e["source_id"] == "inv-1")
+        .expect("stored");
+    assert_eq!(refund["integration"]["connector"], "webhook");
+    assert_eq!(refund["action"], "update");
+    assert_eq!(refund["targets"][0]["id"], "INV-1");
+    hub.stop().await.expect("stops");
+}
