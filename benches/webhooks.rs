@@ -37,83 +37,80 @@ fn delivery(template: &Value, i: usize) -> String {
     json!({"eventType": "com.okta.event_hook", "eventId": format!("delivery-{i}"), "data": {"events": [event]}}).to_string()
 }
 
-async fn run(n: usize) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = Settings::for_data_dir(dir.path());
-    settings.admin_token = Some(Secret::new(TOKEN));
-    let hub = trailhub::server::start(settings).await.expect("hub");
-    let url = hub.url();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CLIENTS)
-        .build()
-        .expect("client");
+struct Delivery {
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+async fn create(http: &reqwest::Client, url: &str, body: Value) -> String {
     let created: Value = http
         .post(format!("{url}/api/v1/integrations"))
         .bearer_auth(TOKEN)
-        .json(&json!({
-            "name": "okta-hooks", "connector": "okta", "config": {"base_url": "http://127.0.0.1:9"},
-            "credentials": {"token": "unused", "webhook_secret": SECRET}, "schedule": "0 0 0 1 1 *", "paused": false,
-        }))
+        .json(&body)
         .send()
         .await
         .expect("create")
         .json()
         .await
         .expect("json");
-    let id = created["id"].as_str().expect("id").to_string();
-    let page: Vec<Value> =
-        serde_json::from_str(include_str!("../fixtures/okta/logs/page.json")).expect("fixture");
-    let bodies: Arc<Vec<String>> = Arc::new((0..n).map(|i| delivery(&page[0], i)).collect());
-    println!("# trailhub webhook benchmark: {n} Okta event-hook deliveries (one event each, {} bytes), {CLIENTS} concurrent clients, {} cores", bodies[0].len(), std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+    created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("created: {created}"))
+        .to_string()
+}
 
-    for (label, count) in [
-        ("first delivery", n),
-        ("redelivery of the first 2,000", n.min(2000)),
-    ] {
-        let next = Arc::new(AtomicUsize::new(0));
-        let started = Instant::now();
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                let (http, url, id, bodies, next) = (
-                    http.clone(),
-                    url.clone(),
-                    id.clone(),
-                    bodies.clone(),
-                    next.clone(),
-                );
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= count {
-                            return latencies;
-                        }
-                        let t = Instant::now();
-                        let resp = http
-                            .post(format!("{url}/hooks/{id}"))
-                            .header("content-type", "application/json")
-                            .header("authorization", SECRET)
-                            .body(bodies[i].clone())
-                            .send()
-                            .await
-                            .expect("delivery");
-                        assert_eq!(resp.status().as_u16(), 200, "delivery {i}");
-                        let _ = resp.bytes().await;
-                        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+/// Sends every delivery from `CLIENTS` concurrent clients; prints rate and latency.
+async fn load(
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+    label: &str,
+    deliveries: Arc<Vec<Delivery>>,
+    count: usize,
+) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (http, url, id, deliveries, next) = (
+                http.clone(),
+                url.to_string(),
+                id.to_string(),
+                deliveries.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return latencies;
                     }
-                })
+                    let d = &deliveries[i];
+                    let t = Instant::now();
+                    let mut req = http.post(format!("{url}/hooks/{id}")).body(d.body.clone());
+                    for (k, v) in &d.headers {
+                        req = req.header(k.as_str(), v.as_str());
+                    }
+                    let resp = req.send().await.expect("delivery");
+                    assert_eq!(resp.status().as_u16(), 200, "delivery {i}");
+                    let _ = resp.bytes().await;
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
             })
-            .collect();
-        let mut latencies = Vec::new();
-        for c in clients {
-            latencies.extend(c.await.expect("client"));
-        }
-        let secs = started.elapsed().as_secs_f64();
-        latencies.sort_by(|a, b| a.total_cmp(b));
-        let at = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
-        println!("{label}: {count} deliveries in {secs:.2}s = {:.0} deliveries/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", count as f64 / secs, at(0.5), at(0.99), latencies[latencies.len() - 1]);
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for c in clients {
+        latencies.extend(c.await.expect("client"));
     }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let at = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    println!("{label}: {count} deliveries in {secs:.2}s = {:.0} deliveries/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", count as f64 / secs, at(0.5), at(0.99), latencies[latencies.len() - 1]);
+}
 
+async fn count_stored(http: &reqwest::Client, url: &str, id: &str, n: usize) {
     let text = http
         .get(format!(
             "{url}/api/v1/events/export?format=ndjson&integration={id}"
@@ -135,9 +132,94 @@ async fn run(n: usize) {
         })
         .collect();
     println!(
-        "stored: {} events, {} distinct source ids (want {n} and {n})",
+        "  stored: {} events, {} distinct source ids (want {n} and {n})",
         text.lines().count(),
         ids.len()
     );
+}
+
+async fn run(n: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::for_data_dir(dir.path());
+    settings.admin_token = Some(Secret::new(TOKEN));
+    let hub = trailhub::server::start(settings).await.expect("hub");
+    let url = hub.url();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .expect("client");
+    println!("# trailhub webhook benchmark: {n} deliveries of one event each, {CLIENTS} concurrent clients in the hub's process, {} cores", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+
+    // In-house application: unified events signed with Standard Webhooks (HMAC-SHA256).
+    let secret = trailhub::webhooks::new_standard_webhooks_secret();
+    let id = create(&http, &url, json!({"name": "app-hooks", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}})).await;
+    let now = chrono::Utc::now().timestamp();
+    let deliveries: Arc<Vec<Delivery>> = Arc::new(
+        (0..n)
+            .map(|i| {
+                let body = json!({
+                    "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "source_id": format!("app-{i:08}"),
+                    "event_type": "invoice.refund", "action": "update", "category": "data_change", "outcome": "success",
+                    "actor": {"id": format!("u-{}", i % 50), "email": format!("clerk{}@example.com", i % 50), "ip": "10.1.2.3"},
+                    "targets": [{"type": "invoice", "id": format!("INV-{i}")}], "description": "refund issued",
+                })
+                .to_string();
+                let msg = format!("msg_{i}");
+                let signature = trailhub::webhooks::sign_standard_webhook(&secret, &msg, now, body.as_bytes()).expect("sign");
+                let headers = vec![
+                    ("content-type".to_string(), "application/json".to_string()),
+                    ("webhook-id".to_string(), msg),
+                    ("webhook-timestamp".to_string(), now.to_string()),
+                    ("webhook-signature".to_string(), signature),
+                ];
+                Delivery { body, headers }
+            })
+            .collect(),
+    );
+    println!(
+        "webhook connector (Standard Webhooks signatures), {} bytes per delivery:",
+        deliveries[0].body.len()
+    );
+    load(&http, &url, &id, "  first delivery", deliveries.clone(), n).await;
+    load(
+        &http,
+        &url,
+        &id,
+        "  redelivery of the first 2,000",
+        deliveries.clone(),
+        n.min(2000),
+    )
+    .await;
+    count_stored(&http, &url, &id, n).await;
+
+    // Okta event hooks: System Log events, the shared secret in Authorization.
+    let id = create(
+        &http,
+        &url,
+        json!({
+            "name": "okta-hooks", "connector": "okta", "config": {"base_url": "http://127.0.0.1:9"},
+            "credentials": {"token": "unused", "webhook_secret": SECRET}, "schedule": "0 0 0 1 1 *",
+        }),
+    )
+    .await;
+    let page: Vec<Value> =
+        serde_json::from_str(include_str!("../fixtures/okta/logs/page.json")).expect("fixture");
+    let deliveries: Arc<Vec<Delivery>> = Arc::new(
+        (0..n)
+            .map(|i| Delivery {
+                body: delivery(&page[0], i),
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("authorization".into(), SECRET.into()),
+                ],
+            })
+            .collect(),
+    );
+    println!(
+        "okta event hooks, {} bytes per delivery:",
+        deliveries[0].body.len()
+    );
+    load(&http, &url, &id, "  first delivery", deliveries.clone(), n).await;
+    count_stored(&http, &url, &id, n).await;
     hub.stop().await.expect("stop");
 }
