@@ -400,3 +400,58 @@ async fn in_house_applications_push_signed_unified_events() {
     assert_eq!(refund["targets"][0]["id"], "INV-1");
     hub.stop().await.expect("stops");
 }
+
+/// A flood of forged deliveries: every one refused and counted, nothing stored, and the hub goes
+/// on serving genuine ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_deliveries_is_refused_and_the_hub_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let url = hub.url();
+    let secret = trailhub::webhooks::new_standard_webhooks_secret();
+    let forger = trailhub::webhooks::new_standard_webhooks_secret();
+    let created = api
+        .create_integration(json!({"name": "flooded", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}}))
+        .await;
+    let id = created["id"].as_str().expect("id").to_string();
+    let now = chrono::Utc::now().timestamp();
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let (url, id, forger) = (url.clone(), id.clone(), forger.clone());
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    let body = json!({"time": "2024-05-01T00:00:00Z", "source_id": format!("forged-{t}-{i}"), "event_type": "x.y", "action": "delete", "actor": {"id": "mallory"}}).to_string();
+                    let (status, _) = post_signed(&url, &id, &signed(&forger, &format!("m{t}-{i}"), now, &body), &body).await;
+                    assert_eq!(status, 401);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("flood task");
+    }
+    let body = json!({"time": "2024-05-01T00:00:00Z", "source_id": "genuine", "event_type": "x.y", "action": "read", "actor": {"id": "alice"}}).to_string();
+    let (status, v) = post_signed(&url, &id, &signed(&secret, "genuine", now, &body), &body).await;
+    assert_eq!((status, v["stored"].as_u64()), (200, Some(1)), "{v}");
+    let events = api.events(&id).await;
+    assert_eq!(events.len(), 1, "forged deliveries were stored");
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(metric(&metrics, &id, "bad_signature"), 800, "{metrics}");
+    // One log line for the flood, not 800.
+    let logs = crate::helpers::captured_logs();
+    let lines = logs
+        .lines()
+        .filter(|l| l.contains("webhook delivery rejected") && l.contains(&id))
+        .count();
+    assert_eq!(
+        lines, 1,
+        "rejections must be logged at most once per 10 s per integration"
+    );
+    hub.stop().await.expect("stops");
+}
