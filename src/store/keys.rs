@@ -122,35 +122,19 @@ pub fn posting_prefix(field: Option<(Field, &str)>) -> Vec<u8> {
     }
 }
 
-pub fn posting_key(prefix: &[u8], time: Micros, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + 16);
-    k.extend_from_slice(prefix);
-    k.extend_from_slice(&encode_time(time));
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// (time, seq) from the tail of a posting key.
-pub fn posting_position(key: &[u8]) -> (Micros, u64) {
-    let n = key.len();
-    (decode_time(&key[n - 16..n - 8]), decode_u64(&key[n - 8..]))
-}
-
-/// Rollup granularities, coarsest last.
+/// Rollup granularities, coarsest last. There are no minute rollups: when events are spread
+/// out they would cost about one key per event, so sub-hour counts come from the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Granularity {
-    Minute,
     Hour,
     Day,
 }
 
 impl Granularity {
-    /// Rollups are kept per hour and per day; sub-hour counts come from the index.
     pub const ALL: [Granularity; 2] = [Granularity::Hour, Granularity::Day];
 
     pub fn micros(self) -> Micros {
         match self {
-            Granularity::Minute => crate::time::MINUTE,
             Granularity::Hour => crate::time::HOUR,
             Granularity::Day => crate::time::DAY,
         }
@@ -158,7 +142,6 @@ impl Granularity {
 
     fn code(self) -> u8 {
         match self {
-            Granularity::Minute => b'm',
             Granularity::Hour => b'h',
             Granularity::Day => b'd',
         }
@@ -209,12 +192,6 @@ impl Dimension {
     }
 }
 
-/// Minute rollups would cost about one key per event when events are spread out, so minute
-/// cells are counted from the index instead.
-pub fn has_rollup(g: Granularity, _d: Dimension) -> bool {
-    g != Granularity::Minute
-}
-
 pub fn rollup_prefix(g: Granularity, d: Dimension) -> [u8; 3] {
     [ROLLUP, g.code(), d.code()]
 }
@@ -263,10 +240,11 @@ mod tests {
 
     #[test]
     fn posting_keys_of_one_value_never_interleave_with_a_longer_value() {
+        use crate::store::postings::{chunk_key, chunk_of_key};
         let a = posting_prefix(Some((Field::Actor, "al")));
         let b = posting_prefix(Some((Field::Actor, "alice")));
-        let ka = posting_key(&a, i64::MAX, u64::MAX);
-        assert!(!ka.starts_with(&b) && !posting_key(&b, 0, 0).starts_with(&a));
-        assert_eq!(posting_position(&ka), (i64::MAX, u64::MAX));
+        let ka = chunk_key(&a, i64::MAX, u8::MAX);
+        assert!(!ka.starts_with(&b) && !chunk_key(&b, 0, 0).starts_with(&a));
+        assert_eq!(chunk_of_key(&ka), (i64::MAX, u8::MAX));
     }
 }

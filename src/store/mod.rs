@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use writer::{FlushTicket, IndexJob, WriteJob};
@@ -71,15 +70,6 @@ pub struct StoreOptions {
     /// Writes are refused (and resume by themselves) while the disk has less free space than
     /// this: sled must never meet a full disk, it does not recover cleanly from one.
     pub min_free_bytes: u64,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            cache_bytes: 64 * 1024 * 1024,
-            min_free_bytes: 256 * 1024 * 1024,
-        }
-    }
 }
 
 /// How an append is committed besides its events.
@@ -406,11 +396,4 @@ pub(crate) fn decode_event_value(value: &[u8]) -> Result<([u8; 32], Vec<u8>), St
     let body = lz4_flex::decompress_size_prepended(&value[33..])
         .map_err(|e| StoreError::Corrupt(format!("event body does not decompress: {e}")))?;
     Ok((hash, body))
-}
-
-pub(crate) fn chain_hash(prev: &[u8; 32], full_json: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(full_json);
-    h.finalize().into()
 }

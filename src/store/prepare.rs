@@ -137,20 +137,20 @@ pub fn event_tokens(event: &Event) -> HashSet<String> {
         event.description.as_deref(),
     ];
     for text in texts.into_iter().flatten() {
-        tokenize_into(text, &mut out, usize::MAX);
+        tokenize_into(text, &mut out);
     }
     for t in &event.targets {
-        tokenize_into(&t.kind, &mut out, usize::MAX);
-        tokenize_into(&t.id, &mut out, usize::MAX);
+        tokenize_into(&t.kind, &mut out);
+        tokenize_into(&t.id, &mut out);
         if let Some(name) = &t.name {
-            tokenize_into(name, &mut out, usize::MAX);
+            tokenize_into(name, &mut out);
         }
     }
     for c in &event.changes {
-        tokenize_into(&c.field, &mut out, usize::MAX);
+        tokenize_into(&c.field, &mut out);
         for v in [&c.old, &c.new] {
             if let serde_json::Value::String(s) = v {
-                tokenize_into(s, &mut out, usize::MAX);
+                tokenize_into(s, &mut out);
             }
         }
     }
@@ -178,17 +178,14 @@ pub fn event_tokens(event: &Event) -> HashSet<String> {
 /// way, so `q=add_member` finds `org.add_member`.
 pub fn tokenize(text: &str) -> Vec<String> {
     let mut set = HashSet::new();
-    tokenize_into(text, &mut set, usize::MAX);
+    tokenize_into(text, &mut set);
     let mut v: Vec<String> = set.into_iter().collect();
     v.sort();
     v
 }
 
-fn tokenize_into(text: &str, out: &mut HashSet<String>, limit: usize) {
+fn tokenize_into(text: &str, out: &mut HashSet<String>) {
     for word in text.split(|c: char| !c.is_alphanumeric()) {
-        if out.len() >= limit {
-            return;
-        }
         let n = word.chars().count();
         if (2..=MAX_TOKEN_LEN).contains(&n) {
             if word.chars().any(|c| c.is_uppercase()) {

@@ -39,7 +39,7 @@ impl Filter {
         }
     }
 
-    /// True when a filter word produced no usable token (e.g. `q=a`): such a query matches nothing.
+    /// True when any field filter (not just a time range) is set.
     pub fn has_field_filters(&self) -> bool {
         !self.fields.is_empty()
     }
@@ -237,12 +237,12 @@ impl BucketSize {
         }
     }
 
-    /// The rollup granularity that tiles this bucket size exactly.
-    fn granularity(self) -> Granularity {
+    /// The rollup granularity that tiles this bucket size exactly, if there is one.
+    fn granularity(self) -> Option<Granularity> {
         match self {
-            BucketSize::Minute | BucketSize::FiveMinutes => Granularity::Minute,
-            BucketSize::Hour => Granularity::Hour,
-            BucketSize::Day => Granularity::Day,
+            BucketSize::Minute | BucketSize::FiveMinutes => None,
+            BucketSize::Hour => Some(Granularity::Hour),
+            BucketSize::Day => Some(Granularity::Day),
         }
     }
 }
@@ -269,36 +269,32 @@ impl Store {
             out.insert(start, BTreeMap::new());
             start += step;
         }
-        if filter.has_field_filters() || !keys::has_rollup(size.granularity(), group) {
-            let ranged = Filter {
-                since: Some(since),
-                until: Some(until),
-                fields: filter.fields.clone(),
-            };
-            self.count_by_scan(&ranged, step, group, &mut out)?;
-            return Ok(out);
-        }
+        let granularity = match size.granularity() {
+            Some(g) if !filter.has_field_filters() => g,
+            _ => {
+                let ranged = Filter {
+                    since: Some(since),
+                    until: Some(until),
+                    fields: filter.fields.clone(),
+                };
+                self.count_by_scan(&ranged, step, group, &mut out)?;
+                return Ok(out);
+            }
+        };
         let first_full = (since + step - 1).div_euclid(step) * step;
         let last_full = until.div_euclid(step) * step;
         if first_full >= last_full {
             self.count_range(since, until, step, group, &mut out)?;
             return Ok(out);
         }
-        self.count_rollups(
-            first_full,
-            last_full,
-            size.granularity(),
-            step,
-            group,
-            &mut out,
-        )?;
+        self.count_rollups(first_full, last_full, granularity, step, group, &mut out)?;
         self.count_range(since, first_full, step, group, &mut out)?;
         self.count_range(last_full, until, step, group, &mut out)?;
         Ok(out)
     }
 
     /// Exact counts for an arbitrary [from, to): whole rollup cells of the coarsest granularity
-    /// that fits, and an index scan for the sub-minute remainder at either end.
+    /// that fits, and an index scan for the sub-hour remainder at either end.
     fn count_range(
         &self,
         from: Micros,
@@ -309,20 +305,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut p = from;
         while p < to {
-            let cell = Granularity::ALL.iter().rev().copied().find(|g| {
-                keys::has_rollup(*g, group) && p.rem_euclid(g.micros()) == 0 && p + g.micros() <= to
-            });
+            let cell = Granularity::ALL
+                .iter()
+                .rev()
+                .copied()
+                .find(|g| p.rem_euclid(g.micros()) == 0 && p + g.micros() <= to);
             match cell {
                 Some(g) => {
                     self.count_rollups(p, p + g.micros(), g, step, group, out)?;
                     p += g.micros();
                 }
                 None => {
-                    let finest = Granularity::ALL
-                        .into_iter()
-                        .find(|g| keys::has_rollup(*g, group))
-                        .map_or(crate::time::DAY, Granularity::micros);
-                    let end = ((p.div_euclid(finest) + 1) * finest).min(to);
+                    let hour = Granularity::Hour.micros();
+                    let end = ((p.div_euclid(hour) + 1) * hour).min(to);
                     let ranged = Filter {
                         since: Some(p),
                         until: Some(end),

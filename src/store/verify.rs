@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{chain_hash, decode_event_value, keys, prepare, Store, StoreError};
+use super::{decode_event_value, keys, prepare, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BrokenLink {
@@ -52,8 +52,7 @@ impl Store {
                     break;
                 }
             };
-            let full = prepare::full_json(seq, &body);
-            let computed = chain_hash(&prev, &full);
+            let computed = prepare::chain_hash_of(&prev, seq, &body);
             if computed != stored_hash {
                 first_broken = Some(broken(
                     seq,

@@ -264,10 +264,7 @@ fn apply_index(
                 .push(position);
         }
         for (dimension, group_value) in &entry.groups {
-            for g in Granularity::ALL
-                .into_iter()
-                .filter(|g| keys::has_rollup(*g, *dimension))
-            {
+            for g in Granularity::ALL {
                 *counters
                     .entry(keys::rollup_key(
                         g,

@@ -16,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::api::{ApiError, AppState, ErrorCode};
+use crate::connectors::definition::WebhookSpec;
 use crate::connectors::integrations::{IntegrationError, IntegrationRecord};
 use crate::connectors::normalise::{normalise, page_records};
 use crate::connectors::Connector;
@@ -59,10 +60,22 @@ fn count(state: &AppState, integration: &str, result: &str) {
 }
 
 /// The integration and its connector, if it takes webhooks and is not paused.
-fn receiving(
-    state: &AppState,
-    id: &str,
-) -> Result<(IntegrationRecord, std::sync::Arc<Connector>), ApiError> {
+/// An integration that takes deliveries, and its connector.
+struct Receiving {
+    record: IntegrationRecord,
+    connector: std::sync::Arc<Connector>,
+}
+
+impl Receiving {
+    fn spec(&self) -> &WebhookSpec {
+        self.connector
+            .webhook
+            .as_ref()
+            .expect("receiving() admits only connectors with a [webhook] table")
+    }
+}
+
+fn receiving(state: &AppState, id: &str) -> Result<Receiving, ApiError> {
     let record = match state.integrations.get(id) {
         Ok(r) => r,
         Err(IntegrationError::NotFound(_)) => {
@@ -89,7 +102,7 @@ fn receiving(
             "this integration is paused and accepts no deliveries",
         ));
     }
-    Ok((record, connector))
+    Ok(Receiving { record, connector })
 }
 
 async fn handshake(
@@ -97,10 +110,8 @@ async fn handshake(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (_, connector) = receiving(&state, &id)?;
-    let Some(spec) = &connector.webhook else {
-        return Err(ApiError::not_found("no webhook"));
-    };
+    let receiving = receiving(&state, &id)?;
+    let spec = receiving.spec();
     match spec.signature.verification_handshake(&headers) {
         None => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
@@ -142,10 +153,8 @@ async fn receive_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (record, connector) = receiving(state, id)?;
-    let Some(spec) = &connector.webhook else {
-        return Err(ApiError::not_found("no webhook"));
-    };
+    let receiving = receiving(state, id)?;
+    let (record, connector, spec) = (&receiving.record, &receiving.connector, receiving.spec());
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct
             .to_str()
@@ -170,7 +179,7 @@ async fn receive_inner(
         )
     })?;
 
-    let credentials = state.integrations.credentials(&record)?;
+    let credentials = state.integrations.credentials(record)?;
     let secrets: Vec<crate::config::Secret> = spec
         .secrets
         .iter()
