@@ -27,17 +27,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+    let Some(ct) = super::media_type(headers) else {
         return Ok(BodyFormat::Sniff);
     };
-    let ct = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     match ct.as_str() {
         "application/json" | "" => Ok(BodyFormat::Json),
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" | "text/plain" => Ok(BodyFormat::Ndjson),

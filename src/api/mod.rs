@@ -145,6 +145,19 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The media type of a request's `Content-Type` (lowercase, parameters dropped), if it has one.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::CONTENT_TYPE)?;
+    let text = value.to_str().unwrap_or("");
+    Some(
+        text.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 /// Query pairs of a request, percent-decoded.
 pub fn query_pairs(parts: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(parts.unwrap_or("")).map_err(|e| {

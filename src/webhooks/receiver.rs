@@ -155,15 +155,7 @@ async fn receive_inner(
 ) -> Result<Response, ApiError> {
     let receiving = receiving(state, id)?;
     let (record, connector, spec) = (&receiving.record, &receiving.connector, receiving.spec());
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct
-            .to_str()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+    if let Some(ct) = crate::api::media_type(headers) {
         if ct != "application/json" && !ct.ends_with("+json") {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
