@@ -75,7 +75,10 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
 
     // An event that the vendor also serves to polls.
     let ids = emu.add_recent(1, 30);
-    let record = emu.state.lock().expect("lock").events[0].record.clone();
+    // Held back from the vendor's poll answers until the hook has delivered it, so that the
+    // delivery is the first copy the hub sees (the every-second poll would otherwise race it).
+    let held = emu.state.lock().expect("lock").events.remove(0);
+    let record = held.record.clone();
     let delivery =
         json!({"eventType": "com.okta.event_hook", "data": {"events": [record]}}).to_string();
     let auth = [
@@ -150,9 +153,19 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
     );
 
     // The poll brings the same event: still one.
+    emu.state.lock().expect("lock").events.push(held);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let events = api.events(&id).await;
     assert_eq!(unique_source_ids(&events), ids.into_iter().collect());
+    // ...and the poll did fetch it: one duplicate from the redelivery, one from the poll.
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let dup = format!("trailhub_events_duplicate_total{{integration=\"{id}\"}} 2");
+    assert!(metrics.contains(&dup), "{metrics}");
 
     // Rotation: the previous secret still works while both are set.
     let (status, v) = api
