@@ -11,6 +11,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Enough for the hot index blocks; more mostly grows RSS (see docs/PERFORMANCE.md).
 pub const DEFAULT_CACHE_MB: u64 = 64;
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
+pub const DEFAULT_MAX_QUEUED_EVENTS: usize = crate::store::StoreOptions::DEFAULT_MAX_QUEUED_EVENTS;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,6 +41,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub cache_mb: u64,
     pub min_free_mb: u64,
+    /// Events that may wait for the store's writer; past it writes answer 503 with Retry-After.
+    pub max_queued_events: usize,
+    /// Bits of the store's dedup hash kept: all, except in tests that force collisions.
+    pub dedup_hash_mask: u64,
+    /// Events per sealed index segment (65,536; tests lower it to exercise sealing).
+    pub seal_events: usize,
     /// Master key for sealing credentials (`TRAILHUB_MASTER_KEY`); else `<data_dir>/master.key`.
     pub master_key: Option<Secret>,
     /// Poll engine and scheduler knobs.
@@ -56,6 +63,7 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
     pub min_free_mb: Option<u64>,
+    pub max_queued_events: Option<usize>,
     pub master_key: Option<String>,
     pub poll_workers: Option<usize>,
 }
@@ -68,6 +76,7 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     cache_mb: Option<u64>,
     min_free_mb: Option<u64>,
+    max_queued_events: Option<usize>,
     /// Poll cycles running at once.
     poll_workers: Option<usize>,
 }
@@ -87,6 +96,8 @@ pub enum ConfigError {
     MaxBody,
     #[error("poll_workers must be between 1 and 256")]
     PollWorkers,
+    #[error("max_queued_events must be between 1,024 and 16,777,216")]
+    MaxQueued,
 }
 
 impl Settings {
@@ -116,8 +127,18 @@ impl Settings {
         if !(1..=256).contains(&poll_workers) {
             return Err(ConfigError::PollWorkers);
         }
+        let max_queued_events = o
+            .max_queued_events
+            .or(file.max_queued_events)
+            .unwrap_or(DEFAULT_MAX_QUEUED_EVENTS);
+        if !(1024..=16 * 1024 * 1024).contains(&max_queued_events) {
+            return Err(ConfigError::MaxQueued);
+        }
         Ok(Settings {
             listen,
+            max_queued_events,
+            dedup_hash_mask: u64::MAX,
+            seal_events: crate::store::tail::SEAL_EVENTS,
             data_dir: o
                 .data_dir
                 .or(file.data_dir)
@@ -146,6 +167,9 @@ impl Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cache_mb: DEFAULT_CACHE_MB,
             min_free_mb: DEFAULT_MIN_FREE_MB,
+            max_queued_events: DEFAULT_MAX_QUEUED_EVENTS,
+            dedup_hash_mask: u64::MAX,
+            seal_events: crate::store::tail::SEAL_EVENTS,
             master_key: None,
             poll: Default::default(),
         }

@@ -137,15 +137,19 @@ pub async fn store_events(
     let last = chunks.len().saturating_sub(1);
     // Only the last job waits for the flush: the writer applies jobs in submission order and a
     // flush makes everything applied before it stable, so it covers the earlier ones too.
+    // A full write queue refuses the first job (nothing stored, the client retries); later jobs
+    // of a body already accepted wait for room instead of failing half way.
     let mut pending = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.into_iter().enumerate() {
-        pending.push(store.submit(
-            chunk,
-            Commit {
-                cursor: None,
-                durable: i == last,
-            },
-        )?);
+        let commit = Commit {
+            cursor: None,
+            durable: i == last,
+        };
+        pending.push(if i == 0 {
+            store.submit(chunk, commit)?
+        } else {
+            store.submit_waiting(chunk, commit).await?
+        });
     }
     for job in pending {
         let outcome = job.wait().await?;

@@ -50,8 +50,13 @@ pub fn open_store(settings: &Settings) -> Result<Store, ServeError> {
     create_private_dir(&settings.data_dir)
         .map_err(|e| ServeError::DataDir(settings.data_dir.clone(), e))?;
     let options = StoreOptions {
-        cache_bytes: settings.cache_mb * 1024 * 1024,
-        min_free_bytes: settings.min_free_mb * 1024 * 1024,
+        max_queued_events: settings.max_queued_events,
+        dedup_hash_mask: settings.dedup_hash_mask,
+        seal_events: settings.seal_events,
+        ..StoreOptions::new(
+            settings.cache_mb * 1024 * 1024,
+            settings.min_free_mb * 1024 * 1024,
+        )
     };
     Store::open(&settings.store_path(), &options)
         .map_err(|e| ServeError::Store(settings.data_dir.clone(), e))

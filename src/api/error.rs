@@ -66,6 +66,8 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (503 when the hub is busy).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -73,7 +75,13 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn not_found(what: impl Into<String>) -> ApiError {
@@ -86,6 +94,12 @@ impl IntoResponse for ApiError {
         let body =
             serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
         let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
         if self.code == ErrorCode::Unauthorized {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -116,7 +130,16 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => ApiError::new(
                 ErrorCode::Unavailable,
                 "the hub is shutting down; retry later",
-            ),
+            )
+            .retry_after(5),
+            StoreError::Busy(waiting) => {
+                tracing::debug!(waiting, "write refused: the store's queue is full");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("the hub's write queue is full ({waiting} events waiting); nothing of this request was stored, retry shortly"),
+                )
+                .retry_after(1)
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(

@@ -43,6 +43,8 @@ enum Command {
     Ingest(IngestArgs),
     /// Walk the integrity hash chain and report the first broken link
     Verify(RemoteArgs),
+    /// Convert a data dir written by an earlier store format (resumable; the hub must be stopped)
+    Migrate,
     /// Manage API tokens
     Tokens {
         #[command(subcommand)]
@@ -82,6 +84,12 @@ struct ServeArgs {
     /// Poll cycles running at once [default: 4]
     #[arg(long, global = true, env = "TRAILHUB_POLL_WORKERS")]
     poll_workers: Option<usize>,
+    /// Events that may wait for the store's writer before writes answer 503 [default: 32768]
+    #[arg(long, global = true, env = "TRAILHUB_MAX_QUEUED_EVENTS")]
+    max_queued_events: Option<usize>,
+    /// Events per sealed index segment (tests lower it to seal often) [default: 65536]
+    #[arg(long, global = true, env = "TRAILHUB_SEAL_EVENTS", hide = true)]
+    seal_events: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -194,7 +202,7 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
-fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+fn resolve_settings(cli: &Cli) -> anyhow::Result<Settings> {
     let serve = &cli.serve;
     Ok(Settings::resolve(Overrides {
         config: cli.config.clone(),
@@ -204,9 +212,18 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         max_body_bytes: serve.max_body_bytes,
         cache_mb: serve.cache_mb,
         min_free_mb: serve.min_free_mb,
+        max_queued_events: serve.max_queued_events,
         master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
         poll_workers: serve.poll_workers,
     })?)
+}
+
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut s = resolve_settings(cli)?;
+    if let Some(n) = cli.serve.seal_events {
+        s.seal_events = n.clamp(1, crate::store::tail::SEAL_EVENTS);
+    }
+    Ok(s)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -215,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Events(args)) => events(&settings(&cli)?, args).await,
         Some(Command::Ingest(args)) => ingest(&settings(&cli)?, args).await,
         Some(Command::Verify(args)) => verify(&settings(&cli)?, args).await,
+        Some(Command::Migrate) => migrate(&settings(&cli)?),
         Some(Command::Tokens { command }) => tokens(&settings(&cli)?, command).await,
         Some(Command::Integrations { command }) => {
             integrations::integrations(&settings(&cli)?, command).await
@@ -319,6 +337,52 @@ fn token_for(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<String>
             path.display()
         ),
     }
+}
+
+/// `trailhub migrate`: converts the data dir in place, with a progress line, then opens it once
+/// so the index is built before the hub next starts.
+fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let path = settings.store_path();
+    if !path.exists() {
+        anyhow::bail!("no store in {}", settings.data_dir.display());
+    }
+    let started = std::time::Instant::now();
+    let mut last_print = std::time::Instant::now();
+    let report =
+        crate::store::migrate::migrate(&path, settings.cache_mb * 1024 * 1024, |done, total| {
+            if last_print.elapsed().as_millis() >= 200 || done == total {
+                last_print = std::time::Instant::now();
+                let pct = (done * 100).checked_div(total).unwrap_or(100);
+                eprint!("\rmigrating: {done} / {total} events ({pct}%)   ");
+                let _ = std::io::stderr().flush();
+            }
+        })?;
+    if !report.needed {
+        println!("the data dir is already in the current store format; nothing to do");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!();
+    if report.resumed_after > 0 {
+        println!("resumed after event {}", report.resumed_after);
+    }
+    println!(
+        "moved {} events into blocks in {:.1} s; building the index",
+        report.moved,
+        started.elapsed().as_secs_f64()
+    );
+    let store = server::open_store(settings)?;
+    let report = store.verify()?;
+    close(store)?;
+    if !report.ok {
+        println!("verify: FAILED after migration: {:?}", report.first_broken);
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "done: {} events, chain head {} verified",
+        report.events_checked, report.head_hash
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn close(store: Store) -> anyhow::Result<()> {

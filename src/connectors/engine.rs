@@ -913,13 +913,17 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
             }
         };
         let prepared = events.iter().map(prepare).collect();
-        let pending = ctx.store.submit(
-            prepared,
-            Commit {
-                cursor: Some((id.clone(), cursor.encode())),
-                durable: false,
-            },
-        )?;
+        // a poll waits for room in the write queue: the vendor's pages can wait, nothing is lost
+        let pending = ctx
+            .store
+            .submit_waiting(
+                prepared,
+                Commit {
+                    cursor: Some((id.clone(), cursor.encode())),
+                    durable: false,
+                },
+            )
+            .await?;
         in_flight = Some(InFlight {
             pending,
             page_min,

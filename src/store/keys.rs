@@ -1,11 +1,28 @@
 //! Every key the store writes, built and taken apart in this one module
 //!
-//! What exactly-once rests on lives in one sled tree (`log`), so that an append — events, dedup
-//! entries, chain head and the integration cursor that covers them — is one atomic `Batch`.
-//! What can be derived again from it (posting blocks, rollups) lives in `index`, written one
-//! batch behind with a watermark. Each record kind has a one-byte prefix. Numbers are big-endian
-//! so that bytes sort as numbers; times have their sign bit flipped so that negative times sort
-//! first too.
+//! What exactly-once rests on lives in one sled tree (`log`), so that an append — the event
+//! blocks, the chain head, the per-integration counts and the integration cursor that covers
+//! them — is one atomic `Batch`. What can be derived again from it (sealed index segments, dedup
+//! runs, rollups) lives in `index`, written by the sealer with an "indexed through" watermark.
+//! Each record kind has a one-byte prefix. Numbers are big-endian so that bytes sort as numbers;
+//! times have their sign bit flipped so that negative times sort first too.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | log | `B` first seq | a block of events (see `block`) |
+//! | log | `C` integration | the integration's cursor |
+//! | log | `N` integration | events stored for the integration (u64) |
+//! | log | `Z` dictionary id (u32) | a zstd dictionary |
+//! | log | `M` name | `head` (seq, chain hash), `format` (u32), `migrated` (seq) |
+//! | index | `G` segment | a sealed segment's description (see `segment`) |
+//! | index | `S` segment, kind, ... | its doc table chunks (`d`), postings (`p`), hashed buckets (`h`) |
+//! | index | `V` run | a dedup run's description (see `dedup`) |
+//! | index | `U` run, kind, n | its entry chunks (`c`) and Bloom filter parts (`b`) |
+//! | index | `R` granularity, dimension, bucket, group | a rollup count |
+//! | index | `M` name | `sealed` (watermark), `next_run`, `garbage` |
+//!
+//! Format 1 (before blocks) wrote one `E` key per event and one `D` key per dedup entry in the
+//! log, and `T` / `I` posting keys in the index; only `migrate` reads those now.
 
 use crate::time::Micros;
 
@@ -16,17 +33,22 @@ pub const TREE_TOKENS: &str = "tokens";
 pub const TREE_SETTINGS: &str = "settings";
 pub const TREE_INTEGRATIONS: &str = "integrations";
 
-/// Record kinds: `E`, `D`, `C`, `M` in `log`; `T`, `I`, `R`, `M` in `index`.
-pub const EVENT: u8 = b'E';
-pub const DEDUP: u8 = b'D';
-pub const TIME: u8 = b'T';
-pub const INDEX: u8 = b'I';
-pub const ROLLUP: u8 = b'R';
-pub const CURSOR: u8 = b'C';
-pub const META: u8 = b'M';
+/// The layout this code writes, kept under `M format` in the log.
+pub const FORMAT: u32 = 2;
 
-/// Stored values start with this version byte, so that a later layout can read older ones.
-pub const VALUE_VERSION: u8 = 1;
+pub const BLOCK: u8 = b'B';
+pub const CURSOR: u8 = b'C';
+pub const COUNT: u8 = b'N';
+pub const DICTIONARY: u8 = b'Z';
+pub const META: u8 = b'M';
+pub const SEGMENT: u8 = b'G';
+pub const SEGMENT_DATA: u8 = b'S';
+pub const RUN: u8 = b'V';
+pub const RUN_DATA: u8 = b'U';
+pub const ROLLUP: u8 = b'R';
+/// Format 1 prefixes, read only by `migrate`.
+pub const V1_EVENT: u8 = b'E';
+pub const V1_DEDUP: u8 = b'D';
 
 /// The indexed fields of the timeline, each a posting list of (time, seq).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,7 +66,28 @@ pub enum Field {
 }
 
 impl Field {
-    fn code(self) -> u8 {
+    pub const ALL: [Field; 10] = [
+        Field::Integration,
+        Field::Connector,
+        Field::Actor,
+        Field::Action,
+        Field::Category,
+        Field::Outcome,
+        Field::EventType,
+        Field::Target,
+        Field::Ip,
+        Field::Token,
+    ];
+
+    /// Position in `ALL`.
+    pub fn index(self) -> usize {
+        Field::ALL
+            .iter()
+            .position(|f| *f == self)
+            .expect("every field is in ALL")
+    }
+
+    pub fn code(self) -> u8 {
         match self {
             Field::Integration => b'i',
             Field::Connector => b'c',
@@ -75,6 +118,12 @@ pub fn index_value(s: &str) -> String {
     lower[..end].to_string()
 }
 
+/// The start of the bucket of `size` micros holding `t`; saturates at the ends of time, where
+/// `div_euclid(..) * size` would overflow.
+pub fn bucket_start(t: Micros, size: Micros) -> Micros {
+    t.div_euclid(size).checked_mul(size).unwrap_or(Micros::MIN)
+}
+
 pub fn encode_time(t: Micros) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
@@ -91,35 +140,102 @@ pub fn decode_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-pub fn event_key(seq: u64) -> [u8; 9] {
+pub fn block_key(first_seq: u64) -> [u8; 9] {
+    seq_key(BLOCK, first_seq)
+}
+
+fn seq_key(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = EVENT;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
     k
 }
 
-pub fn dedup_key(integration: &str, source_id: &str) -> Vec<u8> {
+/// The identity an event is deduplicated by: its integration and source id. Format 1 stored
+/// this as a key; now it is hashed (`dedup_hash`) and compared in full only on a hash match.
+pub fn dedup_identity(integration: &str, source_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + integration.len() + source_id.len());
-    k.push(DEDUP);
+    k.push(V1_DEDUP);
     k.push(integration.len().min(255) as u8);
     k.extend_from_slice(&integration.as_bytes()[..integration.len().min(255)]);
     k.extend_from_slice(source_id.as_bytes());
     k
 }
 
-/// The prefix of a posting list; its keys are `prefix ‖ time ‖ seq`.
-pub fn posting_prefix(field: Option<(Field, &str)>) -> Vec<u8> {
-    match field {
-        None => vec![TIME],
-        Some((f, value)) => {
-            let mut k = Vec::with_capacity(4 + value.len());
-            k.push(INDEX);
-            k.push(f.code());
-            k.extend_from_slice(&(value.len() as u16).to_be_bytes());
-            k.extend_from_slice(value.as_bytes());
-            k
-        }
-    }
+/// The 64-bit hash of a dedup identity (the first 8 bytes of its SHA-256).
+pub fn dedup_hash(identity: &[u8]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(identity);
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// An indexed term: the field's code and the (normalised) value.
+pub fn term(field: Field, value: &str) -> Vec<u8> {
+    let mut t = Vec::with_capacity(1 + value.len());
+    t.push(field.code());
+    t.extend_from_slice(value.as_bytes());
+    t
+}
+
+/// The field a term belongs to.
+pub fn term_field(term: &[u8]) -> Option<Field> {
+    Field::ALL
+        .iter()
+        .copied()
+        .find(|f| Some(&f.code()) == term.first())
+}
+
+pub fn segment_key(segment: u64) -> [u8; 9] {
+    seq_key(SEGMENT, segment)
+}
+
+/// `S ‖ segment ‖ kind ‖ rest`: a segment's data keys.
+pub fn segment_data_key(segment: u64, kind: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + rest.len());
+    k.push(SEGMENT_DATA);
+    k.extend_from_slice(&segment.to_be_bytes());
+    k.push(kind);
+    k.extend_from_slice(rest);
+    k
+}
+
+pub fn segment_data_prefix(segment: u64) -> [u8; 9] {
+    seq_key(SEGMENT_DATA, segment)
+}
+
+pub fn run_key(run: u64) -> [u8; 9] {
+    seq_key(RUN, run)
+}
+
+/// `U ‖ run ‖ kind ‖ n`: a dedup run's entry chunks (`c`) and Bloom parts (`b`).
+pub fn run_data_key(run: u64, kind: u8, n: u32) -> [u8; 14] {
+    let mut k = [0u8; 14];
+    k[0] = RUN_DATA;
+    k[1..9].copy_from_slice(&run.to_be_bytes());
+    k[9] = kind;
+    k[10..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+pub fn run_data_prefix(run: u64) -> [u8; 9] {
+    seq_key(RUN_DATA, run)
+}
+
+pub fn count_key(integration: &str) -> Vec<u8> {
+    let mut k = vec![COUNT];
+    k.extend_from_slice(integration.as_bytes());
+    k
+}
+
+pub fn dictionary_key(id: u32) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = DICTIONARY;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn v1_event_key(seq: u64) -> [u8; 9] {
+    seq_key(V1_EVENT, seq)
 }
 
 /// Rollup granularities, coarsest last. There are no minute rollups: when events are spread
@@ -222,8 +338,16 @@ pub fn meta_key(name: &str) -> Vec<u8> {
 }
 
 pub const META_HEAD: &str = "head";
-/// In the index tree: the last sequence number whose postings and rollups are written.
-pub const META_INDEXED: &str = "indexed";
+pub const META_FORMAT: &str = "format";
+/// While `migrate` runs: the last format-1 event already moved into blocks.
+pub const META_MIGRATED: &str = "migrated";
+/// In the index tree: the last sequence number covered by sealed segments and dedup runs.
+pub const META_SEALED: &str = "sealed";
+pub const META_NEXT_RUN: &str = "next_run";
+/// Dedup runs replaced by a merge whose data keys are still to be deleted.
+pub const META_GARBAGE: &str = "garbage";
+/// Format 1's index watermark (only `migrate` reads it).
+pub const V1_META_INDEXED: &str = "indexed";
 
 #[cfg(test)]
 mod tests {
@@ -239,12 +363,11 @@ mod tests {
     }
 
     #[test]
-    fn posting_keys_of_one_value_never_interleave_with_a_longer_value() {
-        use crate::store::postings::{chunk_key, chunk_of_key};
-        let a = posting_prefix(Some((Field::Actor, "al")));
-        let b = posting_prefix(Some((Field::Actor, "alice")));
-        let ka = chunk_key(&a, i64::MAX, u8::MAX);
-        assert!(!ka.starts_with(&b) && !chunk_key(&b, 0, 0).starts_with(&a));
-        assert_eq!(chunk_of_key(&ka), (i64::MAX, u8::MAX));
+    fn terms_name_their_field() {
+        for f in Field::ALL {
+            assert_eq!(term_field(&term(f, "x")), Some(f));
+            assert_eq!(Field::ALL[f.index()], f);
+        }
+        assert_eq!(term_field(b""), None);
     }
 }

@@ -1,26 +1,39 @@
-//! The embedded sled store: append-only events with dedup, timeline indexes, search tokens,
-//! histogram rollups, the integrity hash chain and integration cursors
+//! The embedded sled store: append-only events with exactly-once dedup, timeline indexes,
+//! search, histogram rollups, the integrity hash chain and integration cursors
 //!
-//! One writer thread owns every write to the event log. Callers hand it jobs; it merges the jobs
-//! that are waiting into one sled `Batch` (atomic: all of it or none survives a crash), applies
-//! it, and passes the durable ones to a flusher thread that makes them stable with one `flush`
+//! Layout (format 2, see `keys`): the log packs each group commit's events into compressed
+//! blocks (`block`), so an append costs a few sled keys whatever its size; dedup keeps unsealed
+//! identities in memory and sealed ones in tiered runs behind Bloom filters (`dedup`); the index
+//! of unsealed events is an in-memory tail (`tail`), written once per 65,536 events as a segment
+//! (`segment`). Everything but the log is derived and rebuilt from it when needed.
+//!
+//! One writer thread owns every write to the log. Callers hand it jobs; it merges the jobs that
+//! are waiting into one sled `Batch` (atomic: all of it or none survives a crash), applies it,
+//! and passes the durable ones to a flusher thread that makes them stable with one `flush`
 //! shared by everyone waiting (group commit). Only then are the callers answered.
 
+pub mod block;
+pub mod bloom;
+pub mod dedup;
 pub mod keys;
+pub mod migrate;
 pub mod postings;
 pub mod prepare;
 pub mod query;
+pub mod segment;
+pub mod tail;
 pub mod verify;
 mod writer;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
-use writer::{FlushTicket, IndexJob, WriteJob};
+use writer::{Reply, WriteJob};
 
 pub use keys::{Dimension, Field, Granularity};
 pub use prepare::{prepare, PreparedEvent};
@@ -39,6 +52,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The write queue is full: the caller should retry shortly.
+    #[error("the write queue is full ({0} events waiting)")]
+    Busy(usize),
+    #[error("{0}")]
+    NeedsMigration(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -70,6 +88,26 @@ pub struct StoreOptions {
     /// Writes are refused (and resume by themselves) while the disk has less free space than
     /// this: sled must never meet a full disk, it does not recover cleanly from one.
     pub min_free_bytes: u64,
+    /// Events that may wait in the write queue; past it `submit` answers `Busy`.
+    pub max_queued_events: usize,
+    /// Bits of the dedup hash kept (all by default). Tests narrow it to force collisions.
+    pub dedup_hash_mask: u64,
+    /// Events per sealed segment (at most 65,536). Tests lower it to seal often.
+    pub seal_events: usize,
+}
+
+impl StoreOptions {
+    pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 32_768;
+
+    pub fn new(cache_bytes: u64, min_free_bytes: u64) -> StoreOptions {
+        StoreOptions {
+            cache_bytes,
+            min_free_bytes,
+            max_queued_events: Self::DEFAULT_MAX_QUEUED_EVENTS,
+            dedup_hash_mask: u64::MAX,
+            seal_events: tail::SEAL_EVENTS,
+        }
+    }
 }
 
 /// How an append is committed besides its events.
@@ -97,7 +135,7 @@ pub struct StoreStats {
     pub flushes: AtomicU64,
     pub flush_micros: AtomicU64,
     pub last_seq: AtomicU64,
-    /// Keys written to the log and index trees (events, dedup, posting blocks, rollups).
+    /// Keys written to the log and index trees.
     pub log_keys: AtomicU64,
     pub index_keys: AtomicU64,
     /// Set by the first failed write or flush: from then on the store refuses writes until the
@@ -137,12 +175,15 @@ impl PendingAppend {
     }
 }
 
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
+/// What readers query: the sealed segments and the tails (frozen ones waiting to be sealed,
+/// then the live one), swapped whole when the indexer or the sealer changes them.
+pub(crate) struct View {
+    segments: Vec<Arc<segment::SegmentMeta>>,
+    tails: Vec<Arc<RwLock<tail::Tail>>>,
 }
 
-struct Inner {
+/// What the store's threads and readers share.
+pub(crate) struct Shared {
     path: PathBuf,
     db: sled::Db,
     log: sled::Tree,
@@ -150,142 +191,435 @@ struct Inner {
     tokens: sled::Tree,
     settings: sled::Tree,
     integrations: sled::Tree,
-    jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    stats: Arc<StoreStats>,
+    dicts: block::Dictionaries,
+    frames: block::FrameCache,
+    stats: StoreStats,
+    view: RwLock<Arc<View>>,
+    /// Held by the sealer while it moves a tail into the index, by histograms while they read.
+    seal_lock: RwLock<()>,
     min_free_bytes: u64,
+    hash_mask: u64,
+    seal_events: usize,
+}
+
+impl Shared {
+    /// The body of the event `seq` (its JSON after the id), if it is stored.
+    fn event_body(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(item) = self
+            .log
+            .range(keys::block_key(0)..=keys::block_key(seq))
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (k, v) = item?;
+        let first = keys::decode_u64(&k[1..]);
+        let Ok(index) = u32::try_from(seq - first) else {
+            return Ok(None);
+        };
+        if let Some(frame) = self.cached_frame(first, &v, index)? {
+            return Ok(Some(frame.0.body(frame.1).to_vec()));
+        }
+        Ok(None)
+    }
+
+    /// The decoded frame holding the `index`th event of block `first`, and its place in it.
+    fn cached_frame(
+        &self,
+        first: u64,
+        value: &[u8],
+        index: u32,
+    ) -> Result<Option<(Arc<block::DecodedFrame>, usize)>, StoreError> {
+        let view = block::BlockView::parse(value)?;
+        let Some((f, i)) = view.locate(index) else {
+            return Ok(None);
+        };
+        let key = (first, f as u16);
+        if let Some(frame) = self.frames.get(key) {
+            return Ok(Some((frame, i)));
+        }
+        let frame = Arc::new(view.decode_frame(f, &self.dicts)?);
+        self.frames.put(key, frame.clone());
+        Ok(Some((frame, i)))
+    }
+
+    fn view(&self) -> Arc<View> {
+        match self.view.read() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the view with a changed copy.
+    fn publish(&self, change: impl FnOnce(&mut View)) {
+        let mut guard = match self.view.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut next = View {
+            segments: guard.segments.clone(),
+            tails: guard.tails.clone(),
+        };
+        change(&mut next);
+        *guard = Arc::new(next);
+    }
+
+    /// Refuses a write while the data dir's disk is below its free-space reserve.
+    fn check_free_space(&self) -> Result<(), StoreError> {
+        if self.min_free_bytes == 0 {
+            return Ok(());
+        }
+        match fs2::available_space(&self.path) {
+            Ok(free) if free < self.min_free_bytes => Err(StoreError::StorageFull(format!(
+                "{} MiB free on the data dir's disk, below the reserve of {} MiB",
+                free / (1024 * 1024),
+                self.min_free_bytes / (1024 * 1024)
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    sealer: Mutex<Option<mpsc::Sender<writer::SealerJob>>>,
+    room: Arc<Semaphore>,
+    max_queued: usize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn read_meta_u64(tree: &sled::Tree, name: &str) -> Result<Option<u64>, StoreError> {
+    match tree.get(keys::meta_key(name))? {
+        None => Ok(None),
+        Some(v) if v.len() == 8 => Ok(Some(keys::decode_u64(&v))),
+        Some(_) => Err(StoreError::Corrupt(format!("meta `{name}` is not 8 bytes"))),
+    }
+}
+
+/// The layout of an opened log: written by this code, by the format before it, or empty.
+fn check_format(log: &sled::Tree) -> Result<(), StoreError> {
+    match log.get(keys::meta_key(keys::META_FORMAT))? {
+        Some(v) if v.as_ref() == keys::FORMAT.to_be_bytes() => Ok(()),
+        Some(v) => Err(StoreError::NeedsMigration(format!(
+            "the data dir was written in store format {:?}, which this version cannot read",
+            v.as_ref()
+        ))),
+        None => {
+            let v1 = log.scan_prefix([keys::V1_EVENT]).next().is_some()
+                || log.get(keys::meta_key(keys::META_MIGRATED))?.is_some();
+            if v1 {
+                return Err(StoreError::NeedsMigration(
+                    "the data dir holds events in store format 1; run `trailhub migrate` (with the same data dir) to convert it, then start again".into(),
+                ));
+            }
+            log.insert(
+                keys::meta_key(keys::META_FORMAT),
+                &keys::FORMAT.to_be_bytes(),
+            )?;
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    Ok(sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .mode(sled::Mode::HighThroughput)
+        .open()?)
 }
 
 impl Store {
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let started = std::time::Instant::now();
+        let db = open_db(path, options.cache_bytes)?;
         let log = db.open_tree(keys::TREE_LOG)?;
         let index = db.open_tree(keys::TREE_INDEX)?;
-        let tokens = db.open_tree(keys::TREE_TOKENS)?;
-        let settings = db.open_tree(keys::TREE_SETTINGS)?;
-        let integrations = db.open_tree(keys::TREE_INTEGRATIONS)?;
+        check_format(&log)?;
         let head = read_head(&log)?;
-        writer::reindex_tail(&log, &index, head)?;
-        let stats = Arc::new(StoreStats::default());
-        stats.last_seq.store(head.seq, Ordering::Relaxed);
+
+        let dicts = block::Dictionaries::default();
+        let mut persisted = HashSet::new();
+        let mut latest = None;
+        for item in log.scan_prefix([keys::DICTIONARY]) {
+            let (k, v) = item?;
+            let id = u32::from_be_bytes(
+                k[1..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("dictionary key".into()))?,
+            );
+            dicts.add(block::Dictionary::new(id, v.to_vec()), false);
+            persisted.insert(id);
+            latest = Some(latest.unwrap_or(0).max(id));
+        }
+        if let Some(id) = latest {
+            if let Some(d) = dicts.get(id) {
+                dicts.add(d, true);
+            }
+        }
+        let mut counts = HashMap::new();
+        for item in log.scan_prefix([keys::COUNT]) {
+            let (k, v) = item?;
+            if v.len() == 8 {
+                counts.insert(
+                    String::from_utf8_lossy(&k[1..]).into_owned(),
+                    keys::decode_u64(&v),
+                );
+            }
+        }
+
+        let sealed = read_meta_u64(&index, keys::META_SEALED)?.unwrap_or(0);
+        let next_run = read_meta_u64(&index, keys::META_NEXT_RUN)?.unwrap_or(1);
+        let garbage = index
+            .get(keys::meta_key(keys::META_GARBAGE))?
+            .map(|v| writer::decode_ids(&v))
+            .unwrap_or_default();
+        if sealed > head.seq {
+            return Err(StoreError::Corrupt(format!(
+                "the index is sealed through {sealed} but the log ends at {}",
+                head.seq
+            )));
+        }
+        let orphans = writer::remove_orphans(&index, sealed, next_run)?;
+        if orphans > 0 {
+            tracing::info!(
+                keys = orphans,
+                "removed index keys an interrupted seal left"
+            );
+        }
+        let segments = writer::load_segments(&index)?;
+        let runs: Vec<Arc<dedup::Run>> = dedup::load_runs(&index)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            tokens: db.open_tree(keys::TREE_TOKENS)?,
+            settings: db.open_tree(keys::TREE_SETTINGS)?,
+            integrations: db.open_tree(keys::TREE_INTEGRATIONS)?,
+            db,
+            log,
+            index,
+            dicts,
+            frames: block::FrameCache::default(),
+            stats: StoreStats::default(),
+            view: RwLock::new(Arc::new(View::new(segments, Vec::new()))),
+            seal_lock: RwLock::new(()),
+            min_free_bytes: options.min_free_bytes,
+            hash_mask: options.dedup_hash_mask,
+            seal_events: options.seal_events.clamp(1, tail::SEAL_EVENTS),
+        });
+        shared.stats.last_seq.store(head.seq, Ordering::Relaxed);
+        let mut recent = dedup::Recent::default();
+        let mut sealer_state = writer::SealerState {
+            runs,
+            next_run,
+            garbage: garbage.clone(),
+        };
+        let live = writer::rebuild_tail(&shared, &mut sealer_state, sealed, head.seq, &mut recent)?;
 
         let (job_tx, job_rx) = mpsc::channel::<WriteJob>();
-        let (index_tx, index_rx) = mpsc::channel::<IndexJob>();
-        let (flush_tx, flush_rx) = mpsc::channel::<FlushTicket>();
+        let (index_tx, index_rx) = mpsc::channel();
+        let (flush_tx, flush_rx) = mpsc::channel();
+        let (sealer_tx, sealer_rx) = mpsc::channel();
+        let (note_tx, note_rx) = mpsc::channel();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
                 .map_err(|e| StoreError::Io(e.to_string()))
         };
-        let writer = {
-            let (log, stats) = (log.clone(), stats.clone());
+        let state = writer::WriterState {
+            head,
+            recent,
+            runs: sealer_state.runs.clone(),
+            counts,
+            persisted_dictionaries: persisted,
+        };
+        let writer_thread = {
+            let sh = shared.clone();
+            let ch = writer::WriterChannels {
+                jobs: job_rx,
+                notes: note_rx,
+                indexer: index_tx,
+                sealer: sealer_tx.clone(),
+            };
             spawn(
                 "trailhub-writer",
-                Box::new(move || writer::run_writer(log, head, job_rx, index_tx, stats)),
+                Box::new(move || writer::run_writer(sh, state, ch)),
             )?
         };
-        let indexer = {
-            let (index, stats) = (index.clone(), stats.clone());
+        let indexer_thread = {
+            let sh = shared.clone();
+            let ch = writer::IndexerChannels {
+                jobs: index_rx,
+                flusher: flush_tx,
+                sealer: sealer_tx.clone(),
+            };
             spawn(
                 "trailhub-indexer",
-                Box::new(move || writer::run_indexer(index, index_rx, flush_tx, stats)),
+                Box::new(move || writer::run_indexer(sh, live, ch)),
             )?
         };
-        let flusher = {
-            let (db, stats) = (db.clone(), stats.clone());
+        let flusher_thread = {
+            let sh = shared.clone();
             spawn(
                 "trailhub-flusher",
-                Box::new(move || writer::run_flusher(db, flush_rx, stats)),
+                Box::new(move || writer::run_flusher(sh, flush_rx)),
             )?
         };
+        let garbage = sealer_state.garbage.clone();
+        let sealer_thread = {
+            let sh = shared.clone();
+            spawn(
+                "trailhub-sealer",
+                Box::new(move || writer::run_sealer(sh, sealer_state, sealer_rx, note_tx)),
+            )?
+        };
+        if !garbage.is_empty() {
+            let _ = sealer_tx.send(writer::SealerJob::Garbage(garbage));
+        }
+        let max_queued = options.max_queued_events.max(1);
+        tracing::debug!(
+            events = head.seq,
+            sealed,
+            millis = started.elapsed().as_millis() as u64,
+            "store opened"
+        );
         Ok(Store {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                db,
-                log,
-                index,
-                tokens,
-                settings,
-                integrations,
+                shared,
                 jobs: Mutex::new(Some(job_tx)),
-                threads: Mutex::new(vec![writer, indexer, flusher]),
-                stats,
-                min_free_bytes: options.min_free_bytes,
+                sealer: Mutex::new(Some(sealer_tx)),
+                room: Arc::new(Semaphore::new(max_queued)),
+                max_queued,
+                threads: Mutex::new(vec![
+                    writer_thread,
+                    indexer_thread,
+                    flusher_thread,
+                    sealer_thread,
+                ]),
             }),
         })
     }
 
+    fn sh(&self) -> &Shared {
+        &self.inner.shared
+    }
+
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.sh().path
     }
 
     pub fn stats(&self) -> &StoreStats {
-        &self.inner.stats
+        &self.sh().stats
     }
 
     /// Events stored so far (the store is append-only, so this is the last sequence number).
     pub fn event_count(&self) -> u64 {
-        self.inner.stats.last_seq.load(Ordering::Relaxed)
+        self.sh().stats.last_seq.load(Ordering::Relaxed)
+    }
+
+    /// Events stored for one integration: written in the same batch as the events themselves,
+    /// so it is exact after any crash.
+    pub fn integration_count(&self, integration: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .sh()
+            .log
+            .get(keys::count_key(integration))?
+            .map(|v| keys::decode_u64(&v))
+            .unwrap_or(0))
     }
 
     pub fn tokens_tree(&self) -> &sled::Tree {
-        &self.inner.tokens
+        &self.sh().tokens
     }
 
     pub fn settings_tree(&self) -> &sled::Tree {
-        &self.inner.settings
+        &self.sh().settings
     }
 
     /// Integration records and status (see `connectors::integrations`).
     pub fn integrations_tree(&self) -> &sled::Tree {
-        &self.inner.integrations
+        &self.sh().integrations
     }
 
     pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+        self.sh().db.size_on_disk().unwrap_or(0)
     }
 
     /// Appends events (deduplicated by integration and source id) and the cursor that covers
-    /// them as one atomic batch.
+    /// them as one atomic batch, waiting for room in the write queue.
     pub async fn append(
         &self,
         events: Vec<PreparedEvent>,
         commit: Commit,
     ) -> Result<AppendOutcome, StoreError> {
-        self.submit(events, commit)?.wait().await
+        self.submit_waiting(events, commit).await?.wait().await
     }
 
     /// Refuses a write while the data dir's disk is below its free-space reserve.
-    fn check_free_space(&self) -> Result<(), StoreError> {
-        if self.inner.min_free_bytes == 0 {
-            return Ok(());
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.sh().stats.failed() {
+            return Err(e);
         }
-        match fs2::available_space(&self.inner.path) {
-            Ok(free) if free < self.inner.min_free_bytes => Err(StoreError::StorageFull(format!(
-                "{} MiB free on the data dir's disk, below the reserve of {} MiB",
-                free / (1024 * 1024),
-                self.inner.min_free_bytes / (1024 * 1024)
-            ))),
-            _ => Ok(()),
-        }
+        self.sh().check_free_space()
     }
 
-    /// Queues an append now and returns a handle to await its outcome. Jobs are applied in the
-    /// order they were submitted, so a durable job's flush covers every job submitted before it.
+    fn room_for(&self, events: usize) -> u32 {
+        events.clamp(1, self.inner.max_queued) as u32
+    }
+
+    /// Queues an append now and returns a handle to await its outcome, or `Busy` when the
+    /// write queue is full. Jobs are applied in the order they were submitted, so a durable
+    /// job's flush covers every job submitted before it.
     pub fn submit(
         &self,
         events: Vec<PreparedEvent>,
         commit: Commit,
     ) -> Result<PendingAppend, StoreError> {
-        if let Some(e) = self.inner.stats.failed() {
-            return Err(e);
-        }
-        self.check_free_space()?;
+        self.check_writable()?;
+        let room = self
+            .inner
+            .room
+            .clone()
+            .try_acquire_many_owned(self.room_for(events.len()))
+            .map_err(|_| {
+                StoreError::Busy(self.inner.max_queued - self.inner.room.available_permits())
+            })?;
+        self.enqueue(events, commit, room)
+    }
+
+    /// Like `submit`, but waits for room in the write queue instead of answering `Busy`.
+    pub async fn submit_waiting(
+        &self,
+        events: Vec<PreparedEvent>,
+        commit: Commit,
+    ) -> Result<PendingAppend, StoreError> {
+        self.check_writable()?;
+        let room = self
+            .inner
+            .room
+            .clone()
+            .acquire_many_owned(self.room_for(events.len()))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.enqueue(events, commit, room)
+    }
+
+    fn enqueue(
+        &self,
+        events: Vec<PreparedEvent>,
+        commit: Commit,
+        room: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<PendingAppend, StoreError> {
         let (reply, answer) = oneshot::channel();
         let jobs = self.inner.jobs.lock().map_err(|_| StoreError::Closed)?;
         let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
@@ -293,7 +627,7 @@ impl Store {
             .send(WriteJob {
                 events,
                 commit,
-                reply,
+                reply: Reply::new(reply, Some(room)),
             })
             .map_err(|_| StoreError::Closed)?;
         Ok(PendingAppend(answer))
@@ -301,11 +635,10 @@ impl Store {
 
     /// The complete JSON of one stored event.
     pub fn event_json(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(value) = self.inner.log.get(keys::event_key(seq))? else {
-            return Ok(None);
-        };
-        let (_, body) = decode_event_value(&value)?;
-        Ok(Some(prepare::full_json(seq, &body)))
+        Ok(self
+            .sh()
+            .event_body(seq)?
+            .map(|body| prepare::full_json(seq, &body)))
     }
 
     pub fn event(&self, seq: u64) -> Result<Option<Event>, StoreError> {
@@ -319,29 +652,27 @@ impl Store {
 
     pub fn cursor(&self, integration: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .inner
+            .sh()
             .log
             .get(keys::cursor_key(integration))?
             .map(|v| v.to_vec()))
     }
 
     pub fn head(&self) -> Result<Head, StoreError> {
-        read_head(&self.inner.log)
+        read_head(&self.sh().log)
     }
 
-    pub(crate) fn log(&self) -> &sled::Tree {
-        &self.inner.log
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
-    /// Posting blocks and rollups (derived from the log; see `writer`).
-    pub(crate) fn index(&self) -> &sled::Tree {
-        &self.inner.index
-    }
-
-    /// Finishes every queued write, flushes, and stops the writer threads.
+    /// Finishes every queued write, seals what is full, flushes, and stops the store's threads.
     pub fn shutdown(&self) -> Result<(), StoreError> {
         if let Ok(mut jobs) = self.inner.jobs.lock() {
             jobs.take();
+        }
+        if let Ok(mut sealer) = self.inner.sealer.lock() {
+            sealer.take();
         }
         let threads: Vec<JoinHandle<()>> = match self.inner.threads.lock() {
             Ok(mut t) => t.drain(..).collect(),
@@ -350,7 +681,7 @@ impl Store {
         for t in threads {
             let _ = t.join();
         }
-        self.inner.db.flush()?;
+        self.sh().db.flush()?;
         Ok(())
     }
 }
@@ -374,26 +705,4 @@ fn read_head(log: &sled::Tree) -> Result<Head, StoreError> {
             v.len()
         ))),
     }
-}
-
-/// Stored event value: version byte, chain hash, lz4-compressed body.
-fn encode_event_value(hash: &[u8; 32], compressed: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(33 + compressed.len());
-    v.push(keys::VALUE_VERSION);
-    v.extend_from_slice(hash);
-    v.extend_from_slice(compressed);
-    v
-}
-
-pub(crate) fn decode_event_value(value: &[u8]) -> Result<([u8; 32], Vec<u8>), StoreError> {
-    if value.len() < 33 || value[0] != keys::VALUE_VERSION {
-        return Err(StoreError::Corrupt(
-            "event value has an unknown layout".into(),
-        ));
-    }
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&value[1..33]);
-    let body = lz4_flex::decompress_size_prepended(&value[33..])
-        .map_err(|e| StoreError::Corrupt(format!("event body does not decompress: {e}")))?;
-    Ok((hash, body))
 }

@@ -1,14 +1,12 @@
-//! Posting lists of the timeline indexes, stored in blocks of one hour
+//! Positions in the timeline order, and the encoding of a sealed segment's posting lists
 //!
-//! For each indexed (field, value) the store keeps the (time, seq) of its events. One key per
-//! event per value made sled touch dozens of scattered pages per event; instead each list is cut
-//! into hour blocks (`prefix ‖ hour start`), each a sorted, delta-encoded array. An append batch
-//! rewrites one block per list per hour it touches, so ingest costs a few keys per batch per
-//! value, and a walk decodes a block once and then binary-searches it.
+//! Inside a segment, events are numbered by rank: their place in the segment's time order. A
+//! posting list is the sorted ranks carrying a term, stored as delta varints, or as a bitmap
+//! when that is smaller (common values such as an action or an outcome).
 
-use super::keys;
+use super::block::{get_varint, put_varint};
 use super::StoreError;
-use crate::time::{Micros, HOUR};
+use crate::time::Micros;
 
 /// A place in the timeline order: by event time, ties broken by sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -18,6 +16,10 @@ pub struct Position {
 }
 
 impl Position {
+    pub const MIN: Position = Position {
+        time: i64::MIN,
+        seq: 0,
+    };
     pub const MAX: Position = Position {
         time: i64::MAX,
         seq: u64::MAX,
@@ -41,239 +43,87 @@ impl Position {
     }
 }
 
-pub const BLOCK: Micros = HOUR;
+const LIST_DELTAS: u8 = 0;
+const LIST_BITMAP: u8 = 1;
 
-pub fn block_start(t: Micros) -> Micros {
-    t.div_euclid(BLOCK).checked_mul(BLOCK).unwrap_or(i64::MIN)
-}
-
-/// A key and its value, to be written.
-pub type KeyValue = (Vec<u8>, Vec<u8>);
-
-/// Entries per stored chunk. A busy hour's block would otherwise grow into a value that every
-/// append decodes and rewrites whole (and sled moves large values to blob files): instead a
-/// block is a run of chunks, appends touch only the last one, and a reader merges them.
-pub const CHUNK_MAX: usize = 256;
-
-/// Key of one chunk of a block: `prefix ‖ block start ‖ chunk number`.
-pub fn chunk_key(prefix: &[u8], block: Micros, chunk: u8) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + 9);
-    k.extend_from_slice(prefix);
-    k.extend_from_slice(&keys::encode_time(block));
-    k.push(chunk);
-    k
-}
-
-/// (block start, chunk number) of a chunk key.
-pub fn chunk_of_key(key: &[u8]) -> (Micros, u8) {
-    let n = key.len();
-    (keys::decode_time(&key[n - 9..n - 1]), key[n - 1])
-}
-
-/// Every entry of one block, sorted (its chunks merged).
-pub fn load_block(
-    tree: &sled::Tree,
-    prefix: &[u8],
-    block: Micros,
-) -> Result<Vec<Position>, StoreError> {
-    let mut entries = Vec::new();
-    let mut chunks = 0;
-    for item in tree.range(chunk_key(prefix, block, 0)..=chunk_key(prefix, block, u8::MAX)) {
-        let (_, v) = item?;
-        entries.extend(decode(&v)?);
-        chunks += 1;
-    }
-    if chunks > 1 {
-        entries.sort_unstable();
-        entries.dedup();
-    }
-    Ok(entries)
-}
-
-/// The chunks to write so that `new` entries join a block: they go into its last chunk while it
-/// has room, then into fresh chunks. Earlier, full chunks are never rewritten.
-pub fn append_to_block(
-    tree: &sled::Tree,
-    prefix: &[u8],
-    block: Micros,
-    new: Vec<Position>,
-) -> Result<Vec<KeyValue>, StoreError> {
-    let last = tree
-        .range(chunk_key(prefix, block, 0)..=chunk_key(prefix, block, u8::MAX))
-        .next_back()
-        .transpose()?;
-    let (mut chunk, existing) = match last {
-        None => (0u8, Vec::new()),
-        Some((k, v)) => {
-            let (_, n) = chunk_of_key(&k);
-            let existing = decode(&v)?;
-            if existing.len() >= CHUNK_MAX && n < u8::MAX {
-                (n + 1, Vec::new())
-            } else {
-                (n, existing)
-            }
+/// Encodes sorted, distinct ranks below `universe`.
+pub fn encode_ranks(ranks: &[u32], universe: u32) -> Vec<u8> {
+    debug_assert!(ranks.windows(2).all(|w| w[0] < w[1]));
+    let bitmap_len = (universe as usize).div_ceil(8);
+    // delta varints cost at least a byte each: a bitmap wins past one rank in eight
+    if ranks.len() * 8 > universe as usize {
+        let mut out = vec![0u8; 1 + bitmap_len];
+        out[0] = LIST_BITMAP;
+        for &r in ranks {
+            out[1 + (r as usize >> 3)] |= 1 << (r & 7);
         }
-    };
-    let merged = merge(existing, new);
-    let mut out = Vec::new();
-    let mut rest: &[Position] = &merged;
-    while !rest.is_empty() {
-        let take = if chunk == u8::MAX {
-            rest.len()
-        } else {
-            rest.len().min(CHUNK_MAX)
-        };
-        out.push((chunk_key(prefix, block, chunk), encode(&rest[..take])));
-        rest = &rest[take..];
-        chunk = chunk.saturating_add(1);
+        return out;
     }
-    Ok(out)
-}
-
-const BLOCK_VERSION: u8 = 1;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-}
-
-/// Encodes sorted positions: count, then per entry the time delta and the zig-zag seq delta.
-pub fn encode(entries: &[Position]) -> Vec<u8> {
-    debug_assert!(entries.windows(2).all(|w| w[0] < w[1]));
-    let mut out = Vec::with_capacity(2 + entries.len() * 5);
-    out.push(BLOCK_VERSION);
-    put_varint(&mut out, entries.len() as u64);
-    let mut prev_time = 0u64;
-    let mut prev_seq = 0i64;
-    for (i, p) in entries.iter().enumerate() {
-        let t = (p.time as u64) ^ (1 << 63);
-        put_varint(&mut out, if i == 0 { t } else { t - prev_time });
-        let d = (p.seq as i64).wrapping_sub(prev_seq);
-        put_varint(&mut out, ((d << 1) ^ (d >> 63)) as u64);
-        prev_time = t;
-        prev_seq = p.seq as i64;
+    let mut out = Vec::with_capacity(2 + ranks.len() * 2);
+    out.push(LIST_DELTAS);
+    put_varint(&mut out, ranks.len() as u64);
+    let mut prev = 0u32;
+    for (i, &r) in ranks.iter().enumerate() {
+        put_varint(&mut out, u64::from(if i == 0 { r } else { r - prev }));
+        prev = r;
     }
     out
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Vec<Position>, StoreError> {
-    let corrupt = || StoreError::Corrupt("posting block does not decode".into());
-    if bytes.first() != Some(&BLOCK_VERSION) {
-        return Err(corrupt());
+pub fn decode_ranks(bytes: &[u8]) -> Result<Vec<u32>, StoreError> {
+    let corrupt = || StoreError::Corrupt("posting list does not decode".into());
+    match bytes.first() {
+        Some(&LIST_BITMAP) => {
+            let mut out = Vec::new();
+            for (i, b) in bytes[1..].iter().enumerate() {
+                let mut b = *b;
+                while b != 0 {
+                    let bit = b.trailing_zeros();
+                    out.push((i as u32) * 8 + bit);
+                    b &= b - 1;
+                }
+            }
+            Ok(out)
+        }
+        Some(&LIST_DELTAS) => {
+            let mut at = 1;
+            let n = get_varint(bytes, &mut at).ok_or_else(corrupt)? as usize;
+            let mut out = Vec::with_capacity(n.min(1 << 16));
+            let mut prev = 0u64;
+            for i in 0..n {
+                let d = get_varint(bytes, &mut at).ok_or_else(corrupt)?;
+                prev = if i == 0 { d } else { prev.saturating_add(d) };
+                out.push(u32::try_from(prev).map_err(|_| corrupt())?);
+            }
+            if at != bytes.len() {
+                return Err(corrupt());
+            }
+            Ok(out)
+        }
+        _ => Err(corrupt()),
     }
-    let mut at = 1;
-    let n = get_varint(bytes, &mut at).ok_or_else(corrupt)? as usize;
-    let mut out = Vec::with_capacity(n.min(1 << 20));
-    let mut time = 0u64;
-    let mut seq = 0i64;
-    for i in 0..n {
-        let dt = get_varint(bytes, &mut at).ok_or_else(corrupt)?;
-        time = if i == 0 { dt } else { time.wrapping_add(dt) };
-        let z = get_varint(bytes, &mut at).ok_or_else(corrupt)?;
-        seq = seq.wrapping_add(((z >> 1) as i64) ^ -((z & 1) as i64));
-        out.push(Position {
-            time: (time ^ (1 << 63)) as i64,
-            seq: seq as u64,
+}
+
+/// The ranks present in every list (each sorted ascending).
+pub fn intersect(mut lists: Vec<Vec<u32>>) -> Vec<u32> {
+    lists.sort_by_key(Vec::len);
+    let mut it = lists.into_iter();
+    let Some(mut acc) = it.next() else {
+        return Vec::new();
+    };
+    for list in it {
+        if acc.is_empty() {
+            break;
+        }
+        let mut j = 0;
+        acc.retain(|r| {
+            while j < list.len() && list[j] < *r {
+                j += 1;
+            }
+            j < list.len() && list[j] == *r
         });
     }
-    Ok(out)
-}
-
-/// Merges new positions into a block's sorted entries (the common case, all newer, appends).
-pub fn merge(mut existing: Vec<Position>, mut new: Vec<Position>) -> Vec<Position> {
-    new.sort_unstable();
-    if existing
-        .last()
-        .is_none_or(|last| new.first().is_none_or(|first| last < first))
-    {
-        existing.extend(new);
-        return existing;
-    }
-    existing.extend(new);
-    existing.sort_unstable();
-    existing.dedup();
-    existing
-}
-
-/// A walker over one posting list, newest first, answering "the newest entry at or before X".
-pub struct BlockWalker {
-    prefix: Vec<u8>,
-    /// The decoded block, and the range of hour blocks [block, asked] it answers for.
-    cached: Option<(Micros, Micros, Vec<Position>)>,
-}
-
-impl BlockWalker {
-    pub fn new(prefix: Vec<u8>) -> BlockWalker {
-        BlockWalker {
-            prefix,
-            cached: None,
-        }
-    }
-
-    pub fn seek(
-        &mut self,
-        tree: &sled::Tree,
-        lower: Position,
-        target: Position,
-    ) -> Result<Option<Position>, StoreError> {
-        let mut target = target;
-        loop {
-            if target < lower {
-                return Ok(None);
-            }
-            let wanted = block_start(target.time);
-            if let Some((block, asked, entries)) = &self.cached {
-                if *block <= wanted && wanted <= *asked {
-                    let idx = entries.partition_point(|p| *p <= target);
-                    if idx > 0 {
-                        let p = entries[idx - 1];
-                        return Ok((p >= lower).then_some(p));
-                    }
-                    // Nothing in this block at or before the target: continue in older blocks.
-                    match (Position {
-                        time: *block,
-                        seq: 0,
-                    })
-                    .previous()
-                    {
-                        Some(p) => target = p,
-                        None => return Ok(None),
-                    }
-                    continue;
-                }
-            }
-            let from = chunk_key(&self.prefix, block_start(lower.time), 0);
-            let to = chunk_key(&self.prefix, wanted, u8::MAX);
-            match tree.range(from..=to).next_back() {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok((k, _))) => {
-                    let (block, _) = chunk_of_key(&k);
-                    self.cached = Some((block, wanted, load_block(tree, &self.prefix, block)?));
-                }
-            }
-        }
-    }
+    acc
 }
 
 #[cfg(test)]
@@ -281,65 +131,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_round_trip() {
-        let entries = vec![
-            Position { time: -5, seq: 9 },
-            Position { time: 0, seq: 3 },
-            Position { time: 0, seq: 4 },
-            Position {
-                time: 1_700_000_000_000_000,
-                seq: 1,
-            },
-            Position {
-                time: 1_700_000_000_000_001,
-                seq: u64::MAX / 2,
-            },
-        ];
-        assert_eq!(decode(&encode(&entries)).expect("decodes"), entries);
-        assert!(decode(&[1, 5, 1]).is_err());
-        let merged = merge(
-            entries[..2].to_vec(),
-            vec![entries[4], entries[2], entries[3]],
+    fn rank_lists_round_trip_in_both_encodings() {
+        let sparse = vec![0, 7, 300, 65_535];
+        let enc = encode_ranks(&sparse, 65_536);
+        assert_eq!(enc[0], LIST_DELTAS);
+        assert_eq!(decode_ranks(&enc).expect("sparse"), sparse);
+        let dense: Vec<u32> = (0..1000).step_by(3).collect();
+        let enc = encode_ranks(&dense, 1000);
+        assert_eq!(enc[0], LIST_BITMAP);
+        assert_eq!(decode_ranks(&enc).expect("dense"), dense);
+        assert!(decode_ranks(&[0, 5, 1]).is_err());
+        assert!(decode_ranks(&[9]).is_err());
+        assert_eq!(
+            intersect(vec![vec![1, 3, 5, 7], vec![3, 4, 5], vec![0, 3, 5, 9]]),
+            vec![3, 5]
         );
-        assert_eq!(merged, entries);
-        let merged = merge(
-            entries[2..].to_vec(),
-            vec![entries[0], entries[1], entries[2]],
-        );
-        assert_eq!(merged, entries);
     }
 
     #[test]
-    fn busy_blocks_grow_by_chunks_and_read_back_whole() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new()
-            .path(dir.path())
-            .temporary(true)
-            .open()
-            .expect("sled");
-        let tree = db.open_tree("t").expect("tree");
-        let prefix = b"Ix";
-        let mut all = Vec::new();
-        // 3,000 entries in 30 appends, times deliberately out of order across appends
-        for round in 0..30u64 {
-            let new: Vec<Position> = (0..100u64)
-                .map(|i| Position {
-                    time: ((i * 37 + round * 11) % 3600) as i64,
-                    seq: round * 100 + i,
-                })
-                .collect();
-            all.extend(new.iter().copied());
-            for (k, v) in append_to_block(&tree, prefix, 0, new).expect("append") {
-                tree.insert(k, v).expect("insert");
-            }
-        }
-        all.sort_unstable();
-        assert_eq!(load_block(&tree, prefix, 0).expect("load"), all);
-        let chunks: Vec<usize> = tree
-            .scan_prefix(prefix)
-            .map(|kv| decode(&kv.expect("kv").1).expect("chunk").len())
-            .collect();
-        assert_eq!(chunks.len(), 12);
-        assert!(chunks[..11].iter().all(|n| *n == CHUNK_MAX));
+    fn previous_steps_back_through_seq_then_time() {
+        let p = Position { time: 5, seq: 0 };
+        assert_eq!(
+            p.previous(),
+            Some(Position {
+                time: 4,
+                seq: u64::MAX
+            })
+        );
+        assert_eq!(Position::MIN.previous(), None);
     }
 }

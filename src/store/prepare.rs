@@ -19,13 +19,14 @@ const MAX_TOKEN_LEN: usize = 64;
 pub struct PreparedEvent {
     pub time: Micros,
     pub integration: String,
-    pub dedup_key: Vec<u8>,
+    /// Integration and source id: what exactly-once is keyed by (`keys::dedup_identity`).
+    pub identity: Vec<u8>,
+    /// `keys::dedup_hash` of `identity`.
+    pub hash: u64,
     /// The event's JSON after its `id` member, starting at `"time"`.
     pub body: Vec<u8>,
-    /// `body`, lz4-compressed as it is stored.
-    pub compressed: Vec<u8>,
-    /// Posting-list prefixes this event is listed under (the time list excluded).
-    pub postings: Vec<Vec<u8>>,
+    /// Index terms this event is listed under (`keys::term`).
+    pub terms: Vec<Vec<u8>>,
     pub groups: Vec<(Dimension, String)>,
 }
 
@@ -67,23 +68,21 @@ pub fn prepare(event: &Event) -> PreparedEvent {
     for token in event_tokens(event) {
         values.insert((Field::Token, token));
     }
-    let postings = values
-        .iter()
-        .map(|(f, v)| keys::posting_prefix(Some((*f, v))))
-        .collect();
+    let terms = values.iter().map(|(f, v)| keys::term(*f, v)).collect();
 
     let groups = Dimension::ALL
         .iter()
         .map(|d| (*d, group_value(event, *d)))
         .collect();
 
+    let identity = keys::dedup_identity(&event.integration.id, &event.source_id);
     PreparedEvent {
         time: event.time,
         integration: event.integration.id.clone(),
-        dedup_key: keys::dedup_key(&event.integration.id, &event.source_id),
-        compressed: lz4_flex::compress_prepend_size(&body),
+        hash: keys::dedup_hash(&identity),
+        identity,
         body,
-        postings,
+        terms,
         groups,
     }
 }
@@ -108,6 +107,28 @@ pub fn full_json(seq: u64, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"\",");
     out.extend_from_slice(body);
     out
+}
+
+/// The dedup identity of a stored event, read back from its body (the writer compares it with a
+/// new event's when their hashes match).
+pub fn stored_identity(seq: u64, body: &[u8]) -> Result<Vec<u8>, super::StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Integration {
+        id: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Identity {
+        integration: Integration,
+        source_id: String,
+    }
+    let json = full_json(seq, body);
+    let parsed: Identity = serde_json::from_slice(&json).map_err(|e| {
+        super::StoreError::Corrupt(format!("event {seq:016x} does not decode: {e}"))
+    })?;
+    Ok(keys::dedup_identity(
+        &parsed.integration.id,
+        &parsed.source_id,
+    ))
 }
 
 /// The chain hash of an event: SHA-256(previous hash ‖ the event's full JSON), computed without

@@ -1,15 +1,19 @@
-//! The query planner: filters become posting lists walked newest-first (intersected by a
-//! zig-zag join when there are several), pages resume from an opaque (time, seq) cursor, and
-//! histograms are answered from rollups where the filters allow
+//! The query planner: a filter's terms are looked up in every source that may hold matches —
+//! the in-memory tails and the sealed segments whose time range overlaps — and each source's
+//! matches, newest first, are merged. Segments are opened lazily, in the order of their newest
+//! possible match, so a page touches only the segments that hold its events. Pages resume from an
+//! opaque (time, seq) cursor; histograms are answered from rollups where the filters allow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 
 use super::keys::{self, Dimension, Field, Granularity};
-use super::postings::BlockWalker;
 pub use super::postings::Position;
-use super::{prepare, Store, StoreError};
+use super::segment::{self, SegmentMeta, DOC_CHUNK};
+use super::tail::Tail;
+use super::{prepare, Shared, Store, StoreError};
 use crate::time::Micros;
 
 /// Filters of the timeline. Every present filter must match (AND).
@@ -43,6 +47,13 @@ impl Filter {
     pub fn has_field_filters(&self) -> bool {
         !self.fields.is_empty()
     }
+
+    fn terms(&self) -> Vec<Vec<u8>> {
+        let mut terms: Vec<Vec<u8>> = self.fields.iter().map(|(f, v)| keys::term(*f, v)).collect();
+        terms.sort();
+        terms.dedup();
+        terms
+    }
 }
 
 impl Position {
@@ -55,6 +66,9 @@ impl Position {
     }
 
     pub fn decode(s: &str) -> Option<Position> {
+        if s.len() > 64 {
+            return None;
+        }
         let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(s)
             .ok()?;
@@ -68,75 +82,106 @@ impl Position {
     }
 }
 
-/// Positions of matching events, newest first.
-pub struct Scan {
-    tree: sled::Tree,
-    lower: Position,
-    state: ScanState,
+/// Positions a tail source hands out per refill.
+const TAIL_REFILL: usize = 256;
+
+enum Source {
+    Tail {
+        tail: Arc<RwLock<Tail>>,
+        /// Matches not yet handed out, newest first.
+        pending: VecDeque<Position>,
+        /// Unfiltered walks refill lazily below this position; filtered ones take all at once.
+        next_upper: Option<Position>,
+    },
+    Segment {
+        meta: Arc<SegmentMeta>,
+        open: Option<SegmentWalk>,
+    },
 }
 
-enum ScanState {
-    /// Posting lists (the time list when there is no field filter), intersected by a zig-zag join.
-    Join {
-        lists: Vec<BlockWalker>,
-        upper: Option<Position>,
-    },
-    Done,
+/// A segment's matches being walked, newest (highest rank) first.
+struct SegmentWalk {
+    /// Matching ranks ascending, or every rank in [lo, hi] when the filter has no terms.
+    ranks: Option<Vec<u32>>,
+    /// Index into `ranks` (or the rank itself) of the next match, plus one; 0 when done.
+    next: usize,
+    lo: usize,
+    /// Matches came from hashed buckets: check each event.
+    verify: bool,
+    docs: Option<(usize, Vec<Position>)>,
+}
+
+/// Positions of matching events, newest first.
+pub struct Scan {
+    shared: Arc<Shared>,
+    lower: Position,
+    upper: Option<Position>,
+    terms: Vec<Vec<u8>>,
+    sources: Vec<Source>,
+    /// (newest possible next match, source): a source's real next match once it is open, an
+    /// upper bound before.
+    heap: BinaryHeap<(Position, usize)>,
 }
 
 impl Store {
     /// Walks the events matching `filter`, newest first, strictly older than `after` if given.
     pub fn scan(&self, filter: &Filter, after: Option<Position>) -> Scan {
-        let tree = self.index().clone();
+        let shared = self.shared().clone();
         let lower = Position {
             time: filter.since.unwrap_or(i64::MIN),
             seq: 0,
         };
-        let mut upper = Position::MAX;
+        let mut upper = Some(Position::MAX);
         if let Some(until) = filter.until {
             upper = upper.min(
                 Position {
                     time: until,
                     seq: 0,
                 }
-                .previous()
-                .unwrap_or(lower),
+                .previous(),
             );
         }
         if let Some(after) = after {
-            match after.previous() {
-                Some(p) => upper = upper.min(p),
-                None => {
-                    return Scan {
-                        tree,
-                        lower,
-                        state: ScanState::Done,
-                    }
+            upper = upper.min(after.previous());
+        }
+        let mut scan = Scan {
+            shared,
+            lower,
+            upper: upper.filter(|u| *u >= lower),
+            terms: filter.terms(),
+            sources: Vec::new(),
+            heap: BinaryHeap::new(),
+        };
+        let Some(upper) = scan.upper else {
+            return scan;
+        };
+        let view = scan.shared.view();
+        for meta in &view.segments {
+            if meta.last < lower || meta.first() > upper {
+                continue;
+            }
+            scan.heap.push((meta.last.min(upper), scan.sources.len()));
+            scan.sources.push(Source::Segment {
+                meta: meta.clone(),
+                open: None,
+            });
+        }
+        for tail in &view.tails {
+            let i = scan.sources.len();
+            scan.sources.push(Source::Tail {
+                tail: tail.clone(),
+                pending: VecDeque::new(),
+                next_upper: Some(upper),
+            });
+            match scan.fill_tail(i) {
+                Ok(Some(p)) => scan.heap.push((p, i)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "tail scan failed");
                 }
             }
         }
-        if upper < lower {
-            return Scan {
-                tree,
-                lower,
-                state: ScanState::Done,
-            };
-        }
-        let mut prefixes: Vec<Vec<u8>> = filter
-            .fields
-            .iter()
-            .map(|(f, v)| keys::posting_prefix(Some((*f, v))))
-            .collect();
-        prefixes.sort();
-        prefixes.dedup();
-        if prefixes.is_empty() {
-            prefixes.push(keys::posting_prefix(None));
-        }
-        let state = ScanState::Join {
-            lists: prefixes.into_iter().map(BlockWalker::new).collect(),
-            upper: Some(upper),
-        };
-        Scan { tree, lower, state }
+        scan
     }
 
     /// One page of the timeline: the events' JSON and the cursor of the next page.
@@ -169,40 +214,191 @@ impl Store {
     }
 }
 
+impl Scan {
+    /// Makes sure a tail source has its next match ready; returns it.
+    fn fill_tail(&mut self, i: usize) -> Result<Option<Position>, StoreError> {
+        let (lower, filtered) = (self.lower, !self.terms.is_empty());
+        let Source::Tail {
+            tail,
+            pending,
+            next_upper,
+        } = &mut self.sources[i]
+        else {
+            return Ok(None);
+        };
+        if pending.is_empty() {
+            if let Some(upper) = next_upper.take() {
+                let guard = tail
+                    .read()
+                    .map_err(|_| StoreError::Io("the tail's lock is poisoned".into()))?;
+                if filtered {
+                    pending.extend(guard.matching(&self.terms, lower, upper));
+                } else {
+                    let batch = guard.newest(lower, upper, TAIL_REFILL);
+                    if batch.len() == TAIL_REFILL {
+                        *next_upper = batch.last().and_then(|p| p.previous());
+                    }
+                    pending.extend(batch);
+                }
+            }
+        }
+        Ok(pending.front().copied())
+    }
+
+    /// Opens a segment: works out its rank range and, with terms, its matching ranks.
+    fn open_segment(&mut self, i: usize) -> Result<Option<Position>, StoreError> {
+        let Some(upper) = self.upper else {
+            return Ok(None);
+        };
+        let lower = self.lower;
+        let index = &self.shared.index;
+        let Source::Segment { meta, open } = &mut self.sources[i] else {
+            return Ok(None);
+        };
+        // the highest rank at or below `upper` and the lowest at or above `lower`
+        let c = meta.chunk_first.partition_point(|p| *p <= upper);
+        if c == 0 {
+            return Ok(None);
+        }
+        let docs_hi = segment::load_docs(index, meta, c - 1)?;
+        let hi = (c - 1) * DOC_CHUNK + docs_hi.partition_point(|p| *p <= upper) - 1;
+        let c = meta.chunk_first.partition_point(|p| *p < lower);
+        let lo = if c == 0 {
+            0
+        } else {
+            let docs = segment::load_docs(index, meta, c - 1)?;
+            (c - 1) * DOC_CHUNK + docs.partition_point(|p| *p < lower)
+        };
+        if lo > hi {
+            return Ok(None);
+        }
+        let mut walk = SegmentWalk {
+            ranks: None,
+            next: hi + 1,
+            lo,
+            verify: false,
+            docs: Some((hi / DOC_CHUNK, docs_hi)),
+        };
+        if !self.terms.is_empty() {
+            let mut lists = Vec::with_capacity(self.terms.len());
+            for term in &self.terms {
+                let (ranks, verify) = segment::term_ranks(index, meta, term)?;
+                walk.verify |= verify;
+                lists.push(ranks);
+            }
+            let mut ranks = super::postings::intersect(lists);
+            ranks.retain(|r| (lo..=hi).contains(&(*r as usize)));
+            walk.next = ranks.len();
+            walk.ranks = Some(ranks);
+        }
+        *open = Some(walk);
+        self.next_in_segment(i)
+    }
+
+    /// The next match of an open segment (verified when it came from a hashed bucket).
+    fn next_in_segment(&mut self, i: usize) -> Result<Option<Position>, StoreError> {
+        loop {
+            let Source::Segment {
+                meta,
+                open: Some(walk),
+            } = &mut self.sources[i]
+            else {
+                return Ok(None);
+            };
+            let rank = match &walk.ranks {
+                None if walk.next > walk.lo => walk.next - 1,
+                Some(ranks) if walk.next > 0 => ranks[walk.next - 1] as usize,
+                _ => return Ok(None),
+            };
+            let chunk = rank / DOC_CHUNK;
+            if walk.docs.as_ref().map(|(c, _)| *c) != Some(chunk) {
+                walk.docs = Some((chunk, segment::load_docs(&self.shared.index, meta, chunk)?));
+            }
+            let docs = &walk.docs.as_ref().expect("loaded above").1;
+            let position = *docs.get(rank % DOC_CHUNK).ok_or_else(|| {
+                StoreError::Corrupt(format!("segment {} rank {rank} out of range", meta.id()))
+            })?;
+            if walk.verify && !self.event_has_terms(position.seq)? {
+                self.step_segment(i);
+                continue;
+            }
+            return Ok(Some(position));
+        }
+    }
+
+    fn step_segment(&mut self, i: usize) {
+        if let Source::Segment {
+            open: Some(walk), ..
+        } = &mut self.sources[i]
+        {
+            walk.next = walk.next.saturating_sub(1);
+        }
+    }
+
+    /// Whether a stored event carries every term of the filter (for hashed-bucket candidates).
+    fn event_has_terms(&self, seq: u64) -> Result<bool, StoreError> {
+        let Some(body) = self.shared.event_body(seq)? else {
+            return Ok(false);
+        };
+        let json = prepare::full_json(seq, &body);
+        let event: crate::schema::Event = serde_json::from_slice(&json)
+            .map_err(|e| StoreError::Corrupt(format!("event {seq:016x} does not decode: {e}")))?;
+        let terms = prepare::prepare(&event).terms;
+        Ok(self.terms.iter().all(|t| terms.contains(t)))
+    }
+
+    /// Consumes a source's current match and returns its next one.
+    fn advance(&mut self, i: usize) -> Result<Option<Position>, StoreError> {
+        match &mut self.sources[i] {
+            Source::Tail { pending, .. } => {
+                pending.pop_front();
+                self.fill_tail(i)
+            }
+            Source::Segment { .. } => {
+                self.step_segment(i);
+                self.next_in_segment(i)
+            }
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<Position>, StoreError> {
+        loop {
+            let Some(upper) = self.upper else {
+                return Ok(None);
+            };
+            let Some((key, i)) = self.heap.pop() else {
+                self.upper = None;
+                return Ok(None);
+            };
+            let unopened = matches!(&self.sources[i], Source::Segment { open: None, .. });
+            if unopened {
+                if let Some(p) = self.open_segment(i)? {
+                    self.heap.push((p, i));
+                }
+                continue;
+            }
+            if let Some(next) = self.advance(i)? {
+                self.heap.push((next, i));
+            }
+            if key > upper || key < self.lower {
+                continue;
+            }
+            self.upper = key.previous().filter(|u| *u >= self.lower);
+            return Ok(Some(key));
+        }
+    }
+}
+
 impl Iterator for Scan {
     type Item = Result<Position, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match &mut self.state {
-            ScanState::Done => None,
-            ScanState::Join { lists, upper } => {
-                // Zig-zag: seek each list to its newest entry at or before the target; a list that
-                // lands lower lowers the target; when every list agrees, that event matches all.
-                let mut target = (*upper)?;
-                let k = lists.len();
-                let mut agreed = 0;
-                let mut i = 0;
-                loop {
-                    let found = match lists[i].seek(&self.tree, self.lower, target) {
-                        Err(e) => return Some(Err(e)),
-                        Ok(found) => found,
-                    };
-                    let Some(position) = found else {
-                        self.state = ScanState::Done;
-                        return None;
-                    };
-                    if position == target {
-                        agreed += 1;
-                    } else {
-                        target = position;
-                        agreed = 1;
-                    }
-                    if agreed == k {
-                        *upper = target.previous();
-                        return Some(Ok(target));
-                    }
-                    i = (i + 1) % k;
-                }
+        match self.step() {
+            Ok(Some(p)) => Some(Ok(p)),
+            Ok(None) => None,
+            Err(e) => {
+                self.upper = None;
+                Some(Err(e))
             }
         }
     }
@@ -264,10 +460,13 @@ impl Store {
     ) -> Result<Histogram, StoreError> {
         let step = size.micros();
         let mut out: Histogram = BTreeMap::new();
-        let mut start = since.div_euclid(step) * step;
+        let mut start = keys::bucket_start(since, step);
         while start < until {
             out.insert(start, BTreeMap::new());
-            start += step;
+            match start.checked_add(step) {
+                Some(next) => start = next,
+                None => break,
+            }
         }
         let granularity = match size.granularity() {
             Some(g) if !filter.has_field_filters() => g,
@@ -281,8 +480,8 @@ impl Store {
                 return Ok(out);
             }
         };
-        let first_full = (since + step - 1).div_euclid(step) * step;
-        let last_full = until.div_euclid(step) * step;
+        let first_full = keys::bucket_start(since.saturating_add(step - 1), step);
+        let last_full = keys::bucket_start(until, step);
         if first_full >= last_full {
             self.count_range(since, until, step, group, &mut out)?;
             return Ok(out);
@@ -317,7 +516,7 @@ impl Store {
                 }
                 None => {
                     let hour = Granularity::Hour.micros();
-                    let end = ((p.div_euclid(hour) + 1) * hour).min(to);
+                    let end = keys::bucket_start(p, hour).saturating_add(hour).min(to);
                     let ranged = Filter {
                         since: Some(p),
                         until: Some(end),
@@ -345,12 +544,33 @@ impl Store {
         lo.extend_from_slice(&keys::encode_time(from));
         let mut hi = prefix.to_vec();
         hi.extend_from_slice(&keys::encode_time(to));
-        for item in self.index().range(lo..hi) {
+        // a seal moves a tail's counts into the rollup keys and swaps the view under this lock:
+        // holding it, every event is counted once, from a tail or from the keys
+        let _sealing = self
+            .shared()
+            .seal_lock
+            .read()
+            .map_err(|_| StoreError::Io("the seal lock is poisoned".into()))?;
+        let view = self.shared().view();
+        let mut add = |bucket: Micros, name: &str, n: u64| {
+            let start = keys::bucket_start(bucket, step);
+            *out.entry(start)
+                .or_default()
+                .entry(name.to_string())
+                .or_insert(0) += n;
+        };
+        for tail in &view.tails {
+            let guard = tail
+                .read()
+                .map_err(|_| StoreError::Io("the tail's lock is poisoned".into()))?;
+            for (bucket, name, n) in guard.rollup_counts(g, group, from, to) {
+                add(bucket, name, n);
+            }
+        }
+        for item in self.shared().index.range(lo..hi) {
             let (k, v) = item?;
             let (bucket, name) = keys::rollup_parts(&k);
-            let start = bucket.div_euclid(step) * step;
-            let name = String::from_utf8_lossy(name).into_owned();
-            *out.entry(start).or_default().entry(name).or_insert(0) += keys::decode_u64(&v);
+            add(bucket, &String::from_utf8_lossy(name), keys::decode_u64(&v));
         }
         Ok(())
     }
@@ -364,7 +584,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         for position in self.scan(filter, None) {
             let position = position?;
-            let start = position.time.div_euclid(step) * step;
+            let start = keys::bucket_start(position.time, step);
             let name = if group == Dimension::Total {
                 String::new()
             } else {

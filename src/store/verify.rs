@@ -1,10 +1,12 @@
 //! Walking the integrity hash chain: every event's hash must equal
-//! SHA-256(previous hash ‖ the event's JSON), sequence numbers must be contiguous, and the last
-//! hash must equal the stored chain head
+//! SHA-256(previous hash ‖ the event's JSON) — checked against the prefix stored beside each
+//! event and the full hash stored at the end of each block — sequence numbers must be
+//! contiguous, and the last hash must equal the stored chain head
 
 use serde::Serialize;
 
-use super::{decode_event_value, keys, prepare, Store, StoreError};
+use super::block::{BlockView, CHAIN_PREFIX};
+use super::{keys, prepare, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BrokenLink {
@@ -22,46 +24,71 @@ pub struct VerifyReport {
     pub first_broken: Option<BrokenLink>,
 }
 
+fn broken(seq: u64, reason: impl Into<String>) -> BrokenLink {
+    BrokenLink {
+        seq,
+        id: format!("{seq:016x}"),
+        reason: reason.into(),
+    }
+}
+
 impl Store {
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let sh = self.shared();
         let head = self.head()?;
         let mut prev = [0u8; 32];
         let mut checked = 0u64;
-        let broken = |seq: u64, reason: String| BrokenLink {
-            seq,
-            id: format!("{seq:016x}"),
-            reason,
-        };
         let mut first_broken = None;
-        let from = keys::event_key(0);
-        let to = keys::event_key(u64::MAX);
-        for (expected_seq, item) in (1u64..).zip(self.log().range(from..=to)) {
+        'blocks: for item in sh.log.range(keys::block_key(0)..=keys::block_key(u64::MAX)) {
             let (k, v) = item?;
-            let seq = keys::decode_u64(&k[1..]);
-            if seq != expected_seq {
+            let first = keys::decode_u64(&k[1..]);
+            let expected = checked + 1;
+            if first != expected {
                 first_broken = Some(broken(
-                    expected_seq,
-                    format!("event {expected_seq:016x} is missing (next stored is {seq:016x})"),
+                    expected,
+                    format!(
+                        "event {expected:016x} is missing (the next block starts at {first:016x})"
+                    ),
                 ));
                 break;
             }
-            let (stored_hash, body) = match decode_event_value(&v) {
-                Ok(parts) => parts,
+            let view = match BlockView::parse(&v) {
+                Ok(view) => view,
                 Err(e) => {
-                    first_broken = Some(broken(seq, e.to_string()));
+                    first_broken = Some(broken(first, e.to_string()));
                     break;
                 }
             };
-            let computed = prepare::chain_hash_of(&prev, seq, &body);
-            if computed != stored_hash {
+            let mut seq = first;
+            for f in 0..view.frame_count() {
+                let frame = match view.decode_frame(f, &sh.dicts) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        first_broken = Some(broken(seq, e.to_string()));
+                        break 'blocks;
+                    }
+                };
+                for i in 0..frame.len() {
+                    let computed = prepare::chain_hash_of(&prev, seq, frame.body(i));
+                    if computed[..CHAIN_PREFIX] != *frame.chain_prefix(i) {
+                        first_broken = Some(broken(
+                            seq,
+                            "hash does not match the event's content and its predecessor",
+                        ));
+                        break 'blocks;
+                    }
+                    prev = computed;
+                    checked += 1;
+                    seq += 1;
+                }
+            }
+            if prev != view.hash {
                 first_broken = Some(broken(
-                    seq,
-                    "hash does not match the event's content and its predecessor".into(),
+                    seq - 1,
+                    "the block's chain hash does not match its events",
                 ));
                 break;
             }
-            prev = computed;
-            checked += 1;
         }
         if first_broken.is_none() {
             if checked != head.seq {
@@ -75,7 +102,7 @@ impl Store {
             } else if prev != head.hash {
                 first_broken = Some(broken(
                     head.seq,
-                    "chain head hash does not match the last event".into(),
+                    "chain head hash does not match the last event",
                 ));
             }
         }

@@ -256,15 +256,17 @@ async fn receive_inner(
         let body = serde_json::json!({"stored": 0, "duplicates": 0, "rejected": rejected});
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
     }
+    // a full write queue answers 503 with Retry-After: the vendor redelivers later
     let outcome = state
         .store
-        .append(
+        .submit(
             prepared,
             Commit {
                 cursor: None,
                 durable: true,
             },
-        )
+        )?
+        .wait()
         .await?;
     let labels = crate::metrics::IntegrationLabels {
         integration: id.to_string(),

@@ -27,6 +27,8 @@ impl TestHub {
         let mut settings = Settings::for_data_dir(dir.path());
         settings.admin_token = Some(Secret::new(ADMIN));
         settings.cache_mb = 16;
+        // seal small segments, so that tests cross the tail/segment boundary
+        settings.seal_events = 256;
         adjust(&mut settings);
         let hub = server::start(settings).await.expect("hub starts");
         TestHub {
@@ -267,6 +269,7 @@ pub fn spawn_hub(dir: &std::path::Path, port: u16) -> HubProcess {
 
 pub fn spawn_hub_with(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> HubProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_trailhub"))
+        .env("TRAILHUB_SEAL_EVENTS", "512")
         .envs(env.iter().copied())
         .env("TRAILHUB_DATA_DIR", dir)
         .env("TRAILHUB_LISTEN", format!("127.0.0.1:{port}"))

@@ -18,13 +18,24 @@ impl Drop for Mount {
     }
 }
 
+/// 100 events of about 1 KiB that do not compress (the store compresses blocks: repeated
+/// padding would never fill the disk).
 fn batch(n: usize) -> String {
+    let mut noise = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let lines: Vec<Value> = (0..100)
         .map(|i| {
+            let padding: String = (0..64)
+                .map(|_| {
+                    noise ^= noise << 13;
+                    noise ^= noise >> 7;
+                    noise ^= noise << 17;
+                    format!("{noise:016x}")
+                })
+                .collect();
             json!({
                 "time": rfc3339(BASE_SECS + (n * 100 + i) as i64, 0), "source_id": format!("b{n}-e{i}"),
                 "event_type": "disk.fill", "action": "create", "actor": {"id": "filler"},
-                "description": format!("{} {n} {i}", "padding ".repeat(120)),
+                "description": format!("{padding} {n} {i}"),
             })
         })
         .collect();

@@ -73,6 +73,7 @@ pub async fn spawn_hub_tuned(dir: &Path, poll: PollTuning) -> RunningHub {
     init_logs();
     let mut settings = Settings::for_data_dir(dir);
     settings.admin_token = Some(Secret::new(ADMIN));
+    settings.seal_events = 256;
     settings.poll = poll;
     trailhub::server::start(settings).await.expect("hub starts")
 }
@@ -83,6 +84,7 @@ pub async fn spawn_hub_with_key(dir: &Path, master_key: Option<&str>) -> Running
     let mut settings = Settings::for_data_dir(dir);
     settings.admin_token = Some(Secret::new(ADMIN));
     settings.master_key = master_key.map(Secret::new);
+    settings.seal_events = 256;
     settings.poll = fast_tuning();
     trailhub::server::start(settings).await.expect("hub starts")
 }

@@ -1,6 +1,7 @@
 //! `trailhub verify` walks the hash chain and names the first event that was altered
 
 use serde_json::Value;
+use trailhub::store::block::{get_varint, BlockView, Dictionaries, CHAIN_PREFIX};
 
 use crate::common::*;
 
@@ -15,22 +16,44 @@ fn verify(dir: &std::path::Path) -> (i32, String) {
     )
 }
 
-/// Rewrites one stored value in place, as someone with access to the disk could.
-fn tamper(dir: &std::path::Path, seq: u64, edit: impl FnOnce(&mut Vec<u8>)) {
+/// Rewrites the stored block holding event `seq` in place, as someone with access to the disk
+/// could; returns the block's first sequence number and its event count.
+fn tamper(dir: &std::path::Path, seq: u64, edit: impl FnOnce(&[u8], u64) -> Vec<u8>) -> (u64, u64) {
     let db = sled::open(dir.join("db")).expect("open store");
     let log = db.open_tree("log").expect("tree");
-    let mut key = vec![b'E'];
-    key.extend_from_slice(&seq.to_be_bytes());
-    let mut value = log.get(&key).expect("read").expect("event exists").to_vec();
-    edit(&mut value);
-    log.insert(key, value).expect("write");
+    let mut from = vec![b'B'];
+    from.extend_from_slice(&0u64.to_be_bytes());
+    let mut to = vec![b'B'];
+    to.extend_from_slice(&seq.to_be_bytes());
+    let (key, value) = log
+        .range(from..=to)
+        .next_back()
+        .expect("a block holds the event")
+        .expect("read");
+    let first = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
+    let count = BlockView::parse(&value).expect("block").count as u64;
+    let edited = edit(&value, first);
+    log.insert(key, edited).expect("write");
     db.flush().expect("flush");
+    (first, count)
+}
+
+/// The id `verify` named as the first broken event.
+fn named(out: &str) -> u64 {
+    let at = out
+        .find("BROKEN at event ")
+        .expect("a broken event is named")
+        + 16;
+    u64::from_str_radix(&out[at..at + 16], 16).expect("hex id")
 }
 
 #[tokio::test]
 async fn verify_detects_a_single_flipped_byte() {
     let hub = TestHub::start().await;
-    hub.ingest(&varied_events("v", 40, 3_600, 8)).await;
+    // two requests: two blocks, 1..=20 and 21..=40
+    let events = varied_events("v", 40, 3_600, 8);
+    hub.ingest(&events[..20]).await;
+    hub.ingest(&events[20..]).await;
     let (status, report) = hub.get("/api/v1/integrity", Some(ADMIN)).await;
     assert_eq!(status, reqwest::StatusCode::OK);
     assert_eq!(report["ok"], Value::Bool(true), "{report}");
@@ -38,37 +61,60 @@ async fn verify_detects_a_single_flipped_byte() {
     let dir = hub.stop().await;
     assert_eq!(verify(dir.path()).0, 0);
 
-    // One byte of the event's JSON changed (the body re-compressed so it still decodes).
+    // One byte of event 27's JSON changed, its frame compressed again so that it still decodes:
+    // `verify` names event 27 and vouches for the 26 before it.
     let copy = tempfile::tempdir().expect("tempdir");
     copy_dir(dir.path(), copy.path());
-    tamper(copy.path(), 17, |v| {
-        let mut body = lz4_flex::decompress_size_prepended(&v[33..]).expect("body");
-        let at = body
-            .windows(6)
-            .position(|w| {
-                w == b"\"u1\",\"" || w == b"\"u2\",\"" || w == b"\"u3\",\"" || w == b"\"u4\",\""
-            })
-            .expect("actor id");
-        body[at + 2] ^= 0x01;
-        v.truncate(33);
-        v.extend_from_slice(&lz4_flex::compress_prepend_size(&body));
+    tamper(copy.path(), 27, |value, first| {
+        let view = BlockView::parse(value).expect("block");
+        let (frame, index) = view.locate((27 - first) as u32).expect("in block");
+        view.with_frame_edited(frame, &Dictionaries::default(), |raw| {
+            // walk the frame to event `index`: varint length, chain prefix, body
+            let mut at = 0;
+            for i in 0..=index {
+                let len = get_varint(raw, &mut at).expect("length") as usize;
+                let body = at + CHAIN_PREFIX;
+                if i == index {
+                    let actor = raw[body..body + len]
+                        .windows(6)
+                        .position(|w| {
+                            w == b"\"u1\",\""
+                                || w == b"\"u2\",\""
+                                || w == b"\"u3\",\""
+                                || w == b"\"u4\",\""
+                        })
+                        .expect("actor id");
+                    raw[body + actor + 2] ^= 0x01;
+                }
+                at = body + len;
+            }
+        })
+        .expect("re-packed")
     });
     let (code, out) = verify(copy.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("0000000000000011"), "names event 17: {out}");
-    assert!(out.contains("16 events before it verified"), "{out}");
+    assert!(out.contains("000000000000001b"), "names event 27: {out}");
+    assert!(out.contains("26 events before it verified"), "{out}");
 
-    // One raw byte flipped anywhere in the stored value.
-    for offset in [0usize, 5, 40, 90] {
+    // One raw byte flipped anywhere in the stored block: `verify` fails and names an event of
+    // that block, never one before it.
+    for offset in [0usize, 5, 40, 90, 200] {
         let copy = tempfile::tempdir().expect("tempdir");
         copy_dir(dir.path(), copy.path());
-        tamper(copy.path(), 3, |v| {
+        let (first, count) = tamper(copy.path(), 27, |value, _| {
+            let mut v = value.to_vec();
             let i = offset.min(v.len() - 1);
             v[i] ^= 0x20;
+            v
         });
         let (code, out) = verify(copy.path());
         assert_eq!(code, 1, "offset {offset}: {out}");
-        assert!(out.contains("0000000000000003"), "offset {offset}: {out}");
+        let broken = named(&out);
+        assert!(
+            (first..first + count).contains(&broken),
+            "offset {offset}: names {broken}, outside the block {first}..{}: {out}",
+            first + count
+        );
     }
 
     // The untouched original still verifies.
@@ -92,7 +138,8 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// rebuilds it, with the same answers and the same counts.
 #[tokio::test]
 async fn a_lost_index_is_rebuilt_from_the_log_on_start() {
-    let hub = TestHub::start().await;
+    // small segments: four sealed (their dedup runs merged once) and a tail
+    let hub = TestHub::start_with(|s| s.seal_events = 64).await;
     hub.ingest(&varied_events("ix", 300, 2 * 86_400, 12)).await;
     let queries = [
         "",
@@ -120,7 +167,11 @@ async fn a_lost_index_is_rebuilt_from_the_log_on_start() {
         index.clear().expect("clear");
         db.flush().expect("flush");
     }
-    let hub = TestHub::start_with(|s| s.data_dir = dir.path().to_path_buf()).await;
+    let hub = TestHub::start_with(|s| {
+        s.data_dir = dir.path().to_path_buf();
+        s.seal_events = 64;
+    })
+    .await;
     for (q, want) in queries.iter().zip(before) {
         assert_eq!(
             source_ids(&hub.all_events(q, 1000).await),
