@@ -177,6 +177,19 @@ pub fn term(field: Field, value: &str) -> Vec<u8> {
     t
 }
 
+/// The term of a raw value: lowercased and cut like `index_value`, built in one buffer.
+pub fn term_of(field: Field, value: &str) -> Vec<u8> {
+    let mut t = Vec::with_capacity(1 + value.len().min(MAX_INDEX_VALUE));
+    t.push(field.code());
+    if value.is_ascii() {
+        let cut = value.len().min(MAX_INDEX_VALUE);
+        t.extend(value.as_bytes()[..cut].iter().map(u8::to_ascii_lowercase));
+    } else {
+        t.extend_from_slice(index_value(value).as_bytes());
+    }
+    t
+}
+
 /// The field a term belongs to.
 pub fn term_field(term: &[u8]) -> Option<Field> {
     Field::ALL
@@ -359,6 +372,21 @@ mod tests {
         for w in times.windows(2) {
             assert!(encode_time(w[0]) < encode_time(w[1]));
             assert_eq!(decode_time(&encode_time(w[0])), w[0]);
+        }
+    }
+
+    #[test]
+    fn terms_of_raw_values_match_index_values() {
+        for v in [
+            "Alice@Example.COM",
+            "ÉLODIE",
+            &"x".repeat(300),
+            &"é".repeat(150),
+        ] {
+            assert_eq!(
+                term_of(Field::Actor, v),
+                term(Field::Actor, &index_value(v))
+            );
         }
     }
 

@@ -1,7 +1,7 @@
 //! Turning an `Event` into what the writer stores: its body bytes, index postings, search
 //! tokens and rollup groups — all the CPU work, done before the single writer takes over
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use super::keys::{self, Dimension, Field};
 use crate::schema::Event;
@@ -31,16 +31,24 @@ pub struct PreparedEvent {
 }
 
 pub fn prepare(event: &Event) -> PreparedEvent {
-    let mut unsaved = event.clone();
-    unsaved.id.clear();
-    let json = serde_json::to_vec(&unsaved).expect("an Event always serialises");
+    // events are prepared before they have an id (it is their sequence number): serialise them
+    // as they are, and only copy one that carries an id
+    let mut json = if event.id.is_empty() {
+        serde_json::to_vec(event)
+    } else {
+        let mut unsaved = event.clone();
+        unsaved.id.clear();
+        serde_json::to_vec(&unsaved)
+    }
+    .expect("an Event always serialises");
     debug_assert!(json.starts_with(EMPTY_ID_PREFIX));
-    let body = json[EMPTY_ID_PREFIX.len()..].to_vec();
+    json.drain(..EMPTY_ID_PREFIX.len());
+    let body = json;
 
-    let mut values: HashSet<(Field, String)> = HashSet::new();
+    let mut terms: Vec<Vec<u8>> = Vec::with_capacity(64);
     let mut add = |f: Field, v: &str| {
         if !v.is_empty() {
-            values.insert((f, keys::index_value(v)));
+            terms.push(keys::term_of(f, v));
         }
     };
     add(Field::Integration, &event.integration.id);
@@ -66,9 +74,10 @@ pub fn prepare(event: &Event) -> PreparedEvent {
         add(Field::Ip, ip);
     }
     for token in event_tokens(event) {
-        values.insert((Field::Token, token));
+        terms.push(keys::term(Field::Token, &token));
     }
-    let terms = values.iter().map(|(f, v)| keys::term(*f, v)).collect();
+    terms.sort_unstable();
+    terms.dedup();
 
     let groups = Dimension::ALL
         .iter()
@@ -147,7 +156,7 @@ pub fn chain_hash_of(prev: &[u8; 32], seq: u64, body: &[u8]) -> [u8; 32] {
 /// Search tokens of an event: its normalised text fields in full, and the first string values
 /// of its raw payload.
 pub fn event_tokens(event: &Event) -> HashSet<String> {
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     let texts = [
         Some(event.event_type.as_str()),
         Some(event.actor.id.as_str()),
@@ -198,7 +207,7 @@ pub fn event_tokens(event: &Event) -> HashSet<String> {
 /// Lowercased runs of letters and digits, 2 to 64 characters long. Queries are split the same
 /// way, so `q=add_member` finds `org.add_member`.
 pub fn tokenize(text: &str) -> Vec<String> {
-    let mut set = HashSet::new();
+    let mut set = HashSet::default();
     tokenize_into(text, &mut set);
     let mut v: Vec<String> = set.into_iter().collect();
     v.sort();

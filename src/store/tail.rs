@@ -5,7 +5,9 @@
 //! handed to the sealer, which writes it once as a segment. Nothing here needs to be durable:
 //! after a crash the tail is rebuilt from the log past the sealed watermark.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::keys::{self, Dimension, Granularity};
 use super::postings::Position;
@@ -25,8 +27,8 @@ pub struct TailEntry {
     pub groups: Vec<(Dimension, String)>,
 }
 
-/// A rollup cell: granularity, dimension, bucket start, group value.
-pub type Cell = (Granularity, Dimension, Micros, String);
+/// A rollup cell: granularity, dimension, bucket start (its counts are per group value).
+pub type Cell = (Granularity, Dimension, Micros);
 
 pub struct Tail {
     pub first_seq: u64,
@@ -42,7 +44,7 @@ pub struct Tail {
     order: BTreeSet<(Micros, u32)>,
     /// Term → local indexes, ascending.
     pub postings: HashMap<Box<[u8]>, Vec<u32>>,
-    pub rollups: HashMap<Cell, u64>,
+    pub rollups: HashMap<Cell, HashMap<String, u64>>,
 }
 
 impl Tail {
@@ -54,8 +56,8 @@ impl Tail {
             times: Vec::new(),
             hashes: Vec::new(),
             order: BTreeSet::new(),
-            postings: HashMap::new(),
-            rollups: HashMap::new(),
+            postings: HashMap::default(),
+            rollups: HashMap::default(),
         }
     }
 
@@ -99,22 +101,23 @@ impl Tail {
         self.hashes.push(e.hash);
         self.order.insert((e.time, local));
         for term in e.terms {
-            self.postings
-                .entry(term.into_boxed_slice())
-                .or_default()
-                .push(local);
+            match self.postings.get_mut(term.as_slice()) {
+                Some(list) => list.push(local),
+                None => {
+                    self.postings.insert(term.into_boxed_slice(), vec![local]);
+                }
+            }
         }
-        for (dimension, group) in e.groups {
-            for g in Granularity::ALL {
-                *self
-                    .rollups
-                    .entry((
-                        g,
-                        dimension,
-                        keys::bucket_start(e.time, g.micros()),
-                        group.clone(),
-                    ))
-                    .or_insert(0) += 1;
+        for g in Granularity::ALL {
+            let bucket = keys::bucket_start(e.time, g.micros());
+            for (dimension, group) in &e.groups {
+                let counts = self.rollups.entry((g, *dimension, bucket)).or_default();
+                match counts.get_mut(group.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(group.clone(), 1);
+                    }
+                }
             }
         }
     }
@@ -179,10 +182,14 @@ impl Tail {
     ) -> impl Iterator<Item = (Micros, &str, u64)> + '_ {
         self.rollups
             .iter()
-            .filter(move |((cg, cd, bucket, _), _)| {
+            .filter(move |((cg, cd, bucket), _)| {
                 *cg == g && *cd == d && *bucket >= from && *bucket < to
             })
-            .map(|((_, _, bucket, group), n)| (*bucket, group.as_str(), *n))
+            .flat_map(|((_, _, bucket), groups)| {
+                groups
+                    .iter()
+                    .map(move |(group, n)| (*bucket, group.as_str(), *n))
+            })
     }
 
     /// Local indexes in time order: a sealed segment's ranks.

@@ -136,8 +136,8 @@ pub(super) fn run_writer(sh: Arc<Shared>, mut st: WriterState, ch: WriterChannel
             continue;
         }
         let started = Instant::now();
-        let built = build_log_batch(&sh, &st, &mut packer, &mut group).and_then(|built| {
-            sh.log.apply_batch(built.batch.clone())?;
+        let built = build_log_batch(&sh, &st, &mut packer, &mut group).and_then(|mut built| {
+            sh.log.apply_batch(std::mem::take(&mut built.batch))?;
             Ok(built)
         });
         match built {
@@ -584,16 +584,19 @@ pub(super) fn seal(
         keys::meta_key(keys::META_SEALED),
         &meta.last_seq().to_be_bytes()[..],
     );
-    for ((g, d, bucket, group), n) in &guard.rollups {
-        let key = keys::rollup_key(*g, *d, *bucket, group);
-        let current = sh
-            .index
-            .get(&key)?
-            .map(|v| keys::decode_u64(&v))
-            .unwrap_or(0);
-        batch.insert(key, &(current + n).to_be_bytes()[..]);
+    for ((g, d, bucket), groups) in &guard.rollups {
+        for (group, n) in groups {
+            let key = keys::rollup_key(*g, *d, *bucket, group);
+            let current = sh
+                .index
+                .get(&key)?
+                .map(|v| keys::decode_u64(&v))
+                .unwrap_or(0);
+            batch.insert(key, &(current + n).to_be_bytes()[..]);
+            keys_written += 1;
+        }
     }
-    keys_written += guard.rollups.len() + 4;
+    keys_written += 4;
     drop(guard);
     let meta = Arc::new(meta);
     {
