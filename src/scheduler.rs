@@ -460,6 +460,7 @@ impl Scheduler {
                 backfill: record.backfill_micros(&connector),
                 connector,
                 credentials,
+                allow_insecure_http: record.allow_insecure_http,
                 http: self.inner.http.clone(),
                 store: self.inner.store.clone(),
                 gate,

@@ -38,6 +38,9 @@ impl From<IntegrationError> for ApiError {
                 ApiError::new(ErrorCode::InvalidBody, e.to_string())
             }
             IntegrationError::NameTaken(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            IntegrationError::CredentialsRequired { .. } => {
+                ApiError::new(ErrorCode::Unprocessable, e.to_string())
+            }
             IntegrationError::NotFound(_) => ApiError::not_found(e.to_string()),
             IntegrationError::Sealed(_) => {
                 tracing::error!(error = %e, "credentials do not open");
@@ -58,6 +61,7 @@ fn field_json(f: &crate::connectors::definition::FieldSpec) -> Value {
         "description": f.description,
         "default": f.default,
         "choices": f.choices,
+        "kind": f.kind.as_str(),
     })
 }
 
@@ -120,6 +124,7 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
         "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
         "paused": r.paused,
+        "allow_insecure_http": r.allow_insecure_http,
         "created_at": format_micros(r.created_at),
         "updated_at": format_micros(r.updated_at),
         "state": if push_only && !r.paused { crate::connectors::integrations::State::Live } else { status.state(r.paused) },
@@ -176,7 +181,7 @@ async fn create(
                 "integration {} ({}) added with connector {}",
                 record.id, record.name, record.connector
             ),
-            details: json!({"connector": record.connector, "config": record.config, "credentials": record.credential_names}),
+            details: json!({"connector": record.connector, "config": record.config, "credentials": record.credential_names, "allow_insecure_http": record.allow_insecure_http}),
         },
     )
     .await?;
@@ -220,7 +225,7 @@ async fn update(
     let who = caller.require(&[])?.clone();
     let patch: IntegrationPatch = parse_body(
         &body,
-        "an object with any of name, config, credentials, schedule, backfill, idle_backoff, paused",
+        "an object with any of name, config, credentials, schedule, backfill, idle_backoff, requests_per_minute, paused, allow_insecure_http",
     )?;
     let (record, changed) = state.integrations.update(&id, patch)?;
     state.scheduler.upsert(record.clone());

@@ -91,6 +91,30 @@ impl Client {
         Self::read(response).await.map(|_| ())
     }
 
+    /// PATCH; unlike ingest, a 422 here is a refusal (e.g. a host change without credentials).
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .patch(&url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let body = Self::read(response).await?;
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("no message");
+            anyhow::bail!("hub answered {status}: {message}")
+        }
+        Ok(body)
+    }
+
     pub async fn post_json(
         &self,
         path: &str,

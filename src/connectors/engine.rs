@@ -149,6 +149,8 @@ pub struct PollContext {
     pub connector: Arc<Connector>,
     pub config: BTreeMap<String, String>,
     pub credentials: BTreeMap<String, Secret>,
+    /// http is accepted for URL fields on a loopback host (see `outbound`).
+    pub allow_insecure_http: bool,
     /// Backfill window (already clamped to retention).
     pub backfill: Micros,
     pub http: reqwest::Client,
@@ -234,7 +236,23 @@ impl PollContext {
             .config
             .get("base_url")
             .ok_or_else(|| CycleError::Config("config.base_url is not set".into()))?;
-        reqwest::Url::parse(text).map_err(|e| CycleError::Config(format!("config.base_url: {e}")))
+        super::outbound::check_url(text, self.allow_insecure_http)
+            .map_err(|m| CycleError::Config(format!("config.base_url: {m}")))
+    }
+
+    /// Every URL field must pass the outbound rule before anything is sent (a record saved
+    /// before the rule, or edited on disk, must not send credentials in the clear).
+    fn check_outbound(&self) -> Result<(), CycleError> {
+        super::outbound::check_config(&self.connector, &self.config, self.allow_insecure_http)
+            .map_err(|(field, m)| CycleError::Config(format!("{field}: {m}")))
+    }
+
+    /// Whether a URL is one credentials may go to: an origin of one of the URL fields.
+    pub(super) fn allowed_destination(&self, url: &reqwest::Url) -> bool {
+        let wanted = super::outbound::origin(url);
+        super::outbound::origins(&self.connector, &self.config)
+            .values()
+            .any(|o| *o == wanted)
     }
 
     /// The first request of a walk: the definition's path and query, plus the since parameter.
@@ -787,6 +805,7 @@ async fn settle(
 pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
     let id = ctx.integration.id.clone();
     let spec = &ctx.connector.cursor;
+    ctx.check_outbound()?;
     let mut cursor = CursorState::decode(ctx.store.cursor(&id)?.as_deref());
     let mut report = CycleReport::default();
     let mut restarted_from_time = false;

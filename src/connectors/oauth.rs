@@ -457,7 +457,7 @@ impl super::engine::PollContext {
             credentials: Some(&self.credentials),
             time: None,
         };
-        match &self.connector.auth {
+        let request = match &self.connector.auth {
             Auth::OAuth2ClientCredentials(spec) => {
                 TokenRequest::new(&self.integration.id, spec, &values)
             }
@@ -467,7 +467,23 @@ impl super::engine::PollContext {
             _ => Err(TokenError::Config(
                 "this connector's auth fetches no tokens".into(),
             )),
+        }?;
+        // the secret goes only to https (or an allowed loopback http) at a URL field's origin
+        let url = super::outbound::check_destination(&request.token_url, self.allow_insecure_http)
+            .map_err(|m| TokenError::Config(format!("auth.token_url: {m}")))?;
+        let fixed = self
+            .connector
+            .auth
+            .token_url()
+            .and_then(|t| t.literal_prefix())
+            .and_then(|p| reqwest::Url::parse(p).ok())
+            .is_some_and(|u| super::outbound::origin(&u) == super::outbound::origin(&url));
+        if !fixed && !self.allowed_destination(&url) {
+            return Err(TokenError::Config(
+                "auth.token_url: its host is not the host of a URL field".into(),
+            ));
         }
+        Ok(request)
     }
 
     /// `Authorization: Bearer <token>` (marked sensitive), fetching the token if needed.

@@ -34,7 +34,7 @@ fn oauth_credentials() -> Value {
 fn integration(emu: &CatEmu, vendor: CatVendor, name: &str, credentials: Value) -> Value {
     json!({"name": name, "connector": vendor.connector(), "config": emu.config(),
         "credentials": credentials, "schedule": "* * * * * *", "backfill": "P2D",
-        "requests_per_minute": 6000})
+        "requests_per_minute": 6000, "allow_insecure_http": true})
 }
 
 /// The conformance cases of tests/integration/conformance.rs, for a catalogue emulator.
@@ -628,7 +628,7 @@ async fn github_enterprise_walk_and_restart() {
     let body = json!({"name": "ghe", "connector": "github_enterprise",
         "config": {"base_url": emu.url, "enterprise": "octo-ent"},
         "credentials": {"token": "tok-ent"}, "schedule": "* * * * * *", "backfill": "P2D",
-        "requests_per_minute": 6000});
+        "requests_per_minute": 6000, "allow_insecure_http": true});
     let id = {
         let hub = spawn_hub(dir.path()).await;
         let api = Api::new(&hub);

@@ -68,7 +68,7 @@ async fn config_is_validated_against_the_connector() {
         assert_eq!(connector["webhook"], pushes, "{connector}");
     }
 
-    let ok = json!({"name": "gh", "connector": "github", "config": {"org": "octo", "base_url": "http://127.0.0.1:9"}, "credentials": {"token": "t"}, "schedule": "*/5 * * * *", "paused": true});
+    let ok = json!({"name": "gh", "connector": "github", "config": {"org": "octo", "base_url": "http://127.0.0.1:9"}, "credentials": {"token": "t"}, "schedule": "*/5 * * * *", "paused": true, "allow_insecure_http": true});
     expect_400(
         &api,
         json!({"name": "gh", "connector": "github", "config": {}, "credentials": {"token": "t"}}),
@@ -212,7 +212,7 @@ async fn credentials_never_leak() {
     emu.add_recent(8, 3600);
     let mut outputs: Vec<String> = Vec::new();
     let body = json!({"name": "okta-leak", "connector": "okta", "config": {"base_url": emu.url},
-        "credentials": {"token": PLANTED}, "schedule": "* * * * * *", "requests_per_minute": 6000});
+        "credentials": {"token": PLANTED}, "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": true});
     let (status, created) = api
         .call(Method::POST, "/api/v1/integrations", Some(body))
         .await;
@@ -231,7 +231,7 @@ async fn credentials_never_leak() {
 
     // a second integration whose credential the vendor refuses: the error path logs too
     let bad = json!({"name": "okta-bad", "connector": "okta", "config": {"base_url": emu.url},
-        "credentials": {"token": REJECTED}, "schedule": "* * * * * *"});
+        "credentials": {"token": REJECTED}, "schedule": "* * * * * *", "allow_insecure_http": true});
     let (_, text) = api
         .call(Method::POST, "/api/v1/integrations", Some(bad))
         .await;
@@ -311,7 +311,7 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
         let created = api
             .create_integration(json!({"name": "slack-mk", "connector": "slack",
                 "config": {"base_url": emu.url}, "credentials": {"token": "tok-mk"},
-                "schedule": "* * * * * *", "requests_per_minute": 6000}))
+                "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": true}))
             .await;
         let id = created["id"].as_str().expect("id").to_string();
         api.wait_for_events(&id, 3, 20).await;
@@ -345,5 +345,210 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
     assert_eq!(status, 200, "{v}");
     let events = api.wait_for_events(&id, 5, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
+    hub.stop().await.expect("stops");
+}
+
+/// Issue 7 item 5: a stolen admin token must not redirect sealed credentials. Moving any URL
+/// field (`base_url`, `login_url`, ...) to another origin needs every credential in the same
+/// request (422 naming the field otherwise), through the API and the CLI; every URL field is
+/// https unless the integration opts in to http for a loopback host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_an_outbound_host_needs_the_credentials_again() {
+    const SEALED: &str = "sealed-okta-t0ken-8d31c7";
+    const NEW: &str = "attacker-chosen-t0ken-2b";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let legit = Emulator::start(Vendor::Okta, SEALED, 50).await;
+    legit.add_recent(2, 600);
+    let evil = Emulator::start(Vendor::Okta, NEW, 50).await;
+    evil.add_recent(1, 600);
+
+    // https only; http only with the opt-in, and only for loopback hosts
+    let okta = |base: &str, insecure: bool| {
+        json!({"name": "okta-move", "connector": "okta", "config": {"base_url": base},
+            "credentials": {"token": SEALED, "webhook_secret": "hook-secret-move"},
+            "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": insecure})
+    };
+    let (status, v) = api
+        .json(
+            Method::POST,
+            "/api/v1/integrations",
+            Some(okta(&legit.url, false)),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("config.base_url") && message.contains("allow_insecure_http"),
+        "{message}"
+    );
+    for remote in [
+        "http://acme.okta.com",
+        "http://10.1.2.3:8080",
+        "http://localhost.evil.example",
+    ] {
+        expect_400(&api, okta(remote, true), "config.base_url").await;
+    }
+    let created = api.create_integration(okta(&legit.url, true)).await;
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["allow_insecure_http"], true);
+    api.wait_for_events(&id, 2, 20).await;
+    let path = format!("/api/v1/integrations/{id}");
+
+    // another host without the credentials: refused, nothing stored, the new host hears nothing
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &path,
+            Some(json!({"config": {"base_url": evil.url}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "unprocessable");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("config.base_url")
+            && message.contains("`token`")
+            && message.contains("`webhook_secret`"),
+        "{message}"
+    );
+    // naming only some of them is not enough: the others would follow to the new host
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &path,
+            Some(json!({"config": {"base_url": evil.url}, "credentials": {"token": NEW}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`webhook_secret`"),
+        "{v}"
+    );
+    assert_eq!(
+        api.integration(&id).await["config"]["base_url"],
+        legit.url.as_str()
+    );
+    // turning the opt-in off while a URL is http is refused too
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &path,
+            Some(json!({"allow_insecure_http": false})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("config.base_url"),
+        "{v}"
+    );
+    // the same origin with another path is not a move
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &path,
+            Some(json!({"config": {"base_url": format!("{}/", legit.url)}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _) = api.call(Method::POST, &format!("{path}/poll"), None).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        evil.requests().is_empty(),
+        "the sealed credentials went to the new host"
+    );
+
+    // the CLI says the same, and exits non-zero
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhub"))
+            .args(["integrations", "update", &id])
+            .args(args)
+            .args(["--hub", &hub.url(), "--token", crate::helpers::ADMIN])
+            .env("NEW_TOKEN_FOR_TEST", NEW)
+            .output()
+            .expect("cli runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let base = format!("base_url={}", evil.url);
+    let (ok, out) = cli(&["--set", &base]);
+    assert!(
+        !ok && out.contains("422") && out.contains("config.base_url"),
+        "{out}"
+    );
+    let (ok, out) = cli(&[
+        "--set",
+        &base,
+        "--credential",
+        "token=env:NEW_TOKEN_FOR_TEST",
+        "--credential",
+        "webhook_secret=hook-secret-new",
+    ]);
+    assert!(ok, "{out}");
+    assert!(!out.contains(NEW) && !out.contains(SEALED), "{out}");
+    api.wait_for_events(&id, 3, 20).await;
+    let heard = evil.requests();
+    assert!(!heard.is_empty());
+    assert!(
+        heard
+            .iter()
+            .all(|r| r.authorization == format!("SSWS {NEW}")),
+        "the new host saw only the credentials given with the move"
+    );
+
+    // login_url moves the token endpoint: a URL field like base_url
+    let entra = api
+        .create_integration(json!({"name": "entra-move", "connector": "entra_audits",
+            "config": {"tenant_id": "contoso.onmicrosoft.com"},
+            "credentials": {"client_id": "app", "client_secret": "entra-s3cret-move"}, "paused": true}))
+        .await;
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{}", entra["id"].as_str().expect("id")),
+            Some(json!({"config": {"login_url": "https://login.evil.example"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("config.login_url"),
+        "{v}"
+    );
+    let (_, connectors) = api.json(Method::GET, "/api/v1/connectors", None).await;
+    let kinds: Vec<(String, String)> = connectors["connectors"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|c| c["name"] == "entra_audits")
+        .flat_map(|c| c["config"].as_array().cloned().unwrap_or_default())
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap_or("").to_string(),
+                f["kind"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("login_url".into(), "url".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("scope".into(), "text".into())),
+        "{kinds:?}"
+    );
     hub.stop().await.expect("stops");
 }

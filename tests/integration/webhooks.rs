@@ -47,6 +47,7 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
             "name": "okta-hooks", "connector": "okta", "config": {"base_url": emu.url},
             "credentials": {"token": "tok", "webhook_secret": "hook-secret-1"},
             "schedule": EVERY_SECOND, "backfill": "P1D", "requests_per_minute": 6000,
+            "allow_insecure_http": true,
         }))
         .await;
     let id = created["id"].as_str().expect("id").to_string();
@@ -226,7 +227,7 @@ async fn github_webhook_deliveries_nudge_a_poll() {
             "name": "gh-hooks", "connector": "github", "config": {"base_url": emu.url, "org": "octo-corp"},
             "credentials": {"token": "tok", "webhook_secret": "It's a Secret to Everybody"},
             // hourly: only the nudge can explain a prompt second poll
-            "schedule": "0 0 * * * *", "backfill": "P1D",
+            "schedule": "0 0 * * * *", "backfill": "P1D", "allow_insecure_http": true,
         }))
         .await;
     let id = created["id"].as_str().expect("id").to_string();
