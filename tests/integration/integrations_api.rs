@@ -1,14 +1,13 @@
 //! The integrations admin API: validation against the connector's declared fields, roles, and
 //! credentials that never leave the hub (responses, metrics, exports, logs, files on disk)
 
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::emulator::{Emulator, Vendor};
-use crate::helpers::{captured_logs, spawn_hub, spawn_hub_with_key, unique_source_ids, Api};
+use crate::helpers::{spawn_hub, spawn_hub_with_key, unique_source_ids, Api};
 
 async fn expect_400(api: &Api, body: Value, names: &str) {
     let (status, v) = api
@@ -178,122 +177,6 @@ async fn config_is_validated_against_the_connector() {
     );
     assert!(next.contains("T09:00:00"), "{next}");
     hub.stop().await.expect("stops");
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return hits;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            hits.extend(files_containing(&path, needle));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                hits.push(path.display().to_string());
-            }
-        }
-    }
-    hits
-}
-
-/// Plants credentials and greps every response, the metrics, every export format, the logs and
-/// the data dir for them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_never_leak() {
-    const PLANTED: &str = "planted-s3cret-4f9a1c";
-    const ROTATED: &str = "rotated-s3cret-77b2e0";
-    const REJECTED: &str = "rejected-s3cret-0d0d0d";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
-    let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Okta, PLANTED, 5).await;
-    emu.add_recent(8, 3600);
-    let mut outputs: Vec<String> = Vec::new();
-    let body = json!({"name": "okta-leak", "connector": "okta", "config": {"base_url": emu.url},
-        "credentials": {"token": PLANTED}, "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": true});
-    let (status, created) = api
-        .call(Method::POST, "/api/v1/integrations", Some(body))
-        .await;
-    assert_eq!(status, 201);
-    outputs.push(created.clone());
-    let created: Value = serde_json::from_str(&created).expect("json");
-    let id = created["id"].as_str().expect("id").to_string();
-    let events = api.wait_for_events(&id, 8, 20).await;
-    unique_source_ids(&events);
-    // the credential reached the vendor, and only as the auth header
-    assert!(emu
-        .requests()
-        .iter()
-        .all(|r| r.authorization == format!("SSWS {PLANTED}")));
-    assert!(emu.requests().iter().all(|r| !r.query.contains(PLANTED)));
-
-    // a second integration whose credential the vendor refuses: the error path logs too
-    let bad = json!({"name": "okta-bad", "connector": "okta", "config": {"base_url": emu.url},
-        "credentials": {"token": REJECTED}, "schedule": "* * * * * *", "allow_insecure_http": true});
-    let (_, text) = api
-        .call(Method::POST, "/api/v1/integrations", Some(bad))
-        .await;
-    let bad_id = serde_json::from_str::<Value>(&text).expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    api.wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
-        .await;
-
-    let (status, text) = api
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{id}"),
-            Some(json!({"credentials": {"token": ROTATED}})),
-        )
-        .await;
-    assert_eq!(status, 200);
-    outputs.push(text);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for path in [
-        "/api/v1/integrations".to_string(),
-        format!("/api/v1/integrations/{id}"),
-        format!("/api/v1/integrations/{bad_id}"),
-        "/api/v1/connectors".to_string(),
-        "/api/v1/events?limit=1000".to_string(),
-        "/api/v1/events?integration=trailhub&limit=1000".to_string(),
-        "/api/v1/events/export?format=ndjson".to_string(),
-        "/api/v1/events/export?format=csv".to_string(),
-        "/api/v1/events/export?format=json".to_string(),
-        "/api/v1/events/histogram?bucket=1h&group_by=integration".to_string(),
-        "/metrics".to_string(),
-        "/healthz".to_string(),
-    ] {
-        let (status, text) = api.call(Method::GET, &path, None).await;
-        assert!(status < 500, "{path}: {status}");
-        outputs.push(format!("{path}\n{text}"));
-    }
-    hub.stop().await.expect("stops");
-    let logs = captured_logs();
-    assert!(
-        logs.contains(&format!("integration={id}")) && logs.contains("poll finished"),
-        "the log capture works"
-    );
-    outputs.push(logs);
-    for secret in [PLANTED, ROTATED, REJECTED] {
-        for out in &outputs {
-            assert!(
-                !out.contains(secret),
-                "{secret} leaked in:\n{}",
-                &out[..out.len().min(2000)]
-            );
-        }
-        let hits = files_containing(dir.path(), secret.as_bytes());
-        assert!(hits.is_empty(), "{secret} stored in clear in {hits:?}");
-    }
-    // and the audit trail recorded the rotation, naming the field but not the value
-    let audit = outputs
-        .iter()
-        .find(|o| o.starts_with("/api/v1/events?integration=trailhub"))
-        .expect("audit output");
-    assert!(audit.contains("integration.credentials_rotate"), "{audit}");
 }
 
 /// Credentials sealed under one master key do not open under another: the integration shows an

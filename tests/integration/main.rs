@@ -15,4 +15,5 @@ mod integrity;
 mod polling;
 mod process;
 mod schema;
+mod secret_leak;
 mod webhooks;

@@ -13,7 +13,12 @@ use crate::helpers::{spawn_hub, unique_source_ids, Api};
 
 const EVERY_SECOND: &str = "* * * * * *";
 
-async fn post_hook(hub: &str, id: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+pub(crate) async fn post_hook(
+    hub: &str,
+    id: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{hub}/hooks/{id}"))
         .body(body.to_string());
@@ -288,7 +293,7 @@ async fn github_webhook_deliveries_nudge_a_poll() {
     hub.stop().await.expect("stops");
 }
 
-fn signed(
+pub(crate) fn signed(
     secret: &trailhub::config::Secret,
     msg_id: &str,
     ts: i64,
@@ -304,7 +309,7 @@ fn signed(
     ]
 }
 
-async fn post_signed(
+pub(crate) async fn post_signed(
     hub: &str,
     id: &str,
     headers: &[(String, String)],
