@@ -5,11 +5,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
-use super::{ApiError, AppState, Caller, ErrorCode};
+use super::{ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::audit::{self, AdminAction};
 use crate::auth::Role;
 use crate::connectors::engine::CursorState;
@@ -20,15 +19,15 @@ use crate::connectors::Connector;
 use crate::schema::{Action, Category, Target};
 use crate::time::{format_micros, now_micros};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/connectors", get(connectors))
-        .route("/api/v1/integrations", get(list).post(create))
-        .route(
-            "/api/v1/integrations/{id}",
-            get(show).patch(update).delete(remove),
-        )
-        .route("/api/v1/integrations/{id}/poll", post(poll))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/api/v1/connectors", connectors)
+        .get("/api/v1/integrations", list)
+        .post("/api/v1/integrations", create)
+        .get("/api/v1/integrations/{id}", show)
+        .patch("/api/v1/integrations/{id}", update)
+        .delete("/api/v1/integrations/{id}", remove)
+        .post("/api/v1/integrations/{id}/poll", poll)
 }
 
 impl From<IntegrationError> for ApiError {

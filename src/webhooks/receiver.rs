@@ -12,10 +12,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
-use crate::api::{ApiError, AppState, ErrorCode};
+use crate::api::{ApiError, AppState, ErrorCode, Routes};
 use crate::connectors::definition::WebhookSpec;
 use crate::connectors::integrations::{IntegrationError, IntegrationRecord};
 use crate::connectors::normalise::{normalise, page_records};
@@ -24,8 +23,10 @@ use crate::metrics::WebhookLabels;
 use crate::schema::parse_ingest_line;
 use crate::store::{prepare, Commit};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/hooks/{integration_id}", get(handshake).post(receive))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/hooks/{integration_id}", handshake)
+        .post("/hooks/{integration_id}", receive)
 }
 
 /// One warning per integration per this long: a flood of bad deliveries must not flood the log.
