@@ -184,6 +184,13 @@ fn forms(secret: &str) -> Vec<String> {
     for (upper, plus) in [(true, false), (false, false), (true, true)] {
         out.push(percent_encode(secret, upper, plus));
     }
+    // the whole value encoded on its own, padding included (preferred: the longest match wins)
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ] {
+        out.push(engine.encode(secret));
+    }
     for shift in 0..3 {
         let core = base64_core(secret.as_bytes(), shift);
         if core.len() >= MIN_SECRET_LEN {

@@ -61,6 +61,7 @@ fn field_json(f: &crate::connectors::definition::FieldSpec) -> Value {
         "default": f.default,
         "choices": f.choices,
         "kind": f.kind.as_str(),
+        "secret": f.secret,
     })
 }
 
@@ -226,7 +227,15 @@ async fn update(
         &body,
         "an object with any of name, config, credentials, schedule, backfill, idle_backoff, requests_per_minute, paused, allow_insecure_http",
     )?;
-    let (record, changed) = state.integrations.update(&id, patch)?;
+    let (record, changed) = match state.integrations.update(&id, patch) {
+        Ok(done) => done,
+        Err(e @ IntegrationError::CredentialsRequired { .. }) => {
+            // what a stolen admin token would try: worth an operator's eye
+            tracing::warn!(integration = %id, token = %who.token_id, error = %e, "a change of outbound host without the credentials was refused");
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     state.scheduler.upsert(record.clone());
     let (event_type, action, category) = if changed.credentials_rotated {
         (

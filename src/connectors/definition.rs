@@ -132,6 +132,9 @@ struct RawField {
     /// `url`: an outbound URL (checked like `base_url`; changing its host needs the credentials
     /// again). `base_url` is always one.
     kind: Option<FieldKind>,
+    /// Credentials only: `false` for an identifier that vendors also write into their records
+    /// (an account's email, an OAuth client id), which is then not scrubbed from vendor text.
+    secret: Option<bool>,
 }
 
 /// What a config field holds.
@@ -595,6 +598,9 @@ pub struct FieldSpec {
     /// The only values allowed; empty = any.
     pub choices: Vec<String>,
     pub kind: FieldKind,
+    /// A credential whose value is scrubbed from vendor text (all but declared identifiers);
+    /// never for config fields.
+    pub secret: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -796,6 +802,17 @@ impl Connector {
         self.credentials.iter().find(|f| f.name == name)
     }
 
+    /// The values of the credentials that are secrets (not declared `secret = false`).
+    pub fn secret_values<'a>(
+        &'a self,
+        credentials: &'a BTreeMap<String, crate::config::Secret>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        credentials
+            .iter()
+            .filter(|(name, _)| self.credential_field(name).is_none_or(|f| f.secret))
+            .map(|(_, value)| value.expose())
+    }
+
     /// The config fields that say where credentials go (`base_url` and every `kind = "url"`).
     pub fn url_fields(&self) -> impl Iterator<Item = &FieldSpec> {
         self.config.iter().filter(|f| f.kind == FieldKind::Url)
@@ -982,7 +999,12 @@ impl Validator<'_> {
         }
     }
 
-    fn fields(&self, key: &str, raw: Vec<RawField>) -> Result<Vec<FieldSpec>, DefinitionError> {
+    fn fields(
+        &self,
+        key: &str,
+        raw: Vec<RawField>,
+        credentials: bool,
+    ) -> Result<Vec<FieldSpec>, DefinitionError> {
         let mut out: Vec<FieldSpec> = Vec::new();
         for (i, f) in raw.into_iter().enumerate() {
             let k = format!("{key}[{i}]");
@@ -1029,6 +1051,12 @@ impl Validator<'_> {
                     ));
                 }
             }
+            if !credentials && f.secret.is_some() {
+                return Err(self.err(
+                    &format!("{k}.secret"),
+                    "applies to credentials only (config values are shown to viewers)",
+                ));
+            }
             out.push(FieldSpec {
                 name: f.name,
                 required: f.required,
@@ -1036,6 +1064,7 @@ impl Validator<'_> {
                 default: f.default,
                 choices: f.choices,
                 kind,
+                secret: credentials && f.secret.unwrap_or(true),
             });
         }
         Ok(out)
@@ -1241,11 +1270,11 @@ impl Validator<'_> {
             .as_deref()
             .map(|r| self.duration("retention", r))
             .transpose()?;
-        let config = self.fields("config", raw.config)?;
+        let config = self.fields("config", raw.config, false)?;
         if !config.iter().any(|f| f.name == "base_url") {
             return Err(self.err("config", "every connector declares `base_url`"));
         }
-        let credentials = self.fields("credentials", raw.credentials)?;
+        let credentials = self.fields("credentials", raw.credentials, true)?;
         if let Some(i) = credentials.iter().position(|f| f.kind == FieldKind::Url) {
             return Err(self.err(
                 &format!("credentials[{i}].kind"),
@@ -1774,6 +1803,15 @@ mod tests {
         let text = GITHUB.replace("name = \"token\"\n", "name = \"token\"\nkind = \"url\"\n");
         let e = parse("connectors/github.toml", &text).expect_err("credential as URL");
         assert!(e.key.starts_with("credentials["), "{e}");
+        let text = GITHUB.replace("name = \"org\"\n", "name = \"org\"\nsecret = false\n");
+        let e = parse("connectors/github.toml", &text).expect_err("secret on a config field");
+        assert!(e.key.ends_with(".secret"), "{e}");
+        assert!(entra
+            .credential_field("client_secret")
+            .is_some_and(|f| f.secret));
+        assert!(entra
+            .credential_field("client_id")
+            .is_some_and(|f| !f.secret));
     }
 
     #[test]

@@ -181,8 +181,9 @@ pub struct PollContext {
     pub integrations: Option<super::integrations::Integrations>,
 }
 
-/// A scrubber for everything of this integration a vendor could echo: each credential, and the
-/// header values rendered from them (`SSWS <token>`, `user:pass` of basic auth).
+/// A scrubber for everything of this integration a vendor could echo: each secret credential
+/// (identifiers such as an account email are left alone: vendors write them into records), and
+/// the header values rendered from them (`SSWS <token>`, `user:pass` of basic auth).
 pub fn secrets_scrubber(
     connector: &Connector,
     config: &BTreeMap<String, String>,
@@ -193,18 +194,20 @@ pub fn secrets_scrubber(
         credentials: Some(credentials),
         time: None,
     };
-    let mut secrets: Vec<String> = credentials
-        .values()
-        .map(|s| s.expose().to_string())
+    let mut secrets: Vec<String> = connector
+        .secret_values(credentials)
+        .map(str::to_string)
         .collect();
-    let rendered: Vec<String> = connector
+    let mut rendered: Vec<String> = connector
         .auth_templates
         .iter()
         .filter_map(|t| t.render(&values, no_escape))
         .collect();
     if let Auth::Basic { .. } = connector.auth {
-        secrets.push(rendered.join(":"));
+        rendered.push(rendered.join(":"));
     }
+    // only what carries a secret: a basic-auth user name alone is an identifier
+    rendered.retain(|r| secrets.iter().any(|s| r.contains(s.as_str())));
     secrets.extend(rendered);
     Scrubber::new(secrets)
 }
@@ -1063,6 +1066,30 @@ mod tests {
             "<https://x/a>; rel=\"self\"".parse().unwrap(),
         );
         assert_eq!(next_link(&h), None);
+    }
+
+    /// Secrets are scrubbed in their echoed forms; identifiers vendors write into their own
+    /// records (a basic-auth account's email) are not.
+    #[test]
+    fn the_scrubber_takes_secrets_not_identifiers() {
+        use base64::Engine as _;
+        let registry = super::super::Registry::builtin().expect("valid");
+        let jira = registry.get("jira").expect("jira");
+        let credentials: BTreeMap<String, Secret> = [
+            ("email", "admin@example.com"),
+            ("api_token", "jira-api-t0ken-93"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(v)))
+        .collect();
+        let scrubber = secrets_scrubber(&jira, &BTreeMap::new(), &credentials);
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("admin@example.com:jira-api-t0ken-93");
+        assert_eq!(
+            scrubber.scrub(&format!("actor admin@example.com sent Basic {basic}")),
+            "actor admin@example.com sent Basic [redacted]"
+        );
+        assert_eq!(scrubber.scrub("jira-api-t0ken-93"), "[redacted]");
     }
 
     #[test]

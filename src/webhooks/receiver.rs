@@ -212,7 +212,7 @@ async fn receive_inner(
         .map_err(|_| ApiError::new(ErrorCode::InvalidBody, "delivery is not UTF-8"))?;
     // verified on the raw bytes; what is stored, logged or answered carries no secret of ours
     let scrubbed =
-        crate::redact::Scrubber::new(credentials.values().map(|s| s.expose())).scrub_json(text);
+        crate::redact::Scrubber::new(connector.secret_values(&credentials)).scrub_json(text);
     let text: &str = &scrubbed;
     let one_record;
     let records = if records_spec.path.is_none() && text.trim_start().starts_with('{') {
