@@ -97,17 +97,7 @@ impl Client {
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .patch(&url)
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
-        let body = Self::read(response).await?;
+        let (status, body) = self.send_json(reqwest::Method::PATCH, path, body).await?;
         if !status.is_success() {
             let message = body["error"]["message"].as_str().unwrap_or("no message");
             anyhow::bail!("hub answered {status}: {message}")
@@ -120,15 +110,25 @@ impl Client {
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
+        Ok(self.send_json(reqwest::Method::POST, path, body).await?.1)
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
         let url = format!("{}{path}", self.base);
         let response = self
             .http
-            .post(&url)
+            .request(method, &url)
             .bearer_auth(&self.token)
             .json(body)
             .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
-        Self::read(response).await
+        let status = response.status();
+        Ok((status, Self::read(response).await?))
     }
 }

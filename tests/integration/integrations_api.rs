@@ -231,6 +231,15 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
     hub.stop().await.expect("stops");
 }
 
+/// A PATCH that must be refused with `status`, its message naming `names`.
+async fn expect_refused(api: &Api, path: &str, body: Value, status: u16, names: &str) -> Value {
+    let (got, v) = api.json(Method::PATCH, path, Some(body)).await;
+    assert_eq!(got, status, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(names), "{message:?} should name {names:?}");
+    v
+}
+
 /// Issue 7 item 5: a stolen admin token must not redirect sealed credentials. Moving any URL
 /// field (`base_url`, `login_url`, ...) to another origin needs every credential in the same
 /// request (422 naming the field otherwise), through the API and the CLI; every URL field is
@@ -280,58 +289,24 @@ async fn moving_an_outbound_host_needs_the_credentials_again() {
     let path = format!("/api/v1/integrations/{id}");
 
     // another host without the credentials: refused, nothing stored, the new host hears nothing
-    let (status, v) = api
-        .json(
-            Method::PATCH,
-            &path,
-            Some(json!({"config": {"base_url": evil.url}})),
-        )
-        .await;
-    assert_eq!(status, 422, "{v}");
+    let move_only = json!({"config": {"base_url": evil.url}});
+    let v = expect_refused(&api, &path, move_only, 422, "config.base_url").await;
     assert_eq!(v["error"]["code"], "unprocessable");
     let message = v["error"]["message"].as_str().unwrap_or("");
     assert!(
-        message.contains("config.base_url")
-            && message.contains("`token`")
-            && message.contains("`webhook_secret`"),
+        message.contains("`token`") && message.contains("`webhook_secret`"),
         "{message}"
     );
     // naming only some of them is not enough: the others would follow to the new host
-    let (status, v) = api
-        .json(
-            Method::PATCH,
-            &path,
-            Some(json!({"config": {"base_url": evil.url}, "credentials": {"token": NEW}})),
-        )
-        .await;
-    assert_eq!(status, 422, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("`webhook_secret`"),
-        "{v}"
-    );
+    let partial = json!({"config": {"base_url": evil.url}, "credentials": {"token": NEW}});
+    expect_refused(&api, &path, partial, 422, "`webhook_secret`").await;
     assert_eq!(
         api.integration(&id).await["config"]["base_url"],
         legit.url.as_str()
     );
     // turning the opt-in off while a URL is http is refused too
-    let (status, v) = api
-        .json(
-            Method::PATCH,
-            &path,
-            Some(json!({"allow_insecure_http": false})),
-        )
-        .await;
-    assert_eq!(status, 400, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("config.base_url"),
-        "{v}"
-    );
+    let opt_out = json!({"allow_insecure_http": false});
+    expect_refused(&api, &path, opt_out, 400, "config.base_url").await;
     // the same origin with another path is not a move
     let (status, v) = api
         .json(
@@ -396,21 +371,9 @@ async fn moving_an_outbound_host_needs_the_credentials_again() {
             "config": {"tenant_id": "contoso.onmicrosoft.com"},
             "credentials": {"client_id": "app", "client_secret": "entra-s3cret-move"}, "paused": true}))
         .await;
-    let (status, v) = api
-        .json(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{}", entra["id"].as_str().expect("id")),
-            Some(json!({"config": {"login_url": "https://login.evil.example"}})),
-        )
-        .await;
-    assert_eq!(status, 422, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("config.login_url"),
-        "{v}"
-    );
+    let entra_path = format!("/api/v1/integrations/{}", entra["id"].as_str().expect("id"));
+    let login_move = json!({"config": {"login_url": "https://login.evil.example"}});
+    expect_refused(&api, &entra_path, login_move, 422, "config.login_url").await;
     let (_, connectors) = api.json(Method::GET, "/api/v1/connectors", None).await;
     let kinds: Vec<(String, String)> = connectors["connectors"]
         .as_array()
