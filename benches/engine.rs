@@ -209,7 +209,7 @@ async fn latency(
     let mut body = json!({
         "name": format!("bench-live-{}", emu.url.rsplit(':').next().unwrap_or("x")), "connector": "github",
         "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": "ghp_bench"},
-        "schedule": "* * * * * *", "backfill": "P1D",
+        "schedule": "* * * * * *", "backfill": "P1D", "allow_insecure_http": true,
     });
     if let Some(b) = idle_backoff {
         body["idle_backoff"] = json!(b);
@@ -281,6 +281,7 @@ async fn create(
         "name": name, "connector": "github",
         "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": "ghp_bench"},
         "schedule": "* * * * * *", "backfill": "P7D", "requests_per_minute": per_minute, "idle_backoff": 0,
+        "allow_insecure_http": true,
     });
     let resp = http
         .post(format!("{hub}/api/v1/integrations"))

@@ -199,6 +199,7 @@ async fn run(n: usize) {
         json!({
             "name": "okta-hooks", "connector": "okta", "config": {"base_url": "http://127.0.0.1:9"},
             "credentials": {"token": "unused", "webhook_secret": SECRET}, "schedule": "0 0 0 1 1 *",
+            "allow_insecure_http": true,
         }),
     )
     .await;

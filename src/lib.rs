@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod console;
 pub mod ingest;
 pub mod metrics;
+pub mod redact;
 pub mod scheduler;
 pub mod schema;
 pub mod secrets;

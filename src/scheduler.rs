@@ -453,13 +453,17 @@ impl Scheduler {
             .integrations
             .credentials(&record)
             .map_err(|e| e.to_string())?;
+        let config = record.effective_config(&connector);
+        let scrubber = engine::secrets_scrubber(&connector, &config, &credentials);
         Ok((
             PollContext {
                 integration: record.reference(),
-                config: record.effective_config(&connector),
+                scrubber: std::sync::Mutex::new(scrubber),
+                config,
                 backfill: record.backfill_micros(&connector),
                 connector,
                 credentials,
+                allow_insecure_http: record.allow_insecure_http,
                 http: self.inner.http.clone(),
                 store: self.inner.store.clone(),
                 gate,

@@ -4,11 +4,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{query_pairs, ApiError, AppState, Caller, ErrorCode};
+use super::{query_pairs, ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::audit::{self, AdminAction};
 use crate::auth::Role;
 use crate::ingest::{self, BodyFormat};
@@ -18,12 +17,13 @@ use crate::store::Dimension;
 use crate::time::{format_micros, now_micros, DAY, HOUR};
 use crate::timeline;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/events", get(list).post(post_events))
-        .route("/api/v1/events/histogram", get(histogram))
-        .route("/api/v1/events/export", get(export))
-        .route("/api/v1/events/{id}", get(one))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/api/v1/events", list)
+        .post("/api/v1/events", post_events)
+        .get("/api/v1/events/histogram", histogram)
+        .get("/api/v1/events/export", export)
+        .get("/api/v1/events/{id}", one)
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {

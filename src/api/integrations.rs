@@ -5,11 +5,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
-use super::{ApiError, AppState, Caller, ErrorCode};
+use super::{ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::audit::{self, AdminAction};
 use crate::auth::Role;
 use crate::connectors::engine::CursorState;
@@ -20,15 +19,15 @@ use crate::connectors::Connector;
 use crate::schema::{Action, Category, Target};
 use crate::time::{format_micros, now_micros};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/connectors", get(connectors))
-        .route("/api/v1/integrations", get(list).post(create))
-        .route(
-            "/api/v1/integrations/{id}",
-            get(show).patch(update).delete(remove),
-        )
-        .route("/api/v1/integrations/{id}/poll", post(poll))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/api/v1/connectors", connectors)
+        .get("/api/v1/integrations", list)
+        .post("/api/v1/integrations", create)
+        .get("/api/v1/integrations/{id}", show)
+        .patch("/api/v1/integrations/{id}", update)
+        .delete("/api/v1/integrations/{id}", remove)
+        .post("/api/v1/integrations/{id}/poll", poll)
 }
 
 impl From<IntegrationError> for ApiError {
@@ -38,6 +37,9 @@ impl From<IntegrationError> for ApiError {
                 ApiError::new(ErrorCode::InvalidBody, e.to_string())
             }
             IntegrationError::NameTaken(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            IntegrationError::CredentialsRequired { .. } => {
+                ApiError::new(ErrorCode::Unprocessable, e.to_string())
+            }
             IntegrationError::NotFound(_) => ApiError::not_found(e.to_string()),
             IntegrationError::Sealed(_) => {
                 tracing::error!(error = %e, "credentials do not open");
@@ -58,6 +60,8 @@ fn field_json(f: &crate::connectors::definition::FieldSpec) -> Value {
         "description": f.description,
         "default": f.default,
         "choices": f.choices,
+        "kind": f.kind.as_str(),
+        "secret": f.secret,
     })
 }
 
@@ -120,6 +124,7 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
         "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
         "paused": r.paused,
+        "allow_insecure_http": r.allow_insecure_http,
         "created_at": format_micros(r.created_at),
         "updated_at": format_micros(r.updated_at),
         "state": if push_only && !r.paused { crate::connectors::integrations::State::Live } else { status.state(r.paused) },
@@ -176,7 +181,7 @@ async fn create(
                 "integration {} ({}) added with connector {}",
                 record.id, record.name, record.connector
             ),
-            details: json!({"connector": record.connector, "config": record.config, "credentials": record.credential_names}),
+            details: json!({"connector": record.connector, "config": record.config, "credentials": record.credential_names, "allow_insecure_http": record.allow_insecure_http}),
         },
     )
     .await?;
@@ -220,9 +225,17 @@ async fn update(
     let who = caller.require(&[])?.clone();
     let patch: IntegrationPatch = parse_body(
         &body,
-        "an object with any of name, config, credentials, schedule, backfill, idle_backoff, paused",
+        "an object with any of name, config, credentials, schedule, backfill, idle_backoff, requests_per_minute, paused, allow_insecure_http",
     )?;
-    let (record, changed) = state.integrations.update(&id, patch)?;
+    let (record, changed) = match state.integrations.update(&id, patch) {
+        Ok(done) => done,
+        Err(e @ IntegrationError::CredentialsRequired { .. }) => {
+            // what a stolen admin token would try: worth an operator's eye
+            tracing::warn!(integration = %id, token = %who.token_id, error = %e, "a change of outbound host without the credentials was refused");
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     state.scheduler.upsert(record.clone());
     let (event_type, action, category) = if changed.credentials_rotated {
         (

@@ -4,6 +4,7 @@
 mod error;
 mod events;
 mod integrations;
+mod routes;
 mod system;
 mod tokens;
 
@@ -17,6 +18,7 @@ use axum::response::Response;
 use axum::Router;
 
 pub use error::{ApiError, ErrorCode};
+pub use routes::{RouteEntry, Routes};
 
 use crate::auth::{Principal, Role, Tokens};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
@@ -33,14 +35,27 @@ pub struct AppState {
     pub started: Instant,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route the hub serves, and the table of them.
+fn routes() -> Routes<AppState> {
+    Routes::new()
         .merge(system::routes())
         .merge(events::routes())
         .merge(tokens::routes())
         .merge(crate::console::routes())
         .merge(crate::webhooks::receiver::routes())
         .merge(integrations::routes())
+}
+
+/// Every (path template, method) the router serves, from the same calls that build it: the
+/// route × role test covers exactly this table.
+pub fn route_table() -> Vec<RouteEntry> {
+    routes().into_parts().1
+}
+
+pub fn router(state: AppState) -> Router {
+    routes()
+        .into_parts()
+        .0
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -3,17 +3,16 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, Routes};
 use crate::auth::Role;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/integrity", get(integrity))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/healthz", healthz)
+        .get("/metrics", metrics)
+        .get("/api/v1/integrity", integrity)
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

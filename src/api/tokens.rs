@@ -4,19 +4,19 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 
-use super::{ApiError, AppState, Caller, ErrorCode};
+use super::{ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::audit::{self, AdminAction};
 use crate::auth::Role;
 use crate::schema::{Action, Category, Target};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tokens", get(list).post(create))
-        .route("/api/v1/tokens/{id}", delete(revoke))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/api/v1/tokens", list)
+        .post("/api/v1/tokens", create)
+        .delete("/api/v1/tokens/{id}", revoke)
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,35 @@ pub enum IntegrationsCommand {
         /// Create it paused
         #[arg(long)]
         paused: bool,
+        /// Allow plain http for URL fields on a loopback host (127.0.0.0/8, ::1, localhost):
+        /// test doubles and local proxies only
+        #[arg(long)]
+        allow_insecure_http: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Change an integration (needs a running hub). Changing the host of a URL field
+    /// (base_url, ...) needs every credential again in the same command
+    Update {
+        id: String,
+        /// A config field to set, repeatable: --set base_url=https://...
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A config field to remove (back to the connector's default), repeatable
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+        /// A credential, repeatable: KEY=VALUE, KEY=@file or KEY=env:VAR
+        #[arg(long = "credential", value_name = "KEY=VALUE")]
+        credentials: Vec<String>,
+        /// Cron schedule, 5 fields or 6 with seconds first
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Pause (true) or resume (false)
+        #[arg(long)]
+        paused: Option<bool>,
+        /// Allow (true) or refuse (false) plain http to loopback hosts
+        #[arg(long)]
+        allow_insecure_http: Option<bool>,
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -153,6 +182,7 @@ fn local_object(
         "id": r.id, "name": r.name, "connector": r.connector, "config": r.config,
         "credentials": r.credential_names, "schedule": r.schedule, "backfill": r.backfill,
         "paused": r.paused,
+        "allow_insecure_http": r.allow_insecure_http,
         "state": status.state(r.paused),
         "cursor": cursor.summary(),
         "last_poll_at": status.last_poll_at.map(format_micros),
@@ -177,6 +207,7 @@ pub async fn integrations(
             backfill,
             requests_per_minute,
             paused,
+            allow_insecure_http,
             remote,
         } => {
             let body = json!({
@@ -188,6 +219,7 @@ pub async fn integrations(
                 "backfill": backfill,
                 "requests_per_minute": requests_per_minute,
                 "paused": paused,
+                "allow_insecure_http": allow_insecure_http,
             });
             match target(settings, remote)? {
                 Target::Remote(client) => {
@@ -197,6 +229,55 @@ pub async fn integrations(
                 Target::Local(store) => {
                     close(store)?;
                     return Err(needs_hub("adding an integration"));
+                }
+            }
+        }
+        IntegrationsCommand::Update {
+            id,
+            set,
+            unset,
+            credentials,
+            schedule,
+            paused,
+            allow_insecure_http,
+            remote,
+        } => {
+            let mut patch = Map::new();
+            let mut config = pairs("set", set, false)?;
+            for key in unset {
+                config.insert(key.trim().to_string(), Value::Null);
+            }
+            if !config.is_empty() {
+                patch.insert("config".into(), Value::Object(config));
+            }
+            if !credentials.is_empty() {
+                patch.insert(
+                    "credentials".into(),
+                    Value::Object(pairs("credential", credentials, true)?),
+                );
+            }
+            if let Some(s) = schedule {
+                patch.insert("schedule".into(), json!(s));
+            }
+            if let Some(p) = paused {
+                patch.insert("paused".into(), json!(p));
+            }
+            if let Some(a) = allow_insecure_http {
+                patch.insert("allow_insecure_http".into(), json!(a));
+            }
+            if patch.is_empty() {
+                anyhow::bail!("nothing to change: give --set, --unset, --credential, --schedule, --paused or --allow-insecure-http");
+            }
+            match target(settings, remote)? {
+                Target::Remote(client) => {
+                    let v = client
+                        .patch_json(&format!("/api/v1/integrations/{id}"), &Value::Object(patch))
+                        .await?;
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Target::Local(store) => {
+                    close(store)?;
+                    return Err(needs_hub("changing an integration"));
                 }
             }
         }

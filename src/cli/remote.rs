@@ -91,20 +91,44 @@ impl Client {
         Self::read(response).await.map(|_| ())
     }
 
+    /// PATCH; unlike ingest, a 422 here is a refusal (e.g. a host change without credentials).
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = self.send_json(reqwest::Method::PATCH, path, body).await?;
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("no message");
+            anyhow::bail!("hub answered {status}: {message}")
+        }
+        Ok(body)
+    }
+
     pub async fn post_json(
         &self,
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
+        Ok(self.send_json(reqwest::Method::POST, path, body).await?.1)
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
         let url = format!("{}{path}", self.base);
         let response = self
             .http
-            .post(&url)
+            .request(method, &url)
             .bearer_auth(&self.token)
             .json(body)
             .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
-        Self::read(response).await
+        let status = response.status();
+        Ok((status, Self::read(response).await?))
     }
 }

@@ -129,6 +129,31 @@ struct RawField {
     /// The only values allowed (checked when an integration is saved).
     #[serde(default)]
     choices: Vec<String>,
+    /// `url`: an outbound URL (checked like `base_url`; changing its host needs the credentials
+    /// again). `base_url` is always one.
+    kind: Option<FieldKind>,
+    /// Credentials only: `false` for an identifier that vendors also write into their records
+    /// (an account's email, an OAuth client id), which is then not scrubbed from vendor text.
+    secret: Option<bool>,
+}
+
+/// What a config field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    Text,
+    /// Where requests (or token requests) go: https only, unless the integration allows http
+    /// for a loopback host; a change of its origin must come with the credentials.
+    Url,
+}
+
+impl FieldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldKind::Text => "text",
+            FieldKind::Url => "url",
+        }
+    }
 }
 
 // serde ignores unknown keys of internally tagged enums, so the tagged tables are read as
@@ -223,6 +248,15 @@ pub enum Auth {
 }
 
 impl Auth {
+    /// The token endpoint's template, for the kinds that fetch tokens.
+    pub fn token_url(&self) -> Option<&Template> {
+        match self {
+            Auth::OAuth2ClientCredentials(spec) => Some(&spec.token_url),
+            Auth::OAuth2JwtBearer(spec) => Some(&spec.token_url),
+            Auth::Header { .. } | Auth::Basic { .. } => None,
+        }
+    }
+
     /// Whether requests carry a bearer token fetched from a token endpoint.
     pub fn fetches_tokens(&self) -> bool {
         matches!(
@@ -563,6 +597,10 @@ pub struct FieldSpec {
     pub default: Option<String>,
     /// The only values allowed; empty = any.
     pub choices: Vec<String>,
+    pub kind: FieldKind,
+    /// A credential whose value is scrubbed from vendor text (all but declared identifiers);
+    /// never for config fields.
+    pub secret: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -763,6 +801,22 @@ impl Connector {
     pub fn credential_field(&self, name: &str) -> Option<&FieldSpec> {
         self.credentials.iter().find(|f| f.name == name)
     }
+
+    /// The values of the credentials that are secrets (not declared `secret = false`).
+    pub fn secret_values<'a>(
+        &'a self,
+        credentials: &'a BTreeMap<String, crate::config::Secret>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        credentials
+            .iter()
+            .filter(|(name, _)| self.credential_field(name).is_none_or(|f| f.secret))
+            .map(|(_, value)| value.expose())
+    }
+
+    /// The config fields that say where credentials go (`base_url` and every `kind = "url"`).
+    pub fn url_fields(&self) -> impl Iterator<Item = &FieldSpec> {
+        self.config.iter().filter(|f| f.kind == FieldKind::Url)
+    }
 }
 
 /// Parses and validates one definition file.
@@ -945,7 +999,12 @@ impl Validator<'_> {
         }
     }
 
-    fn fields(&self, key: &str, raw: Vec<RawField>) -> Result<Vec<FieldSpec>, DefinitionError> {
+    fn fields(
+        &self,
+        key: &str,
+        raw: Vec<RawField>,
+        credentials: bool,
+    ) -> Result<Vec<FieldSpec>, DefinitionError> {
         let mut out: Vec<FieldSpec> = Vec::new();
         for (i, f) in raw.into_iter().enumerate() {
             let k = format!("{key}[{i}]");
@@ -974,12 +1033,38 @@ impl Validator<'_> {
                     ));
                 }
             }
+            let kind = match (f.name.as_str(), f.kind) {
+                ("base_url", None | Some(FieldKind::Url)) => FieldKind::Url,
+                ("base_url", Some(FieldKind::Text)) => {
+                    return Err(self.err(&format!("{k}.kind"), "`base_url` is always a URL"))
+                }
+                (_, kind) => kind.unwrap_or(FieldKind::Text),
+            };
+            if kind == FieldKind::Url && !f.choices.is_empty() {
+                return Err(self.err(&format!("{k}.choices"), "a URL field takes no `choices`"));
+            }
+            if let (FieldKind::Url, Some(d)) = (kind, &f.default) {
+                if !d.starts_with("https://") {
+                    return Err(self.err(
+                        &format!("{k}.default"),
+                        "a URL field's default must be an https:// URL",
+                    ));
+                }
+            }
+            if !credentials && f.secret.is_some() {
+                return Err(self.err(
+                    &format!("{k}.secret"),
+                    "applies to credentials only (config values are shown to viewers)",
+                ));
+            }
             out.push(FieldSpec {
                 name: f.name,
                 required: f.required,
                 description: f.description,
                 default: f.default,
                 choices: f.choices,
+                kind,
+                secret: credentials && f.secret.unwrap_or(true),
             });
         }
         Ok(out)
@@ -1185,11 +1270,17 @@ impl Validator<'_> {
             .as_deref()
             .map(|r| self.duration("retention", r))
             .transpose()?;
-        let config = self.fields("config", raw.config)?;
+        let config = self.fields("config", raw.config, false)?;
         if !config.iter().any(|f| f.name == "base_url") {
             return Err(self.err("config", "every connector declares `base_url`"));
         }
-        let credentials = self.fields("credentials", raw.credentials)?;
+        let credentials = self.fields("credentials", raw.credentials, true)?;
+        if let Some(i) = credentials.iter().position(|f| f.kind == FieldKind::Url) {
+            return Err(self.err(
+                &format!("credentials[{i}].kind"),
+                "only config fields are URLs (a URL says where credentials go; it is not one)",
+            ));
+        }
         let config_names: Vec<&str> = config.iter().map(|f| f.name.as_str()).collect();
         let credential_names: Vec<&str> = credentials.iter().map(|f| f.name.as_str()).collect();
         let request_scope = TemplateScope {
@@ -1203,6 +1294,24 @@ impl Validator<'_> {
             time: false,
         };
         let auth = self.auth(raw.auth, &config_names, &credential_names)?;
+        if let Some(t) = auth.token_url() {
+            // the host a secret is sent to must be set by a URL field (validated, and guarded
+            // against silent changes) or fixed in the definition, never by a text field
+            let by_url_field = t.leading_config().is_some_and(|name| {
+                config
+                    .iter()
+                    .any(|f| f.name == name && f.kind == FieldKind::Url)
+            });
+            let fixed = t.literal_prefix().is_some_and(|p| {
+                p.to_ascii_lowercase().starts_with("https://") && p[8..].contains('/')
+            });
+            if !by_url_field && !fixed {
+                return Err(self.err(
+                    "auth.token_url",
+                    "must start with a URL config field (`{config.x}` where x has `kind = \"url\"`) or a fixed https:// URL with its path",
+                ));
+            }
+        }
         if raw.pagination.kind != PaginationKind::Offset
             && (raw.pagination.unit.is_some() || raw.pagination.start.is_some())
         {
@@ -1658,6 +1767,51 @@ mod tests {
         let text = GITHUB.replace("Bearer {credentials.token}", "Bearer {credentials.pat}");
         let e = parse("connectors/github.toml", &text).expect_err("undeclared credential");
         assert_eq!(e.key, "auth.value");
+    }
+
+    /// A token endpoint's host must come from a URL field (validated, guarded against silent
+    /// changes) or be fixed in the file: a text field must not be able to move it.
+    #[test]
+    fn token_hosts_come_from_url_fields() {
+        const ENTRA: &str = include_str!("../../connectors/entra_audits.toml");
+        let entra = parse("connectors/entra_audits.toml", ENTRA).expect("valid");
+        let urls: Vec<&str> = entra.url_fields().map(|f| f.name.as_str()).collect();
+        assert_eq!(urls, ["base_url", "login_url"]);
+        let text = ENTRA.replace(
+            "name = \"login_url\"\nkind = \"url\"",
+            "name = \"login_url\"",
+        );
+        let e = parse("connectors/entra_audits.toml", &text).expect_err("text field as host");
+        assert_eq!(e.key, "auth.token_url");
+        let text = ENTRA.replace(
+            "token_url = \"{config.login_url}/",
+            "token_url = \"https://{config.tenant_id}.example.com/",
+        );
+        let e = parse("connectors/entra_audits.toml", &text).expect_err("host from a text field");
+        assert_eq!(e.key, "auth.token_url");
+        let text = ENTRA.replace(
+            "token_url = \"{config.login_url}/",
+            "token_url = \"https://login.example.com/",
+        );
+        parse("connectors/entra_audits.toml", &text).expect("a fixed https host");
+        let text = ENTRA.replace(
+            "default = \"https://login.microsoftonline.com\"",
+            "default = \"http://login.microsoftonline.com\"",
+        );
+        let e = parse("connectors/entra_audits.toml", &text).expect_err("http default");
+        assert!(e.key.ends_with(".default"), "{e}");
+        let text = GITHUB.replace("name = \"token\"\n", "name = \"token\"\nkind = \"url\"\n");
+        let e = parse("connectors/github.toml", &text).expect_err("credential as URL");
+        assert!(e.key.starts_with("credentials["), "{e}");
+        let text = GITHUB.replace("name = \"org\"\n", "name = \"org\"\nsecret = false\n");
+        let e = parse("connectors/github.toml", &text).expect_err("secret on a config field");
+        assert!(e.key.ends_with(".secret"), "{e}");
+        assert!(entra
+            .credential_field("client_secret")
+            .is_some_and(|f| f.secret));
+        assert!(entra
+            .credential_field("client_id")
+            .is_some_and(|f| !f.secret));
     }
 
     #[test]

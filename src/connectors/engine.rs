@@ -28,6 +28,7 @@ use super::ratelimit::RateGate;
 use super::template::{escape_path_segment, no_escape, Values};
 use crate::config::Secret;
 use crate::metrics::{IntegrationLabels, Metrics, UpstreamLabels};
+use crate::redact::Scrubber;
 use crate::schema::IntegrationRef;
 use crate::store::{prepare, Commit, PendingAppend, Store, StoreError};
 use crate::time::{now_micros, Micros, MICROS_PER_SEC};
@@ -133,6 +134,19 @@ pub enum CycleError {
     Config(String),
 }
 
+impl CycleError {
+    /// The same error with every secret of the scrubber removed from its text.
+    pub fn scrubbed(self, scrubber: &Scrubber) -> CycleError {
+        let clean = |s: String| scrubber.scrub(&s).into_owned();
+        match self {
+            CycleError::CredentialsRejected(s) => CycleError::CredentialsRejected(clean(s)),
+            CycleError::Upstream(s) => CycleError::Upstream(clean(s)),
+            CycleError::Config(s) => CycleError::Config(clean(s)),
+            other @ (CycleError::Stopped | CycleError::Store(_)) => other,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CycleReport {
     pub pages: u32,
@@ -149,6 +163,11 @@ pub struct PollContext {
     pub connector: Arc<Connector>,
     pub config: BTreeMap<String, String>,
     pub credentials: BTreeMap<String, Secret>,
+    /// http is accepted for URL fields on a loopback host (see `outbound`).
+    pub allow_insecure_http: bool,
+    /// This integration's secrets, to scrub from vendor text (see `secrets_scrubber`); access
+    /// tokens are added as they are fetched.
+    pub scrubber: Mutex<Scrubber>,
     /// Backfill window (already clamped to retention).
     pub backfill: Micros,
     pub http: reqwest::Client,
@@ -160,6 +179,37 @@ pub struct PollContext {
     pub status: Arc<Mutex<Status>>,
     /// Where the status is saved after each page (so progress survives a crash, roughly).
     pub integrations: Option<super::integrations::Integrations>,
+}
+
+/// A scrubber for everything of this integration a vendor could echo: each secret credential
+/// (identifiers such as an account email are left alone: vendors write them into records), and
+/// the header values rendered from them (`SSWS <token>`, `user:pass` of basic auth).
+pub fn secrets_scrubber(
+    connector: &Connector,
+    config: &BTreeMap<String, String>,
+    credentials: &BTreeMap<String, Secret>,
+) -> Scrubber {
+    let values = Values {
+        config,
+        credentials: Some(credentials),
+        time: None,
+    };
+    let mut secrets: Vec<String> = connector
+        .secret_values(credentials)
+        .map(str::to_string)
+        .collect();
+    let mut rendered: Vec<String> = connector
+        .auth_templates
+        .iter()
+        .filter_map(|t| t.render(&values, no_escape))
+        .collect();
+    if let Auth::Basic { .. } = connector.auth {
+        rendered.push(rendered.join(":"));
+    }
+    // only what carries a secret: a basic-auth user name alone is an identifier
+    rendered.retain(|r| secrets.iter().any(|s| r.contains(s.as_str())));
+    secrets.extend(rendered);
+    Scrubber::new(secrets)
 }
 
 /// The HTTP client every connector uses: our User-Agent, no redirects (a redirect must not
@@ -199,6 +249,32 @@ impl PollContext {
         &self.integration.id
     }
 
+    fn scrubber(&self) -> Scrubber {
+        match self.scrubber.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Adds a secret learnt during the cycle (an access token) to what is scrubbed.
+    pub(super) fn learn_secret(&self, secret: &str) {
+        let mut s = match self.scrubber.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        *s = s.with(secret);
+    }
+
+    /// Vendor-derived text made safe to store, log and show.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        self.scrubber().scrub(text).into_owned()
+    }
+
+    /// At most `ERROR_BODY_QUOTE` bytes of vendor text for a message, scrubbed.
+    fn quote(&self, text: &str) -> String {
+        self.scrubber().quote(text, ERROR_BODY_QUOTE)
+    }
+
     fn labels(&self) -> IntegrationLabels {
         IntegrationLabels {
             integration: self.integration.id.clone(),
@@ -234,7 +310,23 @@ impl PollContext {
             .config
             .get("base_url")
             .ok_or_else(|| CycleError::Config("config.base_url is not set".into()))?;
-        reqwest::Url::parse(text).map_err(|e| CycleError::Config(format!("config.base_url: {e}")))
+        super::outbound::check_url(text, self.allow_insecure_http)
+            .map_err(|m| CycleError::Config(format!("config.base_url: {m}")))
+    }
+
+    /// Every URL field must pass the outbound rule before anything is sent (a record saved
+    /// before the rule, or edited on disk, must not send credentials in the clear).
+    fn check_outbound(&self) -> Result<(), CycleError> {
+        super::outbound::check_config(&self.connector, &self.config, self.allow_insecure_http)
+            .map_err(|(field, m)| CycleError::Config(format!("{field}: {m}")))
+    }
+
+    /// Whether a URL is one credentials may go to: an origin of one of the URL fields.
+    pub(super) fn allowed_destination(&self, url: &reqwest::Url) -> bool {
+        let wanted = super::outbound::origin(url);
+        super::outbound::origins(&self.connector, &self.config)
+            .values()
+            .any(|o| *o == wanted)
     }
 
     /// The first request of a walk: the definition's path and query, plus the since parameter.
@@ -474,7 +566,7 @@ impl PollContext {
             return Ok(Attempt::Fatal(CycleError::Upstream(format!(
                 "vendor answered HTTP {}: {}",
                 status.as_u16(),
-                quote(&body)
+                self.quote(&body)
             ))));
         }
         let records: Vec<Box<RawValue>> = match page_records(&body, &self.connector.records) {
@@ -484,7 +576,7 @@ impl PollContext {
             {
                 return Ok(Attempt::Fatal(CycleError::CredentialsRejected(format!(
                     "vendor error {}",
-                    quote(&m)
+                    self.quote(&m)
                 ))))
             }
             Err(RecordError::Vendor(m))
@@ -495,11 +587,11 @@ impl PollContext {
             Err(RecordError::Vendor(m)) => {
                 return Ok(Attempt::Fatal(CycleError::Upstream(format!(
                     "vendor reported an error: {}",
-                    quote(&m)
+                    self.quote(&m)
                 ))))
             }
             // a cut-off or garbled body is a transport fault: fetch the same page again
-            Err(e) => return Ok(Attempt::Transient(e.to_string())),
+            Err(e) => return Ok(Attempt::Transient(self.scrub(&e.to_string()))),
         };
         let next = match &self.connector.pagination {
             Pagination::LinkHeader => next_link(&headers).and_then(|l| self.same_origin(&l)),
@@ -552,6 +644,28 @@ impl PollContext {
             let parsed: serde_json::Value = serde_json::from_str(&body).ok()?;
             p.get(&parsed)?.as_bool()
         });
+        let scrubber = self.scrubber();
+        if next.as_deref().is_some_and(|n| scrubber.contains(n)) {
+            // the link would be stored in the cursor (shown to viewers) and sent again
+            return Ok(Attempt::Fatal(CycleError::Upstream(
+                "the vendor's next-page link carries a credential of this integration; it is neither followed nor stored".into(),
+            )));
+        }
+        let records = if scrubber.contains(&body) {
+            tracing::warn!(integration = %self.id(), "a vendor page carried a credential of this integration; redacted before storing (rotate the credential)");
+            records
+                .into_iter()
+                .map(|r| match scrubber.scrub_json(r.get()) {
+                    std::borrow::Cow::Borrowed(_) => Ok(r),
+                    std::borrow::Cow::Owned(clean) => RawValue::from_string(clean),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    CycleError::Upstream("a record does not parse after redaction".into())
+                })?
+        } else {
+            records
+        };
         Ok(Attempt::Done(Page {
             records,
             next,
@@ -648,14 +762,6 @@ async fn read_body(mut response: reqwest::Response) -> Result<String, BodyRead> 
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
-}
-
-fn quote(s: &str) -> String {
-    let mut end = s.len().min(ERROR_BODY_QUOTE);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].trim().to_string()
 }
 
 /// reqwest errors name the URL; ours carry no secrets, but keep messages short and stable.
@@ -785,8 +891,14 @@ async fn settle(
 /// previous one commits: commits are applied in the order they were queued, so a page's cursor
 /// never lands before the events of the pages before it.
 pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
+    // whatever a vendor put in the reason, last_error and the log get it scrubbed
+    walk(ctx).await.map_err(|e| e.scrubbed(&ctx.scrubber()))
+}
+
+async fn walk(ctx: &PollContext) -> Result<CycleReport, CycleError> {
     let id = ctx.integration.id.clone();
     let spec = &ctx.connector.cursor;
+    ctx.check_outbound()?;
     let mut cursor = CursorState::decode(ctx.store.cursor(&id)?.as_deref());
     let mut report = CycleReport::default();
     let mut restarted_from_time = false;
@@ -863,7 +975,8 @@ pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
                         .records_rejected
                         .get_or_create(&ctx.labels())
                         .inc();
-                    tracing::warn!(integration = %id, error = %e, "record skipped");
+                    let error = ctx.scrub(&e.to_string());
+                    tracing::warn!(integration = %id, %error, "record skipped");
                 }
             }
         }
@@ -957,6 +1070,30 @@ mod tests {
             "<https://x/a>; rel=\"self\"".parse().unwrap(),
         );
         assert_eq!(next_link(&h), None);
+    }
+
+    /// Secrets are scrubbed in their echoed forms; identifiers vendors write into their own
+    /// records (a basic-auth account's email) are not.
+    #[test]
+    fn the_scrubber_takes_secrets_not_identifiers() {
+        use base64::Engine as _;
+        let registry = super::super::Registry::builtin().expect("valid");
+        let jira = registry.get("jira").expect("jira");
+        let credentials: BTreeMap<String, Secret> = [
+            ("email", "admin@example.com"),
+            ("api_token", "jira-api-t0ken-93"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(v)))
+        .collect();
+        let scrubber = secrets_scrubber(&jira, &BTreeMap::new(), &credentials);
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("admin@example.com:jira-api-t0ken-93");
+        assert_eq!(
+            scrubber.scrub(&format!("actor admin@example.com sent Basic {basic}")),
+            "actor admin@example.com sent Basic [redacted]"
+        );
+        assert_eq!(scrubber.scrub("jira-api-t0ken-93"), "[redacted]");
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub enum IntegrationError {
     NotFound(String),
     #[error("the stored credentials of {0} do not open with this master key")]
     Sealed(String),
+    /// A change of where the integration connects that does not bring the credentials along:
+    /// sealed credentials are never sent to a host an admin token alone chose.
+    #[error("`{field}`: {message}")]
+    CredentialsRequired { field: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -70,6 +74,9 @@ pub struct IntegrationRecord {
     #[serde(default)]
     pub requests_per_minute: Option<u32>,
     pub paused: bool,
+    /// Plain http is allowed for URL fields on a loopback host (test doubles, local proxies).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     #[serde(with = "crate::schema::rfc3339_micros")]
     pub created_at: Micros,
     #[serde(with = "crate::schema::rfc3339_micros")]
@@ -87,13 +94,7 @@ impl IntegrationRecord {
 
     /// The config with the connector's defaults filled in.
     pub fn effective_config(&self, connector: &Connector) -> BTreeMap<String, String> {
-        let mut config = self.config.clone();
-        for f in &connector.config {
-            if let (false, Some(d)) = (config.contains_key(&f.name), &f.default) {
-                config.insert(f.name.clone(), d.clone());
-            }
-        }
-        config
+        with_defaults(connector, &self.config)
     }
 
     pub fn schedule_text<'a>(&'a self, connector: &'a Connector) -> &'a str {
@@ -178,6 +179,8 @@ pub struct NewIntegration {
     pub requests_per_minute: Option<u32>,
     #[serde(default)]
     pub paused: bool,
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// A change: config and credentials merge into what is there (`null` removes a key).
@@ -196,6 +199,7 @@ pub struct IntegrationPatch {
     #[serde(default, with = "double_option")]
     pub requests_per_minute: Option<Option<u32>>,
     pub paused: Option<bool>,
+    pub allow_insecure_http: Option<bool>,
 }
 
 /// `absent` → None, `null` → Some(None), value → Some(Some(v)).
@@ -268,29 +272,15 @@ fn validate_name(name: &str) -> Result<String, IntegrationError> {
     Ok(name.to_string())
 }
 
-/// Checks an outbound base URL: http(s), a host, no user info (credentials go in `credentials`).
-fn validate_base_url(text: &str) -> Result<(), IntegrationError> {
-    let url = reqwest::Url::parse(text)
-        .map_err(|e| invalid("config.base_url", format!("not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid("config.base_url", "must be an http or https URL"));
-    }
-    if url.host_str().is_none() {
-        return Err(invalid("config.base_url", "must name a host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            "config.base_url",
-            "must not carry user info; put secrets in `credentials`",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid(
-            "config.base_url",
-            "must not carry a query or fragment",
-        ));
-    }
-    Ok(())
+/// Checks every URL field of the config (defaults filled in): https, or http to a loopback host
+/// with `allow_insecure_http`.
+fn check_urls(
+    connector: &Connector,
+    config: &BTreeMap<String, String>,
+    allow_insecure_http: bool,
+) -> Result<(), IntegrationError> {
+    super::outbound::check_config(connector, config, allow_insecure_http)
+        .map_err(|(field, message)| invalid(field, message))
 }
 
 fn merge(
@@ -350,6 +340,50 @@ fn check_fields(
         }
     }
     Ok(())
+}
+
+/// The config with the connector's defaults filled in.
+fn with_defaults(
+    connector: &Connector,
+    config: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out = config.clone();
+    for f in &connector.config {
+        if let (false, Some(d)) = (out.contains_key(&f.name), &f.default) {
+            out.insert(f.name.clone(), d.clone());
+        }
+    }
+    out
+}
+
+/// A change of an outbound origin must name every credential the integration holds (a new
+/// value, or `null` to drop it): none of the sealed ones may follow the integration to a host
+/// chosen by whoever holds an admin token, which may be stolen.
+fn require_all_credentials(
+    record: &IntegrationRecord,
+    moved: &[String],
+    given: Option<&serde_json::Map<String, Value>>,
+) -> Result<(), IntegrationError> {
+    let missing: Vec<&str> = record
+        .credential_names
+        .iter()
+        .filter(|name| !given.is_some_and(|g| g.contains_key(name.as_str())))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(IntegrationError::CredentialsRequired {
+        field: moved.join("`, `"),
+        message: format!(
+            "changing where this integration connects requires its credentials in the same request; give `credentials` with {} (the stored ones are never sent to a new host)",
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
 }
 
 fn check_schedule_backfill(
@@ -464,9 +498,11 @@ impl Integrations {
             &credentials,
             &connector.name,
         )?;
-        if let Some(u) = config.get("base_url") {
-            validate_base_url(u)?;
-        }
+        check_urls(
+            &connector,
+            &with_defaults(&connector, &config),
+            req.allow_insecure_http,
+        )?;
         check_schedule_backfill(req.schedule.as_deref(), req.backfill.as_deref())?;
         check_pace(req.requests_per_minute)?;
         if self.name_taken(&name, None)? {
@@ -487,6 +523,7 @@ impl Integrations {
             idle_backoff: req.idle_backoff,
             requests_per_minute: req.requests_per_minute,
             paused: req.paused,
+            allow_insecure_http: req.allow_insecure_http,
             created_at: now,
             updated_at: now,
         };
@@ -512,13 +549,25 @@ impl Integrations {
                 changed.fields.push("name".into());
             }
         }
+        let before = record.effective_config(&connector);
         if let Some(c) = &patch.config {
             merge("config", &mut record.config, c)?;
             check_fields("config", &connector.config, &record.config, &connector.name)?;
-            if let Some(u) = record.config.get("base_url") {
-                validate_base_url(u)?;
-            }
             changed.fields.push("config".into());
+        }
+        if let Some(a) = patch.allow_insecure_http {
+            if a != record.allow_insecure_http {
+                record.allow_insecure_http = a;
+                changed.fields.push("allow_insecure_http".into());
+            }
+        }
+        let after = record.effective_config(&connector);
+        if patch.config.is_some() || patch.allow_insecure_http.is_some() {
+            check_urls(&connector, &after, record.allow_insecure_http)?;
+        }
+        let moved = super::outbound::moved_fields(&connector, &before, &after);
+        if !moved.is_empty() {
+            require_all_credentials(&record, &moved, patch.credentials.as_ref())?;
         }
         if let Some(c) = &patch.credentials {
             let mut creds: BTreeMap<String, String> = match self.credentials(&record) {
@@ -644,6 +693,7 @@ mod tests {
             idle_backoff: None,
             requests_per_minute: None,
             paused: false,
+            allow_insecure_http: false,
             created_at: 0,
             updated_at: 0,
         }

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod integrations;
 pub mod normalise;
 pub mod oauth;
+pub mod outbound;
 pub mod paging;
 pub mod path;
 pub mod ratelimit;

@@ -269,18 +269,12 @@ impl TokenRequest {
             s if s >= 500 => Err(TokenError::Transient(format!("token endpoint HTTP {s}"))),
             s => {
                 // the OAuth error code only (invalid_grant, unauthorized_client, ...)
-                let code: String = parsed["error"]
-                    .as_str()
-                    .unwrap_or("")
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .take(64)
-                    .collect();
-                Err(TokenError::Rejected(if code.is_empty() {
-                    format!("token endpoint HTTP {s}")
-                } else {
-                    format!("token endpoint HTTP {s}: {code}")
-                }))
+                Err(TokenError::Rejected(
+                    match parsed["error"].as_str().and_then(oauth_error_code) {
+                        Some(code) => format!("token endpoint HTTP {s}: {code}"),
+                        None => format!("token endpoint HTTP {s}"),
+                    },
+                ))
             }
         }
     }
@@ -363,6 +357,16 @@ impl TokenRequest {
     }
 }
 
+/// An OAuth error code as the vendor wrote it, if it looks like one (RFC 6749: `invalid_grant`,
+/// ...): kept whole or not at all, so that the scrubber still recognises a secret echoed there.
+fn oauth_error_code(code: &str) -> Option<&str> {
+    let plausible = (1..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    plausible.then_some(code)
+}
+
 fn classify<RE: std::error::Error + 'static>(
     e: RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
     status: Seen,
@@ -383,7 +387,11 @@ fn classify<RE: std::error::Error + 'static>(
     match e {
         // the OAuth error code only: descriptions are the vendor's free text
         RequestTokenError::ServerResponse(r) => {
-            TokenError::Rejected(format!("token endpoint HTTP {code}: {}", r.error()))
+            let error = r.error().to_string();
+            TokenError::Rejected(match oauth_error_code(&error) {
+                Some(e) => format!("token endpoint HTTP {code}: {e}"),
+                None => format!("token endpoint HTTP {code}"),
+            })
         }
         RequestTokenError::Request(_) => {
             TokenError::Transient("token request failed (connection error or timeout)".into())
@@ -457,7 +465,7 @@ impl super::engine::PollContext {
             credentials: Some(&self.credentials),
             time: None,
         };
-        match &self.connector.auth {
+        let request = match &self.connector.auth {
             Auth::OAuth2ClientCredentials(spec) => {
                 TokenRequest::new(&self.integration.id, spec, &values)
             }
@@ -467,7 +475,23 @@ impl super::engine::PollContext {
             _ => Err(TokenError::Config(
                 "this connector's auth fetches no tokens".into(),
             )),
+        }?;
+        // the secret goes only to https (or an allowed loopback http) at a URL field's origin
+        let url = super::outbound::check_destination(&request.token_url, self.allow_insecure_http)
+            .map_err(|m| TokenError::Config(format!("auth.token_url: {m}")))?;
+        let fixed = self
+            .connector
+            .auth
+            .token_url()
+            .and_then(|t| t.literal_prefix())
+            .and_then(|p| reqwest::Url::parse(p).ok())
+            .is_some_and(|u| super::outbound::origin(&u) == super::outbound::origin(&url));
+        if !fixed && !self.allowed_destination(&url) {
+            return Err(TokenError::Config(
+                "auth.token_url: its host is not the host of a URL field".into(),
+            ));
         }
+        Ok(request)
     }
 
     /// `Authorization: Bearer <token>` (marked sensitive), fetching the token if needed.
@@ -481,6 +505,8 @@ impl super::engine::PollContext {
         };
         match result {
             Ok(token) => {
+                // scrubbed from whatever the vendor answers with it from now on
+                self.learn_secret(&token);
                 let mut hv = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                     .map_err(|_| {
                         Attempt::Transient(
@@ -490,9 +516,12 @@ impl super::engine::PollContext {
                 hv.set_sensitive(true);
                 Ok(hv)
             }
-            Err(TokenError::Rejected(m)) => Err(Attempt::Fatal(CycleError::CredentialsRejected(m))),
-            Err(TokenError::Config(m)) => Err(Attempt::Fatal(CycleError::Config(m))),
-            Err(TokenError::Transient(m)) => Err(Attempt::Transient(m)),
+            // the OAuth error code is the vendor's text: it may echo the secret
+            Err(TokenError::Rejected(m)) => Err(Attempt::Fatal(CycleError::CredentialsRejected(
+                self.scrub(&m),
+            ))),
+            Err(TokenError::Config(m)) => Err(Attempt::Fatal(CycleError::Config(self.scrub(&m)))),
+            Err(TokenError::Transient(m)) => Err(Attempt::Transient(self.scrub(&m))),
             Err(TokenError::RateLimited(wait, why)) => Err(Attempt::RateLimited(
                 wait.unwrap_or(Duration::from_micros(
                     self.connector.rate_limit.default_wait.max(0) as u64,

@@ -86,6 +86,22 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The config field the template starts with, if it starts with one.
+    pub fn leading_config(&self) -> Option<&str> {
+        match self.parts.first()? {
+            Part::Config(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The literal text the template starts with, if it starts with literal text.
+    pub fn literal_prefix(&self) -> Option<&str> {
+        match self.parts.first()? {
+            Part::Literal(text) => Some(text),
+            _ => None,
+        }
+    }
+
     pub fn uses_time(&self) -> bool {
         self.parts.contains(&Part::Time)
     }

@@ -3,8 +3,8 @@
 
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::get;
-use axum::Router;
+
+use crate::api::Routes;
 
 const INDEX: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
@@ -13,21 +13,18 @@ const APP_CSS: &str = include_str!("app.css");
 /// Scripts and styles only from the hub itself; the page cannot be framed.
 const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(|| async { Redirect::temporary("/console") }))
-        .route(
-            "/console",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/console/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/console/app.css",
-            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
-        )
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
+    Routes::new()
+        .get("/", || async { Redirect::temporary("/console") })
+        .get("/console", || async {
+            asset("text/html; charset=utf-8", INDEX)
+        })
+        .get("/console/app.js", || async {
+            asset("text/javascript; charset=utf-8", APP_JS)
+        })
+        .get("/console/app.css", || async {
+            asset("text/css; charset=utf-8", APP_CSS)
+        })
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

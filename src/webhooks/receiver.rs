@@ -12,10 +12,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
-use crate::api::{ApiError, AppState, ErrorCode};
+use crate::api::{ApiError, AppState, ErrorCode, Routes};
 use crate::connectors::definition::WebhookSpec;
 use crate::connectors::integrations::{IntegrationError, IntegrationRecord};
 use crate::connectors::normalise::{normalise, page_records};
@@ -24,8 +23,10 @@ use crate::metrics::WebhookLabels;
 use crate::schema::parse_ingest_line;
 use crate::store::{prepare, Commit};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/hooks/{integration_id}", get(handshake).post(receive))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/hooks/{integration_id}", handshake)
+        .post("/hooks/{integration_id}", receive)
 }
 
 /// One warning per integration per this long: a flood of bad deliveries must not flood the log.
@@ -209,6 +210,10 @@ async fn receive_inner(
     };
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::new(ErrorCode::InvalidBody, "delivery is not UTF-8"))?;
+    // verified on the raw bytes; what is stored, logged or answered carries no secret of ours
+    let scrubbed =
+        crate::redact::Scrubber::new(connector.secret_values(&credentials)).scrub_json(text);
+    let text: &str = &scrubbed;
     let one_record;
     let records = if records_spec.path.is_none() && text.trim_start().starts_with('{') {
         // one record rather than an array of them

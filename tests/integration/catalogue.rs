@@ -3,14 +3,13 @@
 //! every connector passes (duplicates across pages, 429, 5xx, truncated JSON, restart, late
 //! events inside the overlap, empty polls)
 
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::catalogue_emu::{CatEmu, CatFault, CatVendor};
-use crate::helpers::{captured_logs, spawn_hub, unique_source_ids, Api};
+use crate::helpers::{captured_logs, files_containing, spawn_hub, unique_source_ids, Api};
 
 /// Asks for a cycle now (idle backoff would otherwise skip fires).
 async fn poll_now(api: &Api, id: &str) {
@@ -31,10 +30,15 @@ fn oauth_credentials() -> Value {
     json!({"client_id": CLIENT_ID, "client_secret": SECRET})
 }
 
-fn integration(emu: &CatEmu, vendor: CatVendor, name: &str, credentials: Value) -> Value {
+pub(crate) fn integration(
+    emu: &CatEmu,
+    vendor: CatVendor,
+    name: &str,
+    credentials: Value,
+) -> Value {
     json!({"name": name, "connector": vendor.connector(), "config": emu.config(),
         "credentials": credentials, "schedule": "* * * * * *", "backfill": "P2D",
-        "requests_per_minute": 6000})
+        "requests_per_minute": 6000, "allow_insecure_http": true})
 }
 
 /// The conformance cases of tests/integration/conformance.rs, for a catalogue emulator.
@@ -259,112 +263,6 @@ async fn entra_token_401_refused_client_and_expiry() {
     let statuses: Vec<u16> = emu.api_requests().iter().map(|r| r.status).collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     hub.stop().await.expect("stops");
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    hits
-}
-
-/// The leak check of integrations_api.rs for OAuth2: a planted client secret and the access
-/// token the vendor hands out appear in no response, metric, export, log line or stored file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oauth2_secrets_and_tokens_never_leak() {
-    const PLANTED_SECRET: &str = "planted-client-s3cret-93e1";
-    const TOKEN_PREFIX: &str = "planted-access-t0ken-5c2b";
-    const REJECTED: &str = "rejected-client-s3cret-11aa";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
-    let api = Api::new(&hub);
-    let emu = CatEmu::start(CatVendor::EntraAudits, CLIENT_ID, PLANTED_SECRET, 4).await;
-    emu.state.lock().expect("lock").token_prefix = TOKEN_PREFIX.into();
-    emu.add_recent(9, 3600);
-    let mut outputs: Vec<String> = Vec::new();
-    let body = integration(
-        &emu,
-        CatVendor::EntraAudits,
-        "entra-leak",
-        json!({"client_id": CLIENT_ID, "client_secret": PLANTED_SECRET}),
-    );
-    let (status, created) = api
-        .call(Method::POST, "/api/v1/integrations", Some(body))
-        .await;
-    assert_eq!(status, 201);
-    outputs.push(created.clone());
-    let id = serde_json::from_str::<Value>(&created).expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    api.wait_for_events(&id, 9, 20).await;
-    // a 401 path and a refused client: error paths log too
-    emu.revoke_tokens();
-    let bad = integration(
-        &emu,
-        CatVendor::EntraAudits,
-        "entra-leak-bad",
-        json!({"client_id": CLIENT_ID, "client_secret": REJECTED}),
-    );
-    let (_, text) = api
-        .call(Method::POST, "/api/v1/integrations", Some(bad))
-        .await;
-    outputs.push(text.clone());
-    let bad_id = serde_json::from_str::<Value>(&text).expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    api.wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(emu.token_requests().len() >= 2, "a token was fetched again");
-    for path in [
-        "/api/v1/integrations".to_string(),
-        format!("/api/v1/integrations/{id}"),
-        format!("/api/v1/integrations/{bad_id}"),
-        "/api/v1/connectors".to_string(),
-        "/api/v1/events?limit=1000".to_string(),
-        "/api/v1/events?integration=trailhub&limit=1000".to_string(),
-        "/api/v1/events/export?format=ndjson".to_string(),
-        "/api/v1/events/export?format=csv".to_string(),
-        "/metrics".to_string(),
-    ] {
-        let (status, text) = api.call(Method::GET, &path, None).await;
-        assert!(status < 500, "{path}: {status}");
-        outputs.push(format!("{path}\n{text}"));
-    }
-    hub.stop().await.expect("stops");
-    let logs = captured_logs();
-    assert!(
-        logs.contains(&format!("integration={id}")),
-        "the log capture works"
-    );
-    outputs.push(logs);
-    for secret in [PLANTED_SECRET, TOKEN_PREFIX, REJECTED] {
-        for out in &outputs {
-            assert!(
-                !out.contains(secret),
-                "{secret} leaked in:\n{}",
-                &out[..out.len().min(2000)]
-            );
-        }
-        let hits = files_containing(dir.path(), secret.as_bytes());
-        assert!(hits.is_empty(), "{secret} stored in clear in {hits:?}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +526,7 @@ async fn github_enterprise_walk_and_restart() {
     let body = json!({"name": "ghe", "connector": "github_enterprise",
         "config": {"base_url": emu.url, "enterprise": "octo-ent"},
         "credentials": {"token": "tok-ent"}, "schedule": "* * * * * *", "backfill": "P2D",
-        "requests_per_minute": 6000});
+        "requests_per_minute": 6000, "allow_insecure_http": true});
     let id = {
         let hub = spawn_hub(dir.path()).await;
         let api = Api::new(&hub);

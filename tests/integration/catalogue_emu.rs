@@ -74,6 +74,11 @@ pub enum CatFault {
     Truncated,
     /// The token endpoint answers this status (OAuth2 vendors).
     TokenStatus(u16, Option<u64>),
+    /// The API answers this status with a body echoing the `Authorization` header received.
+    EchoStatus(u16),
+    /// The token endpoint answers this status with the client secret received as its OAuth
+    /// `error` code and the whole form echoed in `error_description`.
+    TokenEcho(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -425,7 +430,7 @@ async fn handle(
     let fault = {
         let mut s = state.lock().expect("lock");
         let applies = match s.faults.front() {
-            Some(CatFault::TokenStatus(..)) => is_token,
+            Some(CatFault::TokenStatus(..) | CatFault::TokenEcho(_)) => is_token,
             Some(_) => !is_token,
             None => false,
         };
@@ -446,6 +451,23 @@ async fn handle(
                 *code,
                 h,
                 json!({"error": {"code": "TooManyRequests", "message": "emulated fault"}})
+                    .to_string(),
+            );
+        }
+        Some(CatFault::EchoStatus(code)) => {
+            log(*code);
+            let echo = crate::emulator::echo_body(&authorization);
+            return reply(*code, HeaderMap::new(), echo.to_string());
+        }
+        Some(CatFault::TokenEcho(code)) => {
+            log(*code);
+            let form: HashMap<String, String> =
+                serde_urlencoded::from_str(&body).unwrap_or_default();
+            let secret = form.get("client_secret").cloned().unwrap_or_default();
+            return reply(
+                *code,
+                HeaderMap::new(),
+                json!({"error": secret, "error_description": format!("rejected {body}")})
                     .to_string(),
             );
         }

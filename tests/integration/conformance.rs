@@ -18,7 +18,7 @@ fn body(vendor: Vendor, emu: &Emulator) -> serde_json::Value {
     };
     json!({"name": format!("conformance-{connector}"), "connector": connector, "config": config,
         "credentials": {"token": "tok-conf"}, "schedule": "* * * * * *", "backfill": "P2D",
-        "requests_per_minute": 6000})
+        "requests_per_minute": 6000, "allow_insecure_http": true})
 }
 
 async fn conformance(vendor: Vendor) {

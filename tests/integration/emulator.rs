@@ -38,6 +38,27 @@ pub enum Fault {
     Body(Value),
     /// Answer this status with this body, no Retry-After (e.g. GitHub's secondary limit 403).
     StatusBody(u16, Value),
+    /// Answer this status with a body that echoes the `Authorization` header received, as is,
+    /// base64 and percent-encoded (a debugging proxy's error page).
+    EchoAuthorization(u16),
+    /// Answer normally, but the first record quotes the `Authorization` header received.
+    EchoInRecord,
+    /// Answer normally, but the next link carries the `Authorization` header received.
+    EchoInLink,
+}
+
+/// What a careless proxy writes back: the header as is, base64 and percent-encoded.
+pub fn echo_body(authorization: &str) -> Value {
+    use base64::Engine;
+    let token = authorization
+        .split_once(' ')
+        .map_or(authorization, |(_, t)| t);
+    json!({
+        "message": format!("upstream refused the request with Authorization: {authorization}"),
+        "b64": base64::engine::general_purpose::STANDARD.encode(authorization),
+        "token_b64url": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token),
+        "query": format!("token={}", serde_urlencoded::to_string([("t", token)]).unwrap_or_default()),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -271,7 +292,17 @@ async fn handle(
     };
     let mut out_headers = HeaderMap::new();
     budget_headers(&mut out_headers, 1000, 60);
+    let received = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     match &fault {
+        Some(Fault::EchoAuthorization(code)) => {
+            log(*code);
+            let status = StatusCode::from_u16(*code).expect("status");
+            return (status, out_headers, echo_body(&received).to_string()).into_response();
+        }
         Some(Fault::Status(code, retry_after)) => {
             log(*code);
             let mut h = out_headers;
@@ -325,7 +356,7 @@ async fn handle(
         )
             .into_response();
     }
-    let (body, link) = {
+    let (mut body, mut link) = {
         let s = state.lock().expect("lock");
         match vendor {
             Vendor::Github => github_page(&s, &q, &base, uri.path()),
@@ -333,6 +364,20 @@ async fn handle(
             Vendor::Slack => slack_page(&s, &q),
         }
     };
+    if let Some(Fault::EchoInRecord) = &fault {
+        let first = match &mut body {
+            Value::Array(items) => items.first_mut(),
+            other => other["entries"].as_array_mut().and_then(|e| e.first_mut()),
+        };
+        if let Some(record) = first {
+            record["debugContext"] =
+                json!({"echo": received, "echo_b64": echo_body(&received)["b64"]});
+        }
+    }
+    if let (Some(Fault::EchoInLink), Some(l)) = (&fault, &link) {
+        let echo = serde_urlencoded::to_string([("echo", &received)]).unwrap_or_default();
+        link = Some(l.replacen(">; rel=\"next\"", &format!("&{echo}>; rel=\"next\""), 1));
+    }
     if let Some(l) = link {
         out_headers.insert("link", l.parse().expect("header"));
     }

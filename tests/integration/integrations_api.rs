@@ -1,14 +1,13 @@
 //! The integrations admin API: validation against the connector's declared fields, roles, and
 //! credentials that never leave the hub (responses, metrics, exports, logs, files on disk)
 
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::emulator::{Emulator, Vendor};
-use crate::helpers::{captured_logs, spawn_hub, spawn_hub_with_key, unique_source_ids, Api};
+use crate::helpers::{spawn_hub, spawn_hub_with_key, unique_source_ids, Api};
 
 async fn expect_400(api: &Api, body: Value, names: &str) {
     let (status, v) = api
@@ -68,7 +67,7 @@ async fn config_is_validated_against_the_connector() {
         assert_eq!(connector["webhook"], pushes, "{connector}");
     }
 
-    let ok = json!({"name": "gh", "connector": "github", "config": {"org": "octo", "base_url": "http://127.0.0.1:9"}, "credentials": {"token": "t"}, "schedule": "*/5 * * * *", "paused": true});
+    let ok = json!({"name": "gh", "connector": "github", "config": {"org": "octo", "base_url": "http://127.0.0.1:9"}, "credentials": {"token": "t"}, "schedule": "*/5 * * * *", "paused": true, "allow_insecure_http": true});
     expect_400(
         &api,
         json!({"name": "gh", "connector": "github", "config": {}, "credentials": {"token": "t"}}),
@@ -180,122 +179,6 @@ async fn config_is_validated_against_the_connector() {
     hub.stop().await.expect("stops");
 }
 
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return hits;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            hits.extend(files_containing(&path, needle));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                hits.push(path.display().to_string());
-            }
-        }
-    }
-    hits
-}
-
-/// Plants credentials and greps every response, the metrics, every export format, the logs and
-/// the data dir for them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_never_leak() {
-    const PLANTED: &str = "planted-s3cret-4f9a1c";
-    const ROTATED: &str = "rotated-s3cret-77b2e0";
-    const REJECTED: &str = "rejected-s3cret-0d0d0d";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
-    let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Okta, PLANTED, 5).await;
-    emu.add_recent(8, 3600);
-    let mut outputs: Vec<String> = Vec::new();
-    let body = json!({"name": "okta-leak", "connector": "okta", "config": {"base_url": emu.url},
-        "credentials": {"token": PLANTED}, "schedule": "* * * * * *", "requests_per_minute": 6000});
-    let (status, created) = api
-        .call(Method::POST, "/api/v1/integrations", Some(body))
-        .await;
-    assert_eq!(status, 201);
-    outputs.push(created.clone());
-    let created: Value = serde_json::from_str(&created).expect("json");
-    let id = created["id"].as_str().expect("id").to_string();
-    let events = api.wait_for_events(&id, 8, 20).await;
-    unique_source_ids(&events);
-    // the credential reached the vendor, and only as the auth header
-    assert!(emu
-        .requests()
-        .iter()
-        .all(|r| r.authorization == format!("SSWS {PLANTED}")));
-    assert!(emu.requests().iter().all(|r| !r.query.contains(PLANTED)));
-
-    // a second integration whose credential the vendor refuses: the error path logs too
-    let bad = json!({"name": "okta-bad", "connector": "okta", "config": {"base_url": emu.url},
-        "credentials": {"token": REJECTED}, "schedule": "* * * * * *"});
-    let (_, text) = api
-        .call(Method::POST, "/api/v1/integrations", Some(bad))
-        .await;
-    let bad_id = serde_json::from_str::<Value>(&text).expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    api.wait_for(&bad_id, "error", 10, |v| v["state"] == "error")
-        .await;
-
-    let (status, text) = api
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{id}"),
-            Some(json!({"credentials": {"token": ROTATED}})),
-        )
-        .await;
-    assert_eq!(status, 200);
-    outputs.push(text);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for path in [
-        "/api/v1/integrations".to_string(),
-        format!("/api/v1/integrations/{id}"),
-        format!("/api/v1/integrations/{bad_id}"),
-        "/api/v1/connectors".to_string(),
-        "/api/v1/events?limit=1000".to_string(),
-        "/api/v1/events?integration=trailhub&limit=1000".to_string(),
-        "/api/v1/events/export?format=ndjson".to_string(),
-        "/api/v1/events/export?format=csv".to_string(),
-        "/api/v1/events/export?format=json".to_string(),
-        "/api/v1/events/histogram?bucket=1h&group_by=integration".to_string(),
-        "/metrics".to_string(),
-        "/healthz".to_string(),
-    ] {
-        let (status, text) = api.call(Method::GET, &path, None).await;
-        assert!(status < 500, "{path}: {status}");
-        outputs.push(format!("{path}\n{text}"));
-    }
-    hub.stop().await.expect("stops");
-    let logs = captured_logs();
-    assert!(
-        logs.contains(&format!("integration={id}")) && logs.contains("poll finished"),
-        "the log capture works"
-    );
-    outputs.push(logs);
-    for secret in [PLANTED, ROTATED, REJECTED] {
-        for out in &outputs {
-            assert!(
-                !out.contains(secret),
-                "{secret} leaked in:\n{}",
-                &out[..out.len().min(2000)]
-            );
-        }
-        let hits = files_containing(dir.path(), secret.as_bytes());
-        assert!(hits.is_empty(), "{secret} stored in clear in {hits:?}");
-    }
-    // and the audit trail recorded the rotation, naming the field but not the value
-    let audit = outputs
-        .iter()
-        .find(|o| o.starts_with("/api/v1/events?integration=trailhub"))
-        .expect("audit output");
-    assert!(audit.contains("integration.credentials_rotate"), "{audit}");
-}
-
 /// Credentials sealed under one master key do not open under another: the integration shows an
 /// error (no crash, no hot loop), and setting the credentials again recovers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +194,7 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
         let created = api
             .create_integration(json!({"name": "slack-mk", "connector": "slack",
                 "config": {"base_url": emu.url}, "credentials": {"token": "tok-mk"},
-                "schedule": "* * * * * *", "requests_per_minute": 6000}))
+                "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": true}))
             .await;
         let id = created["id"].as_str().expect("id").to_string();
         api.wait_for_events(&id, 3, 20).await;
@@ -345,5 +228,173 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
     assert_eq!(status, 200, "{v}");
     let events = api.wait_for_events(&id, 5, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
+    hub.stop().await.expect("stops");
+}
+
+/// A PATCH that must be refused with `status`, its message naming `names`.
+async fn expect_refused(api: &Api, path: &str, body: Value, status: u16, names: &str) -> Value {
+    let (got, v) = api.json(Method::PATCH, path, Some(body)).await;
+    assert_eq!(got, status, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(names), "{message:?} should name {names:?}");
+    v
+}
+
+/// Issue 7 item 5: a stolen admin token must not redirect sealed credentials. Moving any URL
+/// field (`base_url`, `login_url`, ...) to another origin needs every credential in the same
+/// request (422 naming the field otherwise), through the API and the CLI; every URL field is
+/// https unless the integration opts in to http for a loopback host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_an_outbound_host_needs_the_credentials_again() {
+    const SEALED: &str = "sealed-okta-t0ken-8d31c7";
+    const NEW: &str = "attacker-chosen-t0ken-2b";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let legit = Emulator::start(Vendor::Okta, SEALED, 50).await;
+    legit.add_recent(2, 600);
+    let evil = Emulator::start(Vendor::Okta, NEW, 50).await;
+    evil.add_recent(1, 600);
+
+    // https only; http only with the opt-in, and only for loopback hosts
+    let okta = |base: &str, insecure: bool| {
+        json!({"name": "okta-move", "connector": "okta", "config": {"base_url": base},
+            "credentials": {"token": SEALED, "webhook_secret": "hook-secret-move"},
+            "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": insecure})
+    };
+    let (status, v) = api
+        .json(
+            Method::POST,
+            "/api/v1/integrations",
+            Some(okta(&legit.url, false)),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("config.base_url") && message.contains("allow_insecure_http"),
+        "{message}"
+    );
+    for remote in [
+        "http://acme.okta.com",
+        "http://10.1.2.3:8080",
+        "http://localhost.evil.example",
+    ] {
+        expect_400(&api, okta(remote, true), "config.base_url").await;
+    }
+    let created = api.create_integration(okta(&legit.url, true)).await;
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["allow_insecure_http"], true);
+    api.wait_for_events(&id, 2, 20).await;
+    let path = format!("/api/v1/integrations/{id}");
+
+    // another host without the credentials: refused, nothing stored, the new host hears nothing
+    let move_only = json!({"config": {"base_url": evil.url}});
+    let v = expect_refused(&api, &path, move_only, 422, "config.base_url").await;
+    assert_eq!(v["error"]["code"], "unprocessable");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("`token`") && message.contains("`webhook_secret`"),
+        "{message}"
+    );
+    // naming only some of them is not enough: the others would follow to the new host
+    let partial = json!({"config": {"base_url": evil.url}, "credentials": {"token": NEW}});
+    expect_refused(&api, &path, partial, 422, "`webhook_secret`").await;
+    assert_eq!(
+        api.integration(&id).await["config"]["base_url"],
+        legit.url.as_str()
+    );
+    // turning the opt-in off while a URL is http is refused too
+    let opt_out = json!({"allow_insecure_http": false});
+    expect_refused(&api, &path, opt_out, 400, "config.base_url").await;
+    // the same origin with another path is not a move
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &path,
+            Some(json!({"config": {"base_url": format!("{}/", legit.url)}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _) = api.call(Method::POST, &format!("{path}/poll"), None).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        evil.requests().is_empty(),
+        "the sealed credentials went to the new host"
+    );
+
+    // the CLI says the same, and exits non-zero
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhub"))
+            .args(["integrations", "update", &id])
+            .args(args)
+            .args(["--hub", &hub.url(), "--token", crate::helpers::ADMIN])
+            .env("NEW_TOKEN_FOR_TEST", NEW)
+            .output()
+            .expect("cli runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let base = format!("base_url={}", evil.url);
+    let (ok, out) = cli(&["--set", &base]);
+    assert!(
+        !ok && out.contains("422") && out.contains("config.base_url"),
+        "{out}"
+    );
+    let (ok, out) = cli(&[
+        "--set",
+        &base,
+        "--credential",
+        "token=env:NEW_TOKEN_FOR_TEST",
+        "--credential",
+        "webhook_secret=hook-secret-new",
+    ]);
+    assert!(ok, "{out}");
+    assert!(!out.contains(NEW) && !out.contains(SEALED), "{out}");
+    api.wait_for_events(&id, 3, 20).await;
+    let heard = evil.requests();
+    assert!(!heard.is_empty());
+    assert!(
+        heard
+            .iter()
+            .all(|r| r.authorization == format!("SSWS {NEW}")),
+        "the new host saw only the credentials given with the move"
+    );
+
+    // login_url moves the token endpoint: a URL field like base_url
+    let entra = api
+        .create_integration(json!({"name": "entra-move", "connector": "entra_audits",
+            "config": {"tenant_id": "contoso.onmicrosoft.com"},
+            "credentials": {"client_id": "app", "client_secret": "entra-s3cret-move"}, "paused": true}))
+        .await;
+    let entra_path = format!("/api/v1/integrations/{}", entra["id"].as_str().expect("id"));
+    let login_move = json!({"config": {"login_url": "https://login.evil.example"}});
+    expect_refused(&api, &entra_path, login_move, 422, "config.login_url").await;
+    let (_, connectors) = api.json(Method::GET, "/api/v1/connectors", None).await;
+    let kinds: Vec<(String, String)> = connectors["connectors"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|c| c["name"] == "entra_audits")
+        .flat_map(|c| c["config"].as_array().cloned().unwrap_or_default())
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap_or("").to_string(),
+                f["kind"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("login_url".into(), "url".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("scope".into(), "text".into())),
+        "{kinds:?}"
+    );
     hub.stop().await.expect("stops");
 }

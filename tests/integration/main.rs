@@ -14,5 +14,7 @@ mod integrations_api;
 mod integrity;
 mod polling;
 mod process;
+mod route_matrix;
 mod schema;
+mod secret_leak;
 mod webhooks;

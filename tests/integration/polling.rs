@@ -18,18 +18,21 @@ fn integration_body(name: &str, vendor: Vendor, emu: &Emulator, token: &str) -> 
             "config": {"base_url": emu.url, "org": "octo-corp"},
             "credentials": {"token": token},
             "schedule": EVERY_SECOND, "backfill": "P3D", "requests_per_minute": 6000,
+            "allow_insecure_http": true,
         }),
         Vendor::Okta => json!({
             "name": name, "connector": "okta",
             "config": {"base_url": emu.url},
             "credentials": {"token": token},
             "schedule": EVERY_SECOND, "backfill": "P3D", "requests_per_minute": 6000,
+            "allow_insecure_http": true,
         }),
         Vendor::Slack => json!({
             "name": name, "connector": "slack",
             "config": {"base_url": emu.url},
             "credentials": {"token": token},
             "schedule": EVERY_SECOND, "backfill": "P3D", "requests_per_minute": 6000,
+            "allow_insecure_http": true,
         }),
     }
 }
@@ -434,11 +437,20 @@ async fn saved_link_is_not_followed_to_a_previous_host() {
     api.wait_for_events(&id, 3, 20).await;
     let new = Emulator::start(Vendor::Okta, "tok", 50).await;
     new.add_recent(2, 60);
+    // moving to another host takes the credentials along only if they are given again
     let (status, v) = api
         .json(
             Method::PATCH,
             &format!("/api/v1/integrations/{id}"),
             Some(json!({"config": {"base_url": new.url}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    let (status, v) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(json!({"config": {"base_url": new.url}, "credentials": {"token": "tok"}})),
         )
         .await;
     assert_eq!(status, 200, "{v}");
@@ -451,6 +463,69 @@ async fn saved_link_is_not_followed_to_a_previous_host() {
     );
     let first = &new.requests()[0];
     assert!(first.query.contains("since="), "{}", first.query);
+    hub.stop().await.expect("stops");
+}
+
+/// A loopback server that answers every request with `307` to the same path on `target`.
+async fn redirector(target: &str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let target = target.to_string();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let location = format!("{target}{uri}");
+        async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, location)],
+            )
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// Redirects are never followed, by the API client or the OAuth2 token client: a 307 would
+/// carry the `Authorization` header or the client secret to whatever host it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_do_not_carry_credentials_to_another_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let elsewhere = Emulator::start(Vendor::Okta, "tok-redirect", 50).await;
+    elsewhere.add_recent(2, 60);
+    let redirect = redirector(&elsewhere.url).await;
+    let okta = api
+        .create_integration(json!({"name": "okta-redirect", "connector": "okta",
+            "config": {"base_url": redirect}, "credentials": {"token": "tok-redirect"},
+            "schedule": EVERY_SECOND, "allow_insecure_http": true}))
+        .await;
+    let entra = api
+        .create_integration(
+            json!({"name": "entra-redirect", "connector": "entra_audits",
+            "config": {"base_url": redirect, "login_url": redirect, "tenant_id": "contoso"},
+            "credentials": {"client_id": "app", "client_secret": "secret-redirect"},
+            "schedule": EVERY_SECOND, "allow_insecure_http": true}),
+        )
+        .await;
+    for created in [okta, entra] {
+        let id = created["id"].as_str().expect("id");
+        let v = api
+            .wait_for(id, "error", 20, |v| v["state"] == "error")
+            .await;
+        assert!(
+            v["last_error"].as_str().unwrap_or("").contains("307"),
+            "{v}"
+        );
+    }
+    assert!(
+        elsewhere.requests().is_empty(),
+        "a redirect was followed: {:?}",
+        elsewhere.requests()
+    );
     hub.stop().await.expect("stops");
 }
 

@@ -13,7 +13,12 @@ use crate::helpers::{spawn_hub, unique_source_ids, Api};
 
 const EVERY_SECOND: &str = "* * * * * *";
 
-async fn post_hook(hub: &str, id: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+pub(crate) async fn post_hook(
+    hub: &str,
+    id: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{hub}/hooks/{id}"))
         .body(body.to_string());
@@ -47,6 +52,7 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
             "name": "okta-hooks", "connector": "okta", "config": {"base_url": emu.url},
             "credentials": {"token": "tok", "webhook_secret": "hook-secret-1"},
             "schedule": EVERY_SECOND, "backfill": "P1D", "requests_per_minute": 6000,
+            "allow_insecure_http": true,
         }))
         .await;
     let id = created["id"].as_str().expect("id").to_string();
@@ -226,7 +232,7 @@ async fn github_webhook_deliveries_nudge_a_poll() {
             "name": "gh-hooks", "connector": "github", "config": {"base_url": emu.url, "org": "octo-corp"},
             "credentials": {"token": "tok", "webhook_secret": "It's a Secret to Everybody"},
             // hourly: only the nudge can explain a prompt second poll
-            "schedule": "0 0 * * * *", "backfill": "P1D",
+            "schedule": "0 0 * * * *", "backfill": "P1D", "allow_insecure_http": true,
         }))
         .await;
     let id = created["id"].as_str().expect("id").to_string();
@@ -287,7 +293,7 @@ async fn github_webhook_deliveries_nudge_a_poll() {
     hub.stop().await.expect("stops");
 }
 
-fn signed(
+pub(crate) fn signed(
     secret: &trailhub::config::Secret,
     msg_id: &str,
     ts: i64,
@@ -303,7 +309,7 @@ fn signed(
     ]
 }
 
-async fn post_signed(
+pub(crate) async fn post_signed(
     hub: &str,
     id: &str,
     headers: &[(String, String)],

@@ -1,0 +1,214 @@
+//! Every route of the router × every kind of caller (no token, viewer, ingest, admin): the
+//! status each must get. The list of routes is `trailhub::api::route_table()`, written by the
+//! same calls that build the router, and the matrix must cover exactly that table: a route added
+//! without its row here fails this test.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_hub, Api, ADMIN};
+
+/// Columns of a row: the status for no token, a viewer, an ingest token, an admin.
+type Expect = [u16; 4];
+const CALLERS: [&str; 4] = ["no token", "viewer", "ingest", "admin"];
+
+/// The `/api` rule: no token 401; a role that may not 403.
+const VIEWER_READS: Expect = [401, 200, 403, 200];
+const ADMIN_ONLY_READ: Expect = [401, 403, 403, 200];
+const PUBLIC_PAGE: Expect = [200, 200, 200, 200];
+
+/// Every route and what each caller gets. Bodies and queries are harmless: what an admin
+/// creates is thrown away, what it deletes was made for the purpose.
+fn matrix() -> Vec<(Method, &'static str, Expect)> {
+    use Method as M;
+    vec![
+        (M::GET, "/", [307; 4]),
+        (M::GET, "/console", PUBLIC_PAGE),
+        (M::GET, "/console/app.js", PUBLIC_PAGE),
+        (M::GET, "/console/app.css", PUBLIC_PAGE),
+        (M::GET, "/healthz", PUBLIC_PAGE),
+        (M::GET, "/metrics", PUBLIC_PAGE),
+        (M::GET, "/api/v1/integrity", VIEWER_READS),
+        (M::GET, "/api/v1/events", VIEWER_READS),
+        (M::POST, "/api/v1/events", [401, 403, 200, 200]),
+        (M::GET, "/api/v1/events/histogram", VIEWER_READS),
+        (M::GET, "/api/v1/events/export", VIEWER_READS),
+        (M::GET, "/api/v1/events/{id}", VIEWER_READS),
+        (M::GET, "/api/v1/tokens", ADMIN_ONLY_READ),
+        (M::POST, "/api/v1/tokens", [401, 403, 403, 201]),
+        (M::DELETE, "/api/v1/tokens/{id}", [401, 403, 403, 204]),
+        (M::GET, "/api/v1/connectors", VIEWER_READS),
+        (M::GET, "/api/v1/integrations", VIEWER_READS),
+        (M::POST, "/api/v1/integrations", [401, 403, 403, 201]),
+        (M::GET, "/api/v1/integrations/{id}", VIEWER_READS),
+        (M::PATCH, "/api/v1/integrations/{id}", ADMIN_ONLY_READ),
+        (M::DELETE, "/api/v1/integrations/{id}", [401, 403, 403, 204]),
+        (
+            M::POST,
+            "/api/v1/integrations/{id}/poll",
+            [401, 403, 403, 202],
+        ),
+        // webhooks are not bearer-authenticated: every caller is a stranger to the scheme
+        (M::GET, "/hooks/{integration_id}", PUBLIC_PAGE),
+        (M::POST, "/hooks/{integration_id}", [401; 4]),
+    ]
+}
+
+/// What the requests of the matrix act on.
+struct Fixtures {
+    event: String,
+    integration: String,
+    doomed_integration: String,
+    doomed_token: String,
+}
+
+impl Fixtures {
+    /// The concrete path and the request body of a row.
+    fn request(&self, method: &Method, template: &str) -> (String, Option<(&'static str, String)>) {
+        let id = match (method.as_str(), template) {
+            ("DELETE", "/api/v1/integrations/{id}") => &self.doomed_integration,
+            ("DELETE", "/api/v1/tokens/{id}") => &self.doomed_token,
+            (_, "/api/v1/events/{id}") => &self.event,
+            _ => &self.integration,
+        };
+        let path = template.replace("{id}", id).replace("{integration_id}", id);
+        let json = |v: Value| Some(("application/json", v.to_string()));
+        let body = match (method.as_str(), template) {
+            ("POST", "/api/v1/events") => Some(("application/x-ndjson", event_line("matrix-2"))),
+            ("POST", "/api/v1/tokens") => json(json!({"name": "matrix", "role": "viewer"})),
+            ("POST", "/api/v1/integrations") => json(okta("matrix-new")),
+            ("PATCH", _) => json(json!({"schedule": "0 0 0 1 1 *"})),
+            ("POST", "/hooks/{integration_id}") => json(json!({"data": {"events": []}})),
+            _ => None,
+        };
+        let query = match template {
+            "/api/v1/events/histogram" => "?bucket=1h",
+            "/api/v1/events/export" => "?format=ndjson",
+            _ => "",
+        };
+        (format!("{path}{query}"), body)
+    }
+}
+
+fn event_line(source_id: &str) -> String {
+    json!({"time": "2024-05-01T10:00:00Z", "source_id": source_id, "event_type": "matrix.check",
+        "action": "read", "actor": {"id": "u1"}})
+    .to_string()
+}
+
+/// An Okta integration that never reaches a vendor: https to a closed loopback port, polled
+/// yearly.
+fn okta(name: &str) -> Value {
+    json!({"name": name, "connector": "okta", "config": {"base_url": "https://127.0.0.1:9"},
+        "credentials": {"token": "matrix-token", "webhook_secret": "matrix-hook-secret"},
+        "schedule": "0 0 0 1 1 *"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_every_role_as_it_must() {
+    let served: BTreeSet<(String, String)> = trailhub::api::route_table()
+        .into_iter()
+        .map(|(path, method)| (method.to_string(), path.to_string()))
+        .collect();
+    let rows = matrix();
+    let covered: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|(method, path, _)| (method.to_string(), path.to_string()))
+        .collect();
+    assert_eq!(covered.len(), rows.len(), "a route has two rows");
+    let missing: Vec<_> = served.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the matrix (say what each caller must get): {missing:?}"
+    );
+    let stale: Vec<_> = covered.difference(&served).collect();
+    assert!(
+        stale.is_empty(),
+        "rows for routes the router does not serve: {stale:?}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = spawn_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let mut tokens = Vec::new();
+    for role in ["viewer", "ingest", "viewer"] {
+        let (status, v) = api
+            .json(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(json!({"name": format!("matrix {role}"), "role": role})),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        tokens.push(v);
+    }
+    let (status, _) = api.call(Method::POST, "/api/v1/integrations", None).await;
+    assert_eq!(status, 400, "an empty body is refused, not a crash");
+    let integration = api.create_integration(okta("matrix")).await;
+    let doomed = api.create_integration(okta("matrix-doomed")).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let stored = http
+        .post(format!("{}/api/v1/events", hub.url()))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/x-ndjson")
+        .body(event_line("matrix-1"))
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(stored.status(), 200);
+    let events = api.get("/api/v1/events?limit=1").await;
+    let fixtures = Fixtures {
+        event: events["events"][0]["id"].as_str().expect("event").into(),
+        integration: integration["id"].as_str().expect("id").into(),
+        doomed_integration: doomed["id"].as_str().expect("id").into(),
+        doomed_token: tokens[2]["id"].as_str().expect("id").into(),
+    };
+    let bearers: [Option<&str>; 4] = [
+        None,
+        tokens[0]["token"].as_str(),
+        tokens[1]["token"].as_str(),
+        Some(ADMIN),
+    ];
+
+    let mut wrong = Vec::new();
+    for (method, template, expect) in &rows {
+        let (path, body) = fixtures.request(method, template);
+        for (i, bearer) in bearers.iter().enumerate() {
+            let mut req = http
+                .request(method.clone(), format!("{}{path}", hub.url()))
+                .header("x-okta-verification-challenge", "matrix");
+            if let Some(t) = bearer {
+                req = req.bearer_auth(t);
+            }
+            if let Some((content_type, text)) = &body {
+                req = req.header("content-type", *content_type).body(text.clone());
+            }
+            let resp = req.send().await.expect("hub answers");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            let text: String = text.chars().take(200).collect();
+            if status != expect[i] {
+                wrong.push(format!(
+                    "{method} {template} as {}: {status}, want {} ({text})",
+                    CALLERS[i], expect[i]
+                ));
+            }
+            if status >= 400 {
+                let error: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if error["error"]["code"].as_str().is_none() {
+                    wrong.push(format!(
+                        "{method} {template} as {}: {status} without the JSON error ({text})",
+                        CALLERS[i]
+                    ));
+                }
+            }
+        }
+    }
+    hub.stop().await.expect("stops");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
