@@ -133,7 +133,9 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "last_poll_at": status.last_poll_at.map(format_micros),
         "last_success_at": status.last_success_at.map(format_micros),
         "last_error": status.last_error,
-        "events_ingested": status.events_ingested,
+        // counted in the same atomic batch as the events: exact after any crash, for polls,
+        // webhooks and ingest alike
+        "events_ingested": state.store.integration_count(&r.id)?,
         "lag_seconds": status.lag_seconds(now),
         "backfill_progress": {
             "from": status.backfill_from.map(format_micros),

@@ -188,7 +188,7 @@ fn local_object(
         "last_poll_at": status.last_poll_at.map(format_micros),
         "last_success_at": status.last_success_at.map(format_micros),
         "last_error": status.last_error,
-        "events_ingested": status.events_ingested,
+        "events_ingested": store.integration_count(&r.id)?,
         "lag_seconds": status.lag_seconds(now_micros()),
     }))
 }

@@ -357,6 +357,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
                 eprint!("\rmigrating: {done} / {total} events ({pct}%)   ");
                 let _ = std::io::stderr().flush();
             }
+            true
         })?;
     if !report.needed {
         println!("the data dir is already in the current store format; nothing to do");

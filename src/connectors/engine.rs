@@ -869,7 +869,6 @@ async fn settle(
         .get_or_create(&ctx.labels())
         .inc_by(outcome.duplicates.len() as u64);
     ctx.update_status(|s| {
-        s.events_ingested += stored;
         if !s.backfill_done {
             s.backfill_oldest = match (s.backfill_oldest, page.page_min) {
                 (Some(a), Some(b)) => Some(a.min(b)),

@@ -134,7 +134,6 @@ pub struct Status {
     /// When a cycle last drained everything the vendor had.
     pub caught_up_at: Option<Micros>,
     pub last_error: Option<String>,
-    pub events_ingested: u64,
     pub backfill_done: bool,
     /// Oldest event time reached so far by the backfill.
     pub backfill_oldest: Option<Micros>,

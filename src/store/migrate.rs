@@ -26,6 +26,8 @@ pub struct MigrateReport {
     pub resumed_after: u64,
     /// False when the data dir was already in the current format.
     pub needed: bool,
+    /// Stopped before the end (the next run resumes).
+    pub interrupted: bool,
 }
 
 /// Decodes a format-1 event value: version 1, chain hash, lz4 body.
@@ -45,11 +47,12 @@ fn decode_v1(seq: u64, value: &[u8]) -> Result<([u8; 32], Vec<u8>), StoreError> 
     Ok((hash, body))
 }
 
-/// Migrates the store at `path` in place. `progress(done, total)` is called after each step.
+/// Migrates the store at `path` in place. `progress(done, total)` is called after each step;
+/// returning false stops there (the next run resumes), as an interruption would.
 pub fn migrate(
     path: &Path,
     cache_bytes: u64,
-    mut progress: impl FnMut(u64, u64),
+    mut progress: impl FnMut(u64, u64) -> bool,
 ) -> Result<MigrateReport, StoreError> {
     let db = open_db(path, cache_bytes)?;
     let log = db.open_tree(keys::TREE_LOG)?;
@@ -169,7 +172,11 @@ pub fn migrate(
         log.apply_batch(batch)?;
         report.moved += events.len() as u64;
         done = last;
-        progress(done, head.seq);
+        if !progress(done, head.seq) {
+            db.flush()?;
+            report.interrupted = true;
+            return Ok(report);
+        }
     }
     if done != head.seq || prev != head.hash {
         return Err(StoreError::Corrupt(format!(
@@ -238,4 +245,28 @@ pub fn write_v1_for_tests(
     log.apply_batch(batch)?;
     db.flush()?;
     Ok(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_migration_keeps_cursors_and_resumes_to_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        write_v1_for_tests(&path, &[], &[("gh-1", b"abc")]).expect("write");
+        {
+            let db = open_db(&path, 1 << 20).expect("db");
+            let log = db.open_tree(keys::TREE_LOG).expect("log");
+            assert!(log.get(keys::cursor_key("gh-1")).expect("get").is_some());
+        }
+        let r = migrate(&path, 1 << 20, |_, _| true).expect("migrate");
+        let db = open_db(&path, 1 << 20).expect("db");
+        let log = db.open_tree(keys::TREE_LOG).expect("log");
+        assert!(
+            log.get(keys::cursor_key("gh-1")).expect("get").is_some(),
+            "{r:?}"
+        );
+    }
 }

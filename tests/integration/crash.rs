@@ -1,7 +1,7 @@
 //! kill -9 in the middle of ingest: every acknowledged batch survives, no batch is half
 //! stored, nothing is doubled, and the chain still verifies
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -145,6 +145,163 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         per_batch.values().all(|n| *n == BATCH),
         "a batch is doubled or half stored"
     );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+}
+
+/// One signed delivery of one unified event to the in-house `webhook` connector; true when the
+/// hub acknowledged it (2xx: stored and flushed).
+async fn deliver(
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+    secret: &trailhub::config::Secret,
+    n: usize,
+) -> bool {
+    let body = json!({
+        "time": rfc3339(BASE_SECS + n as i64, 0), "source_id": format!("hook-{n}"),
+        "event_type": "invoice.paid", "action": "update", "actor": {"id": format!("u-{}", n % 5)},
+        "description": "y".repeat(200),
+    })
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let mut req = http.post(format!("{url}/hooks/{id}")).body(body.clone());
+    for (k, v) in crate::webhooks::signed(secret, &format!("msg-{n}"), now, &body) {
+        req = req.header(k, v);
+    }
+    matches!(req.send().await, Ok(r) if r.status().is_success())
+}
+
+/// kill -9 during a flood of webhook deliveries from 8 senders: every acknowledged delivery is
+/// stored once, a full redelivery stores the rest once, and the integration's count is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_webhook_flood_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let mut child = spawn_hub_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
+    wait_ready(&http, &url).await;
+    let secret = trailhub::webhooks::new_standard_webhooks_secret();
+    let created: Value = http
+        .post(format!("{url}/api/v1/integrations"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "billing", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}}))
+        .send()
+        .await
+        .expect("created")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    let total = 2_000;
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let next = Arc::new(Mutex::new(0usize));
+    let pid = child.id() as i32;
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, url, id, secret, acked, next) = (
+                http.clone(),
+                url.clone(),
+                id.clone(),
+                secret.clone(),
+                acked.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let n = {
+                        let mut n = next.lock().expect("lock");
+                        *n += 1;
+                        *n
+                    };
+                    if n > total || !deliver(&http, &url, &id, &secret, n).await {
+                        return;
+                    }
+                    let mut acked = acked.lock().expect("lock");
+                    acked.insert(n);
+                    if acked.len() == 400 {
+                        // SAFETY: kill(2) on a child pid we spawned and have not reaped.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        let _ = s.await;
+    }
+    child.wait().expect("reaped");
+    let acked: HashSet<usize> = acked.lock().expect("lock").clone();
+    assert!(acked.len() >= 400, "{} acknowledged", acked.len());
+
+    let mut child = spawn_hub_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
+    wait_ready(&http, &url).await;
+    let stored = |text: String| -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for line in text.lines() {
+            let e: Value = serde_json::from_str(line).expect("line");
+            *seen
+                .entry(e["source_id"].as_str().expect("sid").to_string())
+                .or_default() += 1;
+        }
+        seen
+    };
+    let export = |http: reqwest::Client, url: String, id: String| async move {
+        http.get(format!(
+            "{url}/api/v1/events/export?format=ndjson&integration={id}"
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("body")
+    };
+    let seen = stored(export(http.clone(), url.clone(), id.clone()).await);
+    for n in &acked {
+        assert_eq!(
+            seen.get(&format!("hook-{n}")),
+            Some(&1),
+            "acknowledged delivery {n}"
+        );
+    }
+    assert!(seen.values().all(|c| *c == 1), "a delivery stored twice");
+    // the sender redelivers everything: the rest goes in, nothing twice
+    let max = acked.iter().max().copied().unwrap_or(0) + 8;
+    for n in 1..=max {
+        assert!(
+            deliver(&http, &url, &id, &secret, n).await,
+            "redelivery {n}"
+        );
+    }
+    let seen = stored(export(http.clone(), url.clone(), id.clone()).await);
+    assert_eq!(seen.len(), max);
+    assert!(seen.values().all(|c| *c == 1), "a delivery stored twice");
+    let shown: Value = http
+        .get(format!("{url}/api/v1/integrations/{id}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("integration")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["events_ingested"], max, "{shown}");
+    let integrity: Value = http
+        .get(format!("{url}/api/v1/integrity"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("integrity")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(integrity["ok"], true, "{integrity}");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
 }

@@ -17,4 +17,5 @@ mod process;
 mod route_matrix;
 mod schema;
 mod secret_leak;
+mod store;
 mod webhooks;
