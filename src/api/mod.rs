@@ -52,10 +52,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts and times every request, under its route template (never the raw path).
+/// Counts and times every request, under its route template (never the raw path; `unmatched`
+/// for every path no route matches) and a known method (`other` for the rest).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -85,6 +86,26 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         tracing::debug!(%method, %route, status, micros = started.elapsed().as_micros() as u64, "request");
     }
     response
+}
+
+/// The `method` label of the request metrics: a fixed set, so that a client inventing methods
+/// cannot add series (each series is memory, kept until restart).
+fn method_label(method: &axum::http::Method) -> String {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    if known.contains(method) {
+        method.as_str().to_string()
+    } else {
+        "other".to_string()
+    }
 }
 
 /// The authenticated caller of an `/api` route.

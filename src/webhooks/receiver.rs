@@ -48,6 +48,10 @@ fn log_rejection(integration: &str, reason: &str) {
     tracing::warn!(integration = %integration, reason, "webhook delivery rejected (further rejections for this integration are counted in /metrics, not logged, for 10 s)");
 }
 
+/// The `integration` label of a delivery whose path names no integration that takes deliveries:
+/// one series for all of them, however many random paths are tried.
+const UNKNOWN_INTEGRATION: &str = "unknown";
+
 fn count(state: &AppState, integration: &str, result: &str) {
     state
         .metrics
@@ -138,7 +142,23 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let outcome = receive_inner(&state, &id, &headers, body).await;
+    let receiving = match receiving(&state, &id) {
+        Ok(r) => r,
+        Err(e) => {
+            // the id comes from the path: only a stored integration's id becomes a label
+            let known = !matches!(
+                state.integrations.get(&id),
+                Err(IntegrationError::NotFound(_))
+            );
+            count(
+                &state,
+                if known { &id } else { UNKNOWN_INTEGRATION },
+                e.code.as_str(),
+            );
+            return Err(e);
+        }
+    };
+    let outcome = receive_inner(&state, &id, receiving, &headers, body).await;
     if let Err(e) = &outcome {
         if e.code != ErrorCode::Unauthorized {
             count(&state, &id, e.code.as_str());
@@ -150,10 +170,10 @@ async fn receive(
 async fn receive_inner(
     state: &AppState,
     id: &str,
+    receiving: Receiving,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let receiving = receiving(state, id)?;
     let (record, connector, spec) = (&receiving.record, &receiving.connector, receiving.spec());
     if let Some(ct) = crate::api::media_type(headers) {
         if ct != "application/json" && !ct.ends_with("+json") {

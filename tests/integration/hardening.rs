@@ -130,3 +130,63 @@ fn vendor_timestamps_outside_the_range_are_skipped_with_a_reason() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+// ---- item 2: /metrics labels only known integrations and methods ----
+
+/// The series of a metrics text: every sample line without its value.
+fn series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_string()))
+        .collect()
+}
+
+async fn unknown_traffic(hub: &TestHub, round: u64) {
+    let mut rng = Lcg(round);
+    for i in 0..40 {
+        let random = format!("r{:x}{:x}", rng.next(), rng.next());
+        let (status, body) = hub
+            .post(&format!("/hooks/{random}"), None, "application/json", "{}")
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let method = reqwest::Method::from_bytes(format!("M{random}").to_uppercase().as_bytes())
+            .expect("a token is a method");
+        let resp = hub
+            .http
+            .request(method, format!("{}/api/v1/events", hub.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("sent");
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+        let resp = hub
+            .http
+            .get(format!("{}/{random}/{i}", hub.url))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn random_hook_paths_and_invented_methods_do_not_grow_metrics() {
+    let hub = TestHub::start().await;
+    unknown_traffic(&hub, 1).await;
+    // the scrape itself is counted: once its series exist, a scrape adds none
+    hub.get_text("/metrics").await;
+    let (_, first) = hub.get_text("/metrics").await;
+    unknown_traffic(&hub, 2).await;
+    let (_, second) = hub.get_text("/metrics").await;
+    assert_eq!(series(&first), series(&second), "new series appeared");
+    for text in [&first, &second] {
+        assert!(!text.contains("integration=\"r"), "{text}");
+        assert!(!text.contains("method=\"M"), "{text}");
+    }
+    assert!(
+        second.contains("integration=\"unknown\",result=\"not_found\""),
+        "{second}"
+    );
+    assert!(second.contains("method=\"other\""), "{second}");
+    assert!(second.contains("route=\"unmatched\""), "{second}");
+}
