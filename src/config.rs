@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -11,6 +12,16 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Enough for the hot index blocks; more mostly grows RSS (see docs/PERFORMANCE.md).
 pub const DEFAULT_CACHE_MB: u64 = 64;
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
+/// Time for a request's headers, from when the hub waits for the request (also the keep-alive
+/// idle timeout: see `crate::http::ConnectionLimits`).
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Time for a request's body, from the first time it waits for the client.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Largest webhook delivery, unless its connector's `[webhook] max_body_bytes` says otherwise.
+pub const DEFAULT_WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Webhook deliveries read and verified at once; more answer `503` with `Retry-After`.
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 64;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,6 +55,11 @@ pub struct Settings {
     pub master_key: Option<Secret>,
     /// Poll engine and scheduler knobs.
     pub poll: crate::connectors::engine::PollTuning,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub webhook_max_body_bytes: usize,
+    pub webhook_concurrency: usize,
 }
 
 /// What flags and the environment said; `None` falls through to the file, then the default.
@@ -58,6 +74,11 @@ pub struct Overrides {
     pub min_free_mb: Option<u64>,
     pub master_key: Option<String>,
     pub poll_workers: Option<usize>,
+    pub header_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub webhook_max_body_bytes: Option<usize>,
+    pub webhook_concurrency: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +91,11 @@ struct FileSettings {
     min_free_mb: Option<u64>,
     /// Poll cycles running at once.
     poll_workers: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    webhook_max_body_bytes: Option<usize>,
+    webhook_concurrency: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +113,26 @@ pub enum ConfigError {
     MaxBody,
     #[error("poll_workers must be between 1 and 256")]
     PollWorkers,
+    #[error("{0} must be between 1 and 3600 seconds")]
+    Timeout(&'static str),
+    #[error("{0} must be between {1} and {2}")]
+    OutOfRange(&'static str, usize, usize),
+}
+
+fn seconds(name: &'static str, value: u64) -> Result<Duration, ConfigError> {
+    if (1..=3600).contains(&value) {
+        Ok(Duration::from_secs(value))
+    } else {
+        Err(ConfigError::Timeout(name))
+    }
+}
+
+fn bounded(name: &'static str, value: usize, min: usize, max: usize) -> Result<usize, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::OutOfRange(name, min, max))
+    }
 }
 
 impl Settings {
@@ -116,6 +162,42 @@ impl Settings {
         if !(1..=256).contains(&poll_workers) {
             return Err(ConfigError::PollWorkers);
         }
+        let header_timeout = seconds(
+            "header_timeout_secs",
+            o.header_timeout_secs
+                .or(file.header_timeout_secs)
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT_SECS),
+        )?;
+        let body_timeout = seconds(
+            "body_timeout_secs",
+            o.body_timeout_secs
+                .or(file.body_timeout_secs)
+                .unwrap_or(DEFAULT_BODY_TIMEOUT_SECS),
+        )?;
+        let max_connections = bounded(
+            "max_connections",
+            o.max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            1,
+            1 << 20,
+        )?;
+        let webhook_max_body_bytes = bounded(
+            "webhook_max_body_bytes",
+            o.webhook_max_body_bytes
+                .or(file.webhook_max_body_bytes)
+                .unwrap_or(DEFAULT_WEBHOOK_MAX_BODY_BYTES.min(max_body_bytes)),
+            1024,
+            max_body_bytes,
+        )?;
+        let webhook_concurrency = bounded(
+            "webhook_concurrency",
+            o.webhook_concurrency
+                .or(file.webhook_concurrency)
+                .unwrap_or(DEFAULT_WEBHOOK_CONCURRENCY),
+            1,
+            4096,
+        )?;
         Ok(Settings {
             listen,
             data_dir: o
@@ -134,6 +216,11 @@ impl Settings {
                 workers: poll_workers,
                 ..Default::default()
             },
+            header_timeout,
+            body_timeout,
+            max_connections,
+            webhook_max_body_bytes,
+            webhook_concurrency,
         })
     }
 
@@ -148,6 +235,11 @@ impl Settings {
             min_free_mb: DEFAULT_MIN_FREE_MB,
             master_key: None,
             poll: Default::default(),
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
+            body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            webhook_max_body_bytes: DEFAULT_WEBHOOK_MAX_BODY_BYTES,
+            webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod console;
+pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod scheduler;

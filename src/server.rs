@@ -12,6 +12,7 @@ use crate::auth::{BootstrapError, Tokens};
 use crate::config::{Secret, Settings};
 use crate::connectors::integrations::Integrations;
 use crate::connectors::{DefinitionError, Registry};
+use crate::http::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 use crate::secrets::{MasterKey, SecretsError};
@@ -94,11 +95,18 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         tokens,
         integrations,
         scheduler: scheduler.clone(),
-        metrics,
+        metrics: metrics.clone(),
         max_body_bytes: settings.max_body_bytes,
+        webhook_max_body_bytes: settings.webhook_max_body_bytes,
+        webhook_permits: Arc::new(tokio::sync::Semaphore::new(settings.webhook_concurrency)),
         started: Instant::now(),
     };
     let app = api::router(state);
+    let limits = ConnectionLimits {
+        header_timeout: settings.header_timeout,
+        body_timeout: settings.body_timeout,
+        max_connections: settings.max_connections,
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| ServeError::Bind(settings.listen, e))?;
@@ -107,17 +115,14 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     let task_store = store.clone();
     let task_scheduler = scheduler.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(ServeError::Server);
+        crate::http::serve(listener, app, limits, metrics, async {
+            let _ = stopped.await;
+        })
+        .await;
         // the scheduler's cycles finish the page in hand and commit before the store closes
         task_scheduler.shutdown().await;
         let closed = task_store.shutdown();
         tracing::info!("hub stopped");
-        served?;
         closed.map_err(|e| ServeError::Store(task_store.path().to_path_buf(), e))
     });
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), events = store.event_count(), "hub listening");

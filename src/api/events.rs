@@ -48,32 +48,14 @@ async fn post_events(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Ingest])?;
     let format = body_format(&headers)?;
-    let limit = state.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body exceeds the limit of {limit} bytes; split it into smaller requests"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit")
-        {
-            too_large()
-        } else {
-            ApiError::new(
-                ErrorCode::InvalidBody,
-                format!("could not read the body: {e}"),
-            )
-        }
-    })?;
+    let bytes = super::read_body(body, &headers, state.max_body_bytes)
+        .await
+        .map_err(|mut e| {
+            if e.code == ErrorCode::PayloadTooLarge {
+                e.message.push_str("; split it into smaller requests");
+            }
+            e
+        })?;
     let integration = ingest::custom_integration();
     let report = ingest::ingest_body(
         &state.store,

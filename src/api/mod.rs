@@ -30,6 +30,10 @@ pub struct AppState {
     pub scheduler: crate::scheduler::Scheduler,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// Largest webhook delivery when its connector sets no `[webhook] max_body_bytes`.
+    pub webhook_max_body_bytes: usize,
+    /// One per webhook delivery being read and verified (`webhook_concurrency`).
+    pub webhook_permits: Arc<tokio::sync::Semaphore>,
     pub started: Instant,
 }
 
@@ -177,6 +181,45 @@ pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
             .trim()
             .to_ascii_lowercase(),
     )
+}
+
+/// Reads a request body of at most `limit` bytes: `413` when `Content-Length` says more (before
+/// reading anything) or the stream turns out longer, `408` when the client is too slow
+/// (`body_timeout_secs`), `400` when the body breaks off.
+pub async fn read_body(
+    body: axum::body::Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            if let Some(t) = s.downcast_ref::<crate::http::BodyTimeout>() {
+                return ApiError::new(ErrorCode::RequestTimeout, t.to_string());
+            }
+            source = s.source();
+        }
+        ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("could not read the body: {e}"),
+        )
+    })
 }
 
 /// Query pairs of a request, percent-decoded.

@@ -18,7 +18,9 @@ use crate::time::{format_micros, now_micros};
 #[derive(Parser, Debug)]
 #[command(name = "trailhub", version, about = "Self-hosted audit-log hub", long_about = None)]
 pub struct Cli {
-    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers)
+    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers,
+    /// header_timeout_secs, body_timeout_secs, max_connections, webhook_max_body_bytes,
+    /// webhook_concurrency)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -82,6 +84,22 @@ struct ServeArgs {
     /// Poll cycles running at once [default: 4]
     #[arg(long, global = true, env = "TRAILHUB_POLL_WORKERS")]
     poll_workers: Option<usize>,
+    /// Seconds a client has to send a request's headers, counted from when the hub waits for
+    /// it (so also the keep-alive idle timeout) [default: 10]
+    #[arg(long, global = true, env = "TRAILHUB_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body [default: 60]
+    #[arg(long, global = true, env = "TRAILHUB_BODY_TIMEOUT_SECS")]
+    body_timeout_secs: Option<u64>,
+    /// HTTP connections served at once; more are answered 503 [default: 1024]
+    #[arg(long, global = true, env = "TRAILHUB_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Largest webhook delivery, bytes, unless the connector sets its own [default: 1048576]
+    #[arg(long, global = true, env = "TRAILHUB_WEBHOOK_MAX_BODY_BYTES")]
+    webhook_max_body_bytes: Option<usize>,
+    /// Webhook deliveries read and verified at once; more are answered 503 [default: 64]
+    #[arg(long, global = true, env = "TRAILHUB_WEBHOOK_CONCURRENCY")]
+    webhook_concurrency: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -206,6 +224,11 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         min_free_mb: serve.min_free_mb,
         master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
         poll_workers: serve.poll_workers,
+        header_timeout_secs: serve.header_timeout_secs,
+        body_timeout_secs: serve.body_timeout_secs,
+        max_connections: serve.max_connections,
+        webhook_max_body_bytes: serve.webhook_max_body_bytes,
+        webhook_concurrency: serve.webhook_concurrency,
     })?)
 }
 

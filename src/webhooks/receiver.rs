@@ -63,6 +63,29 @@ fn count(state: &AppState, integration: &str, result: &str) {
         .inc();
 }
 
+fn delivery_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("delivery larger than {limit} bytes, the cap of this connector's deliveries"),
+    )
+}
+
+/// Counts a delivery in `trailhub_webhook_deliveries_in_flight` while it is alive.
+struct InFlight(std::sync::Arc<crate::metrics::Metrics>);
+
+impl InFlight {
+    fn enter(state: &AppState) -> InFlight {
+        state.metrics.webhooks_in_flight.inc();
+        InFlight(state.metrics.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.webhooks_in_flight.dec();
+    }
+}
+
 /// The integration and its connector, if it takes webhooks and is not paused.
 /// An integration that takes deliveries, and its connector.
 struct Receiving {
@@ -183,13 +206,31 @@ async fn receive_inner(
             ));
         }
     }
-    let limit = state.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("delivery larger than {limit} bytes, or cut short"),
+    // the cap is checked before any work and while reading (Content-Length first, then the
+    // stream), and only a bounded number of deliveries are read and verified at once: a flood of
+    // large forged deliveries costs at most webhook_concurrency × cap bytes
+    let limit = spec.max_body_bytes.unwrap_or(state.webhook_max_body_bytes);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(delivery_too_large(limit));
+    }
+    let Ok(_permit) = state.webhook_permits.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "too many webhook deliveries are being verified right now; retry shortly",
         )
-    })?;
+        .with_retry_after(1));
+    };
+    let _in_flight = InFlight::enter(state);
+    let bytes = crate::api::read_body(body, headers, limit)
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::PayloadTooLarge => delivery_too_large(limit),
+            _ => e,
+        })?;
 
     let credentials = state.integrations.credentials(record)?;
     let secrets: Vec<crate::config::Secret> = spec

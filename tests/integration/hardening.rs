@@ -190,3 +190,316 @@ async fn random_hook_paths_and_invented_methods_do_not_grow_metrics() {
     assert!(second.contains("method=\"other\""), "{second}");
     assert!(second.contains("route=\"unmatched\""), "{second}");
 }
+
+// ---- item 3: timeouts, a connection cap, a webhook body cap and a delivery limit ----
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A bound on how long a test waits for something the hub must do; hitting it is the failure
+/// (never a timing assertion: the hub's own timeouts are short and configured per test).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn addr(hub: &TestHub) -> String {
+    hub.url.trim_start_matches("http://").to_string()
+}
+
+/// Reads until the hub closes the connection (or resets it); what it sent before.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slowloris_is_disconnected_after_the_header_timeout_and_others_are_served() {
+    let hub = TestHub::start_with(|s| s.header_timeout = Duration::from_millis(800)).await;
+    let mut slow = TcpStream::connect(addr(&hub)).await.expect("connect");
+    let trickle = async {
+        // headers that never end, one byte at a time
+        let head = b"GET /healthz HTTP/1.1\r\nHost: hub\r\n";
+        for i in 0usize.. {
+            let byte = if i < head.len() {
+                head[i]
+            } else {
+                b"X-Pad: 1\r\n"[(i - head.len()) % 10]
+            };
+            if slow.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // the hub closing its side shows as a readable EOF
+            let mut probe = [0u8; 64];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), slow.read(&mut probe)).await
+            {
+                assert!(n == 0 || !probe.starts_with(b"HTTP/1.1 200"), "served");
+                break;
+            }
+        }
+    };
+    let others = async {
+        for _ in 0..5 {
+            let (status, _) = hub.get("/healthz", None).await;
+            assert_eq!(status, StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (closed, ()) = tokio::join!(tokio::time::timeout(PATIENCE, trickle), others);
+    assert!(closed.is_ok(), "the slowloris connection was never closed");
+    let resp = reqwest::get(format!("{}/healthz", hub.url))
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_that_never_ends_is_answered_408() {
+    let hub = TestHub::start_with(|s| s.body_timeout = Duration::from_millis(800)).await;
+    let mut stream = TcpStream::connect(addr(&hub)).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n{{\"time\":"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let answer = tokio::time::timeout(PATIENCE, read_until_closed(&mut stream))
+        .await
+        .expect("the hub gave up on the body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_refused_with_503_and_the_hub_keeps_serving() {
+    let hub = TestHub::start_with(|s| s.max_connections = 2).await;
+    // two connections that hold their slots (the default header timeout is 10 s)
+    let held = [
+        TcpStream::connect(addr(&hub)).await.expect("connect"),
+        TcpStream::connect(addr(&hub)).await.expect("connect"),
+    ];
+    let fresh = reqwest::Client::new();
+    let resp = fresh
+        .get(format!("{}/healthz", hub.url))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = resp.json().await.expect("JSON error");
+    assert_eq!(error_code(&body), "unavailable", "{body}");
+    drop(held);
+    // once the slots are free, requests are served again
+    let served = async {
+        loop {
+            let resp = reqwest::Client::new()
+                .get(format!("{}/metrics", hub.url))
+                .send()
+                .await
+                .expect("answered");
+            if resp.status() == StatusCode::OK {
+                return resp.text().await.expect("text");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let metrics = tokio::time::timeout(PATIENCE, served)
+        .await
+        .expect("served again");
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("trailhub_http_connections_refused_total ") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+}
+
+/// An in-house `webhook` integration and its signing secret.
+async fn webhook_integration(hub: &TestHub) -> (String, trailhub::config::Secret) {
+    let secret = trailhub::webhooks::new_standard_webhooks_secret();
+    let (status, created) = hub
+        .post(
+            "/api/v1/integrations",
+            Some(ADMIN),
+            "application/json",
+            json!({"name": "billing-app", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    (created["id"].as_str().expect("id").to_string(), secret)
+}
+
+fn forged_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    let now = chrono::Utc::now().timestamp().to_string();
+    h.insert("content-type", "application/json".parse().expect("value"));
+    h.insert("webhook-id", "msg_forged".parse().expect("value"));
+    h.insert("webhook-timestamp", now.parse().expect("value"));
+    h.insert(
+        "webhook-signature",
+        "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+            .parse()
+            .expect("value"),
+    );
+    h
+}
+
+fn webhook_metric(text: &str, integration: &str, result: &str) -> u64 {
+    let needle = format!(
+        "trailhub_webhook_deliveries_total{{integration=\"{integration}\",result=\"{result}\"}} "
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_oversized_webhook_delivery_is_refused_413_before_its_signature_is_checked() {
+    let hub = TestHub::start().await;
+    let (id, secret) = webhook_integration(&hub).await;
+    let url = format!("{}/hooks/{id}", hub.url);
+    // 1 MiB and one byte, declared up front
+    let big = format!("[{}]", " ".repeat(1024 * 1024 - 1));
+    let resp = hub
+        .http
+        .post(&url)
+        .headers(forged_headers())
+        .body(big.clone())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = resp.json().await.expect("JSON error");
+    assert_eq!(error_code(&body), "payload_too_large", "{body}");
+    // the same, streamed without a Content-Length: refused while reading
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
+        .as_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    let resp = hub
+        .http
+        .post(&url)
+        .headers(forged_headers())
+        .body(reqwest::Body::wrap_stream(futures_stream(chunks)))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, metrics) = hub.get_text("/metrics").await;
+    assert_eq!(
+        webhook_metric(&metrics, &id, "bad_signature"),
+        0,
+        "{metrics}"
+    );
+    assert_eq!(
+        webhook_metric(&metrics, &id, "payload_too_large"),
+        2,
+        "{metrics}"
+    );
+    // a genuine delivery under the cap is still stored
+    let event = json!({"time": "2024-05-01T10:00:00Z", "source_id": "inv-1", "event_type": "invoice.refund", "action": "update", "actor": {"id": "u-7"}}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let signature =
+        trailhub::webhooks::sign_standard_webhook(&secret, "msg_1", now, event.as_bytes())
+            .expect("signs");
+    let resp = hub
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_1")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", signature)
+        .body(event)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+fn futures_stream<T: Send + 'static>(
+    items: Vec<T>,
+) -> impl tokio_stream::Stream<Item = T> + Send + 'static {
+    tokio_stream::iter(items)
+}
+
+#[tokio::test]
+async fn deliveries_past_the_concurrency_limit_get_503_with_retry_after() {
+    let hub = TestHub::start_with(|s| s.webhook_concurrency = 1).await;
+    let (id, _) = webhook_integration(&hub).await;
+    // one delivery that holds the only slot: its body is still arriving
+    let mut slow = TcpStream::connect(addr(&hub)).await.expect("connect");
+    let head = format!(
+        "POST /hooks/{id} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n["
+    );
+    slow.write_all(head.as_bytes()).await.expect("write");
+    let in_flight = async {
+        loop {
+            let (_, metrics) = hub.get_text("/metrics").await;
+            if metrics
+                .lines()
+                .any(|l| l == "trailhub_webhook_deliveries_in_flight 1")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, in_flight)
+        .await
+        .expect("the slow delivery is being read");
+    let resp = hub
+        .http
+        .post(format!("{}/hooks/{id}", hub.url))
+        .headers(forged_headers())
+        .body("[]")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = resp.json().await.expect("JSON error");
+    assert_eq!(error_code(&body), "unavailable", "{body}");
+    // the slot frees when the slow delivery ends: the next one is verified (and refused as forged)
+    drop(slow);
+    let verified = async {
+        loop {
+            let resp = hub
+                .http
+                .post(format!("{}/hooks/{id}", hub.url))
+                .headers(forged_headers())
+                .body("[]")
+                .send()
+                .await
+                .expect("answered");
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                return;
+            }
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, verified)
+        .await
+        .expect("the slot was freed");
+}
