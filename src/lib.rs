@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod schema;
 pub mod secrets;
 pub mod server;
+pub mod spreadsheet;
 pub mod store;
 pub mod time;
 pub mod timeline;

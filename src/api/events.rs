@@ -356,7 +356,7 @@ fn write_export(
     match format {
         ExportFormat::Json => buf.push(b'['),
         ExportFormat::Csv => {
-            let mut w = csv::Writer::from_writer(&mut buf);
+            let mut w = crate::spreadsheet::csv_writer(&mut buf);
             w.write_record(CSV_COLUMNS).map_err(|e| e.to_string())?;
             w.flush().map_err(|e| e.to_string())?;
         }
@@ -435,10 +435,12 @@ fn csv_row(buf: &mut Vec<u8>, e: &crate::schema::Event) -> Result<(), csv::Error
         opt(&e.description),
         e.severity.to_string(),
     ];
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(buf);
-    w.write_record(&row)?;
+    // every cell can come from outside (a failed login's user name, a user agent)
+    let mut w = crate::spreadsheet::csv_writer(buf);
+    w.write_record(
+        row.iter()
+            .map(|cell| crate::spreadsheet::safe_cell(cell).into_owned()),
+    )?;
     w.flush()?;
     Ok(())
 }

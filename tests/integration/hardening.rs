@@ -503,3 +503,69 @@ async fn deliveries_past_the_concurrency_limit_get_503_with_retry_after() {
         .await
         .expect("the slot was freed");
 }
+
+// ---- item 4: CSV exports carry no spreadsheet formulas ----
+
+#[tokio::test]
+async fn csv_exports_neutralise_cells_that_would_start_a_formula() {
+    let hub = TestHub::start().await;
+    let evil_name = "=HYPERLINK(\"http://evil\",\"x\")";
+    let agents = [
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "+cmd",
+        "-2+3",
+        "\t=1",
+        "\r=1",
+    ];
+    let mut lines: Vec<Value> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, ua)| {
+            json!({"time": rfc3339(BASE_SECS + i as i64, 0), "source_id": format!("evil-{i}"),
+                "event_type": "user.session.start", "action": "login", "outcome": "failure",
+                "actor": {"id": format!("attacker-{i}"), "name": evil_name, "user_agent": ua},
+                "description": "-5"})
+        })
+        .collect();
+    lines.push(json!({"time": rfc3339(BASE_SECS + 100, 0), "source_id": "plain",
+        "event_type": "user.session.start", "action": "login",
+        "actor": {"id": "alice", "name": "Alice", "user_agent": "Mozilla/5.0"}, "description": "ok"}));
+    hub.ingest(&lines).await;
+    let (status, text) = hub
+        .get_text("/api/v1/events/export?format=csv&integration=custom")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // every cell quoted, as OWASP recommends
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        assert!(line.starts_with('"'), "{line:?}");
+    }
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (name, ua, desc) = (
+        col("actor_name"),
+        col("actor_user_agent"),
+        col("description"),
+    );
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record.expect("record");
+        for cell in record.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula cell: {cell:?} in {record:?}"
+            );
+        }
+        if record[col("actor_id")].starts_with("attacker-") {
+            assert_eq!(&record[name], format!("'{evil_name}"));
+            assert!(agents.contains(&&record[ua][1..]), "{:?}", &record[ua]);
+            assert!(record[ua].starts_with('\''));
+            assert_eq!(&record[desc], "'-5");
+        } else {
+            assert_eq!(&record[name], "Alice");
+            assert_eq!(&record[ua], "Mozilla/5.0");
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, agents.len() + 1);
+}
