@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Webhook deliveries read and verified at once; more answer `503` with `Retry-After`.
 pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 64;
+/// Seconds between `/readyz` turning 503 and the server stopping, at shutdown.
+pub const DEFAULT_SHUTDOWN_DRAIN_SECS: u64 = 0;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub struct Settings {
     pub max_connections: usize,
     pub webhook_max_body_bytes: usize,
     pub webhook_concurrency: usize,
+    /// At shutdown, `/readyz` answers 503 this long before the server stops accepting requests.
+    pub shutdown_drain: Duration,
 }
 
 /// What flags and the environment said; `None` falls through to the file, then the default.
@@ -79,6 +83,7 @@ pub struct Overrides {
     pub max_connections: Option<usize>,
     pub webhook_max_body_bytes: Option<usize>,
     pub webhook_concurrency: Option<usize>,
+    pub shutdown_drain_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +101,7 @@ struct FileSettings {
     max_connections: Option<usize>,
     webhook_max_body_bytes: Option<usize>,
     webhook_concurrency: Option<usize>,
+    shutdown_drain_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +204,13 @@ impl Settings {
             1,
             4096,
         )?;
+        let shutdown_drain_secs = o
+            .shutdown_drain_secs
+            .or(file.shutdown_drain_secs)
+            .unwrap_or(DEFAULT_SHUTDOWN_DRAIN_SECS);
+        if shutdown_drain_secs > 300 {
+            return Err(ConfigError::OutOfRange("shutdown_drain_secs", 0, 300));
+        }
         Ok(Settings {
             listen,
             data_dir: o
@@ -221,6 +234,7 @@ impl Settings {
             max_connections,
             webhook_max_body_bytes,
             webhook_concurrency,
+            shutdown_drain: Duration::from_secs(shutdown_drain_secs),
         })
     }
 
@@ -240,6 +254,7 @@ impl Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             webhook_max_body_bytes: DEFAULT_WEBHOOK_MAX_BODY_BYTES,
             webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
+            shutdown_drain: Duration::from_secs(DEFAULT_SHUTDOWN_DRAIN_SECS),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Starting and stopping a hub: data dir, store, bootstrap token, HTTP server, clean shutdown
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,6 +44,8 @@ pub struct RunningHub {
     /// The admin token minted on first start, if this start minted one.
     pub minted_admin_token: Option<Secret>,
     pub scheduler: Scheduler,
+    ready: Arc<AtomicBool>,
+    shutdown_drain: std::time::Duration,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -51,8 +54,8 @@ pub fn open_store(settings: &Settings) -> Result<Store, ServeError> {
     create_private_dir(&settings.data_dir)
         .map_err(|e| ServeError::DataDir(settings.data_dir.clone(), e))?;
     let options = StoreOptions {
-        cache_bytes: settings.cache_mb * 1024 * 1024,
-        min_free_bytes: settings.min_free_mb * 1024 * 1024,
+        cache_bytes: settings.cache_mb.saturating_mul(1024 * 1024),
+        min_free_bytes: settings.min_free_mb.saturating_mul(1024 * 1024),
     };
     Store::open(&settings.store_path(), &options)
         .map_err(|e| ServeError::Store(settings.data_dir.clone(), e))
@@ -90,6 +93,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         metrics.clone(),
         settings.poll.clone(),
     );
+    let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         store: store.clone(),
         tokens,
@@ -99,6 +103,8 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         max_body_bytes: settings.max_body_bytes,
         webhook_max_body_bytes: settings.webhook_max_body_bytes,
         webhook_permits: Arc::new(tokio::sync::Semaphore::new(settings.webhook_concurrency)),
+        min_free_bytes: settings.min_free_mb.saturating_mul(1024 * 1024),
+        ready: ready.clone(),
         started: Instant::now(),
     };
     let app = api::router(state);
@@ -111,6 +117,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         .await
         .map_err(|e| ServeError::Bind(settings.listen, e))?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
+    ready.store(true, Ordering::SeqCst);
     let (stop, stopped) = oneshot::channel::<()>();
     let task_store = store.clone();
     let task_scheduler = scheduler.clone();
@@ -131,14 +138,25 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         store,
         minted_admin_token,
         scheduler,
+        ready,
+        shutdown_drain: settings.shutdown_drain,
         stop: Some(stop),
         task,
     })
 }
 
 impl RunningHub {
-    /// Stops accepting requests, lets those in flight finish, flushes and closes the store.
+    /// Answers `/readyz` with 503 and keeps serving for the drain time (`shutdown_drain_secs`),
+    /// then stops accepting requests, lets those in flight finish, flushes and closes the store.
     pub async fn stop(mut self) -> Result<(), ServeError> {
+        self.ready.store(false, Ordering::SeqCst);
+        if !self.shutdown_drain.is_zero() {
+            tracing::info!(
+                seconds = self.shutdown_drain.as_secs_f64(),
+                "not ready: draining before the server stops"
+            );
+            tokio::time::sleep(self.shutdown_drain).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -74,7 +74,14 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (503 and 429 answers).
     pub retry_after: Option<u64>,
+    /// The store refused or failed a write: the router's `observe` layer says whether only a
+    /// restart helps (see [`StoreRefusal`]).
+    pub from_store: bool,
 }
+
+/// Marks a response whose error came from the store, for the layer that knows the store's state.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreRefusal;
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
@@ -82,6 +89,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            from_store: false,
         }
     }
 
@@ -100,6 +108,9 @@ impl IntoResponse for ApiError {
         let body =
             serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
         let mut response = (self.code.status(), Json(body)).into_response();
+        if self.from_store {
+            response.extensions_mut().insert(StoreRefusal);
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -123,13 +134,15 @@ impl From<ParamError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
+        let mut error = match e {
             StoreError::StorageFull(_) => {
                 let e = e.to_string();
                 tracing::warn!(error = %e, "store write refused: disk full");
+                // the free-space reserve; a store that failed after an I/O error is told apart by
+                // `api::observe`, which can see the store (`store_failed_error`)
                 ApiError::new(
                     ErrorCode::StorageFull,
-                    format!("the hub's disk is full ({e}): this request was not acknowledged; retry when space is freed, reads still work"),
+                    format!("the hub's disk is below its free-space reserve ({e}): this request was not acknowledged; writes resume by themselves once space is freed, so retry then; reads still work"),
                 )
             }
             StoreError::Closed => ApiError::new(
@@ -143,8 +156,25 @@ impl From<StoreError> for ApiError {
                     "the hub failed to read or write its store; see its log",
                 )
             }
-        }
+        };
+        error.from_store = true;
+        error
     }
+}
+
+/// The answer to a write while the store refuses every write after a failed write or flush: only
+/// a restart helps (sled recovers what reached the disk), freeing space alone does not.
+pub fn store_failed_error(failure: &StoreError) -> ApiError {
+    let code = match failure {
+        StoreError::StorageFull(_) => ErrorCode::StorageFull,
+        _ => ErrorCode::Internal,
+    };
+    let mut error = ApiError::new(
+        code,
+        format!("the hub's store failed after an I/O error ({failure}) and refuses every write until the hub is restarted (freeing space alone does not help): this request was not acknowledged; reads still work"),
+    );
+    error.from_store = true;
+    error
 }
 
 impl From<BodyError> for ApiError {

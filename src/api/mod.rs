@@ -13,10 +13,10 @@ use std::time::Instant;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-pub use error::{ApiError, ErrorCode};
+pub use error::{store_failed_error, ApiError, ErrorCode, StoreRefusal};
 
 use crate::auth::{Principal, Role, Tokens};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
@@ -34,6 +34,10 @@ pub struct AppState {
     pub webhook_max_body_bytes: usize,
     /// One per webhook delivery being read and verified (`webhook_concurrency`).
     pub webhook_permits: Arc<tokio::sync::Semaphore>,
+    /// The free-space reserve, for `/healthz` (the store refuses writes below it).
+    pub min_free_bytes: u64,
+    /// True from when the hub listens until it starts shutting down (`/readyz`).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
     pub started: Instant,
 }
 
@@ -66,7 +70,12 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if response.extensions().get::<StoreRefusal>().is_some() {
+        if let Some(failure) = state.store.stats().failed() {
+            response = store_failed_error(&failure).into_response();
+        }
+    }
     let status = response.status().as_u16();
     state
         .metrics

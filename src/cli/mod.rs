@@ -20,7 +20,7 @@ use crate::time::{format_micros, now_micros};
 pub struct Cli {
     /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers,
     /// header_timeout_secs, body_timeout_secs, max_connections, webhook_max_body_bytes,
-    /// webhook_concurrency)
+    /// webhook_concurrency, shutdown_drain_secs)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -100,6 +100,9 @@ struct ServeArgs {
     /// Webhook deliveries read and verified at once; more are answered 503 [default: 64]
     #[arg(long, global = true, env = "TRAILHUB_WEBHOOK_CONCURRENCY")]
     webhook_concurrency: Option<usize>,
+    /// At shutdown, seconds /readyz answers 503 before the server stops (for load balancers) [default: 0]
+    #[arg(long, global = true, env = "TRAILHUB_SHUTDOWN_DRAIN_SECS")]
+    shutdown_drain_secs: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -229,6 +232,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         max_connections: serve.max_connections,
         webhook_max_body_bytes: serve.webhook_max_body_bytes,
         webhook_concurrency: serve.webhook_concurrency,
+        shutdown_drain_secs: serve.shutdown_drain_secs,
     })?)
 }
 

@@ -37,6 +37,11 @@ impl TestHub {
         }
     }
 
+    /// The hub's store, for tests that stage a store fault.
+    pub fn store(&self) -> &trailhub::store::Store {
+        &self.hub.as_ref().expect("running").store
+    }
+
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(hub) = self.hub.take() {
             hub.stop().await.expect("clean stop");

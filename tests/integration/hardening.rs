@@ -569,3 +569,103 @@ async fn csv_exports_neutralise_cells_that_would_start_a_formula() {
     }
     assert_eq!(rows, agents.len() + 1);
 }
+
+// ---- item 8: health tells the truth; /readyz; the 507 text says what helps ----
+
+async fn post_one(hub: &TestHub, sid: &str) -> (StatusCode, Value) {
+    hub.post(
+        "/api/v1/events",
+        Some(ADMIN),
+        "application/x-ndjson",
+        ndjson(&[json!({"time": "2024-05-01T00:00:00Z", "source_id": sid,
+            "event_type": "t.x", "action": "read", "actor": {"id": "u"}})]),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn below_the_free_space_reserve_health_is_degraded_and_writes_resume_by_themselves() {
+    // a reserve no disk has: every write is below it
+    let hub = TestHub::start_with(|s| s.min_free_mb = 1 << 30).await;
+    let (status, body) = post_one(&hub, "a").await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert_eq!(error_code(&body), "storage_full");
+    let message = error_message(&body);
+    assert!(message.contains("resume by themselves"), "{message}");
+    assert!(!message.contains("restart"), "{message}");
+    let (status, health) = hub.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert!(
+        health["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("below the reserve")),
+        "{health}"
+    );
+    // reads go on, and the hub is still ready for them
+    let (status, _) = hub.get("/api/v1/events", Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, ready) = hub.get("/readyz", None).await;
+    assert_eq!(
+        (status, ready["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+}
+
+#[tokio::test]
+async fn after_a_failed_write_health_is_degraded_and_the_507_says_only_a_restart_helps() {
+    let hub = TestHub::start().await;
+    let (status, health) = hub.get("/healthz", None).await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    // what the store records when sled's write meets a full disk (src/store: StoreStats::fail)
+    *hub.store().stats().failure.lock().expect("lock") = Some(
+        trailhub::store::StoreError::StorageFull("No space left on device (os error 28)".into()),
+    );
+    let (status, body) = post_one(&hub, "b").await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert_eq!(error_code(&body), "storage_full");
+    let message = error_message(&body);
+    assert!(message.contains("until the hub is restarted"), "{message}");
+    assert!(!message.contains("resume by themselves"), "{message}");
+    assert!(!message.contains("retry when space is freed"), "{message}");
+    let (status, health) = hub.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert!(
+        health["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("restart")),
+        "{health}"
+    );
+}
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_hub_shuts_down() {
+    let hub = TestHub::start_with(|s| s.shutdown_drain = Duration::from_secs(3)).await;
+    let url = hub.url.clone();
+    let (status, ready) = hub.get("/readyz", None).await;
+    assert_eq!(
+        (status, ready["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+    let stopping = tokio::spawn(hub.stop());
+    let not_ready = async {
+        loop {
+            let resp = reqwest::get(format!("{url}/readyz"))
+                .await
+                .expect("answered");
+            if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+                return resp.json::<Value>().await.expect("JSON");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let body = tokio::time::timeout(PATIENCE, not_ready)
+        .await
+        .expect("/readyz turned 503 during the drain");
+    assert_eq!(body["status"], "shutting_down");
+    stopping.await.expect("stop task");
+}
