@@ -56,8 +56,70 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Errors that axum answers by itself — an extractor's rejection (`Path`, `Query`, `Json`,
+/// `Bytes`), the default 2 MB body limit — come as plain text; the contract wants
+/// `{"error": {"code", "message"}}` for every error. This layer rewrites any error response that
+/// is not JSON into that shape, keeping the status and axum's sentence.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let code = match status.as_u16() {
+        400 => ErrorCode::InvalidParameter,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::RequestTimeout,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::Unprocessable,
+        429 => ErrorCode::TooManyRequests,
+        503 => ErrorCode::Unavailable,
+        507 => ErrorCode::StorageFull,
+        _ if status.is_client_error() => ErrorCode::InvalidParameter,
+        _ => ErrorCode::Internal,
+    };
+    // axum's rejection texts are short sentences about the request; keep at most a line of one
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let mut message = text.trim().to_string();
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase();
+    }
+    if code == ErrorCode::InvalidParameter && message.to_ascii_lowercase().contains("body") {
+        return ApiError::new(ErrorCode::InvalidBody, message).into_response();
+    }
+    let mut rewritten = ApiError::new(code, message).into_response();
+    // the status is kept even where the table would choose another
+    *rewritten.status_mut() = status;
+    rewritten
 }
 
 /// Counts and times every request, under its route template (never the raw path; `unmatched`

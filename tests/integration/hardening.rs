@@ -669,3 +669,27 @@ async fn readyz_answers_503_while_the_hub_shuts_down() {
     assert_eq!(body["status"], "shutting_down");
     stopping.await.expect("stop task");
 }
+
+// ---- item 9: the smaller ones ----
+
+#[tokio::test]
+async fn errors_axum_answers_by_itself_use_the_json_error_shape() {
+    let hub = TestHub::start().await;
+    // past axum's default 2 MB limit on the admin JSON bodies
+    let huge = format!(
+        "{{\"name\": \"{}\", \"role\": \"viewer\"}}",
+        "x".repeat(3 << 20)
+    );
+    for path in ["/api/v1/tokens", "/api/v1/integrations"] {
+        let (status, body) = hub
+            .post(path, Some(ADMIN), "application/json", huge.clone())
+            .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {body}");
+        assert_eq!(error_code(&body), "payload_too_large", "{path}: {body}");
+    }
+    // a path parameter that is not UTF-8
+    let (status, body) = hub.get("/api/v1/events/%FF%FE", Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_parameter", "{body}");
+    assert!(!error_message(&body).is_empty(), "{body}");
+}
