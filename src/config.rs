@@ -24,6 +24,9 @@ pub const DEFAULT_WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 64;
 /// Seconds between `/readyz` turning 503 and the server stopping, at shutdown.
 pub const DEFAULT_SHUTDOWN_DRAIN_SECS: u64 = 0;
+/// Wrong bearer tokens a client address may present per window before it gets `429`.
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 10;
+pub const DEFAULT_AUTH_FAILURE_WINDOW_SECS: u64 = 60;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -64,6 +67,9 @@ pub struct Settings {
     pub webhook_concurrency: usize,
     /// At shutdown, `/readyz` answers 503 this long before the server stops accepting requests.
     pub shutdown_drain: Duration,
+    /// Wrong tokens per client address per `auth_failure_window` before `429`; 0 = no limit.
+    pub auth_failure_limit: u32,
+    pub auth_failure_window: Duration,
 }
 
 /// What flags and the environment said; `None` falls through to the file, then the default.
@@ -84,6 +90,8 @@ pub struct Overrides {
     pub webhook_max_body_bytes: Option<usize>,
     pub webhook_concurrency: Option<usize>,
     pub shutdown_drain_secs: Option<u64>,
+    pub auth_failure_limit: Option<u32>,
+    pub auth_failure_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +110,8 @@ struct FileSettings {
     webhook_max_body_bytes: Option<usize>,
     webhook_concurrency: Option<usize>,
     shutdown_drain_secs: Option<u64>,
+    auth_failure_limit: Option<u32>,
+    auth_failure_window_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +221,16 @@ impl Settings {
         if shutdown_drain_secs > 300 {
             return Err(ConfigError::OutOfRange("shutdown_drain_secs", 0, 300));
         }
+        let auth_failure_limit = o
+            .auth_failure_limit
+            .or(file.auth_failure_limit)
+            .unwrap_or(DEFAULT_AUTH_FAILURE_LIMIT);
+        let auth_failure_window = seconds(
+            "auth_failure_window_secs",
+            o.auth_failure_window_secs
+                .or(file.auth_failure_window_secs)
+                .unwrap_or(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
+        )?;
         Ok(Settings {
             listen,
             data_dir: o
@@ -235,6 +255,8 @@ impl Settings {
             webhook_max_body_bytes,
             webhook_concurrency,
             shutdown_drain: Duration::from_secs(shutdown_drain_secs),
+            auth_failure_limit,
+            auth_failure_window,
         })
     }
 
@@ -255,6 +277,8 @@ impl Settings {
             webhook_max_body_bytes: DEFAULT_WEBHOOK_MAX_BODY_BYTES,
             webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
             shutdown_drain: Duration::from_secs(DEFAULT_SHUTDOWN_DRAIN_SECS),
+            auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
+            auth_failure_window: Duration::from_secs(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
         }
     }
 

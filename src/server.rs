@@ -104,6 +104,10 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         webhook_max_body_bytes: settings.webhook_max_body_bytes,
         webhook_permits: Arc::new(tokio::sync::Semaphore::new(settings.webhook_concurrency)),
         min_free_bytes: settings.min_free_mb.saturating_mul(1024 * 1024),
+        auth_throttle: Arc::new(crate::api::throttle::AuthThrottle::new(
+            settings.auth_failure_limit,
+            settings.auth_failure_window,
+        )),
         ready: ready.clone(),
         started: Instant::now(),
     };

@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod integrations;
 mod system;
+pub mod throttle;
 mod tokens;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub webhook_permits: Arc<tokio::sync::Semaphore>,
     /// The free-space reserve, for `/healthz` (the store refuses writes below it).
     pub min_free_bytes: u64,
+    /// Wrong bearer tokens per client address (`auth_failure_limit`).
+    pub auth_throttle: Arc<throttle::AuthThrottle>,
     /// True from when the hub listens until it starts shutting down (`/readyz`).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
     pub started: Instant,
@@ -216,6 +219,24 @@ impl FromRequestParts<AppState> for Caller {
                 "missing `Authorization: Bearer <token>` header",
             ));
         };
+        // the peer address, inserted by `crate::http` (absent when the router is called directly)
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let now = Instant::now();
+        if let Some(wait) = peer.and_then(|ip| state.auth_throttle.blocked(ip, now)) {
+            return Err(ApiError::new(
+                ErrorCode::TooManyRequests,
+                format!("too many wrong tokens from this address; retry in {wait} s"),
+            )
+            .with_retry_after(wait));
+        }
+        let wrong = || {
+            if let Some(ip) = peer {
+                state.auth_throttle.failed(ip, now);
+            }
+        };
         let token = header
             .to_str()
             .ok()
@@ -226,6 +247,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
+                wrong();
                 ApiError::new(
                     ErrorCode::Unauthorized,
                     "the Authorization header must be `Bearer <token>`",
@@ -233,10 +255,13 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         match state.tokens.authenticate(token)? {
             Some(p) => Ok(Caller(p)),
-            None => Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "invalid or revoked token",
-            )),
+            None => {
+                wrong();
+                Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "invalid or revoked token",
+                ))
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::time::{format_micros, now_micros};
 pub struct Cli {
     /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers,
     /// header_timeout_secs, body_timeout_secs, max_connections, webhook_max_body_bytes,
-    /// webhook_concurrency, shutdown_drain_secs)
+    /// webhook_concurrency, shutdown_drain_secs, auth_failure_limit, auth_failure_window_secs)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -103,6 +103,13 @@ struct ServeArgs {
     /// At shutdown, seconds /readyz answers 503 before the server stops (for load balancers) [default: 0]
     #[arg(long, global = true, env = "TRAILHUB_SHUTDOWN_DRAIN_SECS")]
     shutdown_drain_secs: Option<u64>,
+    /// Wrong API tokens one client address may present per window before it gets 429; 0 turns
+    /// the limit off [default: 10]
+    #[arg(long, global = true, env = "TRAILHUB_AUTH_FAILURE_LIMIT")]
+    auth_failure_limit: Option<u32>,
+    /// The window of --auth-failure-limit, seconds [default: 60]
+    #[arg(long, global = true, env = "TRAILHUB_AUTH_FAILURE_WINDOW_SECS")]
+    auth_failure_window_secs: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -233,6 +240,8 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         webhook_max_body_bytes: serve.webhook_max_body_bytes,
         webhook_concurrency: serve.webhook_concurrency,
         shutdown_drain_secs: serve.shutdown_drain_secs,
+        auth_failure_limit: serve.auth_failure_limit,
+        auth_failure_window_secs: serve.auth_failure_window_secs,
     })?)
 }
 

@@ -693,3 +693,35 @@ async fn errors_axum_answers_by_itself_use_the_json_error_shape() {
     assert_eq!(error_code(&body), "invalid_parameter", "{body}");
     assert!(!error_message(&body).is_empty(), "{body}");
 }
+
+#[tokio::test]
+async fn repeated_wrong_tokens_from_one_address_get_429() {
+    let hub = TestHub::start_with(|s| s.auth_failure_limit = 3).await;
+    for i in 0..3 {
+        let (status, body) = hub.get("/api/v1/events", Some(&format!("guess-{i}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let resp = hub
+        .http
+        .get(format!("{}/api/v1/events", hub.url))
+        .bearer_auth("guess-3")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = resp.json().await.expect("JSON error");
+    assert_eq!(error_code(&body), "too_many_requests", "{body}");
+    // while blocked, even the right token is not looked at: a guess reveals nothing
+    let (status, _) = hub.get("/api/v1/events", Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // what needs no token is not affected
+    let (status, _) = hub.get("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
