@@ -27,6 +27,9 @@ pub const DEFAULT_SHUTDOWN_DRAIN_SECS: u64 = 0;
 /// Wrong bearer tokens a client address may present per window before it gets `429`.
 pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 10;
 pub const DEFAULT_AUTH_FAILURE_WINDOW_SECS: u64 = 60;
+/// Shortest admin token accepted from settings: long enough that guessing it (even at the
+/// throttled rate) is hopeless. Minted tokens are 43 characters.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,10 +132,23 @@ pub enum ConfigError {
     MaxBody,
     #[error("poll_workers must be between 1 and 256")]
     PollWorkers,
+    #[error(
+        "the admin token (--admin-token / TRAILHUB_ADMIN_TOKEN) must be at least {MIN_ADMIN_TOKEN_CHARS} characters, got {0}; generate one with e.g. `openssl rand -base64 32`"
+    )]
+    AdminTokenTooShort(usize),
     #[error("{0} must be between 1 and 3600 seconds")]
     Timeout(&'static str),
     #[error("{0} must be between {1} and {2}")]
     OutOfRange(&'static str, usize, usize),
+}
+
+/// Refuses an admin token too short to resist guessing.
+pub fn check_admin_token(token: &Secret) -> Result<(), ConfigError> {
+    let chars = token.expose().chars().count();
+    if chars < MIN_ADMIN_TOKEN_CHARS {
+        return Err(ConfigError::AdminTokenTooShort(chars));
+    }
+    Ok(())
 }
 
 fn seconds(name: &'static str, value: u64) -> Result<Duration, ConfigError> {
@@ -231,13 +247,17 @@ impl Settings {
                 .or(file.auth_failure_window_secs)
                 .unwrap_or(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
         )?;
+        let admin_token = o.admin_token.filter(|t| !t.is_empty()).map(Secret::new);
+        if let Some(t) = &admin_token {
+            check_admin_token(t)?;
+        }
         Ok(Settings {
             listen,
             data_dir: o
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            admin_token: o.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
+            admin_token,
             max_body_bytes,
             cache_mb: o.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB),
             min_free_mb: o

@@ -35,6 +35,8 @@ pub enum ServeError {
     Definition(#[from] DefinitionError),
     #[error("server failed: {0}")]
     Server(std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -82,6 +84,9 @@ pub fn open_integrations(settings: &Settings, store: &Store) -> Result<Integrati
 }
 
 pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
+    if let Some(token) = &settings.admin_token {
+        crate::config::check_admin_token(token)?;
+    }
     let store = open_store(&settings)?;
     let tokens = Tokens::new(store.tokens_tree().clone(), settings.admin_token.as_ref());
     let minted_admin_token = tokens.bootstrap(&settings.admin_token_path())?;

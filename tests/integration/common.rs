@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use trailhub::config::{Secret, Settings};
 use trailhub::server::{self, RunningHub};
 
-pub const ADMIN: &str = "test-admin-token";
+pub const ADMIN: &str = "test-admin-token-for-common-hubs";
 
 pub struct TestHub {
     hub: Option<RunningHub>,

@@ -725,3 +725,37 @@ async fn repeated_wrong_tokens_from_one_address_get_429() {
     let (status, _) = hub.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[test]
+fn a_short_admin_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trailhub"))
+        .arg("serve")
+        .env("TRAILHUB_DATA_DIR", dir.path())
+        .env("TRAILHUB_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("TRAILHUB_ADMIN_TOKEN", "x")
+        .env("TRAILHUB_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let status = status.expect("the hub refused to start with a one-character admin token");
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    assert!(stderr.contains("at least 24 characters"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
