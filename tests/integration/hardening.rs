@@ -759,3 +759,38 @@ fn a_short_admin_token_is_refused_at_start() {
     assert!(stderr.contains("at least 24 characters"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_bootstrap_token_file_is_0600_even_when_it_already_existed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    let token_file = data.join("admin.token");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    // a file left there before the first start (e.g. created by a provisioning script)
+    std::fs::write(&token_file, "placeholder\n").expect("write");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let start = || {
+        let mut settings = trailhub::config::Settings::for_data_dir(&data);
+        settings.admin_token = None;
+        settings.cache_mb = 16;
+        trailhub::server::start(settings)
+    };
+    let hub = start().await.expect("starts");
+    let minted = hub.minted_admin_token.clone().expect("minted a token");
+    assert_eq!(mode(&token_file), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&token_file).expect("read").trim(),
+        minted.expose()
+    );
+    hub.stop().await.expect("stops");
+    // loosened while the hub was down: tightened again at the next start
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let hub = start().await.expect("starts again");
+    assert!(hub.minted_admin_token.is_none());
+    assert_eq!(mode(&token_file), 0o600);
+    hub.stop().await.expect("stops");
+}
