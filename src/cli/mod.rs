@@ -357,6 +357,19 @@ fn token_for(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<String>
     }
 }
 
+/// Who acts through a command that opens the data dir directly: the OS user, as far as the
+/// environment says.
+fn local_principal() -> crate::auth::Principal {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown user".into());
+    crate::auth::Principal {
+        token_id: "local-cli".into(),
+        name: format!("local command line ({user})"),
+        role: Role::Admin,
+    }
+}
+
 fn close(store: Store) -> anyhow::Result<()> {
     store.shutdown()?;
     Ok(())
@@ -558,6 +571,21 @@ async fn tokens(settings: &Settings, command: &TokensCommand) -> anyhow::Result<
                 .ok_or_else(|| anyhow::anyhow!("--role: expected admin, viewer or ingest"))?;
             let tokens = crate::auth::Tokens::new(store.tokens_tree().clone(), None);
             let (record, token) = tokens.create(name, role)?;
+            // the same audit record as POST /api/v1/tokens: minting is an admin action wherever
+            // it happens; the token is not shown before its record is on disk
+            let recorded = crate::audit::record_token_created(
+                &store,
+                &local_principal(),
+                &record,
+                "minted on the local command line",
+            )
+            .await;
+            if let Err(e) = recorded {
+                // the token exists but its minting is unrecorded: take it back
+                let _ = tokens.revoke(&record.id);
+                close(store)?;
+                return Err(anyhow::anyhow!("cannot record the token's creation: {e}"));
+            }
             close(store)?;
             println!(
                 "{} {} ({}) created {}: {}",

@@ -794,3 +794,59 @@ async fn the_bootstrap_token_file_is_0600_even_when_it_already_existed() {
     assert_eq!(mode(&token_file), 0o600);
     hub.stop().await.expect("stops");
 }
+
+fn cli(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trailhub"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("TRAILHUB_ADMIN_TOKEN")
+        .env_remove("TRAILHUB_TOKEN")
+        .env_remove("TRAILHUB_URL")
+        .env("TRAILHUB_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("TRAILHUB_LOG", "off")
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_token_minted_on_the_local_command_line_is_an_audit_event() {
+    let hub = TestHub::start().await;
+    let dir = hub.stop().await;
+    let (ok, out, err) = cli(
+        dir.path(),
+        &[
+            "tokens",
+            "create",
+            "--name",
+            "ci pipeline",
+            "--role",
+            "ingest",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let token_id = out.split_whitespace().next().expect("token id").to_string();
+    assert!(token_id.starts_with("tok_"), "{out}");
+    let (ok, out, err) = cli(
+        dir.path(),
+        &["events", "--integration", "trailhub", "--format", "json"],
+    );
+    assert!(ok, "{out}\n{err}");
+    let page: Value = serde_json::from_str(&out).expect("JSON page");
+    let minted: Vec<&Value> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event_type"] == "token.create")
+        .collect();
+    assert_eq!(minted.len(), 1, "{page}");
+    let e = minted[0];
+    assert_eq!(e["targets"][0]["id"], token_id.as_str(), "{e}");
+    assert_eq!(e["actor"]["id"], "local-cli", "{e}");
+    assert_eq!(e["category"], "authorization");
+}
