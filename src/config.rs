@@ -59,8 +59,11 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub cache_mb: u64,
     pub min_free_mb: u64,
-    /// Master key for sealing credentials (`TRAILHUB_MASTER_KEY`); else `<data_dir>/master.key`.
+    /// Master key for sealing credentials (`TRAILHUB_MASTER_KEY`); else read from
+    /// [`Settings::master_key_path`].
     pub master_key: Option<Secret>,
+    /// Where the master key file is (`master_key_file`); `None`: `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
     /// Poll engine and scheduler knobs.
     pub poll: crate::connectors::engine::PollTuning,
     pub header_timeout: Duration,
@@ -86,6 +89,7 @@ pub struct Overrides {
     pub cache_mb: Option<u64>,
     pub min_free_mb: Option<u64>,
     pub master_key: Option<String>,
+    pub master_key_file: Option<PathBuf>,
     pub poll_workers: Option<usize>,
     pub header_timeout_secs: Option<u64>,
     pub body_timeout_secs: Option<u64>,
@@ -105,6 +109,8 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     cache_mb: Option<u64>,
     min_free_mb: Option<u64>,
+    /// Outside the data dir, so that a copy of the data dir does not carry its key.
+    master_key_file: Option<PathBuf>,
     /// Poll cycles running at once.
     poll_workers: Option<usize>,
     header_timeout_secs: Option<u64>,
@@ -265,6 +271,10 @@ impl Settings {
                 .or(file.min_free_mb)
                 .unwrap_or(DEFAULT_MIN_FREE_MB),
             master_key: o.master_key.filter(|k| !k.is_empty()).map(Secret::new),
+            master_key_file: o
+                .master_key_file
+                .or(file.master_key_file)
+                .filter(|p| !p.as_os_str().is_empty()),
             poll: crate::connectors::engine::PollTuning {
                 workers: poll_workers,
                 ..Default::default()
@@ -290,6 +300,7 @@ impl Settings {
             cache_mb: DEFAULT_CACHE_MB,
             min_free_mb: DEFAULT_MIN_FREE_MB,
             master_key: None,
+            master_key_file: None,
             poll: Default::default(),
             header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
             body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
@@ -308,6 +319,30 @@ impl Settings {
 
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")
+    }
+
+    /// The master key file: `master_key_file`, else `<data_dir>/master.key`.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::secrets::MASTER_KEY_FILE))
+    }
+
+    /// True when the key that opens the credentials is read from a file inside the data dir.
+    pub fn master_key_inside_data_dir(&self) -> bool {
+        if self.master_key.is_some() {
+            return false;
+        }
+        let key = self.master_key_path();
+        // the file may not exist yet: compare the directories that hold it
+        let key_dir = key
+            .parent()
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+        let data = self
+            .data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| self.data_dir.clone());
+        key_dir.is_some_and(|d| d.starts_with(&data))
     }
 }
 

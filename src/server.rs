@@ -75,7 +75,20 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 
 /// The integrations of a data dir, with the master key that opens their credentials.
 pub fn open_integrations(settings: &Settings, store: &Store) -> Result<Integrations, ServeError> {
-    let key = MasterKey::load(settings.master_key.as_ref(), &settings.data_dir)?;
+    let key_file = settings.master_key_path();
+    let in_data_dir = settings.data_dir.join(crate::secrets::MASTER_KEY_FILE);
+    if settings.master_key.is_none()
+        && settings.master_key_file.is_some()
+        && !key_file.exists()
+        && in_data_dir.exists()
+    {
+        return Err(SecretsError::Misplaced {
+            configured: key_file.display().to_string(),
+            found: in_data_dir.display().to_string(),
+        }
+        .into());
+    }
+    let key = MasterKey::load(settings.master_key.as_ref(), &key_file)?;
     Ok(Integrations::new(
         store.integrations_tree().clone(),
         key,
@@ -91,6 +104,12 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     let tokens = Tokens::new(store.tokens_tree().clone(), settings.admin_token.as_ref());
     let minted_admin_token = tokens.bootstrap(&settings.admin_token_path())?;
     let integrations = open_integrations(&settings, &store)?;
+    if settings.master_key_inside_data_dir() {
+        tracing::warn!(
+            key_file = %settings.master_key_path().display(),
+            "the master key is inside the data dir it protects: anyone with a copy of the data dir (a backup, a disk image) can open every stored credential; set master_key_file (TRAILHUB_MASTER_KEY_FILE) to a path outside it, or TRAILHUB_MASTER_KEY"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),

@@ -20,7 +20,8 @@ use crate::time::{format_micros, now_micros};
 pub struct Cli {
     /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers,
     /// header_timeout_secs, body_timeout_secs, max_connections, webhook_max_body_bytes,
-    /// webhook_concurrency, shutdown_drain_secs, auth_failure_limit, auth_failure_window_secs)
+    /// webhook_concurrency, shutdown_drain_secs, auth_failure_limit, auth_failure_window_secs,
+    /// master_key_file)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -64,6 +65,9 @@ enum Command {
 
 #[derive(Args, Debug, Default)]
 struct ServeArgs {
+    /// The master key file that seals credentials, best outside the data dir [default: <data_dir>/master.key]
+    #[arg(long, global = true, env = "TRAILHUB_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
     /// Bootstrap admin token; without it one is minted on first start and saved to <data_dir>/admin.token
     #[arg(
         long,
@@ -233,6 +237,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         cache_mb: serve.cache_mb,
         min_free_mb: serve.min_free_mb,
         master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
+        master_key_file: serve.master_key_file.clone(),
         poll_workers: serve.poll_workers,
         header_timeout_secs: serve.header_timeout_secs,
         body_timeout_secs: serve.body_timeout_secs,

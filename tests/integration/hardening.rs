@@ -850,3 +850,90 @@ async fn a_token_minted_on_the_local_command_line_is_an_audit_event() {
     assert_eq!(e["actor"]["id"], "local-cli", "{e}");
     assert_eq!(e["category"], "authorization");
 }
+
+/// Runs `trailhub serve` until it is healthy, then stops it; what it logged.
+async fn serve_once(data: &std::path::Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let port = free_port();
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trailhub"))
+        .arg("serve")
+        .env("TRAILHUB_DATA_DIR", data)
+        .env("TRAILHUB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TRAILHUB_ADMIN_TOKEN", ADMIN)
+        .env("TRAILHUB_LOG", "warn")
+        .env_remove("TRAILHUB_MASTER_KEY")
+        .env_remove("TRAILHUB_MASTER_KEY_FILE")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().expect("log"))
+        .spawn()
+        .expect("starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let healthy = async {
+        loop {
+            if let Ok(r) = reqwest::get(format!("{url}/healthz")).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the hub exited ({status}): {}",
+                    std::fs::read_to_string(log.path()).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, healthy)
+        .await
+        .expect("the hub came up");
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::read_to_string(log.path()).expect("log")
+}
+
+#[tokio::test]
+async fn the_master_key_can_live_outside_the_data_dir_and_inside_it_is_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // the default: beside the data, with a warning
+    let data = dir.path().join("data");
+    let log = serve_once(&data, &[]).await;
+    assert!(data.join("master.key").exists());
+    assert!(log.contains("master key is inside the data dir"), "{log}");
+
+    // a key file elsewhere: created there (0600), nothing in the data dir, no warning
+    let data = dir.path().join("data-2");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys dir");
+    let key_file = keys.join("trailhub.key");
+    let log = serve_once(&data, &[("TRAILHUB_MASTER_KEY_FILE", key_file.as_os_str())]).await;
+    assert!(key_file.exists(), "{log}");
+    assert!(!data.join("master.key").exists());
+    assert!(!log.contains("master key is inside the data dir"), "{log}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file)
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // pointing at a new place while the old key is still in the data dir: refused, not a new key
+    let elsewhere = keys.join("moved.key");
+    let out = Command::new(env!("CARGO_BIN_EXE_trailhub"))
+        .arg("serve")
+        .env("TRAILHUB_DATA_DIR", dir.path().join("data"))
+        .env("TRAILHUB_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("TRAILHUB_ADMIN_TOKEN", ADMIN)
+        .env("TRAILHUB_MASTER_KEY_FILE", &elsewhere)
+        .env("TRAILHUB_LOG", "off")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("move that file"), "{stderr}");
+    assert!(!elsewhere.exists());
+}
