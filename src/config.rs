@@ -45,6 +45,16 @@ impl Secret {
     }
 }
 
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    /// For command-line flags: `#[arg(value_parser = clap::value_parser!(Secret))]` keeps a
+    /// token given as a flag out of the parsed arguments' Debug output.
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret::new(s))
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
@@ -84,11 +94,11 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
     pub min_free_mb: Option<u64>,
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret>,
     pub master_key_file: Option<PathBuf>,
     pub poll_workers: Option<usize>,
     pub header_timeout_secs: Option<u64>,
@@ -253,7 +263,7 @@ impl Settings {
                 .or(file.auth_failure_window_secs)
                 .unwrap_or(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
         )?;
-        let admin_token = o.admin_token.filter(|t| !t.is_empty()).map(Secret::new);
+        let admin_token = o.admin_token.filter(|t| !t.expose().is_empty());
         if let Some(t) = &admin_token {
             check_admin_token(t)?;
         }
@@ -270,7 +280,7 @@ impl Settings {
                 .min_free_mb
                 .or(file.min_free_mb)
                 .unwrap_or(DEFAULT_MIN_FREE_MB),
-            master_key: o.master_key.filter(|k| !k.is_empty()).map(Secret::new),
+            master_key: o.master_key.filter(|k| !k.expose().is_empty()),
             master_key_file: o
                 .master_key_file
                 .or(file.master_key_file)
@@ -399,5 +409,17 @@ mod tests {
             format!("{:?}", Secret::new("hunter2")),
             "Secret(<redacted>)"
         );
+        let token = "admin-token-that-must-not-print-0123";
+        let key = "3333333333333333333333333333333333333333333333333333333333333333";
+        let overrides = Overrides {
+            admin_token: Some(Secret::new(token)),
+            master_key: Some(Secret::new(key)),
+            ..Default::default()
+        };
+        let settings = Settings::resolve(overrides.clone()).expect("valid");
+        for shown in [format!("{overrides:?}"), format!("{settings:?}")] {
+            assert!(!shown.contains(token), "{shown}");
+            assert!(!shown.contains(key), "{shown}");
+        }
     }
 }

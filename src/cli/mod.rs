@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Role;
-use crate::config::{Overrides, Settings};
+use crate::config::{Overrides, Secret, Settings};
 use crate::server::{self, ServeError};
 use crate::store::{Store, StoreError};
 use crate::time::{format_micros, now_micros};
@@ -75,7 +75,7 @@ struct ServeArgs {
         env = "TRAILHUB_ADMIN_TOKEN",
         hide_env_values = true
     )]
-    admin_token: Option<String>,
+    admin_token: Option<Secret>,
     /// Largest accepted request body, bytes [default: 16777216]
     #[arg(long, global = true, env = "TRAILHUB_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -123,7 +123,7 @@ struct RemoteArgs {
     hub: Option<String>,
     /// API token for --hub [default: TRAILHUB_ADMIN_TOKEN, else <data_dir>/admin.token]
     #[arg(long, env = "TRAILHUB_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +236,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         max_body_bytes: serve.max_body_bytes,
         cache_mb: serve.cache_mb,
         min_free_mb: serve.min_free_mb,
-        master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
+        master_key: std::env::var("TRAILHUB_MASTER_KEY").ok().map(Secret::new),
         master_key_file: serve.master_key_file.clone(),
         poll_workers: serve.poll_workers,
         header_timeout_secs: serve.header_timeout_secs,
@@ -346,7 +346,8 @@ fn target(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<Target> {
 fn token_for(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<String> {
     if let Some(t) = remote
         .token
-        .clone()
+        .as_ref()
+        .map(|t| t.expose().to_string())
         .or_else(|| std::env::var("TRAILHUB_ADMIN_TOKEN").ok())
         .filter(|t| !t.is_empty())
     {
@@ -621,4 +622,37 @@ async fn tokens(settings: &Settings, command: &TokensCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_arguments_do_not_debug_print_secrets() {
+        let planted = "planted-secret-value-0123456789";
+        let credential = format!("token={planted}");
+        let parsed = [
+            vec!["trailhub", "--admin-token", planted, "serve"],
+            vec![
+                "trailhub", "events", "--hub", "http://h", "--token", planted,
+            ],
+            vec![
+                "trailhub",
+                "integrations",
+                "add",
+                "--name",
+                "a",
+                "--connector",
+                "okta",
+                "--credential",
+                &credential,
+            ],
+        ];
+        for args in parsed {
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains(planted), "{shown}");
+        }
+    }
 }
