@@ -158,7 +158,9 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             route: route.clone(),
         })
         .observe(started.elapsed().as_secs_f64());
-    if status >= 500 {
+    // 503 is a limit doing its job (webhook_concurrency, shutting down): a flood of them must
+    // not flood the log; the metrics count them
+    if status >= 500 && status != 503 {
         tracing::warn!(%method, %route, status, "request failed");
     } else {
         tracing::debug!(%method, %route, status, micros = started.elapsed().as_micros() as u64, "request");
