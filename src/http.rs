@@ -195,10 +195,14 @@ impl<B> DeadlineBody<B> {
     }
 }
 
-/// The error of a body that ran out of time; `api::read_body` answers it with `408`.
+/// The error of a body that ran out of time; `api::read_body` (and, for axum's own body
+/// extractors, `api::json_errors`) answer it with `408`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the request body was not received within {} s", .0.as_secs_f64())]
+#[error("{BODY_TIMEOUT_TEXT} {} s", .0.as_secs_f64())]
 pub struct BodyTimeout(pub Duration);
+
+/// How [`BodyTimeout`]'s message starts.
+pub const BODY_TIMEOUT_TEXT: &str = "the request body was not received within";
 
 impl<B> HttpBody for DeadlineBody<B>
 where

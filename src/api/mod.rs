@@ -116,6 +116,10 @@ async fn json_errors(request: Request, next: Next) -> Response {
             .unwrap_or("request refused")
             .to_lowercase();
     }
+    if message.contains(crate::http::BODY_TIMEOUT_TEXT) {
+        // a body extractor gave up on a body that ran out of time (crate::http::DeadlineBody)
+        return ApiError::new(ErrorCode::RequestTimeout, message).into_response();
+    }
     if code == ErrorCode::InvalidParameter && message.to_ascii_lowercase().contains("body") {
         return ApiError::new(ErrorCode::InvalidBody, message).into_response();
     }

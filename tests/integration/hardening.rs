@@ -275,6 +275,19 @@ async fn a_body_that_never_ends_is_answered_408() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+    // the same through axum's own body extractor (the admin JSON routes)
+    let mut stream = TcpStream::connect(addr(&hub)).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/tokens HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"name\":"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let answer = tokio::time::timeout(PATIENCE, read_until_closed(&mut stream))
+        .await
+        .expect("the hub gave up on the body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
 }
 
 #[tokio::test]
