@@ -404,6 +404,65 @@ mod tests {
     }
 
     #[test]
+    fn limits_layer_and_are_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        std::fs::write(
+            &path,
+            "header_timeout_secs = 5\nbody_timeout_secs = 30\nmax_connections = 64\n\
+             webhook_max_body_bytes = 4096\nwebhook_concurrency = 8\nshutdown_drain_secs = 2\n\
+             auth_failure_limit = 0\nauth_failure_window_secs = 10\n\
+             master_key_file = \"/etc/trailhub/master.key\"\n",
+        )
+        .expect("write");
+        let s = Settings::resolve(Overrides {
+            config: Some(path.clone()),
+            max_connections: Some(32),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(s.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.body_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_connections, 32, "flags win over the file");
+        assert_eq!(s.webhook_max_body_bytes, 4096);
+        assert_eq!(s.webhook_concurrency, 8);
+        assert_eq!(s.shutdown_drain, Duration::from_secs(2));
+        assert_eq!(s.auth_failure_limit, 0);
+        assert_eq!(
+            s.master_key_path(),
+            PathBuf::from("/etc/trailhub/master.key")
+        );
+        assert!(!s.master_key_inside_data_dir());
+        let bad = [
+            Overrides {
+                header_timeout_secs: Some(0),
+                ..Default::default()
+            },
+            Overrides {
+                max_connections: Some(0),
+                ..Default::default()
+            },
+            Overrides {
+                webhook_max_body_bytes: Some(DEFAULT_MAX_BODY_BYTES + 1),
+                ..Default::default()
+            },
+            Overrides {
+                admin_token: Some(Secret::new("short")),
+                ..Default::default()
+            },
+        ];
+        for o in bad {
+            assert!(Settings::resolve(o).is_err());
+        }
+        let s = Settings::resolve(Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("defaults");
+        assert!(s.master_key_inside_data_dir());
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         assert_eq!(
             format!("{:?}", Secret::new("hunter2")),
