@@ -179,18 +179,70 @@ async fn refuse(stream: TcpStream, _permit: OwnedSemaphorePermit) {
 /// A request body that fails once it has taken longer than its time budget, counted from the
 /// first time it has to wait for the client: a client trickling a body cannot hold a request
 /// (and its buffer) forever.
-pub struct DeadlineBody<B> {
-    inner: B,
+///
+/// Dropped before its end — a handler answered `413` from `Content-Length`, or stopped reading
+/// at a size cap — the rest is read and discarded in the background, up to
+/// [`MAX_DISCARDED_BYTES`] and within the same time budget, before the connection is released.
+/// Without this "lingering" read, the hub would close a socket with unread data, the kernel
+/// would reset it, and the client — still writing — would see a broken pipe instead of the
+/// answer. Discarding costs bandwidth, never memory, and the connection keeps its slot under
+/// `max_connections` meanwhile.
+pub struct DeadlineBody {
+    /// `None` once handed to the background discard.
+    inner: Option<Incoming>,
     budget: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    discard_on_drop: bool,
 }
 
-impl<B> DeadlineBody<B> {
-    pub fn new(inner: B, budget: Duration) -> DeadlineBody<B> {
+/// Most bytes of a refused request body read and thrown away so the client sees the answer.
+pub const MAX_DISCARDED_BYTES: u64 = 64 * 1024 * 1024;
+
+impl DeadlineBody {
+    pub fn new(inner: Incoming, budget: Duration) -> DeadlineBody {
         DeadlineBody {
-            inner,
+            inner: Some(inner),
             budget,
             deadline: None,
+            discard_on_drop: true,
+        }
+    }
+}
+
+impl Drop for DeadlineBody {
+    fn drop(&mut self) {
+        if !self.discard_on_drop {
+            return;
+        }
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        if inner.is_end_stream() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let rest = DeadlineBody {
+            inner: Some(inner),
+            budget: self.budget,
+            deadline: self.deadline.take(),
+            discard_on_drop: false,
+        };
+        runtime.spawn(discard(rest));
+    }
+}
+
+/// Reads and drops what is left of a body, up to [`MAX_DISCARDED_BYTES`] or its time budget.
+async fn discard(mut rest: DeadlineBody) {
+    use http_body_util::BodyExt;
+    let mut seen: u64 = 0;
+    while let Some(Ok(frame)) = rest.frame().await {
+        if let Some(data) = frame.data_ref() {
+            seen = seen.saturating_add(data.len() as u64);
+            if seen > MAX_DISCARDED_BYTES {
+                return;
+            }
         }
     }
 }
@@ -204,11 +256,7 @@ pub struct BodyTimeout(pub Duration);
 /// How [`BodyTimeout`]'s message starts.
 pub const BODY_TIMEOUT_TEXT: &str = "the request body was not received within";
 
-impl<B> HttpBody for DeadlineBody<B>
-where
-    B: HttpBody<Data = Bytes> + Unpin,
-    B::Error: Into<axum::BoxError>,
-{
+impl HttpBody for DeadlineBody {
     type Data = Bytes;
     type Error = axum::BoxError;
 
@@ -217,7 +265,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let budget = this.budget;
@@ -231,10 +282,13 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_default()
     }
 }

@@ -387,6 +387,9 @@ async fn an_oversized_webhook_delivery_is_refused_413_before_its_signature_is_ch
     let url = format!("{}/hooks/{id}", hub.url);
     // 1 MiB and one byte, declared up front
     let big = format!("[{}]", " ".repeat(1024 * 1024 - 1));
+    // far more than the socket buffers hold: the client is still writing when the hub answers,
+    // and must get the answer rather than a broken pipe
+    let huge = format!("[{}]", " ".repeat(24 * 1024 * 1024));
     let resp = hub
         .http
         .post(&url)
@@ -398,8 +401,17 @@ async fn an_oversized_webhook_delivery_is_refused_413_before_its_signature_is_ch
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = resp.json().await.expect("JSON error");
     assert_eq!(error_code(&body), "payload_too_large", "{body}");
+    let resp = hub
+        .http
+        .post(&url)
+        .headers(forged_headers())
+        .body(huge.clone())
+        .send()
+        .await
+        .expect("answered, not reset");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // the same, streamed without a Content-Length: refused while reading
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = huge
         .as_bytes()
         .chunks(64 * 1024)
         .map(|c| Ok(c.to_vec()))
@@ -421,7 +433,7 @@ async fn an_oversized_webhook_delivery_is_refused_413_before_its_signature_is_ch
     );
     assert_eq!(
         webhook_metric(&metrics, &id, "payload_too_large"),
-        2,
+        3,
         "{metrics}"
     );
     // a genuine delivery under the cap is still stored
@@ -691,7 +703,7 @@ async fn errors_axum_answers_by_itself_use_the_json_error_shape() {
     // past axum's default 2 MB limit on the admin JSON bodies
     let huge = format!(
         "{{\"name\": \"{}\", \"role\": \"viewer\"}}",
-        "x".repeat(3 << 20)
+        "x".repeat(24 << 20)
     );
     for path in ["/api/v1/tokens", "/api/v1/integrations"] {
         let (status, body) = hub
@@ -949,4 +961,42 @@ async fn the_master_key_can_live_outside_the_data_dir_and_inside_it_is_warned_ab
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("move that file"), "{stderr}");
     assert!(!elsewhere.exists());
+}
+
+#[tokio::test]
+async fn a_refused_body_is_read_to_its_end_so_the_client_sees_the_answer() {
+    let hub = TestHub::start().await;
+    let (id, _) = webhook_integration(&hub).await;
+    let mut stream = TcpStream::connect(addr(&hub)).await.expect("connect");
+    let size = 8 * 1024 * 1024;
+    let head = format!(
+        "POST /hooks/{id} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n\
+         Content-Length: {size}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    // the hub answers at once, from the declared length ...
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("payload_too_large") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("answered")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 413"));
+    // ... and keeps reading what the client still sends, instead of resetting the connection
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..size / chunk.len() {
+        tokio::time::timeout(PATIENCE, stream.write_all(&chunk))
+            .await
+            .expect("the hub reads on")
+            .expect("no broken pipe");
+    }
+    stream.shutdown().await.expect("half-close");
+    let rest = tokio::time::timeout(PATIENCE, read_until_closed(&mut stream))
+        .await
+        .expect("closed in the end");
+    drop(rest);
 }
