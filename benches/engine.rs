@@ -16,7 +16,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use trailhub::config::{Secret, Settings};
 
-const TOKEN: &str = "bench-admin-token";
+const TOKEN: &str = "bench-admin-token-0123456789";
 const PER_PAGE: usize = 100;
 
 /// A GitHub audit-log emulator that serves pre-built pages (newest first, `after=o<offset>`

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "bench-admin-token";
+const TOKEN: &str = "bench-admin-token-0123456789";
 const BATCH: usize = 1000;
 const CLIENTS: usize = 4;
 const ACTORS: usize = 50;

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use trailhub::config::{Secret, Settings};
 
-const TOKEN: &str = "bench-admin-token";
+const TOKEN: &str = "bench-admin-token-0123456789";
 const CLIENTS: usize = 32;
 const SECRET: &str = "bench-hook-secret";
 

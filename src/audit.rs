@@ -78,3 +78,34 @@ pub async fn record(store: &Store, who: &Principal, a: AdminAction<'_>) -> Resul
         .await?;
     Ok(())
 }
+
+/// Records a minted token (`token.create`), as the API and the local CLI both do.
+pub async fn record_token_created(
+    store: &Store,
+    who: &Principal,
+    token: &crate::auth::TokenRecord,
+    how: &str,
+) -> Result<(), StoreError> {
+    record(
+        store,
+        who,
+        AdminAction {
+            event_type: "token.create",
+            action: crate::schema::Action::Create,
+            category: crate::schema::Category::Authorization,
+            target: Some(Target {
+                kind: "token".into(),
+                id: token.id.clone(),
+                name: Some(token.name.clone()),
+            }),
+            description: format!(
+                "token {} ({}) minted with role {} ({how})",
+                token.id,
+                token.name,
+                token.role.as_str()
+            ),
+            details: serde_json::json!({"role": token.role.as_str()}),
+        },
+    )
+    .await
+}

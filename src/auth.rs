@@ -92,6 +92,11 @@ impl Tokens {
     /// Without `TRAILHUB_ADMIN_TOKEN`, the first start mints an admin token, writes it to
     /// `path` (0600) and returns it so that it can be printed once.
     pub fn bootstrap(&self, path: &std::path::Path) -> Result<Option<Secret>, BootstrapError> {
+        // a token file found with looser permissions (copied in, restored from a backup,
+        // chmod'ed) is tightened on every start, whether or not it is used
+        if path.exists() {
+            restrict_to_owner(path).map_err(|e| BootstrapError::Write(path.to_path_buf(), e))?;
+        }
         if self.env_admin_hash.is_some() {
             return Ok(None);
         }
@@ -202,6 +207,18 @@ pub enum BootstrapError {
     Write(std::path::PathBuf, std::io::Error),
 }
 
+/// Mode 0600: only the hub's user may read or write the file.
+pub fn restrict_to_owner(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
@@ -211,6 +228,9 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     options.mode(0o600);
     let mut f = options.open(path)?;
+    // `mode` applies only to a file this call creates: an existing one keeps its permissions
+    // unless they are set, and they must be before the token is written into it
+    restrict_to_owner(path)?;
     f.write_all(content.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()

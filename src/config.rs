@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -12,6 +13,24 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_CACHE_MB: u64 = 64;
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 pub const DEFAULT_MAX_QUEUED_EVENTS: usize = crate::store::StoreOptions::DEFAULT_MAX_QUEUED_EVENTS;
+/// Time for a request's headers, from when the hub waits for the request (also the keep-alive
+/// idle timeout: see `crate::http::ConnectionLimits`).
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Time for a request's body, from the first time it waits for the client.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Largest webhook delivery, unless its connector's `[webhook] max_body_bytes` says otherwise.
+pub const DEFAULT_WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Webhook deliveries read and verified at once; more answer `503` with `Retry-After`.
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 64;
+/// Seconds between `/readyz` turning 503 and the server stopping, at shutdown.
+pub const DEFAULT_SHUTDOWN_DRAIN_SECS: u64 = 0;
+/// Wrong bearer tokens a client address may present per window before it gets `429`.
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 10;
+pub const DEFAULT_AUTH_FAILURE_WINDOW_SECS: u64 = 60;
+/// Shortest admin token accepted from settings: long enough that guessing it (even at the
+/// throttled rate) is hopeless. Minted tokens are 43 characters.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -24,6 +43,16 @@ impl Secret {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    /// For command-line flags: `#[arg(value_parser = clap::value_parser!(Secret))]` keeps a
+    /// token given as a flag out of the parsed arguments' Debug output.
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret::new(s))
     }
 }
 
@@ -47,10 +76,23 @@ pub struct Settings {
     pub dedup_hash_mask: u64,
     /// Events per sealed index segment (65,536; tests lower it to exercise sealing).
     pub seal_events: usize,
-    /// Master key for sealing credentials (`TRAILHUB_MASTER_KEY`); else `<data_dir>/master.key`.
+    /// Master key for sealing credentials (`TRAILHUB_MASTER_KEY`); else read from
+    /// [`Settings::master_key_path`].
     pub master_key: Option<Secret>,
+    /// Where the master key file is (`master_key_file`); `None`: `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
     /// Poll engine and scheduler knobs.
     pub poll: crate::connectors::engine::PollTuning,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub webhook_max_body_bytes: usize,
+    pub webhook_concurrency: usize,
+    /// At shutdown, `/readyz` answers 503 this long before the server stops accepting requests.
+    pub shutdown_drain: Duration,
+    /// Wrong tokens per client address per `auth_failure_window` before `429`; 0 = no limit.
+    pub auth_failure_limit: u32,
+    pub auth_failure_window: Duration,
 }
 
 /// What flags and the environment said; `None` falls through to the file, then the default.
@@ -59,13 +101,22 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     pub max_body_bytes: Option<usize>,
     pub cache_mb: Option<u64>,
     pub min_free_mb: Option<u64>,
     pub max_queued_events: Option<usize>,
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret>,
+    pub master_key_file: Option<PathBuf>,
     pub poll_workers: Option<usize>,
+    pub header_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub webhook_max_body_bytes: Option<usize>,
+    pub webhook_concurrency: Option<usize>,
+    pub shutdown_drain_secs: Option<u64>,
+    pub auth_failure_limit: Option<u32>,
+    pub auth_failure_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,8 +128,18 @@ struct FileSettings {
     cache_mb: Option<u64>,
     min_free_mb: Option<u64>,
     max_queued_events: Option<usize>,
+    /// Outside the data dir, so that a copy of the data dir does not carry its key.
+    master_key_file: Option<PathBuf>,
     /// Poll cycles running at once.
     poll_workers: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    webhook_max_body_bytes: Option<usize>,
+    webhook_concurrency: Option<usize>,
+    shutdown_drain_secs: Option<u64>,
+    auth_failure_limit: Option<u32>,
+    auth_failure_window_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +157,39 @@ pub enum ConfigError {
     MaxBody,
     #[error("poll_workers must be between 1 and 256")]
     PollWorkers,
-    #[error("max_queued_events must be between 1,024 and 16,777,216")]
-    MaxQueued,
+    #[error(
+        "the admin token (--admin-token / TRAILHUB_ADMIN_TOKEN) must be at least {MIN_ADMIN_TOKEN_CHARS} characters, got {0}; generate one with e.g. `openssl rand -base64 32`"
+    )]
+    AdminTokenTooShort(usize),
+    #[error("{0} must be between 1 and 3600 seconds")]
+    Timeout(&'static str),
+    #[error("{0} must be between {1} and {2}")]
+    OutOfRange(&'static str, usize, usize),
+}
+
+/// Refuses an admin token too short to resist guessing.
+pub fn check_admin_token(token: &Secret) -> Result<(), ConfigError> {
+    let chars = token.expose().chars().count();
+    if chars < MIN_ADMIN_TOKEN_CHARS {
+        return Err(ConfigError::AdminTokenTooShort(chars));
+    }
+    Ok(())
+}
+
+fn seconds(name: &'static str, value: u64) -> Result<Duration, ConfigError> {
+    if (1..=3600).contains(&value) {
+        Ok(Duration::from_secs(value))
+    } else {
+        Err(ConfigError::Timeout(name))
+    }
+}
+
+fn bounded(name: &'static str, value: usize, min: usize, max: usize) -> Result<usize, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::OutOfRange(name, min, max))
+    }
 }
 
 impl Settings {
@@ -127,34 +219,104 @@ impl Settings {
         if !(1..=256).contains(&poll_workers) {
             return Err(ConfigError::PollWorkers);
         }
-        let max_queued_events = o
-            .max_queued_events
-            .or(file.max_queued_events)
-            .unwrap_or(DEFAULT_MAX_QUEUED_EVENTS);
-        if !(1024..=16 * 1024 * 1024).contains(&max_queued_events) {
-            return Err(ConfigError::MaxQueued);
+        let header_timeout = seconds(
+            "header_timeout_secs",
+            o.header_timeout_secs
+                .or(file.header_timeout_secs)
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT_SECS),
+        )?;
+        let body_timeout = seconds(
+            "body_timeout_secs",
+            o.body_timeout_secs
+                .or(file.body_timeout_secs)
+                .unwrap_or(DEFAULT_BODY_TIMEOUT_SECS),
+        )?;
+        let max_connections = bounded(
+            "max_connections",
+            o.max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            1,
+            1 << 20,
+        )?;
+        let webhook_max_body_bytes = bounded(
+            "webhook_max_body_bytes",
+            o.webhook_max_body_bytes
+                .or(file.webhook_max_body_bytes)
+                .unwrap_or(DEFAULT_WEBHOOK_MAX_BODY_BYTES.min(max_body_bytes)),
+            1024,
+            max_body_bytes,
+        )?;
+        let max_queued_events = bounded(
+            "max_queued_events",
+            o.max_queued_events
+                .or(file.max_queued_events)
+                .unwrap_or(DEFAULT_MAX_QUEUED_EVENTS),
+            1024,
+            16 << 20,
+        )?;
+        let webhook_concurrency = bounded(
+            "webhook_concurrency",
+            o.webhook_concurrency
+                .or(file.webhook_concurrency)
+                .unwrap_or(DEFAULT_WEBHOOK_CONCURRENCY),
+            1,
+            4096,
+        )?;
+        let shutdown_drain_secs = o
+            .shutdown_drain_secs
+            .or(file.shutdown_drain_secs)
+            .unwrap_or(DEFAULT_SHUTDOWN_DRAIN_SECS);
+        if shutdown_drain_secs > 300 {
+            return Err(ConfigError::OutOfRange("shutdown_drain_secs", 0, 300));
+        }
+        let auth_failure_limit = o
+            .auth_failure_limit
+            .or(file.auth_failure_limit)
+            .unwrap_or(DEFAULT_AUTH_FAILURE_LIMIT);
+        let auth_failure_window = seconds(
+            "auth_failure_window_secs",
+            o.auth_failure_window_secs
+                .or(file.auth_failure_window_secs)
+                .unwrap_or(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
+        )?;
+        let admin_token = o.admin_token.filter(|t| !t.expose().is_empty());
+        if let Some(t) = &admin_token {
+            check_admin_token(t)?;
         }
         Ok(Settings {
             listen,
-            max_queued_events,
-            dedup_hash_mask: u64::MAX,
-            seal_events: crate::store::tail::SEAL_EVENTS,
             data_dir: o
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            admin_token: o.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
+            admin_token,
             max_body_bytes,
+            max_queued_events,
+            dedup_hash_mask: u64::MAX,
+            seal_events: crate::store::tail::SEAL_EVENTS,
             cache_mb: o.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB),
             min_free_mb: o
                 .min_free_mb
                 .or(file.min_free_mb)
                 .unwrap_or(DEFAULT_MIN_FREE_MB),
-            master_key: o.master_key.filter(|k| !k.is_empty()).map(Secret::new),
+            master_key: o.master_key.filter(|k| !k.expose().is_empty()),
+            master_key_file: o
+                .master_key_file
+                .or(file.master_key_file)
+                .filter(|p| !p.as_os_str().is_empty()),
             poll: crate::connectors::engine::PollTuning {
                 workers: poll_workers,
                 ..Default::default()
             },
+            header_timeout,
+            body_timeout,
+            max_connections,
+            webhook_max_body_bytes,
+            webhook_concurrency,
+            shutdown_drain: Duration::from_secs(shutdown_drain_secs),
+            auth_failure_limit,
+            auth_failure_window,
         })
     }
 
@@ -171,7 +333,16 @@ impl Settings {
             dedup_hash_mask: u64::MAX,
             seal_events: crate::store::tail::SEAL_EVENTS,
             master_key: None,
+            master_key_file: None,
             poll: Default::default(),
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
+            body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            webhook_max_body_bytes: DEFAULT_WEBHOOK_MAX_BODY_BYTES,
+            webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
+            shutdown_drain: Duration::from_secs(DEFAULT_SHUTDOWN_DRAIN_SECS),
+            auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
+            auth_failure_window: Duration::from_secs(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
         }
     }
 
@@ -181,6 +352,30 @@ impl Settings {
 
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")
+    }
+
+    /// The master key file: `master_key_file`, else `<data_dir>/master.key`.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::secrets::MASTER_KEY_FILE))
+    }
+
+    /// True when the key that opens the credentials is read from a file inside the data dir.
+    pub fn master_key_inside_data_dir(&self) -> bool {
+        if self.master_key.is_some() {
+            return false;
+        }
+        let key = self.master_key_path();
+        // the file may not exist yet: compare the directories that hold it
+        let key_dir = key
+            .parent()
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+        let data = self
+            .data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| self.data_dir.clone());
+        key_dir.is_some_and(|d| d.starts_with(&data))
     }
 }
 
@@ -232,10 +427,81 @@ mod tests {
     }
 
     #[test]
+    fn limits_layer_and_are_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        std::fs::write(
+            &path,
+            "header_timeout_secs = 5\nbody_timeout_secs = 30\nmax_connections = 64\n\
+             webhook_max_body_bytes = 4096\nwebhook_concurrency = 8\nshutdown_drain_secs = 2\n\
+             auth_failure_limit = 0\nauth_failure_window_secs = 10\n\
+             master_key_file = \"/etc/trailhub/master.key\"\n",
+        )
+        .expect("write");
+        let s = Settings::resolve(Overrides {
+            config: Some(path.clone()),
+            max_connections: Some(32),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(s.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.body_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_connections, 32, "flags win over the file");
+        assert_eq!(s.webhook_max_body_bytes, 4096);
+        assert_eq!(s.webhook_concurrency, 8);
+        assert_eq!(s.shutdown_drain, Duration::from_secs(2));
+        assert_eq!(s.auth_failure_limit, 0);
+        assert_eq!(
+            s.master_key_path(),
+            PathBuf::from("/etc/trailhub/master.key")
+        );
+        assert!(!s.master_key_inside_data_dir());
+        let bad = [
+            Overrides {
+                header_timeout_secs: Some(0),
+                ..Default::default()
+            },
+            Overrides {
+                max_connections: Some(0),
+                ..Default::default()
+            },
+            Overrides {
+                webhook_max_body_bytes: Some(DEFAULT_MAX_BODY_BYTES + 1),
+                ..Default::default()
+            },
+            Overrides {
+                admin_token: Some(Secret::new("short")),
+                ..Default::default()
+            },
+        ];
+        for o in bad {
+            assert!(Settings::resolve(o).is_err());
+        }
+        let s = Settings::resolve(Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("defaults");
+        assert!(s.master_key_inside_data_dir());
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         assert_eq!(
             format!("{:?}", Secret::new("hunter2")),
             "Secret(<redacted>)"
         );
+        let token = "admin-token-that-must-not-print-0123";
+        let key = "3333333333333333333333333333333333333333333333333333333333333333";
+        let overrides = Overrides {
+            admin_token: Some(Secret::new(token)),
+            master_key: Some(Secret::new(key)),
+            ..Default::default()
+        };
+        let settings = Settings::resolve(overrides.clone()).expect("valid");
+        for shown in [format!("{overrides:?}"), format!("{settings:?}")] {
+            assert!(!shown.contains(token), "{shown}");
+            assert!(!shown.contains(key), "{shown}");
+        }
     }
 }

@@ -56,6 +56,9 @@ pub struct Metrics {
     pub poll_errors: Family<IntegrationLabels, Counter>,
     pub lag_seconds: Family<IntegrationLabels, Gauge>,
     pub webhook_deliveries: Family<WebhookLabels, Counter>,
+    pub webhooks_in_flight: Gauge,
+    pub http_connections_open: Gauge,
+    pub http_connections_refused: Counter,
 }
 
 fn poll_histogram() -> Histogram {
@@ -151,8 +154,29 @@ impl Metrics {
             "Webhook deliveries by integration and result (stored, nudged, or why rejected)",
             webhook_deliveries.clone(),
         );
+        let webhooks_in_flight = Gauge::default();
+        registry.register(
+            "trailhub_webhook_deliveries_in_flight",
+            "Webhook deliveries being read and verified now (bounded by webhook_concurrency)",
+            webhooks_in_flight.clone(),
+        );
+        let http_connections_open = Gauge::default();
+        registry.register(
+            "trailhub_http_connections_open",
+            "HTTP connections being served (bounded by max_connections)",
+            http_connections_open.clone(),
+        );
+        let http_connections_refused = Counter::default();
+        registry.register(
+            "trailhub_http_connections_refused",
+            "HTTP connections refused because max_connections were open",
+            http_connections_refused.clone(),
+        );
         Metrics {
             registry,
+            webhooks_in_flight,
+            http_connections_open,
+            http_connections_refused,
             webhook_deliveries,
             upstream_responses,
             rate_limit_waits,

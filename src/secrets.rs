@@ -1,8 +1,10 @@
 //! Sealing integration credentials at rest: XChaCha20-Poly1305 under the hub's master key, with
 //! the integration id as associated data (a sealed blob moved to another integration won't open)
 //!
-//! The master key comes from `TRAILHUB_MASTER_KEY` (32 bytes as base64 or hex), else from
-//! `<data_dir>/master.key`, created with mode 0600 on first start.
+//! The master key comes from `TRAILHUB_MASTER_KEY` (32 bytes as base64 or hex), else from the
+//! key file: `master_key_file` (`TRAILHUB_MASTER_KEY_FILE`) if set, else `<data_dir>/master.key`,
+//! created with mode 0600 on first start. A key beside the data it protects protects nothing
+//! from whoever copies the data dir (a backup, a disk image): the hub warns at start when it is.
 
 use std::path::Path;
 
@@ -28,6 +30,8 @@ pub enum SecretsError {
     Open,
     #[error("sealed credentials have an unknown layout")]
     Layout,
+    #[error("the master key file {configured} does not exist, but the data dir holds {found}: move that file to {configured} (credentials sealed with it do not open with a new key)")]
+    Misplaced { configured: String, found: String },
 }
 
 /// The key that seals every credential. Debug never shows it.
@@ -59,23 +63,28 @@ impl MasterKey {
         MasterKey(bytes)
     }
 
-    /// The key from the environment value if given, else from (or newly into) the data dir.
-    pub fn load(env_value: Option<&Secret>, data_dir: &Path) -> Result<MasterKey, SecretsError> {
+    /// The key from the environment value if given, else from (or newly into) `key_file`.
+    pub fn load(env_value: Option<&Secret>, key_file: &Path) -> Result<MasterKey, SecretsError> {
         if let Some(v) = env_value {
             return decode_key(v.expose())
                 .map(MasterKey)
                 .ok_or(SecretsError::BadEnvKey);
         }
-        let path = data_dir.join(MASTER_KEY_FILE);
+        let path = key_file;
         let shown = path.display().to_string();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => decode_key(&text)
-                .map(MasterKey)
-                .ok_or(SecretsError::BadKeyFile(shown)),
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                // a key file found readable by others is tightened, as the admin token file is
+                crate::auth::restrict_to_owner(path)
+                    .map_err(|e| SecretsError::Io(shown.clone(), e))?;
+                decode_key(&text)
+                    .map(MasterKey)
+                    .ok_or(SecretsError::BadKeyFile(shown))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key).expect("the OS random source is available");
-                write_private(&path, hex::encode(key).as_bytes())
+                write_private(path, hex::encode(key).as_bytes())
                     .map_err(|e| SecretsError::Io(shown.clone(), e))?;
                 tracing::info!(path = %shown, "master key created; back it up with the data dir, credentials do not open without it");
                 Ok(MasterKey(key))
@@ -168,8 +177,9 @@ mod tests {
     #[test]
     fn key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let a = MasterKey::load(None, dir.path()).expect("created");
-        let b = MasterKey::load(None, dir.path()).expect("reused");
+        let file = dir.path().join(MASTER_KEY_FILE);
+        let a = MasterKey::load(None, &file).expect("created");
+        let b = MasterKey::load(None, &file).expect("reused");
         assert_eq!(a.0, b.0);
         #[cfg(unix)]
         {
@@ -181,16 +191,10 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let env = Secret::new(hex::encode([3u8; 32]));
-        assert_eq!(
-            MasterKey::load(Some(&env), dir.path()).expect("hex").0,
-            [3; 32]
-        );
+        assert_eq!(MasterKey::load(Some(&env), &file).expect("hex").0, [3; 32]);
         let env = Secret::new(base64::engine::general_purpose::STANDARD.encode([4u8; 32]));
-        assert_eq!(
-            MasterKey::load(Some(&env), dir.path()).expect("b64").0,
-            [4; 32]
-        );
-        assert!(MasterKey::load(Some(&Secret::new("short")), dir.path()).is_err());
+        assert_eq!(MasterKey::load(Some(&env), &file).expect("b64").0, [4; 32]);
+        assert!(MasterKey::load(Some(&Secret::new("short")), &file).is_err());
         assert!(format!("{a:?}").contains("redacted"));
     }
 }

@@ -1,6 +1,7 @@
 //! Starting and stopping a hub: data dir, store, bootstrap token, HTTP server, clean shutdown
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use crate::auth::{BootstrapError, Tokens};
 use crate::config::{Secret, Settings};
 use crate::connectors::integrations::Integrations;
 use crate::connectors::{DefinitionError, Registry};
+use crate::http::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 use crate::secrets::{MasterKey, SecretsError};
@@ -33,6 +35,8 @@ pub enum ServeError {
     Definition(#[from] DefinitionError),
     #[error("server failed: {0}")]
     Server(std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -42,6 +46,8 @@ pub struct RunningHub {
     /// The admin token minted on first start, if this start minted one.
     pub minted_admin_token: Option<Secret>,
     pub scheduler: Scheduler,
+    ready: Arc<AtomicBool>,
+    shutdown_drain: std::time::Duration,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -54,8 +60,8 @@ pub fn open_store(settings: &Settings) -> Result<Store, ServeError> {
         dedup_hash_mask: settings.dedup_hash_mask,
         seal_events: settings.seal_events,
         ..StoreOptions::new(
-            settings.cache_mb * 1024 * 1024,
-            settings.min_free_mb * 1024 * 1024,
+            settings.cache_mb.saturating_mul(1024 * 1024),
+            settings.min_free_mb.saturating_mul(1024 * 1024),
         )
     };
     Store::open(&settings.store_path(), &options)
@@ -74,7 +80,20 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 
 /// The integrations of a data dir, with the master key that opens their credentials.
 pub fn open_integrations(settings: &Settings, store: &Store) -> Result<Integrations, ServeError> {
-    let key = MasterKey::load(settings.master_key.as_ref(), &settings.data_dir)?;
+    let key_file = settings.master_key_path();
+    let in_data_dir = settings.data_dir.join(crate::secrets::MASTER_KEY_FILE);
+    if settings.master_key.is_none()
+        && settings.master_key_file.is_some()
+        && !key_file.exists()
+        && in_data_dir.exists()
+    {
+        return Err(SecretsError::Misplaced {
+            configured: key_file.display().to_string(),
+            found: in_data_dir.display().to_string(),
+        }
+        .into());
+    }
+    let key = MasterKey::load(settings.master_key.as_ref(), &key_file)?;
     Ok(Integrations::new(
         store.integrations_tree().clone(),
         key,
@@ -83,10 +102,19 @@ pub fn open_integrations(settings: &Settings, store: &Store) -> Result<Integrati
 }
 
 pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
+    if let Some(token) = &settings.admin_token {
+        crate::config::check_admin_token(token)?;
+    }
     let store = open_store(&settings)?;
     let tokens = Tokens::new(store.tokens_tree().clone(), settings.admin_token.as_ref());
     let minted_admin_token = tokens.bootstrap(&settings.admin_token_path())?;
     let integrations = open_integrations(&settings, &store)?;
+    if settings.master_key_inside_data_dir() {
+        tracing::warn!(
+            key_file = %settings.master_key_path().display(),
+            "the master key is inside the data dir it protects: anyone with a copy of the data dir (a backup, a disk image) can open every stored credential; set master_key_file (TRAILHUB_MASTER_KEY_FILE) to a path outside it, or TRAILHUB_MASTER_KEY"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),
@@ -94,35 +122,47 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         metrics.clone(),
         settings.poll.clone(),
     );
+    let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         store: store.clone(),
         tokens,
         integrations,
         scheduler: scheduler.clone(),
-        metrics,
+        metrics: metrics.clone(),
         max_body_bytes: settings.max_body_bytes,
+        webhook_max_body_bytes: settings.webhook_max_body_bytes,
+        webhook_permits: Arc::new(tokio::sync::Semaphore::new(settings.webhook_concurrency)),
+        min_free_bytes: settings.min_free_mb.saturating_mul(1024 * 1024),
+        auth_throttle: Arc::new(crate::api::throttle::AuthThrottle::new(
+            settings.auth_failure_limit,
+            settings.auth_failure_window,
+        )),
+        ready: ready.clone(),
         started: Instant::now(),
     };
     let app = api::router(state);
+    let limits = ConnectionLimits {
+        header_timeout: settings.header_timeout,
+        body_timeout: settings.body_timeout,
+        max_connections: settings.max_connections,
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| ServeError::Bind(settings.listen, e))?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
+    ready.store(true, Ordering::SeqCst);
     let (stop, stopped) = oneshot::channel::<()>();
     let task_store = store.clone();
     let task_scheduler = scheduler.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(ServeError::Server);
+        crate::http::serve(listener, app, limits, metrics, async {
+            let _ = stopped.await;
+        })
+        .await;
         // the scheduler's cycles finish the page in hand and commit before the store closes
         task_scheduler.shutdown().await;
         let closed = task_store.shutdown();
         tracing::info!("hub stopped");
-        served?;
         closed.map_err(|e| ServeError::Store(task_store.path().to_path_buf(), e))
     });
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), events = store.event_count(), "hub listening");
@@ -131,14 +171,25 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         store,
         minted_admin_token,
         scheduler,
+        ready,
+        shutdown_drain: settings.shutdown_drain,
         stop: Some(stop),
         task,
     })
 }
 
 impl RunningHub {
-    /// Stops accepting requests, lets those in flight finish, flushes and closes the store.
+    /// Answers `/readyz` with 503 and keeps serving for the drain time (`shutdown_drain_secs`),
+    /// then stops accepting requests, lets those in flight finish, flushes and closes the store.
     pub async fn stop(mut self) -> Result<(), ServeError> {
+        self.ready.store(false, Ordering::SeqCst);
+        if !self.shutdown_drain.is_zero() {
+            tracing::info!(
+                seconds = self.shutdown_drain.as_secs_f64(),
+                "not ready: draining before the server stops"
+            );
+            tokio::time::sleep(self.shutdown_drain).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

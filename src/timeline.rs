@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::schema::{Action, Category, Outcome};
 use crate::store::query::{Filter, Position};
 use crate::store::Field;
-use crate::time::{parse_time_or_ago, Micros};
+use crate::time::{in_range, parse_time_or_ago, Micros, TimeInputError};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -124,13 +124,16 @@ pub fn parse(
 }
 
 fn parse_time(field: &str, value: &str, now: Micros) -> Result<Micros, ParamError> {
-    parse_time_or_ago(value, now).ok_or_else(|| {
-        invalid(
+    // the value is echoed back: keep an absurdly long one from making the error huge
+    let shown: String = value.chars().take(64).collect();
+    parse_time_or_ago(value, now).map_err(|e| match e {
+        TimeInputError::Malformed => invalid(
             field,
             format!(
-                "expected an RFC 3339 time or a duration ago such as 15m, 1h, 7d; got {value:?}"
+                "expected an RFC 3339 time or a duration ago such as 15m, 1h, 7d; got {shown:?}"
             ),
-        )
+        ),
+        TimeInputError::OutOfRange => invalid(field, format!("{e}; got {shown:?}")),
     })
 }
 
@@ -168,6 +171,7 @@ impl Request {
             None => Ok(None),
             Some(v) if v.is_empty() => Ok(None),
             Some(v) => Position::decode(v)
+                .filter(|p| in_range(p.time).is_some())
                 .map(Some)
                 .ok_or_else(|| invalid("cursor", "not a cursor this hub issued")),
         }
@@ -202,5 +206,22 @@ mod tests {
         assert_eq!(r.limit(), Ok(5));
         let r = parse(&pairs(&[("limit", "5000")]), &["limit"], 0).expect("parses");
         assert!(r.limit().is_err());
+    }
+
+    #[test]
+    fn times_outside_1970_to_9999_name_their_field() {
+        let now = 1_714_521_600_000_000;
+        let e = parse(&pairs(&[("since", "9223372036854s")]), &[], now).expect_err("too far");
+        assert_eq!(e.field, "since");
+        assert!(e.message.contains("1970-01-01T00:00:00Z"), "{}", e.message);
+        let e = parse(&pairs(&[("until", "10000-01-01T00:00:00Z")]), &[], now).expect_err("bad");
+        assert_eq!(e.field, "until");
+        let far = Position {
+            time: i64::MIN,
+            seq: 0,
+        }
+        .encode();
+        let r = parse(&pairs(&[("cursor", &far)]), &["cursor"], now).expect("parses");
+        assert_eq!(r.cursor().expect_err("out of range").field, "cursor");
     }
 }

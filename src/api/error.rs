@@ -17,9 +17,11 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
     Unprocessable,
+    TooManyRequests,
     StorageFull,
     Unavailable,
     Internal,
@@ -35,9 +37,11 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unprocessable => "unprocessable",
+            ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
@@ -52,9 +56,11 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -66,9 +72,16 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    /// Seconds for a `Retry-After` header (503 when the hub is busy).
-    pub retry_after: Option<u32>,
+    /// Seconds for a `Retry-After` header (503 and 429 answers).
+    pub retry_after: Option<u64>,
+    /// The store refused or failed a write: the router's `observe` layer says whether only a
+    /// restart helps (see [`StoreRefusal`]).
+    pub from_store: bool,
 }
+
+/// Marks a response whose error came from the store, for the layer that knows the store's state.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreRefusal;
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
@@ -76,10 +89,11 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            from_store: false,
         }
     }
 
-    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+    pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
         self.retry_after = Some(seconds);
         self
     }
@@ -94,11 +108,13 @@ impl IntoResponse for ApiError {
         let body =
             serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
         let mut response = (self.code.status(), Json(body)).into_response();
+        if self.from_store {
+            response.extensions_mut().insert(StoreRefusal);
+        }
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(seconds),
-            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         if self.code == ErrorCode::Unauthorized {
             response.headers_mut().insert(
@@ -118,27 +134,29 @@ impl From<ParamError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
+        let mut error = match e {
             StoreError::StorageFull(_) => {
                 let e = e.to_string();
                 tracing::warn!(error = %e, "store write refused: disk full");
+                // the free-space reserve; a store that failed after an I/O error is told apart by
+                // `api::observe`, which can see the store (`store_failed_error`)
                 ApiError::new(
                     ErrorCode::StorageFull,
-                    format!("the hub's disk is full ({e}): this request was not acknowledged; retry when space is freed, reads still work"),
+                    format!("the hub's disk is below its free-space reserve ({e}): this request was not acknowledged; writes resume by themselves once space is freed, so retry then; reads still work"),
                 )
             }
             StoreError::Closed => ApiError::new(
                 ErrorCode::Unavailable,
                 "the hub is shutting down; retry later",
             )
-            .retry_after(5),
+            .with_retry_after(5),
             StoreError::Busy(waiting) => {
                 tracing::debug!(waiting, "write refused: the store's queue is full");
                 ApiError::new(
                     ErrorCode::Unavailable,
                     format!("the hub's write queue is full ({waiting} events waiting); nothing of this request was stored, retry shortly"),
                 )
-                .retry_after(1)
+                .with_retry_after(1)
             }
             other => {
                 tracing::error!(error = %other, "store failure");
@@ -147,8 +165,25 @@ impl From<StoreError> for ApiError {
                     "the hub failed to read or write its store; see its log",
                 )
             }
-        }
+        };
+        error.from_store = true;
+        error
     }
+}
+
+/// The answer to a write while the store refuses every write after a failed write or flush: only
+/// a restart helps (sled recovers what reached the disk), freeing space alone does not.
+pub fn store_failed_error(failure: &StoreError) -> ApiError {
+    let code = match failure {
+        StoreError::StorageFull(_) => ErrorCode::StorageFull,
+        _ => ErrorCode::Internal,
+    };
+    let mut error = ApiError::new(
+        code,
+        format!("the hub's store failed after an I/O error ({failure}) and refuses every write until the hub is restarted (freeing space alone does not help): this request was not acknowledged; reads still work"),
+    );
+    error.from_store = true;
+    error
 }
 
 impl From<BodyError> for ApiError {

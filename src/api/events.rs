@@ -14,7 +14,7 @@ use crate::ingest::{self, BodyFormat};
 use crate::schema::{Action, Category, EventId};
 use crate::store::query::{BucketSize, Filter};
 use crate::store::Dimension;
-use crate::time::{format_micros, now_micros, DAY, HOUR};
+use crate::time::{format_micros, now_micros, DAY, HOUR, MAX_TIME, MIN_TIME};
 use crate::timeline;
 
 pub fn routes() -> Routes<AppState> {
@@ -48,32 +48,14 @@ async fn post_events(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Ingest])?;
     let format = body_format(&headers)?;
-    let limit = state.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body exceeds the limit of {limit} bytes; split it into smaller requests"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit")
-        {
-            too_large()
-        } else {
-            ApiError::new(
-                ErrorCode::InvalidBody,
-                format!("could not read the body: {e}"),
-            )
-        }
-    })?;
+    let bytes = super::read_body(body, &headers, state.max_body_bytes)
+        .await
+        .map_err(|mut e| {
+            if e.code == ErrorCode::PayloadTooLarge {
+                e.message.push_str("; split it into smaller requests");
+            }
+            e
+        })?;
     let integration = ingest::custom_integration();
     let report = ingest::ingest_body(
         &state.store,
@@ -193,15 +175,33 @@ async fn histogram(
             ApiError::new(ErrorCode::InvalidParameter, format!("`group_by`: expected one of action, category, integration, actor, outcome, got {g:?}"))
         })?,
     };
-    let until = request.filter.until.unwrap_or(now + 1);
+    // `since` and `until` were checked to lie in 1970..=9999 (crate::time), so the arithmetic
+    // below cannot overflow; it is checked anyway, so that no input can make it wrap
+    let until = request
+        .filter
+        .until
+        .unwrap_or_else(|| now.saturating_add(1).min(MAX_TIME));
     let default_window = match size {
         BucketSize::Minute => 2 * HOUR,
         BucketSize::FiveMinutes => 12 * HOUR,
         BucketSize::Hour => 7 * DAY,
         BucketSize::Day => 90 * DAY,
     };
-    let since = request.filter.since.unwrap_or(until - default_window);
-    if (until - since) / size.micros() > MAX_BUCKETS {
+    let since = request
+        .filter
+        .since
+        .unwrap_or_else(|| until.saturating_sub(default_window).max(MIN_TIME));
+    if since >= until {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "`since`: must be before `until` (which defaults to now)",
+        ));
+    }
+    let buckets_needed = until
+        .checked_sub(since)
+        .map(|span| span / size.micros())
+        .filter(|n| *n <= MAX_BUCKETS);
+    if buckets_needed.is_none() {
         return Err(ApiError::new(ErrorCode::InvalidParameter, format!("`bucket`: the range would need more than {MAX_BUCKETS} buckets; use a larger bucket or a shorter range")));
     }
     let filter = Filter {
@@ -356,7 +356,7 @@ fn write_export(
     match format {
         ExportFormat::Json => buf.push(b'['),
         ExportFormat::Csv => {
-            let mut w = csv::Writer::from_writer(&mut buf);
+            let mut w = crate::spreadsheet::csv_writer(&mut buf);
             w.write_record(CSV_COLUMNS).map_err(|e| e.to_string())?;
             w.flush().map_err(|e| e.to_string())?;
         }
@@ -435,10 +435,12 @@ fn csv_row(buf: &mut Vec<u8>, e: &crate::schema::Event) -> Result<(), csv::Error
         opt(&e.description),
         e.severity.to_string(),
     ];
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(buf);
-    w.write_record(&row)?;
+    // every cell can come from outside (a failed login's user name, a user agent)
+    let mut w = crate::spreadsheet::csv_writer(buf);
+    w.write_record(
+        row.iter()
+            .map(|cell| crate::spreadsheet::safe_cell(cell).into_owned()),
+    )?;
     w.flush()?;
     Ok(())
 }

@@ -6,6 +6,7 @@ mod events;
 mod integrations;
 mod routes;
 mod system;
+pub mod throttle;
 mod tokens;
 
 use std::sync::Arc;
@@ -14,10 +15,10 @@ use std::time::Instant;
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-pub use error::{ApiError, ErrorCode};
+pub use error::{store_failed_error, ApiError, ErrorCode, StoreRefusal};
 pub use routes::{RouteEntry, Routes};
 
 use crate::auth::{Principal, Role, Tokens};
@@ -32,6 +33,16 @@ pub struct AppState {
     pub scheduler: crate::scheduler::Scheduler,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// Largest webhook delivery when its connector sets no `[webhook] max_body_bytes`.
+    pub webhook_max_body_bytes: usize,
+    /// One per webhook delivery being read and verified (`webhook_concurrency`).
+    pub webhook_permits: Arc<tokio::sync::Semaphore>,
+    /// The free-space reserve, for `/healthz` (the store refuses writes below it).
+    pub min_free_bytes: u64,
+    /// Wrong bearer tokens per client address (`auth_failure_limit`).
+    pub auth_throttle: Arc<throttle::AuthThrottle>,
+    /// True from when the hub listens until it starts shutting down (`/readyz`).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
     pub started: Instant,
 }
 
@@ -63,20 +74,92 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-/// Counts and times every request, under its route template (never the raw path).
+/// Errors that axum answers by itself — an extractor's rejection (`Path`, `Query`, `Json`,
+/// `Bytes`), the default 2 MB body limit — come as plain text; the contract wants
+/// `{"error": {"code", "message"}}` for every error. This layer rewrites any error response that
+/// is not JSON into that shape, keeping the status and axum's sentence.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let code = match status.as_u16() {
+        400 => ErrorCode::InvalidParameter,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::RequestTimeout,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::Unprocessable,
+        429 => ErrorCode::TooManyRequests,
+        503 => ErrorCode::Unavailable,
+        507 => ErrorCode::StorageFull,
+        _ if status.is_client_error() => ErrorCode::InvalidParameter,
+        _ => ErrorCode::Internal,
+    };
+    // axum's rejection texts are short sentences about the request; keep at most a line of one
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let mut message = text.trim().to_string();
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase();
+    }
+    if message.contains(crate::http::BODY_TIMEOUT_TEXT) {
+        // a body extractor gave up on a body that ran out of time (crate::http::DeadlineBody)
+        return ApiError::new(ErrorCode::RequestTimeout, message).into_response();
+    }
+    if code == ErrorCode::InvalidParameter && message.to_ascii_lowercase().contains("body") {
+        return ApiError::new(ErrorCode::InvalidBody, message).into_response();
+    }
+    let mut rewritten = ApiError::new(code, message).into_response();
+    // the status is kept even where the table would choose another
+    *rewritten.status_mut() = status;
+    rewritten
+}
+
+/// Counts and times every request, under its route template (never the raw path; `unmatched`
+/// for every path no route matches) and a known method (`other` for the rest).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if response.extensions().get::<StoreRefusal>().is_some() {
+        if let Some(failure) = state.store.stats().failed() {
+            response = store_failed_error(&failure).into_response();
+        }
+    }
     let status = response.status().as_u16();
     state
         .metrics
@@ -94,12 +177,34 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             route: route.clone(),
         })
         .observe(started.elapsed().as_secs_f64());
-    if status >= 500 {
+    // 503 is a limit doing its job (webhook_concurrency, shutting down): a flood of them must
+    // not flood the log; the metrics count them
+    if status >= 500 && status != 503 {
         tracing::warn!(%method, %route, status, "request failed");
     } else {
         tracing::debug!(%method, %route, status, micros = started.elapsed().as_micros() as u64, "request");
     }
     response
+}
+
+/// The `method` label of the request metrics: a fixed set, so that a client inventing methods
+/// cannot add series (each series is memory, kept until restart).
+fn method_label(method: &axum::http::Method) -> String {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    if known.contains(method) {
+        method.as_str().to_string()
+    } else {
+        "other".to_string()
+    }
 }
 
 /// The authenticated caller of an `/api` route.
@@ -135,6 +240,24 @@ impl FromRequestParts<AppState> for Caller {
                 "missing `Authorization: Bearer <token>` header",
             ));
         };
+        // the peer address, inserted by `crate::http` (absent when the router is called directly)
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let now = Instant::now();
+        if let Some(wait) = peer.and_then(|ip| state.auth_throttle.blocked(ip, now)) {
+            return Err(ApiError::new(
+                ErrorCode::TooManyRequests,
+                format!("too many wrong tokens from this address; retry in {wait} s"),
+            )
+            .with_retry_after(wait));
+        }
+        let wrong = || {
+            if let Some(ip) = peer {
+                state.auth_throttle.failed(ip, now);
+            }
+        };
         let token = header
             .to_str()
             .ok()
@@ -145,6 +268,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
+                wrong();
                 ApiError::new(
                     ErrorCode::Unauthorized,
                     "the Authorization header must be `Bearer <token>`",
@@ -152,10 +276,13 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         match state.tokens.authenticate(token)? {
             Some(p) => Ok(Caller(p)),
-            None => Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "invalid or revoked token",
-            )),
+            None => {
+                wrong();
+                Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "invalid or revoked token",
+                ))
+            }
         }
     }
 }
@@ -171,6 +298,45 @@ pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
             .trim()
             .to_ascii_lowercase(),
     )
+}
+
+/// Reads a request body of at most `limit` bytes: `413` when `Content-Length` says more (before
+/// reading anything) or the stream turns out longer, `408` when the client is too slow
+/// (`body_timeout_secs`), `400` when the body breaks off.
+pub async fn read_body(
+    body: axum::body::Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            if let Some(t) = s.downcast_ref::<crate::http::BodyTimeout>() {
+                return ApiError::new(ErrorCode::RequestTimeout, t.to_string());
+            }
+            source = s.source();
+        }
+        ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("could not read the body: {e}"),
+        )
+    })
 }
 
 /// Query pairs of a request, percent-decoded.

@@ -1,7 +1,9 @@
-//! `/healthz`, `/metrics` and `/api/v1/integrity`
+//! `/healthz`, `/readyz`, `/metrics` and `/api/v1/integrity`
+
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
@@ -11,17 +13,62 @@ use crate::auth::Role;
 pub fn routes() -> Routes<AppState> {
     Routes::new()
         .get("/healthz", healthz)
+        .get("/readyz", readyz)
         .get("/metrics", metrics)
         .get("/api/v1/integrity", integrity)
 }
 
+/// Why the hub cannot take writes now, if it cannot.
+fn degraded_reason(state: &AppState) -> Option<String> {
+    if let Some(failure) = state.store.stats().failed() {
+        return Some(format!(
+            "the store refuses writes after an I/O error ({failure}); restart the hub once the cause is fixed"
+        ));
+    }
+    if state.min_free_bytes > 0 {
+        if let Ok(free) = fs2::available_space(state.store.path()) {
+            if free < state.min_free_bytes {
+                return Some(format!(
+                    "the data dir's disk has {} MiB free, below the reserve of {} MiB: writes are refused until space is freed, then resume by themselves",
+                    free / (1024 * 1024),
+                    state.min_free_bytes / (1024 * 1024)
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// `200 {"status": "ok"}`, or `503 {"status": "degraded", "reason"}` while writes are refused
+/// (reads still work). No auth: say nothing a stranger should not know.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "events": state.store.event_count(),
         "uptime_seconds": state.started.elapsed().as_secs(),
-    }))
+    });
+    match degraded_reason(&state) {
+        None => (StatusCode::OK, Json(body)),
+        Some(reason) => {
+            body["status"] = "degraded".into();
+            body["reason"] = reason.into();
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+        }
+    }
+}
+
+/// `200 {"status": "ready"}` once the store is open and the server listens; `503` from the moment
+/// the hub starts shutting down (load balancers stop sending it requests during the drain).
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "shutting_down"})),
+        )
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

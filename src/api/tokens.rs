@@ -55,28 +55,7 @@ async fn create(
         )
     })?;
     let (record, token) = state.tokens.create(name, role)?;
-    audit::record(
-        &state.store,
-        &who,
-        AdminAction {
-            event_type: "token.create",
-            action: Action::Create,
-            category: Category::Authorization,
-            target: Some(Target {
-                kind: "token".into(),
-                id: record.id.clone(),
-                name: Some(record.name.clone()),
-            }),
-            description: format!(
-                "token {} ({}) minted with role {}",
-                record.id,
-                record.name,
-                role.as_str()
-            ),
-            details: serde_json::json!({"role": role.as_str()}),
-        },
-    )
-    .await?;
+    audit::record_token_created(&state.store, &who, &record, "through the API").await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({

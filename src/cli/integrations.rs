@@ -29,7 +29,7 @@ pub enum IntegrationsCommand {
         set: Vec<String>,
         /// A credential, repeatable: KEY=VALUE, KEY=@file (read from a file) or KEY=env:VAR
         #[arg(long = "credential", value_name = "KEY=VALUE")]
-        credentials: Vec<String>,
+        credentials: Vec<crate::config::Secret>,
         /// Cron schedule, 5 fields or 6 with seconds first [default: the connector's]
         #[arg(long)]
         schedule: Option<String>,
@@ -123,6 +123,10 @@ fn pairs(flag: &str, items: &[String], read_values: bool) -> anyhow::Result<Map<
     let mut map = Map::new();
     for item in items {
         let Some((k, v)) = item.split_once('=') else {
+            if read_values {
+                // a credential without its key is probably the secret itself: do not echo it
+                anyhow::bail!("--{flag}: expected KEY=VALUE (the value is not shown)");
+            }
             anyhow::bail!("--{flag} {item:?}: expected KEY=VALUE");
         };
         let value = if !read_values {
@@ -214,7 +218,14 @@ pub async fn integrations(
                 "name": name,
                 "connector": connector,
                 "config": pairs("set", set, false)?,
-                "credentials": pairs("credential", credentials, true)?,
+                "credentials": pairs(
+                    "credential",
+                    &credentials
+                        .iter()
+                        .map(|c| c.expose().to_string())
+                        .collect::<Vec<_>>(),
+                    true,
+                )?,
                 "schedule": schedule,
                 "backfill": backfill,
                 "requests_per_minute": requests_per_minute,

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Role;
-use crate::config::{Overrides, Settings};
+use crate::config::{Overrides, Secret, Settings};
 use crate::server::{self, ServeError};
 use crate::store::{Store, StoreError};
 use crate::time::{format_micros, now_micros};
@@ -18,7 +18,10 @@ use crate::time::{format_micros, now_micros};
 #[derive(Parser, Debug)]
 #[command(name = "trailhub", version, about = "Self-hosted audit-log hub", long_about = None)]
 pub struct Cli {
-    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers)
+    /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers,
+    /// header_timeout_secs, body_timeout_secs, max_connections, webhook_max_body_bytes,
+    /// webhook_concurrency, shutdown_drain_secs, auth_failure_limit, auth_failure_window_secs,
+    /// master_key_file)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -64,6 +67,9 @@ enum Command {
 
 #[derive(Args, Debug, Default)]
 struct ServeArgs {
+    /// The master key file that seals credentials, best outside the data dir [default: <data_dir>/master.key]
+    #[arg(long, global = true, env = "TRAILHUB_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
     /// Bootstrap admin token; without it one is minted on first start and saved to <data_dir>/admin.token
     #[arg(
         long,
@@ -71,7 +77,7 @@ struct ServeArgs {
         env = "TRAILHUB_ADMIN_TOKEN",
         hide_env_values = true
     )]
-    admin_token: Option<String>,
+    admin_token: Option<Secret>,
     /// Largest accepted request body, bytes [default: 16777216]
     #[arg(long, global = true, env = "TRAILHUB_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -84,6 +90,32 @@ struct ServeArgs {
     /// Poll cycles running at once [default: 4]
     #[arg(long, global = true, env = "TRAILHUB_POLL_WORKERS")]
     poll_workers: Option<usize>,
+    /// Seconds a client has to send a request's headers, counted from when the hub waits for
+    /// it (so also the keep-alive idle timeout) [default: 10]
+    #[arg(long, global = true, env = "TRAILHUB_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body [default: 60]
+    #[arg(long, global = true, env = "TRAILHUB_BODY_TIMEOUT_SECS")]
+    body_timeout_secs: Option<u64>,
+    /// HTTP connections served at once; more are answered 503 [default: 1024]
+    #[arg(long, global = true, env = "TRAILHUB_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Largest webhook delivery, bytes, unless the connector sets its own [default: 1048576]
+    #[arg(long, global = true, env = "TRAILHUB_WEBHOOK_MAX_BODY_BYTES")]
+    webhook_max_body_bytes: Option<usize>,
+    /// Webhook deliveries read and verified at once; more are answered 503 [default: 64]
+    #[arg(long, global = true, env = "TRAILHUB_WEBHOOK_CONCURRENCY")]
+    webhook_concurrency: Option<usize>,
+    /// At shutdown, seconds /readyz answers 503 before the server stops (for load balancers) [default: 0]
+    #[arg(long, global = true, env = "TRAILHUB_SHUTDOWN_DRAIN_SECS")]
+    shutdown_drain_secs: Option<u64>,
+    /// Wrong API tokens one client address may present per window before it gets 429; 0 turns
+    /// the limit off [default: 10]
+    #[arg(long, global = true, env = "TRAILHUB_AUTH_FAILURE_LIMIT")]
+    auth_failure_limit: Option<u32>,
+    /// The window of --auth-failure-limit, seconds [default: 60]
+    #[arg(long, global = true, env = "TRAILHUB_AUTH_FAILURE_WINDOW_SECS")]
+    auth_failure_window_secs: Option<u64>,
     /// Events that may wait for the store's writer before writes answer 503 [default: 32768]
     #[arg(long, global = true, env = "TRAILHUB_MAX_QUEUED_EVENTS")]
     max_queued_events: Option<usize>,
@@ -99,7 +131,7 @@ struct RemoteArgs {
     hub: Option<String>,
     /// API token for --hub [default: TRAILHUB_ADMIN_TOKEN, else <data_dir>/admin.token]
     #[arg(long, env = "TRAILHUB_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,8 +245,17 @@ fn resolve_settings(cli: &Cli) -> anyhow::Result<Settings> {
         cache_mb: serve.cache_mb,
         min_free_mb: serve.min_free_mb,
         max_queued_events: serve.max_queued_events,
-        master_key: std::env::var("TRAILHUB_MASTER_KEY").ok(),
+        master_key: std::env::var("TRAILHUB_MASTER_KEY").ok().map(Secret::new),
+        master_key_file: serve.master_key_file.clone(),
         poll_workers: serve.poll_workers,
+        header_timeout_secs: serve.header_timeout_secs,
+        body_timeout_secs: serve.body_timeout_secs,
+        max_connections: serve.max_connections,
+        webhook_max_body_bytes: serve.webhook_max_body_bytes,
+        webhook_concurrency: serve.webhook_concurrency,
+        shutdown_drain_secs: serve.shutdown_drain_secs,
+        auth_failure_limit: serve.auth_failure_limit,
+        auth_failure_window_secs: serve.auth_failure_window_secs,
     })?)
 }
 
@@ -323,7 +364,8 @@ fn target(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<Target> {
 fn token_for(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<String> {
     if let Some(t) = remote
         .token
-        .clone()
+        .as_ref()
+        .map(|t| t.expose().to_string())
         .or_else(|| std::env::var("TRAILHUB_ADMIN_TOKEN").ok())
         .filter(|t| !t.is_empty())
     {
@@ -336,6 +378,19 @@ fn token_for(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<String>
             "no API token: pass --token or set TRAILHUB_TOKEN (could not read {})",
             path.display()
         ),
+    }
+}
+
+/// Who acts through a command that opens the data dir directly: the OS user, as far as the
+/// environment says.
+fn local_principal() -> crate::auth::Principal {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown user".into());
+    crate::auth::Principal {
+        token_id: "local-cli".into(),
+        name: format!("local command line ({user})"),
+        role: Role::Admin,
     }
 }
 
@@ -587,6 +642,21 @@ async fn tokens(settings: &Settings, command: &TokensCommand) -> anyhow::Result<
                 .ok_or_else(|| anyhow::anyhow!("--role: expected admin, viewer or ingest"))?;
             let tokens = crate::auth::Tokens::new(store.tokens_tree().clone(), None);
             let (record, token) = tokens.create(name, role)?;
+            // the same audit record as POST /api/v1/tokens: minting is an admin action wherever
+            // it happens; the token is not shown before its record is on disk
+            let recorded = crate::audit::record_token_created(
+                &store,
+                &local_principal(),
+                &record,
+                "minted on the local command line",
+            )
+            .await;
+            if let Err(e) = recorded {
+                // the token exists but its minting is unrecorded: take it back
+                let _ = tokens.revoke(&record.id);
+                close(store)?;
+                return Err(anyhow::anyhow!("cannot record the token's creation: {e}"));
+            }
             close(store)?;
             println!(
                 "{} {} ({}) created {}: {}",
@@ -617,4 +687,37 @@ async fn tokens(settings: &Settings, command: &TokensCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_arguments_do_not_debug_print_secrets() {
+        let planted = "planted-secret-value-0123456789";
+        let credential = format!("token={planted}");
+        let parsed = [
+            vec!["trailhub", "--admin-token", planted, "serve"],
+            vec![
+                "trailhub", "events", "--hub", "http://h", "--token", planted,
+            ],
+            vec![
+                "trailhub",
+                "integrations",
+                "add",
+                "--name",
+                "a",
+                "--connector",
+                "okta",
+                "--credential",
+                &credential,
+            ],
+        ];
+        for args in parsed {
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains(planted), "{shown}");
+        }
+    }
 }

@@ -115,6 +115,9 @@ struct RawWebhook {
     /// `POST /api/v1/events` lines are, instead of going through `map`.
     #[serde(default)]
     unified: bool,
+    /// Largest delivery this vendor sends, bytes; larger ones are refused with `413` before
+    /// their signature is checked. Defaults to the hub's `webhook_max_body_bytes` (1 MiB).
+    max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -791,7 +794,12 @@ pub struct WebhookSpec {
     pub records: Option<RecordsSpec>,
     /// Records are unified events, validated like `POST /api/v1/events` lines.
     pub unified: bool,
+    /// The connector's own delivery size cap; `None`: the hub's `webhook_max_body_bytes`.
+    pub max_body_bytes: Option<usize>,
 }
+
+/// Bounds of a connector's `[webhook] max_body_bytes`.
+pub const WEBHOOK_BODY_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=64 * 1024 * 1024;
 
 impl Connector {
     pub fn config_field(&self, name: &str) -> Option<&FieldSpec> {
@@ -1546,11 +1554,24 @@ impl Validator<'_> {
                         self.err("webhook.unified", "needs `records` (where the events are)")
                     );
                 }
+                if let Some(n) = w.max_body_bytes {
+                    if !WEBHOOK_BODY_BYTES_RANGE.contains(&n) {
+                        return Err(self.err(
+                            "webhook.max_body_bytes",
+                            format!(
+                                "must be between {} and {} bytes",
+                                WEBHOOK_BODY_BYTES_RANGE.start(),
+                                WEBHOOK_BODY_BYTES_RANGE.end()
+                            ),
+                        ));
+                    }
+                }
                 Some(WebhookSpec {
                     signature: w.signature,
                     secrets: w.secrets,
                     records,
                     unified: w.unified,
+                    max_body_bytes: w.max_body_bytes,
                 })
             }
         };

@@ -31,7 +31,7 @@ use crate::metrics::{IntegrationLabels, Metrics, UpstreamLabels};
 use crate::redact::Scrubber;
 use crate::schema::IntegrationRef;
 use crate::store::{prepare, Commit, PendingAppend, Store, StoreError};
-use crate::time::{now_micros, Micros, MICROS_PER_SEC};
+use crate::time::{now_micros, Micros, MICROS_PER_SEC, MIN_TIME};
 
 const CURSOR_VERSION: u8 = 1;
 /// Rate-limit waits accepted for one page before the cycle gives up and reports an error.
@@ -448,7 +448,13 @@ impl PollContext {
         let n = Self::header_number(headers, &spec.reset_header)?;
         let secs = match spec.reset_format {
             ResetFormat::EpochSeconds => {
-                (n as i64 - now_micros() / MICROS_PER_SEC).max(0) as u64 + 1
+                // outside input: a reset past i64 must not wrap into the past, nor overflow
+                let reset_at = i64::try_from(n).unwrap_or(i64::MAX);
+                reset_at
+                    .saturating_sub(now_micros() / MICROS_PER_SEC)
+                    .max(0)
+                    .unsigned_abs()
+                    .saturating_add(1)
             }
             ResetFormat::DeltaSeconds => n,
         };
@@ -462,8 +468,8 @@ impl PollContext {
             return Duration::try_from_secs_f64(secs).ok();
         }
         let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-        let delta = when.timestamp_micros() - now_micros();
-        Some(Duration::from_micros(delta.max(0) as u64))
+        let delta = when.timestamp_micros().saturating_sub(now_micros());
+        Some(Duration::from_micros(delta.max(0).unsigned_abs()))
     }
 
     async fn attempt(&self, url: &str, from_saved_link: bool) -> Result<Attempt, CycleError> {
@@ -926,17 +932,21 @@ async fn walk(ctx: &PollContext) -> Result<CycleReport, CycleError> {
         let (url, from_saved_link) = match &cursor.next {
             Some(next) => (next.clone(), true),
             None => {
+                // a window reaching before 1970 starts at 1970 (crate::time's range)
+                let backfill_from = now.saturating_sub(ctx.backfill).max(MIN_TIME);
                 let since = match cursor.high_water {
-                    Some(h) => h - spec.overlap,
-                    None => now - ctx.backfill,
+                    Some(h) => h.saturating_sub(spec.overlap).max(MIN_TIME),
+                    None => backfill_from,
                 };
                 if spec.order == Order::NewestFirst {
-                    cursor.walk_floor = cursor.high_water.map(|h| h - spec.overlap);
+                    cursor.walk_floor = cursor
+                        .high_water
+                        .map(|h| h.saturating_sub(spec.overlap).max(MIN_TIME));
                     cursor.walk_top = None;
                 }
                 ctx.update_status(|s| {
                     if s.backfill_from.is_none() && !s.backfill_done {
-                        s.backfill_from = Some(now - ctx.backfill);
+                        s.backfill_from = Some(backfill_from);
                     }
                 });
                 let first = ctx.first_url(since);

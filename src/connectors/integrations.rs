@@ -162,8 +162,8 @@ impl Status {
     }
 }
 
-/// What an admin asks for when creating an integration.
-#[derive(Debug, Deserialize)]
+/// What an admin asks for when creating an integration. Debug shows credential names only.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewIntegration {
     pub name: String,
@@ -182,8 +182,9 @@ pub struct NewIntegration {
     pub allow_insecure_http: bool,
 }
 
-/// A change: config and credentials merge into what is there (`null` removes a key).
-#[derive(Debug, Default, Deserialize)]
+/// A change: config and credentials merge into what is there (`null` removes a key). Debug
+/// shows credential names only.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationPatch {
     pub name: Option<String>,
@@ -199,6 +200,51 @@ pub struct IntegrationPatch {
     pub requests_per_minute: Option<Option<u32>>,
     pub paused: Option<bool>,
     pub allow_insecure_http: Option<bool>,
+}
+
+/// Credential values as Debug shows them: their names, never the values.
+struct CredentialNames<'a>(&'a serde_json::Map<String, Value>);
+
+impl std::fmt::Debug for CredentialNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewIntegration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewIntegration")
+            .field("name", &self.name)
+            .field("connector", &self.connector)
+            .field("config", &self.config)
+            .field("credentials", &CredentialNames(&self.credentials))
+            .field("schedule", &self.schedule)
+            .field("backfill", &self.backfill)
+            .field("idle_backoff", &self.idle_backoff)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("paused", &self.paused)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for IntegrationPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntegrationPatch")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(CredentialNames),
+            )
+            .field("schedule", &self.schedule)
+            .field("backfill", &self.backfill)
+            .field("idle_backoff", &self.idle_backoff)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("paused", &self.paused)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `absent` → None, `null` → Some(None), value → Some(Some(v)).
@@ -676,6 +722,27 @@ impl Integrations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integration_requests_do_not_debug_print_credentials() {
+        let planted = "planted-credential-value-1234";
+        let new: NewIntegration = serde_json::from_value(serde_json::json!({
+            "name": "acme", "connector": "okta", "config": {"base_url": "https://acme.okta.com"},
+            "credentials": {"token": planted, "webhook_secret": planted},
+        }))
+        .expect("parses");
+        let patch: IntegrationPatch =
+            serde_json::from_value(serde_json::json!({"credentials": {"token": planted}}))
+                .expect("parses");
+        for shown in [
+            format!("{new:?}"),
+            format!("{patch:?}"),
+            format!("{new:#?}"),
+        ] {
+            assert!(!shown.contains(planted), "{shown}");
+            assert!(shown.contains("token"), "names are shown: {shown}");
+        }
+    }
     use crate::time::DAY;
 
     fn record(backfill: Option<&str>) -> IntegrationRecord {

@@ -203,7 +203,14 @@ fn classify<'a>(rules: &'a [Rule], event_type: &str) -> Option<&'a Rule> {
         .find(|r| r.patterns.iter().any(|p| glob_match(p, event_type)))
 }
 
+/// A vendor's time in the hub's accepted range (1970..=9999, see `crate::time`); `None` when it
+/// does not parse in `format` or lies outside the range.
 pub fn parse_time(value: &Value, format: TimeFormat) -> Option<Micros> {
+    parse_time_unchecked(value, format).and_then(crate::time::in_range)
+}
+
+/// A vendor's time as written, any `i64` (the arithmetic is checked, never wraps).
+fn parse_time_unchecked(value: &Value, format: TimeFormat) -> Option<Micros> {
     let as_number = || {
         value
             .as_i64()
@@ -251,9 +258,18 @@ pub fn normalise(
         index,
         message: "has no time".into(),
     })?;
-    let time = parse_time(time_value, map.time_format).ok_or_else(|| RecordError::Record {
-        index,
-        message: format!("time {time_value} is not {:?}", map.time_format),
+    let time = parse_time(time_value, map.time_format).ok_or_else(|| {
+        // a vendor's value is echoed into an error: keep it short
+        let shown: String = time_value.to_string().chars().take(64).collect();
+        let message = if parse_time_unchecked(time_value, map.time_format).is_some() {
+            format!(
+                "time {shown} is outside the accepted range {}",
+                crate::time::TIME_RANGE
+            )
+        } else {
+            format!("time {shown} is not {:?}", map.time_format)
+        };
+        RecordError::Record { index, message }
     })?;
     let joined: Option<Vec<String>> = (!map.source_id_join.is_empty()).then(|| {
         map.source_id_join
@@ -447,5 +463,23 @@ mod tests {
             Some(1_723_564_700_353_000)
         );
         assert_eq!(parse_time(&json!("x"), TimeFormat::EpochMillis), None);
+        // outside 1970..=9999, or beyond i64 once scaled: refused, never wrapped or panicked
+        for (v, f) in [
+            (json!(i64::MAX), TimeFormat::EpochMillis),
+            (json!(i64::MIN), TimeFormat::EpochSeconds),
+            (json!(-1), TimeFormat::EpochSeconds),
+            (json!(1e300), TimeFormat::EpochSeconds),
+            (json!(-1e300), TimeFormat::EpochMillis),
+            (json!(253_402_300_800i64), TimeFormat::EpochSeconds),
+            (json!("9223372036854775807"), TimeFormat::EpochSeconds),
+            (json!("1969-12-31T23:59:59Z"), TimeFormat::Rfc3339),
+            (json!("0001-01-01T00:00:00+0000"), TimeFormat::Iso8601),
+        ] {
+            assert_eq!(parse_time(&v, f), None, "{v} as {f:?}");
+        }
+        assert_eq!(
+            parse_time(&json!(253_402_300_799i64), TimeFormat::EpochSeconds),
+            Some(crate::time::MAX_TIME - 999_999)
+        );
     }
 }

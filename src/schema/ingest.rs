@@ -10,7 +10,7 @@ use super::{
     Action, Actor, ActorType, Category, Change, Event, IntegrationRef, Location, Outcome, Severity,
     Target,
 };
-use crate::time::{parse_rfc3339, Micros};
+use crate::time::{parse_rfc3339_in_range, Micros, TimeInputError};
 
 pub const MAX_STRING_LEN: usize = 8192;
 const MAX_SHORT_LEN: usize = 256;
@@ -68,8 +68,12 @@ pub fn parse_ingest_line(
         }
     }
     let time_text = required_string(obj, "time", "time", MAX_SHORT_LEN)?;
-    let Some(time) = parse_rfc3339(&time_text) else {
-        return err(format!("`time`: not an RFC 3339 timestamp: {time_text:?}"));
+    let time = match parse_rfc3339_in_range(&time_text) {
+        Ok(t) => t,
+        Err(TimeInputError::Malformed) => {
+            return err(format!("`time`: not an RFC 3339 timestamp: {time_text:?}"))
+        }
+        Err(e @ TimeInputError::OutOfRange) => return err(format!("`time`: {e}: {time_text:?}")),
     };
     let event_type = required_string(obj, "event_type", "event_type", MAX_SHORT_LEN)?;
     let action = enum_field(obj, "action", "action", Action::parse, Action::expected)?
@@ -456,6 +460,14 @@ mod tests {
                 "`targets[0].type` is required",
             ),
             (json!([1, 2]), "line must be a JSON object"),
+            (
+                json!({"time": "1969-12-31T23:59:59Z", "event_type": "x", "action": "login", "actor": {"id": "a"}}),
+                "`time`: outside the accepted range 1970-01-01T00:00:00Z",
+            ),
+            (
+                json!({"time": "9999-12-31T23:59:59-05:00", "event_type": "x", "action": "login", "actor": {"id": "a"}}),
+                "`time`: outside the accepted range",
+            ),
         ];
         for (value, want) in cases {
             let got = parse_ingest_line(&value, None, &custom(), 0).expect_err("must be rejected");

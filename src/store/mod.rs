@@ -328,11 +328,25 @@ fn check_format(log: &sled::Tree) -> Result<(), StoreError> {
 }
 
 pub(crate) fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    Ok(sled::Config::new()
-        .path(path)
-        .cache_capacity(cache_bytes)
-        .mode(sled::Mode::HighThroughput)
-        .open()?)
+    let open = || {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(StoreError::from)
+    };
+    // a handle of this same process closed a moment ago (`migrate`, then the store it built) may
+    // still hold the directory's lock while its flusher thread winds down: wait a little for it
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match open() {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl Store {

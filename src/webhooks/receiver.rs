@@ -49,6 +49,10 @@ fn log_rejection(integration: &str, reason: &str) {
     tracing::warn!(integration = %integration, reason, "webhook delivery rejected (further rejections for this integration are counted in /metrics, not logged, for 10 s)");
 }
 
+/// The `integration` label of a delivery whose path names no integration that takes deliveries:
+/// one series for all of them, however many random paths are tried.
+const UNKNOWN_INTEGRATION: &str = "unknown";
+
 fn count(state: &AppState, integration: &str, result: &str) {
     state
         .metrics
@@ -58,6 +62,29 @@ fn count(state: &AppState, integration: &str, result: &str) {
             result: result.to_string(),
         })
         .inc();
+}
+
+fn delivery_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("delivery larger than {limit} bytes, the cap of this connector's deliveries"),
+    )
+}
+
+/// Counts a delivery in `trailhub_webhook_deliveries_in_flight` while it is alive.
+struct InFlight(std::sync::Arc<crate::metrics::Metrics>);
+
+impl InFlight {
+    fn enter(state: &AppState) -> InFlight {
+        state.metrics.webhooks_in_flight.inc();
+        InFlight(state.metrics.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.webhooks_in_flight.dec();
+    }
 }
 
 /// The integration and its connector, if it takes webhooks and is not paused.
@@ -139,7 +166,23 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let outcome = receive_inner(&state, &id, &headers, body).await;
+    let receiving = match receiving(&state, &id) {
+        Ok(r) => r,
+        Err(e) => {
+            // the id comes from the path: only a stored integration's id becomes a label
+            let known = !matches!(
+                state.integrations.get(&id),
+                Err(IntegrationError::NotFound(_))
+            );
+            count(
+                &state,
+                if known { &id } else { UNKNOWN_INTEGRATION },
+                e.code.as_str(),
+            );
+            return Err(e);
+        }
+    };
+    let outcome = receive_inner(&state, &id, receiving, &headers, body).await;
     if let Err(e) = &outcome {
         if e.code != ErrorCode::Unauthorized {
             count(&state, &id, e.code.as_str());
@@ -151,10 +194,10 @@ async fn receive(
 async fn receive_inner(
     state: &AppState,
     id: &str,
+    receiving: Receiving,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let receiving = receiving(state, id)?;
     let (record, connector, spec) = (&receiving.record, &receiving.connector, receiving.spec());
     if let Some(ct) = crate::api::media_type(headers) {
         if ct != "application/json" && !ct.ends_with("+json") {
@@ -164,13 +207,31 @@ async fn receive_inner(
             ));
         }
     }
-    let limit = state.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("delivery larger than {limit} bytes, or cut short"),
+    // the cap is checked before any work and while reading (Content-Length first, then the
+    // stream), and only a bounded number of deliveries are read and verified at once: a flood of
+    // large forged deliveries costs at most webhook_concurrency × cap bytes
+    let limit = spec.max_body_bytes.unwrap_or(state.webhook_max_body_bytes);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(delivery_too_large(limit));
+    }
+    let Ok(_permit) = state.webhook_permits.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "too many webhook deliveries are being verified right now; retry shortly",
         )
-    })?;
+        .with_retry_after(1));
+    };
+    let _in_flight = InFlight::enter(state);
+    let bytes = crate::api::read_body(body, headers, limit)
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::PayloadTooLarge => delivery_too_large(limit),
+            _ => e,
+        })?;
 
     let credentials = state.integrations.credentials(record)?;
     let secrets: Vec<crate::config::Secret> = spec

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use trailhub::config::{Secret, Settings};
 use trailhub::server::{self, RunningHub};
 
-pub const ADMIN: &str = "test-admin-token";
+pub const ADMIN: &str = "test-admin-token-for-common-hubs";
 
 pub struct TestHub {
     hub: Option<RunningHub>,
@@ -37,6 +37,11 @@ impl TestHub {
             http: reqwest::Client::new(),
             dir,
         }
+    }
+
+    /// The hub's store, for tests that stage a store fault.
+    pub fn store(&self) -> &trailhub::store::Store {
+        &self.hub.as_ref().expect("running").store
     }
 
     pub async fn stop(mut self) -> tempfile::TempDir {

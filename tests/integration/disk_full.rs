@@ -99,13 +99,16 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     assert_eq!(body["error"]["code"], "storage_full", "{body}");
     assert!(!acked.is_empty(), "refused at once: {body}");
 
-    // Still serving: health and reads work, further writes are refused with the same clear error.
+    // Still serving: health says degraded and why, reads work, further writes are refused with
+    // the same clear error.
     let health = http
         .get(format!("{url}/healthz"))
         .send()
         .await
         .expect("health");
-    assert!(health.status().is_success());
+    assert_eq!(health.status().as_u16(), 503);
+    let health: Value = health.json().await.expect("json");
+    assert_eq!(health["status"], "degraded", "{health}");
     let page: Value = http
         .get(format!("{url}/api/v1/events?limit=5"))
         .bearer_auth(ADMIN)

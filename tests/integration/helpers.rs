@@ -10,7 +10,7 @@ use trailhub::config::{Secret, Settings};
 use trailhub::connectors::engine::PollTuning;
 use trailhub::server::RunningHub;
 
-pub const ADMIN: &str = "test-admin";
+pub const ADMIN: &str = "test-admin-token-for-helper-hubs";
 
 /// Everything the hub logged during this test process (all tests), for leak checks.
 pub fn captured_logs() -> String {

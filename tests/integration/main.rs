@@ -9,6 +9,7 @@ mod crash;
 mod disk_full;
 mod emulator;
 mod events;
+mod hardening;
 mod helpers;
 mod integrations_api;
 mod integrity;

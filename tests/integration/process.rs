@@ -10,7 +10,7 @@ use crate::emulator::{Emulator, Fault, Vendor};
 use crate::helpers::unique_source_ids;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trailhub");
-const TOKEN: &str = "test-admin";
+const TOKEN: &str = "test-admin-token-for-process-hubs";
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -29,6 +29,7 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
         (M::GET, "/console/app.js", PUBLIC_PAGE),
         (M::GET, "/console/app.css", PUBLIC_PAGE),
         (M::GET, "/healthz", PUBLIC_PAGE),
+        (M::GET, "/readyz", PUBLIC_PAGE),
         (M::GET, "/metrics", PUBLIC_PAGE),
         (M::GET, "/api/v1/integrity", VIEWER_READS),
         (M::GET, "/api/v1/events", VIEWER_READS),
