@@ -5,6 +5,10 @@
 //! cargo bench --bench engine                 # 100,000 events, 100 per page
 //! cargo bench --bench engine -- 20000        # a quicker run
 
+// the hub runs in this process: give it the allocator the `trailhub` binary uses
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -5,6 +5,10 @@
 //! cargo bench --bench webhooks                # 20,000 deliveries, 32 clients
 //! cargo bench --bench webhooks -- 5000        # a quicker run
 
+// the hub runs in this process: give it the allocator the `trailhub` binary uses
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::schema::{parse_ingest_line, Event, IntegrationRef};
+use crate::schema::{parse_ingest_line, parse_ingest_line_fast, Event, IntegrationRef};
 use crate::store::{prepare, Commit, PreparedEvent, Store, StoreError};
 use crate::time::Micros;
 
@@ -84,25 +84,37 @@ pub fn parse_body(
     };
     let mut events = Vec::new();
     let mut rejected = Vec::new();
-    let mut take = |line: usize, value: Result<Value, String>, raw: Option<&str>| match value {
-        Err(e) => rejected.push(Rejected { line, error: e }),
-        Ok(v) => match parse_ingest_line(&v, raw, integration, ingested_at) {
-            Ok(e) => events.push(e),
-            Err(e) => rejected.push(Rejected { line, error: e.0 }),
-        },
+    // `text` is one event's JSON, or why it could not be read; `json_prefix` words the error
+    // when it is not JSON at all
+    let mut take = |line: usize, text: Result<&str, String>, json_prefix: &str| {
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => return rejected.push(Rejected { line, error: e }),
+        };
+        if let Some(e) = parse_ingest_line_fast(text, integration, ingested_at) {
+            return events.push(e);
+        }
+        match serde_json::from_str::<Value>(text) {
+            Err(e) => rejected.push(Rejected {
+                line,
+                error: format!("{json_prefix}{e}"),
+            }),
+            Ok(v) => match parse_ingest_line(&v, Some(text), integration, ingested_at) {
+                Ok(e) => events.push(e),
+                Err(e) => rejected.push(Rejected { line, error: e.0 }),
+            },
+        }
     };
     if format == BodyFormat::Json && first == b'[' {
         let items: Vec<&RawValue> =
             serde_json::from_slice(body).map_err(|e| BodyError::Array(e.to_string()))?;
         for (i, item) in items.iter().enumerate() {
-            let value = serde_json::from_str::<Value>(item.get()).map_err(|e| e.to_string());
-            take(i + 1, value, Some(item.get()));
+            take(i + 1, Ok(item.get()), "");
         }
     } else if format == BodyFormat::Json && first == b'{' {
         let item: &RawValue =
             serde_json::from_slice(body).map_err(|e| BodyError::Object(e.to_string()))?;
-        let value = serde_json::from_str::<Value>(item.get()).map_err(|e| e.to_string());
-        take(1, value, Some(item.get()));
+        take(1, Ok(item.get()), "");
     } else {
         for (i, line) in body.split(|b| *b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -110,12 +122,8 @@ pub fn parse_body(
                 continue;
             }
             match std::str::from_utf8(line) {
-                Err(_) => take(i + 1, Err("line is not valid UTF-8".into()), None),
-                Ok(text) => {
-                    let value = serde_json::from_str::<Value>(text)
-                        .map_err(|e| format!("line is not valid JSON: {e}"));
-                    take(i + 1, value, Some(text));
-                }
+                Err(_) => take(i + 1, Err("line is not valid UTF-8".into()), ""),
+                Ok(text) => take(i + 1, Ok(text), "line is not valid JSON: "),
             }
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! Keys: `i<id>` → integration record (JSON), `s<id>` → status (JSON). Values carry `v`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -273,6 +273,17 @@ pub struct Integrations {
     /// `None` for a read-only view (the CLI listing a data dir): nothing can be sealed or opened.
     key: Option<Arc<MasterKey>>,
     registry: Registry,
+    /// Opened credentials and the scrubber built from them, per integration, valid while its
+    /// sealed credentials are unchanged: a webhook delivery must not pay for opening the seal
+    /// and compiling the scrubber's automaton every time.
+    opened: Arc<std::sync::Mutex<HashMap<String, Arc<OpenedSecrets>>>>,
+}
+
+/// An integration's credentials, opened, and the scrubber of their values.
+pub struct OpenedSecrets {
+    sealed: String,
+    pub credentials: BTreeMap<String, Secret>,
+    pub scrubber: crate::redact::Scrubber,
 }
 
 fn record_key(id: &str) -> Vec<u8> {
@@ -462,6 +473,7 @@ impl Integrations {
             tree,
             key: Some(Arc::new(key)),
             registry,
+            opened: Default::default(),
         }
     }
 
@@ -471,6 +483,7 @@ impl Integrations {
             tree,
             key: None,
             registry,
+            opened: Default::default(),
         }
     }
 
@@ -498,6 +511,33 @@ impl Integrations {
     }
 
     /// The decrypted credentials of an integration, for the engine only.
+    /// The integration's credentials and their scrubber, opened once per change of credentials.
+    pub fn opened(
+        &self,
+        record: &IntegrationRecord,
+        connector: &Connector,
+    ) -> Result<Arc<OpenedSecrets>, IntegrationError> {
+        if let Ok(cache) = self.opened.lock() {
+            if let Some(o) = cache.get(&record.id) {
+                if o.sealed == record.sealed_credentials {
+                    return Ok(o.clone());
+                }
+            }
+        }
+        let credentials = self.credentials(record)?;
+        let scrubber = crate::redact::Scrubber::new(connector.secret_values(&credentials));
+        let opened = Arc::new(OpenedSecrets {
+            sealed: record.sealed_credentials.clone(),
+            credentials,
+            scrubber,
+        });
+        if let Ok(mut cache) = self.opened.lock() {
+            // bounded by the integrations an admin created; a deleted one is dropped below
+            cache.insert(record.id.clone(), opened.clone());
+        }
+        Ok(opened)
+    }
+
     pub fn credentials(
         &self,
         record: &IntegrationRecord,
@@ -698,6 +738,9 @@ impl Integrations {
         self.tree.remove(record_key(id))?;
         self.tree.remove(status_key(id))?;
         self.tree.flush()?;
+        if let Ok(mut cache) = self.opened.lock() {
+            cache.remove(id);
+        }
         Ok(record)
     }
 

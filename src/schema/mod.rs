@@ -5,7 +5,10 @@ mod enums;
 mod ingest;
 
 pub use enums::{Action, ActorType, Category, Outcome, Severity};
-pub use ingest::{canonical_json, content_hash, parse_ingest_line, LineError, MAX_STRING_LEN};
+pub use ingest::{
+    canonical_json, content_hash, parse_ingest_line, parse_ingest_line_fast, single_line_json,
+    LineError, MAX_STRING_LEN,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

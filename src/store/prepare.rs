@@ -73,9 +73,7 @@ pub fn prepare(event: &Event) -> PreparedEvent {
     if let Some(ip) = &event.actor.ip {
         add(Field::Ip, ip);
     }
-    for token in event_tokens(event) {
-        terms.push(keys::term(Field::Token, &token));
-    }
+    token_terms(event, &mut terms);
     terms.sort_unstable();
     terms.dedup();
 
@@ -156,7 +154,18 @@ pub fn chain_hash_of(prev: &[u8; 32], seq: u64, body: &[u8]) -> [u8; 32] {
 /// Search tokens of an event: its normalised text fields in full, and the first string values
 /// of its raw payload.
 pub fn event_tokens(event: &Event) -> HashSet<String> {
-    let mut out = HashSet::default();
+    let mut terms = Vec::new();
+    token_terms(event, &mut terms);
+    terms
+        .into_iter()
+        .map(|t| String::from_utf8_lossy(&t[1..]).into_owned())
+        .collect()
+}
+
+/// The token terms of an event (`keys::term(Field::Token, token)`), each once. Built without a
+/// `String` per word: this runs for every event stored.
+fn token_terms(event: &Event, out: &mut Vec<Vec<u8>>) {
+    let mut seen: HashSet<u64> = HashSet::default();
     let texts = [
         Some(event.event_type.as_str()),
         Some(event.actor.id.as_str()),
@@ -167,41 +176,71 @@ pub fn event_tokens(event: &Event) -> HashSet<String> {
         event.description.as_deref(),
     ];
     for text in texts.into_iter().flatten() {
-        tokenize_into(text, &mut out);
+        word_terms(text, 2, false, &mut seen, out);
     }
     for t in &event.targets {
-        tokenize_into(&t.kind, &mut out);
-        tokenize_into(&t.id, &mut out);
+        word_terms(&t.kind, 2, false, &mut seen, out);
+        word_terms(&t.id, 2, false, &mut seen, out);
         if let Some(name) = &t.name {
-            tokenize_into(name, &mut out);
+            word_terms(name, 2, false, &mut seen, out);
         }
     }
     for c in &event.changes {
-        tokenize_into(&c.field, &mut out);
+        word_terms(&c.field, 2, false, &mut seen, out);
         for v in [&c.old, &c.new] {
             if let serde_json::Value::String(s) = v {
-                tokenize_into(s, &mut out);
+                word_terms(s, 2, false, &mut seen, out);
             }
         }
     }
     // From the raw payload only words: tokens with digits there are mostly ids, counters and
     // timestamps, each nearly unique, and each would cost the store a key of its own.
-    let mut from_raw = 0;
+    let from_fields = out.len();
     for value in json_string_values(event.raw.get()) {
-        for word in value.split(|c: char| !c.is_alphanumeric()) {
-            if from_raw >= MAX_RAW_TOKENS {
-                return out;
-            }
-            let n = word.chars().count();
-            if (3..=MAX_TOKEN_LEN).contains(&n)
-                && word.chars().all(char::is_alphabetic)
-                && out.insert(word.to_lowercase())
-            {
-                from_raw += 1;
-            }
+        if out.len() - from_fields >= MAX_RAW_TOKENS {
+            return;
+        }
+        word_terms(value, 3, true, &mut seen, out);
+        out.truncate(from_fields + MAX_RAW_TOKENS.min(out.len() - from_fields));
+    }
+}
+
+/// Pushes the term of each new word of `text`: runs of letters and digits (letters only when
+/// `letters_only`), `min` to 64 characters, lowercased.
+fn word_terms(
+    text: &str,
+    min: usize,
+    letters_only: bool,
+    seen: &mut HashSet<u64>,
+    out: &mut Vec<Vec<u8>>,
+) {
+    use std::hash::BuildHasher;
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        if word.len() < min {
+            continue;
+        }
+        let ascii = word.is_ascii();
+        let n = if ascii {
+            word.len()
+        } else {
+            word.chars().count()
+        };
+        if !(min..=MAX_TOKEN_LEN).contains(&n)
+            || (letters_only && !word.chars().all(char::is_alphabetic))
+        {
+            continue;
+        }
+        let mut term = Vec::with_capacity(1 + word.len());
+        term.push(keys::Field::Token.code());
+        if ascii {
+            term.extend(word.bytes().map(|b| b.to_ascii_lowercase()));
+        } else {
+            term.extend_from_slice(word.to_lowercase().as_bytes());
+        }
+        if seen.insert(rustc_hash::FxBuildHasher.hash_one(&term)) {
+            out.push(term);
         }
     }
-    out
 }
 
 /// Lowercased runs of letters and digits, 2 to 64 characters long. Queries are split the same

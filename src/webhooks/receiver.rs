@@ -20,7 +20,7 @@ use crate::connectors::integrations::{IntegrationError, IntegrationRecord};
 use crate::connectors::normalise::{normalise, page_records};
 use crate::connectors::Connector;
 use crate::metrics::WebhookLabels;
-use crate::schema::parse_ingest_line;
+use crate::schema::{parse_ingest_line, parse_ingest_line_fast};
 use crate::store::{prepare, Commit};
 
 pub fn routes() -> Routes<AppState> {
@@ -233,11 +233,11 @@ async fn receive_inner(
             _ => e,
         })?;
 
-    let credentials = state.integrations.credentials(record)?;
+    let opened = state.integrations.opened(record, connector)?;
     let secrets: Vec<crate::config::Secret> = spec
         .secrets
         .iter()
-        .filter_map(|name| credentials.get(name).cloned())
+        .filter_map(|name| opened.credentials.get(name).cloned())
         .collect();
     let now = crate::time::now_micros() / crate::time::MICROS_PER_SEC;
     let verified = match spec.signature.verify(&secrets, headers, &bytes, now) {
@@ -272,8 +272,7 @@ async fn receive_inner(
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::new(ErrorCode::InvalidBody, "delivery is not UTF-8"))?;
     // verified on the raw bytes; what is stored, logged or answered carries no secret of ours
-    let scrubbed =
-        crate::redact::Scrubber::new(connector.secret_values(&credentials)).scrub_json(text);
+    let scrubbed = opened.scrubber.scrub_json(text);
     let text: &str = &scrubbed;
     let one_record;
     let records = if records_spec.path.is_none() && text.trim_start().starts_with('{') {
@@ -301,11 +300,15 @@ async fn receive_inner(
     for (i, raw) in records.into_iter().enumerate() {
         let event = if spec.unified {
             // an in-house application's events: validated exactly as POST /api/v1/events lines
-            serde_json::from_str::<serde_json::Value>(raw.get())
-                .map_err(|e| e.to_string())
-                .and_then(|v| {
-                    parse_ingest_line(&v, Some(raw.get()), &reference, ingested_at).map_err(|e| e.0)
-                })
+            match parse_ingest_line_fast(raw.get(), &reference, ingested_at) {
+                Some(event) => Ok(event),
+                None => serde_json::from_str::<serde_json::Value>(raw.get())
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| {
+                        parse_ingest_line(&v, Some(raw.get()), &reference, ingested_at)
+                            .map_err(|e| e.0)
+                    }),
+            }
         } else {
             normalise(&connector.map, &reference, raw, i, ingested_at).map_err(|e| e.to_string())
         };
