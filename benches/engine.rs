@@ -4,6 +4,9 @@
 //!
 //! cargo bench --bench engine                 # 100,000 events, 100 per page
 //! cargo bench --bench engine -- 20000        # a quicker run
+//!
+//! Last, Grove 2.2.0 (HashiCorp's Python SaaS log collector, in a virtualenv under target/)
+//! collects the same emulated history, once the hub has stopped; see docs/PERFORMANCE.md.
 
 // the hub runs in this process: give it the allocator the `trailhub` binary uses
 #[global_allocator]
@@ -13,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
 use serde_json::{json, Value};
@@ -29,16 +32,28 @@ const PER_PAGE: usize = 100;
 struct Emulator {
     pages: Arc<Vec<Bytes>>,
     hits: Arc<Mutex<Vec<Instant>>>,
+    /// path and query of each request without a cursor (each client's first page)
+    first_requests: Arc<Mutex<Vec<String>>>,
     url: String,
 }
 
-async fn page(
-    State(emu): State<Emulator>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> impl IntoResponse {
+async fn page(State(emu): State<Emulator>, uri: Uri) -> impl IntoResponse {
     emu.hits.lock().expect("lock").push(Instant::now());
-    let offset: usize = q
-        .get("after")
+    // Any path and query is taken (the hub's and Grove's differ in `include` and `order`); only
+    // `after` picks the page, so both are served the same pages.
+    let here = reqwest::Url::parse(&format!("{}{uri}", emu.url)).expect("url");
+    let after = here
+        .query_pairs()
+        .find(|(k, _)| k == "after")
+        .map(|(_, v)| v.into_owned());
+    if after.is_none() {
+        emu.first_requests
+            .lock()
+            .expect("lock")
+            .push(uri.to_string());
+    }
+    let offset: usize = after
+        .as_deref()
         .and_then(|a| a.strip_prefix('o'))
         .and_then(|o| o.parse().ok())
         .unwrap_or(0);
@@ -64,12 +79,12 @@ async fn page(
         HeaderValue::from_str(&reset.to_string()).expect("digits"),
     );
     if index + 1 < emu.pages.len() {
-        let mut next_url =
-            reqwest::Url::parse(&format!("{}/orgs/bench/audit-log", emu.url)).expect("url");
+        // the request's own path and query, with the next `after` cursor (as GitHub does)
+        let mut next_url = here.clone();
         next_url
             .query_pairs_mut()
-            .append_pair("phrase", q.get("phrase").map(String::as_str).unwrap_or(""))
-            .append_pair("per_page", &PER_PAGE.to_string())
+            .clear()
+            .extend_pairs(here.query_pairs().filter(|(k, _)| k != "after"))
             .append_pair("after", &format!("o{}", offset + PER_PAGE));
         let next = format!("<{next_url}>; rel=\"next\"");
         headers.insert(
@@ -123,6 +138,7 @@ async fn start_emulator(n: usize, tag: &str) -> Emulator {
     let emu = Emulator {
         pages: Arc::new(pages),
         hits: Arc::new(Mutex::new(Vec::new())),
+        first_requests: Arc::new(Mutex::new(Vec::new())),
         url,
     };
     let app = Router::new().fallback(page).with_state(emu.clone());
@@ -353,15 +369,16 @@ async fn run(n: usize) {
     let hub = trailhub::server::start(settings).await.expect("hub");
     let url = hub.url();
 
-    let emu = start_emulator(n, "b").await;
+    // kept to the end: Grove collects the same pages once the hub has stopped
+    let backfill_emu = start_emulator(n, "b").await;
     let started = Instant::now();
-    let id = create(&http, &url, "bench-backfill", &emu, 1_000_000).await;
+    let id = create(&http, &url, "bench-backfill", &backfill_emu, 1_000_000).await;
     let secs = wait_ingested(&http, &url, &id, n as u64).await;
     let total = started.elapsed().as_secs_f64();
-    let requests = emu.hits.lock().expect("lock").len();
+    let requests = backfill_emu.hits.lock().expect("lock").len();
+    let hub_rate = n as f64 / total;
     println!(
-        "backfill through the hub, no rate limit: {n} events in {total:.2}s = {:.0} events/s ({requests} requests; status polled every 10 ms, {secs:.2}s after creation returned)",
-        n as f64 / total
+        "backfill through the hub, no rate limit: {n} events in {total:.2}s = {hub_rate:.0} events/s ({requests} requests; status polled every 10 ms, {secs:.2}s after creation returned)",
     );
 
     // A limit of 10 requests/s: the achieved rate and the busiest second.
@@ -401,4 +418,245 @@ async fn run(n: usize) {
     let on = latency(&http, &url, None, 6, Duration::from_secs(8)).await;
     println!("new upstream event to timeline, schedule every second, idle backoff on (default 4x = 4 s bound), after 8 s idle: {}", summary(on));
     hub.stop().await.expect("stop");
+
+    race_grove(&backfill_emu, n, hub_rate).await;
+}
+
+/// The Grove release raced by the backfill figure (issue 8): HashiCorp's Python SaaS log
+/// collector, PyPI `grove`.
+const GROVE_VERSION: &str = "2.2.0";
+/// Grove's exit is waited for this long at most.
+const GROVE_DEADLINE: Duration = Duration::from_secs(1200);
+
+/// Counts the records Grove wrote (gzipped NDJSON files, "\r\n" between records) and the distinct
+/// `_document_id`s among them.
+const GROVE_COUNT: &str = r#"
+import glob, gzip, json, sys
+records, ids = 0, set()
+for path in glob.glob(sys.argv[1] + "/**/*.json.gz", recursive=True):
+    with open(path, "rb") as f:
+        for line in gzip.decompress(f.read()).decode("utf-8").split("\r\n"):
+            if line:
+                records += 1
+                ids.add(json.loads(line)["_document_id"])
+print(records, len(ids))
+"#;
+
+/// Runs a command to its end; its stdout, or why not (the last line of its stderr).
+fn output_of(cmd: &mut std::process::Command) -> Result<String, String> {
+    let what = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    Err(format!(
+        "{what} exited with {}: {}",
+        out.status,
+        last.unwrap_or("no output").trim()
+    ))
+}
+
+/// The virtualenv's python with Grove installed: target/grove-venv, reused when it already has
+/// the right version, else made with `python3 -m venv` and `pip install grove==2.2.0`.
+fn grove_python() -> Result<std::path::PathBuf, String> {
+    use std::process::Command;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let venv = target.join("grove-venv");
+    let python = venv.join("bin").join("python");
+    let installed = || {
+        output_of(Command::new(&python).args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('grove'))",
+        ]))
+        .is_ok_and(|v| v == GROVE_VERSION)
+    };
+    if installed() {
+        return Ok(python);
+    }
+    output_of(Command::new("python3").arg("--version"))
+        .map_err(|e| format!("no python3 on PATH: {e}"))?;
+    println!(
+        "grove: installing grove=={GROVE_VERSION} into {}",
+        venv.display()
+    );
+    output_of(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
+    output_of(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("grove=={GROVE_VERSION}"),
+    ]))?;
+    if !installed() {
+        return Err(format!(
+            "grove {GROVE_VERSION} not importable after pip install"
+        ));
+    }
+    Ok(python)
+}
+
+/// What one Grove collection did.
+struct GroveRun {
+    /// records in its output files
+    records: usize,
+    /// distinct `_document_id`s among them
+    distinct: usize,
+    /// process start to exit
+    secs: f64,
+    /// from its "Grove started" log line to its "All connectors have exited" one
+    inner: f64,
+    /// "3.11"
+    python: String,
+}
+
+/// One Grove collection of the emulator's whole history into local files, timed from process
+/// start to exit.
+fn run_grove(python: &std::path::Path, emu_url: &str) -> Result<GroveRun, String> {
+    use std::process::{Command, Stdio};
+    let py_version = output_of(
+        Command::new(python).args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"]),
+    )?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (config, out) = (dir.path().join("config"), dir.path().join("out"));
+    std::fs::create_dir_all(&config).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    // Grove's GitHub audit-log connector: `fqdn` is its API host setting (for GitHub
+    // Enterprise Server); the key is the token, sent as `Authorization: Bearer <key>`.
+    let fqdn = emu_url.trim_start_matches("http://");
+    let connector = json!({
+        "name": "bench-github", "connector": "github_audit_log", "identity": "bench",
+        "scope": "orgs", "fqdn": fqdn, "key": "ghp_bench", "operation": "all",
+    });
+    std::fs::write(config.join("github.json"), connector.to_string()).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.path().join("grove.log")).map_err(|e| e.to_string())?;
+    let shim = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/grove_shim.py");
+    let started = Instant::now();
+    let mut child = Command::new(python)
+        .arg(shim)
+        .env("GROVE_CONFIG_HANDLER", "local_file")
+        .env("GROVE_CONFIG_LOCAL_FILE_PATH", &config)
+        .env("GROVE_OUTPUT_HANDLER", "local_file")
+        .env("GROVE_OUTPUT_LOCAL_FILE_PATH", &out)
+        .env("GROVE_CACHE_HANDLER", "local_memory")
+        .env("NO_PROXY", "127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("{python:?}: {e}"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if started.elapsed() > GROVE_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "did not finish within {} s",
+                GROVE_DEADLINE.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let log = std::fs::read_to_string(dir.path().join("grove.log")).unwrap_or_default();
+    // Grove logs one JSON object a line, and exits 0 after a failed collection: report its
+    // first error line.
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if let Some(error) = lines
+        .iter()
+        .find(|l| matches!(l["level"].as_str(), Some("ERROR" | "CRITICAL")))
+        .map(Value::to_string)
+        .or_else(|| (!status.success()).then(|| log.lines().last().unwrap_or("no log").into()))
+    {
+        return Err(format!("exited with {status}, log: {error}"));
+    }
+    // Grove's own span, from its first log line to its last (the rest is interpreter start-up,
+    // imports and exit)
+    let at = |message: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .and_then(|l| l["timestamp"].as_str())
+            .and_then(|t| chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S,%3f%z").ok())
+    };
+    let inner = match (at("Grove started"), at("All connectors have exited")) {
+        (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+        _ => f64::NAN,
+    };
+    let counted = output_of(Command::new(python).args(["-c", GROVE_COUNT]).arg(&out))?;
+    let mut counts = counted.split_whitespace().map(|c| c.parse().unwrap_or(0));
+    let (records, distinct) = (counts.next().unwrap_or(0), counts.next().unwrap_or(0));
+    Ok(GroveRun {
+        records,
+        distinct,
+        secs,
+        inner,
+        python: py_version,
+    })
+}
+
+/// Races Grove on the emulator the hub backfilled from (the hub is stopped by then), and prints
+/// its rate and the hub's ratio to it; a missing Python or a failed install skips it.
+async fn race_grove(emu: &Emulator, n: usize, hub_rate: f64) {
+    let python = match tokio::task::spawn_blocking(grove_python)
+        .await
+        .expect("join")
+    {
+        Ok(python) => python,
+        Err(reason) => {
+            println!("grove: SKIPPED ({reason})");
+            return;
+        }
+    };
+    let hits_before = emu.hits.lock().expect("lock").len();
+    let firsts_before = emu.first_requests.lock().expect("lock").len();
+    let url = emu.url.clone();
+    let ran = tokio::task::spawn_blocking(move || run_grove(&python, &url))
+        .await
+        .expect("join");
+    let requests = emu.hits.lock().expect("lock").len() - hits_before;
+    let firsts = emu.first_requests.lock().expect("lock").clone();
+    match ran {
+        Err(reason) => println!("grove: FAILED ({reason}; {requests} requests)"),
+        Ok(GroveRun {
+            records,
+            distinct,
+            secs,
+            inner,
+            python,
+        }) => {
+            let rate = records as f64 / secs;
+            println!(
+                "grove {GROVE_VERSION} (Python {python}): {records} events in {secs:.2} s = {rate:.0} events/s ({requests} requests; process start to exit, {inner:.2} s of it from Grove's first log line to its last; {distinct} distinct _document_id of {n})"
+            );
+            let first = |from: usize| firsts.get(from).map_or("none", String::as_str);
+            println!("  hub's first request:   GET {}", first(0));
+            println!("  grove's first request: GET {}", first(firsts_before));
+            if records == n && distinct == n {
+                println!(
+                    "hub / grove: {:.1}x (must reach >= 4x, aim >= 10x)",
+                    hub_rate / rate
+                );
+            } else {
+                println!("hub / grove: not computed (grove wrote {records} records, {distinct} distinct, of {n} events)");
+            }
+        }
+    }
 }
