@@ -1,11 +1,14 @@
-//! Foundation benchmark: ingest through the HTTP API vs. raw sled, timeline pages, histogram and
-//! export at scale. Prints figures; asserts nothing about time.
+//! Foundation benchmark: ingest through the HTTP API vs. raw sled and SQLite (peers measured in the
+//! same run), timeline pages, histogram, export and start-up at scale. Prints figures and
+//! same-run ratios; asserts nothing about time.
 //!
 //! cargo bench --bench foundation                # 1,000,000 events
 //! cargo bench --bench foundation -- 100000      # a quicker run
+//! cargo bench --bench foundation -- 10000000    # the 10M-event scale of issue 8
 //!
-//! The hub runs as a separate process (the release `trailhub` binary), so that its RSS can be
-//! read from /proc and the load generator does not share its heap.
+//! The hub runs as a separate process (the release `trailhub` binary), so that its RSS and CPU
+//! time can be read from /proc and the load generator does not share its heap. Events are
+//! generated batch by batch from their index, so 10M events never sit in the bench's memory.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -82,8 +85,10 @@ fn actor(i: usize) -> (String, String, String, String) {
     )
 }
 
-/// One event line of about 1 KiB, time-ordered over 30 days ending now.
-fn event_line(i: usize, n: usize, now: i64, rng: &mut Rng) -> String {
+/// One event line of about 1.2 KiB, time-ordered over 30 days ending now; the same for the same
+/// index in every run.
+fn event_line(i: usize, n: usize, now: i64) -> String {
+    let rng = &mut Rng((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 42);
     let span = DAYS * 86_400_000_000;
     let t = now - span + (i as i64) * (span / n as i64) + (rng.below(1000) as i64);
     let secs = t.div_euclid(1_000_000);
@@ -136,6 +141,20 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The NDJSON body of batch `b` (events `b * BATCH ..` up to `n`).
+fn batch_body(b: usize, n: usize, now: i64) -> String {
+    let mut body = String::with_capacity(BATCH * 1300);
+    for i in b * BATCH..((b + 1) * BATCH).min(n) {
+        body.push_str(&event_line(i, n, now));
+        body.push('\n');
+    }
+    body
+}
+
+fn batches(n: usize) -> usize {
+    n.div_ceil(BATCH)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -147,28 +166,39 @@ fn free_port() -> u16 {
 struct Hub {
     child: Child,
     url: String,
+    /// From spawning the process to its first healthy answer.
+    started_in: Duration,
 }
 
 impl Hub {
     async fn start(dir: &std::path::Path, http: &reqwest::Client) -> Hub {
         let port = free_port();
+        let spawned = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_trailhub"))
             .env("TRAILHUB_DATA_DIR", dir)
             .env("TRAILHUB_LISTEN", format!("127.0.0.1:{port}"))
             .env("TRAILHUB_ADMIN_TOKEN", TOKEN)
             .env("TRAILHUB_LOG", "warn")
             .env("TRAILHUB_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string())
+            // the key outside the data dir, as docs/SECURITY.md advises (and no warning)
+            .env("TRAILHUB_MASTER_KEY_FILE", dir.with_extension("master.key"))
             .stdout(Stdio::null())
             .spawn()
             .expect("hub starts");
         let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..600 {
-            if http.get(format!("{url}/healthz")).send().await.is_ok() {
-                break;
+        for _ in 0..60_000 {
+            if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Hub { child, url }
+        Hub {
+            child,
+            url,
+            started_in: spawned.elapsed(),
+        }
     }
 
     /// Peak resident set of the hub process so far, MiB.
@@ -182,6 +212,24 @@ impl Hub {
             .and_then(|k| k.parse::<f64>().ok())
             .unwrap_or(0.0)
             / 1024.0
+    }
+
+    /// CPU time (user + system) the hub process has used so far, seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // fields after the command (which may hold spaces): state is field 3, utime 14, stime 15
+        let after = stat.rsplit(") ").next().unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf has no preconditions
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (ticks(11) + ticks(12)) / hz.max(1.0)
     }
 
     fn stop(mut self) {
@@ -251,18 +299,12 @@ async fn run(n: usize) {
             .unwrap_or(0)
     );
 
-    let started = Instant::now();
-    let mut rng = Rng(42);
-    let lines: Vec<String> = (0..n).map(|i| event_line(i, n, now, &mut rng)).collect();
-    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
-    println!(
-        "generated in {:.1}s, mean event {:.0} bytes",
-        started.elapsed().as_secs_f64(),
-        bytes as f64 / n as f64
-    );
-    let bodies: Vec<String> = lines.chunks(BATCH).map(|c| c.join("\n") + "\n").collect();
+    let sample = batch_body(0, n.min(BATCH), now);
+    let mean = sample.len() as f64 / n.min(BATCH) as f64;
+    println!("mean event {mean:.0} bytes (NDJSON line)");
 
-    // Floor: the same bytes into sled, no indexes, batches of 1000, one flush at the end.
+    // Peers measured on the same machine in the same run, on the first `peer_n` events.
+    let peer_n = n.min(1_000_000);
     {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::Config::new()
@@ -272,36 +314,45 @@ async fn run(n: usize) {
             .open()
             .expect("sled");
         let tree = db.open_tree("raw").expect("tree");
-        let started = Instant::now();
-        for (b, chunk) in lines.chunks(BATCH).enumerate() {
+        let mut secs = 0.0;
+        for b in 0..batches(peer_n) {
+            let body = batch_body(b, peer_n, now);
+            let started = Instant::now();
             let mut batch = sled::Batch::default();
-            for (i, l) in chunk.iter().enumerate() {
+            for (i, l) in body.lines().enumerate() {
                 batch.insert(&((b * BATCH + i) as u64).to_be_bytes()[..], l.as_bytes());
             }
             tree.apply_batch(batch).expect("batch");
+            secs += started.elapsed().as_secs_f64();
         }
+        let started = Instant::now();
         db.flush().expect("flush");
-        let secs = started.elapsed().as_secs_f64();
+        secs += started.elapsed().as_secs_f64();
         println!(
-            "raw sled floor: {:.0} events/s ({:.1} MiB/s), {:.0} bytes/event on disk",
-            n as f64 / secs,
-            bytes as f64 / secs / 1048576.0,
-            dir_bytes(dir.path()) as f64 / n as f64
+            "raw sled floor: {:.0} events/s ({:.1} MiB/s), {:.0} bytes/event on disk ({peer_n} events, one key each, batches of {BATCH}, one flush)",
+            peer_n as f64 / secs,
+            peer_n as f64 * mean / secs / 1048576.0,
+            dir_bytes(dir.path()) as f64 / peer_n as f64
         );
     }
+    let sqlite = sqlite_peer(peer_n, now);
 
     let data = tempfile::tempdir().expect("tempdir");
     let hub = Hub::start(data.path(), &http).await;
+    let cpu_before = hub.cpu_seconds();
     let started = Instant::now();
-    let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies.into_iter()));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (http, url, queue) = (http.clone(), hub.url.clone(), queue.clone());
+            let (http, url, next) = (http.clone(), hub.url.clone(), next.clone());
             tokio::spawn(async move {
                 let mut stored = 0u64;
                 loop {
-                    let body = queue.lock().expect("lock").next();
-                    let Some(body) = body else { return stored };
+                    let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if b >= batches(n) {
+                        return stored;
+                    }
+                    let body = batch_body(b, n, now);
                     let resp = http
                         .post(format!("{url}/api/v1/events"))
                         .bearer_auth(TOKEN)
@@ -322,10 +373,12 @@ async fn run(n: usize) {
         stored += c.await.expect("client");
     }
     let secs = started.elapsed().as_secs_f64();
+    let ingest_rate = stored as f64 / secs;
+    let cpu = hub.cpu_seconds() - cpu_before;
     println!(
-        "API ingest: {stored} events in {secs:.1}s = {:.0} events/s ({CLIENTS} clients, {BATCH}-event NDJSON batches, acknowledged after flush); hub peak RSS {:.0} MiB",
-        stored as f64 / secs,
-        hub.peak_rss_mib()
+        "API ingest: {stored} events in {secs:.1}s = {ingest_rate:.0} events/s ({CLIENTS} clients, {BATCH}-event NDJSON batches generated by the clients, acknowledged after flush); hub peak RSS {:.0} MiB; hub CPU {:.1} us/event",
+        hub.peak_rss_mib(),
+        cpu * 1e6 / stored.max(1) as f64
     );
     let metrics = http
         .get(format!("{}/metrics", hub.url))
@@ -350,14 +403,25 @@ async fn run(n: usize) {
     );
     hub.stop();
     let on_disk = dir_bytes(data.path());
+    let hub_bytes = on_disk as f64 / n as f64;
     println!(
-        "data dir: {:.1} MiB = {:.0} bytes/event",
+        "data dir: {:.1} MiB = {hub_bytes:.0} bytes/event",
         on_disk as f64 / 1048576.0,
-        on_disk as f64 / n as f64
     );
+    if let Some((rate, bytes)) = sqlite {
+        println!(
+            "hub / sqlite: ingest {:.2}x (must reach >= 2x), bytes/event {:.2}x (must reach <= 0.5x)",
+            ingest_rate / rate,
+            hub_bytes / bytes
+        );
+    }
 
     // Queries on a fresh process.
     let hub = Hub::start(data.path(), &http).await;
+    println!(
+        "start-up with {n} events stored: {:.2} s to the first healthy answer",
+        hub.started_in.as_secs_f64()
+    );
     let mut rng = Rng(7);
     let rounds = 200;
     let mut urls = |make: &mut dyn FnMut(&mut Rng) -> String| -> Vec<String> {
@@ -467,4 +531,88 @@ async fn run(n: usize) {
     );
     hub.stop();
     let _ = std::io::stdout().flush();
+}
+
+/// The peer an admin could build on instead: the same events into SQLite (WAL,
+/// `synchronous=FULL`, one transaction per 1,000-event batch, a unique (integration, source_id)
+/// key for exactly-once, indexes on time, actor+time and action+time), the fields read from each
+/// line with serde as any such ingester would. Returns (events/s, bytes/event), or `None` when
+/// SQLite cannot be opened.
+fn sqlite_peer(n: usize, now: i64) -> Option<(f64, f64)> {
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow)]
+        source_id: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        time: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        action: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        actor: Actor<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Actor<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+    }
+    let dir = tempfile::tempdir().ok()?;
+    let path = dir.path().join("peer.db");
+    let mut conn = match rusqlite::Connection::open(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("sqlite peer: SKIPPED ({e})");
+            return None;
+        }
+    };
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         PRAGMA synchronous=FULL;
+         CREATE TABLE events (
+             seq INTEGER PRIMARY KEY,
+             integration TEXT NOT NULL,
+             source_id TEXT NOT NULL,
+             time TEXT NOT NULL,
+             actor TEXT NOT NULL,
+             action TEXT NOT NULL,
+             body TEXT NOT NULL,
+             UNIQUE (integration, source_id)
+         );
+         CREATE INDEX events_time ON events (time);
+         CREATE INDEX events_actor_time ON events (actor, time);
+         CREATE INDEX events_action_time ON events (action, time);",
+    )
+    .ok()?;
+    let mut secs = 0.0;
+    let mut stored = 0usize;
+    for b in 0..batches(n) {
+        let body = batch_body(b, n, now);
+        let started = Instant::now();
+        let tx = conn.transaction().ok()?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO events (integration, source_id, time, actor, action, body)
+                     VALUES ('custom', ?1, ?2, ?3, ?4, ?5)",
+                )
+                .ok()?;
+            for line in body.lines() {
+                let l: Line = serde_json::from_str(line).expect("generated lines parse");
+                stored += insert
+                    .execute((&*l.source_id, &*l.time, &*l.actor.id, &*l.action, line))
+                    .ok()?;
+            }
+        }
+        tx.commit().ok()?;
+        secs += started.elapsed().as_secs_f64();
+    }
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .ok()?;
+    drop(conn);
+    let bytes = dir_bytes(dir.path()) as f64 / n as f64;
+    let rate = stored as f64 / secs;
+    println!(
+        "sqlite peer ({} events; WAL, synchronous=FULL, 1,000-event transactions, unique (integration, source_id), indexes on time, actor+time, action+time): {rate:.0} events/s, {bytes:.0} bytes/event",
+        stored
+    );
+    Some((rate, bytes))
 }

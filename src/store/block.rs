@@ -27,7 +27,7 @@ pub const FRAME_EVENTS: usize = 16;
 pub const BLOCK_EVENTS: usize = 256;
 pub const BLOCK_VERSION: u8 = 2;
 /// zstd level: the fast end, where compression costs less than the JSON work around it.
-pub const LEVEL: i32 = 3;
+pub const LEVEL: i32 = 1;
 /// Size of a trained dictionary.
 pub const DICTIONARY_BYTES: usize = 64 * 1024;
 /// Frames kept decompressed for readers.

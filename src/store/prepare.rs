@@ -15,6 +15,115 @@ const EMPTY_ID_PREFIX: &[u8] = b"{\"id\":\"\",";
 const MAX_RAW_TOKENS: usize = 32;
 const MAX_TOKEN_LEN: usize = 64;
 
+/// An event's index terms in one buffer, each with its hash: built without an allocation per
+/// term, and looked up in the tail without hashing again.
+#[derive(Debug, Clone, Default)]
+pub struct Terms {
+    bytes: Vec<u8>,
+    /// (start, length, hash) of each term, distinct.
+    spans: Vec<(u32, u32, u64)>,
+    /// Open-addressing index over `spans` (span index + 1; 0 is empty), a power of two at least
+    /// twice the spans: finding a duplicate is one probe, not a scan.
+    slots: Vec<u32>,
+}
+
+/// The hash every term is looked up by (FxHash of its bytes).
+pub fn term_hash(term: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(term)
+}
+
+impl Terms {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Adds a term unless it is there already.
+    pub fn push(&mut self, term: &[u8]) {
+        let hash = term_hash(term);
+        self.push_hashed(term, hash);
+    }
+
+    fn push_hashed(&mut self, term: &[u8], hash: u64) {
+        if (self.spans.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = (hash as usize) & mask;
+        loop {
+            match self.slots[at] {
+                0 => break,
+                i => {
+                    let (s, l, h) = self.spans[i as usize - 1];
+                    if h == hash && &self.bytes[s as usize..(s + l) as usize] == term {
+                        return;
+                    }
+                }
+            }
+            at = (at + 1) & mask;
+        }
+        self.spans
+            .push((self.bytes.len() as u32, term.len() as u32, hash));
+        self.slots[at] = self.spans.len() as u32;
+        self.bytes.extend_from_slice(term);
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(128);
+        self.slots = vec![0; size];
+        for (i, (_, _, h)) in self.spans.iter().enumerate() {
+            let mut at = (*h as usize) & (size - 1);
+            while self.slots[at] != 0 {
+                at = (at + 1) & (size - 1);
+            }
+            self.slots[at] = i as u32 + 1;
+        }
+    }
+
+    fn contains_hashed(&self, term: &[u8], hash: u64) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = (hash as usize) & mask;
+        while self.slots[at] != 0 {
+            let (s, l, h) = self.spans[self.slots[at] as usize - 1];
+            if h == hash && &self.bytes[s as usize..(s + l) as usize] == term {
+                return true;
+            }
+            at = (at + 1) & mask;
+        }
+        false
+    }
+
+    /// Keeps the first `n` terms.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.spans.len() {
+            self.bytes.truncate(self.spans[n].0 as usize);
+            self.spans.truncate(n);
+            let size = self.slots.len();
+            self.slots.clear();
+            self.slots.resize(size / 2, 0);
+            self.grow();
+        }
+    }
+
+    pub fn contains(&self, term: &[u8]) -> bool {
+        self.contains_hashed(term, term_hash(term))
+    }
+
+    /// Each term and its hash.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        self.spans
+            .iter()
+            .map(|(s, l, h)| (&self.bytes[*s as usize..(*s + *l) as usize], *h))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
     pub time: Micros,
@@ -26,7 +135,7 @@ pub struct PreparedEvent {
     /// The event's JSON after its `id` member, starting at `"time"`.
     pub body: Vec<u8>,
     /// Index terms this event is listed under (`keys::term`).
-    pub terms: Vec<Vec<u8>>,
+    pub terms: Terms,
     pub groups: Vec<(Dimension, String)>,
 }
 
@@ -45,10 +154,14 @@ pub fn prepare(event: &Event) -> PreparedEvent {
     json.drain(..EMPTY_ID_PREFIX.len());
     let body = json;
 
-    let mut terms: Vec<Vec<u8>> = Vec::with_capacity(64);
+    let mut terms = Terms {
+        bytes: Vec::with_capacity(1024),
+        spans: Vec::with_capacity(64),
+        slots: Vec::new(),
+    };
     let mut add = |f: Field, v: &str| {
         if !v.is_empty() {
-            terms.push(keys::term_of(f, v));
+            terms.push(&keys::term_of(f, v));
         }
     };
     add(Field::Integration, &event.integration.id);
@@ -74,8 +187,6 @@ pub fn prepare(event: &Event) -> PreparedEvent {
         add(Field::Ip, ip);
     }
     token_terms(event, &mut terms);
-    terms.sort_unstable();
-    terms.dedup();
 
     let groups = Dimension::ALL
         .iter()
@@ -154,18 +265,17 @@ pub fn chain_hash_of(prev: &[u8; 32], seq: u64, body: &[u8]) -> [u8; 32] {
 /// Search tokens of an event: its normalised text fields in full, and the first string values
 /// of its raw payload.
 pub fn event_tokens(event: &Event) -> HashSet<String> {
-    let mut terms = Vec::new();
+    let mut terms = Terms::default();
     token_terms(event, &mut terms);
     terms
-        .into_iter()
-        .map(|t| String::from_utf8_lossy(&t[1..]).into_owned())
+        .iter()
+        .map(|(t, _)| String::from_utf8_lossy(&t[1..]).into_owned())
         .collect()
 }
 
 /// The token terms of an event (`keys::term(Field::Token, token)`), each once. Built without a
 /// `String` per word: this runs for every event stored.
-fn token_terms(event: &Event, out: &mut Vec<Vec<u8>>) {
-    let mut seen: HashSet<u64> = HashSet::default();
+fn token_terms(event: &Event, out: &mut Terms) {
     let texts = [
         Some(event.event_type.as_str()),
         Some(event.actor.id.as_str()),
@@ -176,20 +286,20 @@ fn token_terms(event: &Event, out: &mut Vec<Vec<u8>>) {
         event.description.as_deref(),
     ];
     for text in texts.into_iter().flatten() {
-        word_terms(text, 2, false, &mut seen, out);
+        word_terms(text, 2, false, out);
     }
     for t in &event.targets {
-        word_terms(&t.kind, 2, false, &mut seen, out);
-        word_terms(&t.id, 2, false, &mut seen, out);
+        word_terms(&t.kind, 2, false, out);
+        word_terms(&t.id, 2, false, out);
         if let Some(name) = &t.name {
-            word_terms(name, 2, false, &mut seen, out);
+            word_terms(name, 2, false, out);
         }
     }
     for c in &event.changes {
-        word_terms(&c.field, 2, false, &mut seen, out);
+        word_terms(&c.field, 2, false, out);
         for v in [&c.old, &c.new] {
             if let serde_json::Value::String(s) = v {
-                word_terms(s, 2, false, &mut seen, out);
+                word_terms(s, 2, false, out);
             }
         }
     }
@@ -200,31 +310,47 @@ fn token_terms(event: &Event, out: &mut Vec<Vec<u8>>) {
         if out.len() - from_fields >= MAX_RAW_TOKENS {
             return;
         }
-        word_terms(value, 3, true, &mut seen, out);
-        out.truncate(from_fields + MAX_RAW_TOKENS.min(out.len() - from_fields));
+        word_terms(value, 3, true, out);
+        out.truncate(from_fields + MAX_RAW_TOKENS);
     }
 }
 
 /// Pushes the term of each new word of `text`: runs of letters and digits (letters only when
-/// `letters_only`), `min` to 64 characters, lowercased.
-fn word_terms(
-    text: &str,
-    min: usize,
-    letters_only: bool,
-    seen: &mut HashSet<u64>,
-    out: &mut Vec<Vec<u8>>,
-) {
-    use std::hash::BuildHasher;
-    for word in text.split(|c: char| !c.is_alphanumeric()) {
-        if word.len() < min {
+/// `letters_only`), `min` to 64 characters, lowercased. ASCII text (nearly all of it) is
+/// scanned byte by byte and a word is hashed before any allocation; other text goes by chars.
+fn word_terms(text: &str, min: usize, letters_only: bool, out: &mut Terms) {
+    if !text.is_ascii() {
+        return word_terms_unicode(text, min, letters_only, out);
+    }
+    let code = keys::Field::Token.code();
+    let bytes = text.as_bytes();
+    let mut lower = [0u8; MAX_TOKEN_LEN + 1];
+    lower[0] = code;
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && !bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        let start = i;
+        let mut letters = true;
+        while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+            letters &= bytes[i].is_ascii_alphabetic();
+            i += 1;
+        }
+        let n = i - start;
+        if n < min || n > MAX_TOKEN_LEN || (letters_only && !letters) {
             continue;
         }
-        let ascii = word.is_ascii();
-        let n = if ascii {
-            word.len()
-        } else {
-            word.chars().count()
-        };
+        for (d, b) in lower[1..=n].iter_mut().zip(&bytes[start..i]) {
+            *d = b.to_ascii_lowercase();
+        }
+        out.push(&lower[..=n]);
+    }
+}
+
+fn word_terms_unicode(text: &str, min: usize, letters_only: bool, out: &mut Terms) {
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        let n = word.chars().count();
         if !(min..=MAX_TOKEN_LEN).contains(&n)
             || (letters_only && !word.chars().all(char::is_alphabetic))
         {
@@ -232,14 +358,8 @@ fn word_terms(
         }
         let mut term = Vec::with_capacity(1 + word.len());
         term.push(keys::Field::Token.code());
-        if ascii {
-            term.extend(word.bytes().map(|b| b.to_ascii_lowercase()));
-        } else {
-            term.extend_from_slice(word.to_lowercase().as_bytes());
-        }
-        if seen.insert(rustc_hash::FxBuildHasher.hash_one(&term)) {
-            out.push(term);
-        }
+        term.extend_from_slice(word.to_lowercase().as_bytes());
+        out.push(&term);
     }
 }
 
@@ -273,14 +393,25 @@ fn json_string_values(json: &str) -> impl Iterator<Item = &str> {
     let mut i = 0;
     std::iter::from_fn(move || {
         while i < bytes.len() {
-            if bytes[i] != b'"' {
-                i += 1;
-                continue;
-            }
-            let start = i + 1;
+            let Some(open) = memchr::memchr(b'"', &bytes[i..]) else {
+                i = bytes.len();
+                return None;
+            };
+            let start = i + open + 1;
+            // the closing quote: the next one not escaped
             let mut j = start;
-            while j < bytes.len() && bytes[j] != b'"' {
-                j += if bytes[j] == b'\\' { 2 } else { 1 };
+            loop {
+                match memchr::memchr2(b'"', b'\\', &bytes[j.min(bytes.len())..]) {
+                    None => {
+                        j = bytes.len();
+                        break;
+                    }
+                    Some(k) if bytes[j + k] == b'\\' => j += k + 2,
+                    Some(k) => {
+                        j += k;
+                        break;
+                    }
+                }
             }
             let end = j.min(bytes.len());
             i = end + 1;
@@ -301,6 +432,54 @@ fn json_string_values(json: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terms_are_distinct_through_growth_and_truncation() {
+        let mut t = Terms::default();
+        for round in 0..3 {
+            for i in 0..300 {
+                t.push(format!("term{i}").as_bytes());
+            }
+            assert_eq!(t.len(), 300, "round {round}");
+        }
+        assert!(t.contains(b"term299") && !t.contains(b"term300"));
+        t.truncate(10);
+        assert_eq!(t.len(), 10);
+        assert!(t.contains(b"term9") && !t.contains(b"term10"));
+        t.push(b"term10");
+        t.push(b"term3");
+        assert_eq!(t.len(), 11);
+        let all: Vec<&[u8]> = t.iter().map(|(b, _)| b).collect();
+        assert_eq!(all[10], b"term10");
+    }
+
+    #[test]
+    fn the_ascii_word_scanner_agrees_with_the_unicode_one() {
+        let texts = [
+            "org.add_member Alice@Example.com x 10.0.0.1 a1b2 ___ THIS-is-IT",
+            "x".repeat(64).as_str(),
+            "y".repeat(65).as_str(),
+            "",
+            "  ab  cd  ",
+        ]
+        .map(str::to_string);
+        for text in &texts {
+            for (min, letters) in [(2, false), (3, true)] {
+                let (mut a, mut b) = (Terms::default(), Terms::default());
+                word_terms(text, min, letters, &mut a);
+                word_terms_unicode(text, min, letters, &mut b);
+                assert_eq!(
+                    a.iter().collect::<Vec<_>>(),
+                    b.iter().collect::<Vec<_>>(),
+                    "{text:?}"
+                );
+            }
+        }
+        let mut out = Terms::default();
+        word_terms("Über straße ÉTÉ ÉTÉ", 2, false, &mut out);
+        assert_eq!(out.len(), 3, "distinct terms only");
+        assert_eq!(&out.iter().next().expect("one").0[1..], "über".as_bytes());
+    }
 
     #[test]
     fn tokens_split_on_punctuation_and_skip_json_keys() {

@@ -172,7 +172,7 @@ pub fn build(tail: &Tail) -> Result<(SegmentMeta, Vec<KeyValue>), StoreError> {
     let last = position(*by_rank.last().expect("count > 0"));
 
     let mut rare_hashes: Vec<Vec<(u64, Vec<u32>)>> = vec![Vec::new(); Field::ALL.len()];
-    for (term, locals) in &tail.postings {
+    for (term, locals) in tail.postings() {
         let mut ranks: Vec<u32> = locals.iter().map(|l| rank_of[*l as usize]).collect();
         ranks.sort_unstable();
         ranks.dedup();
@@ -310,12 +310,14 @@ mod tests {
         let index = db.open_tree("index").expect("tree");
         let mut tail = Tail::new(100, crate::store::tail::SEAL_EVENTS);
         for i in 0..10_000u64 {
-            let mut terms = vec![
-                keys::term(Field::Action, if i % 3 == 0 { "login" } else { "read" }),
-                keys::term(Field::Token, &format!("unique{i}")),
-            ];
+            let mut terms = crate::store::prepare::Terms::default();
+            terms.push(&keys::term(
+                Field::Action,
+                if i % 3 == 0 { "login" } else { "read" },
+            ));
+            terms.push(&keys::term(Field::Token, &format!("unique{i}")));
             if i % 1000 == 7 {
-                terms.push(keys::term(Field::Target, "seldom"));
+                terms.push(&keys::term(Field::Target, "seldom"));
             }
             tail.push(TailEntry {
                 seq: 100 + i,

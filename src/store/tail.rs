@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::keys::{self, Dimension, Granularity};
 use super::postings::Position;
+use super::prepare::{term_hash, Terms};
 use crate::time::Micros;
 
 /// Events per sealed segment (ranks in a segment fit in 16 bits).
@@ -23,7 +24,7 @@ pub struct TailEntry {
     pub time: Micros,
     /// Dedup hash (as the writer used it), kept for the segment's dedup run.
     pub hash: u64,
-    pub terms: Vec<Vec<u8>>,
+    pub terms: Terms,
     pub groups: Vec<(Dimension, String)>,
 }
 
@@ -42,8 +43,8 @@ pub struct Tail {
     pub missing: Vec<u32>,
     /// (time, local index): the time order.
     order: BTreeSet<(Micros, u32)>,
-    /// Term → local indexes, ascending.
-    pub postings: HashMap<Box<[u8]>, Vec<u32>>,
+    /// Term → local indexes, ascending; keyed by `prepare::term_hash`.
+    postings: hashbrown::HashTable<(Box<[u8]>, Vec<u32>)>,
     pub rollups: HashMap<Cell, HashMap<String, u64>>,
 }
 
@@ -56,7 +57,7 @@ impl Tail {
             times: Vec::new(),
             hashes: Vec::new(),
             order: BTreeSet::new(),
-            postings: HashMap::default(),
+            postings: hashbrown::HashTable::new(),
             rollups: HashMap::default(),
         }
     }
@@ -100,11 +101,12 @@ impl Tail {
         self.times.push(e.time);
         self.hashes.push(e.hash);
         self.order.insert((e.time, local));
-        for term in e.terms {
-            match self.postings.get_mut(term.as_slice()) {
-                Some(list) => list.push(local),
+        for (term, hash) in e.terms.iter() {
+            match self.postings.find_mut(hash, |(k, _)| **k == *term) {
+                Some((_, list)) => list.push(local),
                 None => {
-                    self.postings.insert(term.into_boxed_slice(), vec![local]);
+                    self.postings
+                        .insert_unique(hash, (term.into(), vec![local]), |(k, _)| term_hash(k));
                 }
             }
         }
@@ -152,8 +154,8 @@ impl Tail {
     pub fn matching(&self, terms: &[Vec<u8>], lower: Position, upper: Position) -> Vec<Position> {
         let mut lists: Vec<&Vec<u32>> = Vec::with_capacity(terms.len());
         for t in terms {
-            match self.postings.get(t.as_slice()) {
-                Some(list) => lists.push(list),
+            match self.postings.find(term_hash(t), |(k, _)| **k == **t) {
+                Some((_, list)) => lists.push(list),
                 None => return Vec::new(),
             }
         }
@@ -192,6 +194,16 @@ impl Tail {
             })
     }
 
+    /// Every term with its local indexes (ascending).
+    pub fn postings(&self) -> impl Iterator<Item = (&[u8], &[u32])> + '_ {
+        self.postings.iter().map(|(k, v)| (&k[..], &v[..]))
+    }
+
+    /// Distinct terms.
+    pub fn term_count(&self) -> usize {
+        self.postings.len()
+    }
+
     /// Local indexes in time order: a sealed segment's ranks.
     pub fn time_order(&self) -> impl Iterator<Item = u32> + '_ {
         self.order.iter().map(|(_, local)| *local)
@@ -207,11 +219,15 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, time: Micros, terms: &[&str]) -> TailEntry {
+        let mut list = Terms::default();
+        for t in terms {
+            list.push(t.as_bytes());
+        }
         TailEntry {
             seq,
             time,
             hash: seq,
-            terms: terms.iter().map(|t| t.as_bytes().to_vec()).collect(),
+            terms: list,
             groups: vec![(Dimension::Total, String::new())],
         }
     }
