@@ -443,6 +443,20 @@ impl BucketSize {
     }
 }
 
+/// The start of every bucket of `size` that overlaps [since, until), oldest first. The caller
+/// bounds the count (`timeline::histogram_range`); the arithmetic is checked whatever it gets.
+pub fn bucket_starts(
+    since: Micros,
+    until: Micros,
+    size: BucketSize,
+) -> impl Iterator<Item = Micros> {
+    let step = size.micros();
+    std::iter::successors(Some(keys::bucket_start(since, step)), move |start| {
+        start.checked_add(step)
+    })
+    .take_while(move |start| *start < until)
+}
+
 /// Counts per bucket start, per group value.
 pub type Histogram = BTreeMap<Micros, BTreeMap<String, u64>>;
 
@@ -459,15 +473,9 @@ impl Store {
         group: Dimension,
     ) -> Result<Histogram, StoreError> {
         let step = size.micros();
-        let mut out: Histogram = BTreeMap::new();
-        let mut start = keys::bucket_start(since, step);
-        while start < until {
-            out.insert(start, BTreeMap::new());
-            match start.checked_add(step) {
-                Some(next) => start = next,
-                None => break,
-            }
-        }
+        let mut out: Histogram = bucket_starts(since, until, size)
+            .map(|start| (start, BTreeMap::new()))
+            .collect();
         let granularity = match size.granularity() {
             Some(g) if !filter.has_field_filters() => g,
             _ => {
