@@ -95,13 +95,15 @@ pub fn parse_body(
         let items: Vec<&RawValue> =
             serde_json::from_slice(body).map_err(|e| BodyError::Array(e.to_string()))?;
         for (i, item) in items.iter().enumerate() {
-            let value = serde_json::from_str::<Value>(item.get()).map_err(|e| e.to_string());
+            // the array parsed, yet an element can still fail as a value (a number out of
+            // range, nesting past serde_json's limit): say so like for an NDJSON line
+            let value = serde_json::from_str::<Value>(item.get()).map_err(not_json);
             take(i + 1, value, Some(item.get()));
         }
     } else if format == BodyFormat::Json && first == b'{' {
         let item: &RawValue =
             serde_json::from_slice(body).map_err(|e| BodyError::Object(e.to_string()))?;
-        let value = serde_json::from_str::<Value>(item.get()).map_err(|e| e.to_string());
+        let value = serde_json::from_str::<Value>(item.get()).map_err(not_json);
         take(1, value, Some(item.get()));
     } else {
         for (i, line) in body.split(|b| *b == b'\n').enumerate() {
@@ -112,14 +114,17 @@ pub fn parse_body(
             match std::str::from_utf8(line) {
                 Err(_) => take(i + 1, Err("line is not valid UTF-8".into()), None),
                 Ok(text) => {
-                    let value = serde_json::from_str::<Value>(text)
-                        .map_err(|e| format!("line is not valid JSON: {e}"));
+                    let value = serde_json::from_str::<Value>(text).map_err(not_json);
                     take(i + 1, value, Some(text));
                 }
             }
         }
     }
     Ok(ParsedBody { events, rejected })
+}
+
+fn not_json(e: serde_json::Error) -> String {
+    format!("line is not valid JSON: {e}")
 }
 
 /// Stores validated events durably; answers once every batch is on disk.
@@ -195,4 +200,39 @@ pub enum IngestError {
     Body(#[from] BodyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the property tests (tests/integration/fuzz.rs): an element of a JSON array (or a
+    /// lone object) that is valid JSON text but no `Value` was rejected with serde's bare
+    /// message, `number out of range at line 1 column 81`, which names neither the line nor
+    /// the field. Every format now says `line is not valid JSON: ...`.
+    #[test]
+    fn elements_that_are_no_json_value_are_rejected_as_lines() {
+        let deep = format!("{}0{}", "[".repeat(200), "]".repeat(200));
+        let good = r#"{"time":"2024-05-01T00:00:00Z","event_type":"e","action":"read","actor":{"id":"a"}}"#;
+        for element in [
+            r#"{"time":"2024-05-01T00:00:00Z","raw":1e400}"#.to_string(),
+            deep,
+        ] {
+            for (body, format) in [
+                (format!("[{good},{element}]"), BodyFormat::Json),
+                (format!("[{good},{element}]"), BodyFormat::Sniff),
+                (element.clone(), BodyFormat::Json),
+                (format!("{good}\n{element}"), BodyFormat::Ndjson),
+            ] {
+                let parsed = parse_body(body.as_bytes(), format, &custom_integration(), 0)
+                    .expect("the body reads");
+                let rejected = parsed.rejected.last().expect("the element is rejected");
+                assert!(
+                    rejected.error.starts_with("line is not valid JSON: "),
+                    "{format:?}: {}",
+                    rejected.error
+                );
+            }
+        }
+    }
 }
