@@ -351,6 +351,14 @@ fn decompress(
     if raw_len > 64 * 1024 * 1024 {
         return Err(corrupt("frame too large"));
     }
+    // `raw_len` is read from disk: before a buffer of that size is made, the frame's own header
+    // (every frame the store writes records its size) must agree, so that a damaged length costs
+    // no memory
+    match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(size)) if size != raw_len as u64 => return Err(corrupt("frame length differs")),
+        Ok(_) => {}
+        Err(_) => return Err(corrupt("frame is not zstd")),
+    }
     let prepared = if dict == 0 {
         None
     } else {
