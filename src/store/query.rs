@@ -261,7 +261,16 @@ impl Scan {
             return Ok(None);
         }
         let docs_hi = segment::load_docs(index, meta, c - 1)?;
-        let hi = (c - 1) * DOC_CHUNK + docs_hi.partition_point(|p| *p <= upper) - 1;
+        // the chunk's first position is at or below `upper` (its description says so); a
+        // damaged doc table may disagree
+        let below = docs_hi.partition_point(|p| *p <= upper).checked_sub(1);
+        let Some(below) = below else {
+            return Err(StoreError::Corrupt(format!(
+                "segment {} doc table disagrees with its description",
+                meta.id()
+            )));
+        };
+        let hi = (c - 1) * DOC_CHUNK + below;
         let c = meta.chunk_first.partition_point(|p| *p < lower);
         let lo = if c == 0 {
             0
