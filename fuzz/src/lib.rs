@@ -571,10 +571,15 @@ pub fn vendor_page(data: &[u8]) {
     let owned: Vec<Box<RawValue>> = records
         .map(|r| r.into_iter().map(|r| r.to_owned()).collect())
         .unwrap_or_default();
-    let url = match std::str::from_utf8(head) {
-        Ok(h) if h.starts_with("https://") => h.lines().next().unwrap_or(h).to_string(),
-        _ => "https://vendor.example/api/logs?limit=100&from=1".to_string(),
-    };
+    // the request in hand: the engine only ever holds one it built or parsed as a URL
+    let url = std::str::from_utf8(head)
+        .ok()
+        .and_then(|h| h.lines().next())
+        .and_then(|first| reqwest::Url::parse(first).ok())
+        .map_or_else(
+            || "https://vendor.example/api/logs?limit=100&from=1".to_string(),
+            |u| u.to_string(),
+        );
     let checked = |next: Option<String>| {
         if let Some(next) = next {
             assert!(
