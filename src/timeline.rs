@@ -4,12 +4,16 @@
 use std::collections::HashMap;
 
 use crate::schema::{Action, Category, Outcome};
-use crate::store::query::{Filter, Position};
+use crate::store::query::{BucketSize, Filter, Position};
 use crate::store::Field;
-use crate::time::{in_range, parse_time_or_ago, Micros, TimeInputError};
+use crate::time::{
+    in_range, parse_time_or_ago, Micros, TimeInputError, DAY, HOUR, MAX_TIME, MIN_TIME,
+};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
+/// Most buckets one histogram may have.
+pub const MAX_BUCKETS: i64 = 10_000;
 
 /// A parameter that is not acceptable, named so the caller can fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +180,46 @@ impl Request {
                 .ok_or_else(|| invalid("cursor", "not a cursor this hub issued")),
         }
     }
+}
+
+/// The [since, until) range a histogram covers: the filter's, or a default window per bucket
+/// size ending now; refused when it would need more than [`MAX_BUCKETS`] buckets.
+pub fn histogram_range(
+    filter: &Filter,
+    size: BucketSize,
+    now: Micros,
+) -> Result<(Micros, Micros), ParamError> {
+    // `since` and `until` were checked to lie in 1970..=9999 (crate::time), so the arithmetic
+    // below cannot overflow; it is checked anyway, so that no input can make it wrap
+    let until = filter
+        .until
+        .unwrap_or_else(|| now.saturating_add(1).clamp(MIN_TIME, MAX_TIME));
+    let default_window = match size {
+        BucketSize::Minute => 2 * HOUR,
+        BucketSize::FiveMinutes => 12 * HOUR,
+        BucketSize::Hour => 7 * DAY,
+        BucketSize::Day => 90 * DAY,
+    };
+    let since = filter
+        .since
+        .unwrap_or_else(|| until.saturating_sub(default_window).max(MIN_TIME));
+    if since >= until {
+        return Err(invalid(
+            "since",
+            "must be before `until` (which defaults to now)",
+        ));
+    }
+    let buckets_needed = until
+        .checked_sub(since)
+        .map(|span| span / size.micros())
+        .filter(|n| *n <= MAX_BUCKETS);
+    if buckets_needed.is_none() {
+        return Err(invalid(
+            "bucket",
+            format!("the range would need more than {MAX_BUCKETS} buckets; use a larger bucket or a shorter range"),
+        ));
+    }
+    Ok((since, until))
 }
 
 #[cfg(test)]

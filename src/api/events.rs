@@ -14,7 +14,7 @@ use crate::ingest::{self, BodyFormat};
 use crate::schema::{Action, Category, EventId};
 use crate::store::query::{BucketSize, Filter};
 use crate::store::Dimension;
-use crate::time::{format_micros, now_micros, DAY, HOUR, MAX_TIME, MIN_TIME};
+use crate::time::{format_micros, now_micros};
 use crate::timeline;
 
 pub fn routes() -> Routes<AppState> {
@@ -146,9 +146,6 @@ async fn one(
     }
 }
 
-/// Most buckets one histogram may have.
-const MAX_BUCKETS: i64 = 10_000;
-
 async fn histogram(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,35 +172,7 @@ async fn histogram(
             ApiError::new(ErrorCode::InvalidParameter, format!("`group_by`: expected one of action, category, integration, actor, outcome, got {g:?}"))
         })?,
     };
-    // `since` and `until` were checked to lie in 1970..=9999 (crate::time), so the arithmetic
-    // below cannot overflow; it is checked anyway, so that no input can make it wrap
-    let until = request
-        .filter
-        .until
-        .unwrap_or_else(|| now.saturating_add(1).min(MAX_TIME));
-    let default_window = match size {
-        BucketSize::Minute => 2 * HOUR,
-        BucketSize::FiveMinutes => 12 * HOUR,
-        BucketSize::Hour => 7 * DAY,
-        BucketSize::Day => 90 * DAY,
-    };
-    let since = request
-        .filter
-        .since
-        .unwrap_or_else(|| until.saturating_sub(default_window).max(MIN_TIME));
-    if since >= until {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParameter,
-            "`since`: must be before `until` (which defaults to now)",
-        ));
-    }
-    let buckets_needed = until
-        .checked_sub(since)
-        .map(|span| span / size.micros())
-        .filter(|n| *n <= MAX_BUCKETS);
-    if buckets_needed.is_none() {
-        return Err(ApiError::new(ErrorCode::InvalidParameter, format!("`bucket`: the range would need more than {MAX_BUCKETS} buckets; use a larger bucket or a shorter range")));
-    }
+    let (since, until) = timeline::histogram_range(&request.filter, size, now)?;
     let filter = Filter {
         since: Some(since),
         until: Some(until),

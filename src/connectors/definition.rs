@@ -836,15 +836,37 @@ pub fn parse(file: &str, text: &str) -> Result<Connector, DefinitionError> {
     if push_only {
         return parse_push_only(file, text);
     }
-    let raw: RawDefinition = toml::from_str(text).map_err(|e| DefinitionError {
+    let raw: RawDefinition = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+    Validator { file }.build(raw)
+}
+
+/// A TOML or serde error as a `DefinitionError` naming the key where it sits.
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> DefinitionError {
+    let message = e.message().trim();
+    let message = match e.span() {
+        // toml says nothing for some syntax errors (`name = ` with no value): say where
+        _ if !message.is_empty() => message.to_string(),
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = before.len()
+                - before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            format!("not valid TOML at line {line}, column {column}")
+        }
+        None => "not valid TOML".to_string(),
+    };
+    DefinitionError {
         file: file.to_string(),
         key: e
             .span()
             .map(|s| key_at(text, s.start))
             .unwrap_or_else(|| "(file)".into()),
-        message: e.message().trim().to_string(),
-    })?;
-    Validator { file }.build(raw)
+        message,
+    }
 }
 
 /// A push-only definition: the polling tables must be absent, and inert ones stand in for them.
@@ -854,8 +876,7 @@ fn parse_push_only(file: &str, text: &str) -> Result<Connector, DefinitionError>
         key: key.to_string(),
         message,
     };
-    let mut table: toml::Table =
-        toml::from_str(text).map_err(|e| err("(file)", e.message().trim().to_string()))?;
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
     for key in POLLING_KEYS {
         if table.contains_key(*key) {
             return Err(err(
@@ -897,8 +918,13 @@ fn key_at(text: &str, offset: usize) -> String {
         .lines()
         .next()
         .unwrap_or("");
-    let key = line.split('=').next().unwrap_or("").trim();
+    let key = match line.trim_start() {
+        comment if comment.starts_with('#') => "",
+        _ => line.split('=').next().unwrap_or("").trim(),
+    };
     match (table.is_empty(), key.is_empty() || key.starts_with('[')) {
+        // nowhere to point: a required top-level key missing from a file with no tables
+        (true, _) if key.is_empty() => "(file)".to_string(),
         (true, _) => key.to_string(),
         (false, true) => table,
         (false, false) => format!("{table}.{key}"),
@@ -1770,6 +1796,35 @@ mod tests {
         assert!(e.to_string().contains("connectors/github.toml"), "{e}");
         assert!(e.to_string().contains("pagination"), "{e}");
         assert!(e.to_string().contains("foo"), "{e}");
+    }
+
+    /// Found by the property tests (tests/integration/fuzz.rs): an empty file was refused
+    /// with an empty key, `connectors/x.toml: ``: missing field `name``.
+    #[test]
+    fn an_error_with_no_place_in_the_file_names_the_file_as_its_key() {
+        for text in ["", "\n\n", "# only a comment\n"] {
+            let e = parse("connectors/x.toml", text).expect_err("nothing to load");
+            assert_eq!(e.key, "(file)", "{text:?}: {e}");
+            assert!(e.message.contains("name"), "{e}");
+        }
+    }
+
+    /// Found by the property tests: `name = ` (no value) was refused with an empty message,
+    /// `connectors/x.toml: `name`: ` — the toml crate gives no message for it.
+    #[test]
+    fn a_toml_syntax_error_always_says_something() {
+        for text in [
+            "name = ",
+            "title = \"x\"\nname = ",
+            "push_only = true\nname = ",
+        ] {
+            let e = parse("connectors/x.toml", text).expect_err("not TOML");
+            assert_eq!(e.key, "name", "{text:?}: {e}");
+            assert!(
+                e.message.starts_with("not valid TOML at line"),
+                "{text:?}: {e}"
+            );
+        }
     }
 
     #[test]

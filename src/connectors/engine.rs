@@ -19,7 +19,8 @@ use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use super::definition::{
-    Auth, Connector, CursorKind, HttpMethod, Order, Pagination, ResetFormat, TimeParamFormat,
+    Auth, Connector, CursorKind, HttpMethod, Order, Pagination, RateLimitSpec, ResetFormat,
+    TimeParamFormat,
 };
 use super::integrations::Status;
 use super::normalise::{normalise, page_records, RecordError};
@@ -430,48 +431,6 @@ impl PollContext {
         Ok(req)
     }
 
-    fn header_number(headers: &HeaderMap, name: &Option<String>) -> Option<u64> {
-        headers
-            .get(name.as_deref()?)?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| *f >= 0.0)
-            .map(|f| f as u64)
-    }
-
-    /// Time until the vendor's budget resets, from the reset header.
-    fn reset_in(&self, headers: &HeaderMap) -> Option<Duration> {
-        let spec = &self.connector.rate_limit;
-        let n = Self::header_number(headers, &spec.reset_header)?;
-        let secs = match spec.reset_format {
-            ResetFormat::EpochSeconds => {
-                // outside input: a reset past i64 must not wrap into the past, nor overflow
-                let reset_at = i64::try_from(n).unwrap_or(i64::MAX);
-                reset_at
-                    .saturating_sub(now_micros() / MICROS_PER_SEC)
-                    .max(0)
-                    .unsigned_abs()
-                    .saturating_add(1)
-            }
-            ResetFormat::DeltaSeconds => n,
-        };
-        Some(Duration::from_secs(secs))
-    }
-
-    fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-        let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-        if let Ok(secs) = v.parse::<f64>() {
-            // outside input: NaN, negative or absurd values must not panic
-            return Duration::try_from_secs_f64(secs).ok();
-        }
-        let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-        let delta = when.timestamp_micros().saturating_sub(now_micros());
-        Some(Duration::from_micros(delta.max(0).unsigned_abs()))
-    }
-
     async fn attempt(&self, url: &str, from_saved_link: bool) -> Result<Attempt, CycleError> {
         let started = Instant::now();
         let mut req = self.request(url)?;
@@ -506,8 +465,11 @@ impl PollContext {
             .inc();
         let headers = response.headers().clone();
         let spec = &self.connector.rate_limit;
-        let remaining = Self::header_number(&headers, &spec.remaining_header);
-        let reset_in = self.reset_in(&headers);
+        let RateHeaders {
+            remaining,
+            reset_in,
+            retry_after,
+        } = RateHeaders::read(spec, &headers, now_micros());
         self.gate.observe(remaining, reset_in);
         let body = match read_body(response).await {
             Ok(b) => b,
@@ -525,7 +487,6 @@ impl PollContext {
             }
         };
         tracing::debug!(integration = %self.id(), status = status.as_u16(), bytes = body.len(), millis = started.elapsed().as_millis() as u64, "page fetched");
-        let retry_after = Self::retry_after(&headers);
         let exhausted = remaining == Some(0) || status == StatusCode::TOO_MANY_REQUESTS;
         let rate_wait = || {
             retry_after
@@ -795,6 +756,69 @@ fn backoff(t: &PollTuning, attempt: u32) -> Duration {
     getrandom::fill(&mut b).expect("the OS random source is available");
     let jitter = exp.mul_f64(u16::from_le_bytes(b) as f64 / u16::MAX as f64 / 2.0);
     exp + jitter
+}
+
+/// What a vendor's answer says about its rate limit, read from its headers alone: pure, so that
+/// tests and the fuzz targets (docs/FUZZING.md) can feed it any header a vendor could send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// Requests left in the budget (the definition's `remaining_header`).
+    pub remaining: Option<u64>,
+    /// Time until the budget resets (the definition's `reset_header` and `reset_format`).
+    pub reset_in: Option<Duration>,
+    /// `Retry-After`, in seconds or as an HTTP date.
+    pub retry_after: Option<Duration>,
+}
+
+impl RateHeaders {
+    pub fn read(spec: &RateLimitSpec, headers: &HeaderMap, now: Micros) -> RateHeaders {
+        RateHeaders {
+            remaining: header_number(headers, spec.remaining_header.as_deref()),
+            reset_in: reset_in(spec, headers, now),
+            retry_after: retry_after(headers, now),
+        }
+    }
+}
+
+fn header_number(headers: &HeaderMap, name: Option<&str>) -> Option<u64> {
+    headers
+        .get(name?)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|f| *f >= 0.0)
+        .map(|f| f as u64)
+}
+
+/// Time until the vendor's budget resets, from the reset header.
+fn reset_in(spec: &RateLimitSpec, headers: &HeaderMap, now: Micros) -> Option<Duration> {
+    let n = header_number(headers, spec.reset_header.as_deref())?;
+    let secs = match spec.reset_format {
+        ResetFormat::EpochSeconds => {
+            // outside input: a reset past i64 must not wrap into the past, nor overflow
+            let reset_at = i64::try_from(n).unwrap_or(i64::MAX);
+            reset_at
+                .saturating_sub(now / MICROS_PER_SEC)
+                .max(0)
+                .unsigned_abs()
+                .saturating_add(1)
+        }
+        ResetFormat::DeltaSeconds => n,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+fn retry_after(headers: &HeaderMap, now: Micros) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        // outside input: NaN, negative or absurd values must not panic
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.timestamp_micros().saturating_sub(now);
+    Some(Duration::from_micros(delta.max(0).unsigned_abs()))
 }
 
 /// The `rel="next"` target of a `Link` header (RFC 8288), across one or several headers.
@@ -1110,7 +1134,7 @@ mod tests {
         let h = |v: &str| {
             let mut h = HeaderMap::new();
             h.insert(RETRY_AFTER, v.parse().expect("header"));
-            PollContext::retry_after(&h)
+            retry_after(&h, now_micros())
         };
         assert_eq!(h("2"), Some(Duration::from_secs(2)));
         assert_eq!(h("0.5"), Some(Duration::from_millis(500)));

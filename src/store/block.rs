@@ -351,6 +351,14 @@ fn decompress(
     if raw_len > 64 * 1024 * 1024 {
         return Err(corrupt("frame too large"));
     }
+    // `raw_len` is read from disk: before a buffer of that size is made, the frame's own header
+    // (every frame the store writes records its size) must agree, so that a damaged length costs
+    // no memory
+    match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(size)) if size != raw_len as u64 => return Err(corrupt("frame length differs")),
+        Ok(_) => {}
+        Err(_) => return Err(corrupt("frame is not zstd")),
+    }
     let prepared = if dict == 0 {
         None
     } else {
@@ -394,12 +402,16 @@ impl DecodedFrame {
         let mut spans = Vec::with_capacity(events);
         let mut at = 0usize;
         for _ in 0..events {
-            let len = get_varint(&data, &mut at).ok_or_else(|| corrupt("frame lengths"))? as usize;
-            let end = at
-                .checked_add(CHAIN_PREFIX + len)
+            let len = get_varint(&data, &mut at).ok_or_else(|| corrupt("frame lengths"))?;
+            // the length is read from disk: any u64, so every step is checked
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|len| len.checked_add(CHAIN_PREFIX))
+                .and_then(|n| at.checked_add(n))
                 .filter(|e| *e <= data.len());
             let end = end.ok_or_else(|| corrupt("frame body cut short"))?;
-            spans.push((at as u32, len as u32));
+            // both fit: a frame is at most 64 MiB (`decompress`)
+            spans.push((at as u32, (end - at - CHAIN_PREFIX) as u32));
             at = end;
         }
         if at != data.len() {
@@ -573,6 +585,36 @@ mod tests {
                 input[36].as_slice()
             );
             assert_eq!(view.bodies(&dicts).expect("bodies"), input);
+        }
+    }
+
+    /// Found by the property tests (tests/integration/fuzz.rs): a frame whose first length
+    /// prefix is near 2^64 overflowed `CHAIN_PREFIX + len` — a panic in a debug build, and in
+    /// a release build a wrapped end that let `body()` slice far past the frame.
+    #[test]
+    fn a_frame_length_near_2_pow_64_is_corrupt_not_an_overflow() {
+        let dicts = Dictionaries::default();
+        let input = bodies(3);
+        let refs: Vec<(&[u8], [u8; 32])> = input.iter().map(|b| (b.as_slice(), [0; 32])).collect();
+        let value = Packer::new()
+            .expect("packer")
+            .block(&refs, None)
+            .expect("packs");
+        for len in [u64::MAX, u64::MAX - 7, u64::MAX - 8, usize::MAX as u64 - 3] {
+            let damaged = BlockView::parse(&value)
+                .expect("parses")
+                .with_frame_edited(0, &dicts, |raw| {
+                    raw.clear();
+                    put_varint(raw, len);
+                    raw.extend_from_slice(&[0; 16]);
+                })
+                .expect("re-packs");
+            let view = BlockView::parse(&damaged).expect("the header is intact");
+            match view.decode_frame(0, &dicts) {
+                Err(StoreError::Corrupt(m)) => assert!(m.contains("cut short"), "{m}"),
+                Err(e) => panic!("{len}: {e}"),
+                Ok(_) => panic!("{len}: a frame of 16 bytes announced {len} and decoded"),
+            }
         }
     }
 

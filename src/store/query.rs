@@ -261,7 +261,16 @@ impl Scan {
             return Ok(None);
         }
         let docs_hi = segment::load_docs(index, meta, c - 1)?;
-        let hi = (c - 1) * DOC_CHUNK + docs_hi.partition_point(|p| *p <= upper) - 1;
+        // the chunk's first position is at or below `upper` (its description says so); a
+        // damaged doc table may disagree
+        let below = docs_hi.partition_point(|p| *p <= upper).checked_sub(1);
+        let Some(below) = below else {
+            return Err(StoreError::Corrupt(format!(
+                "segment {} doc table disagrees with its description",
+                meta.id()
+            )));
+        };
+        let hi = (c - 1) * DOC_CHUNK + below;
         let c = meta.chunk_first.partition_point(|p| *p < lower);
         let lo = if c == 0 {
             0
@@ -443,6 +452,20 @@ impl BucketSize {
     }
 }
 
+/// The start of every bucket of `size` that overlaps [since, until), oldest first. The caller
+/// bounds the count (`timeline::histogram_range`); the arithmetic is checked whatever it gets.
+pub fn bucket_starts(
+    since: Micros,
+    until: Micros,
+    size: BucketSize,
+) -> impl Iterator<Item = Micros> {
+    let step = size.micros();
+    std::iter::successors(Some(keys::bucket_start(since, step)), move |start| {
+        start.checked_add(step)
+    })
+    .take_while(move |start| *start < until)
+}
+
 /// Counts per bucket start, per group value.
 pub type Histogram = BTreeMap<Micros, BTreeMap<String, u64>>;
 
@@ -459,15 +482,9 @@ impl Store {
         group: Dimension,
     ) -> Result<Histogram, StoreError> {
         let step = size.micros();
-        let mut out: Histogram = BTreeMap::new();
-        let mut start = keys::bucket_start(since, step);
-        while start < until {
-            out.insert(start, BTreeMap::new());
-            match start.checked_add(step) {
-                Some(next) => start = next,
-                None => break,
-            }
-        }
+        let mut out: Histogram = bucket_starts(since, until, size)
+            .map(|start| (start, BTreeMap::new()))
+            .collect();
         let granularity = match size.granularity() {
             Some(g) if !filter.has_field_filters() => g,
             _ => {

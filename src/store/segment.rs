@@ -247,9 +247,15 @@ pub fn load_docs(
         let d = get_varint(&v, &mut at).ok_or_else(corrupt)?;
         t = if i == 0 { d } else { t.wrapping_add(d) };
         let local = get_varint(&v, &mut at).ok_or_else(corrupt)?;
+        // read from disk: a sequence number must lie inside the segment
+        let seq = meta
+            .first_seq
+            .checked_add(local)
+            .filter(|seq| *seq <= meta.last_seq)
+            .ok_or_else(corrupt)?;
         out.push(Position {
             time: keys::decode_time(&t.to_be_bytes()),
-            seq: meta.first_seq + local,
+            seq,
         });
     }
     Ok(out)
@@ -303,6 +309,43 @@ mod tests {
     use super::*;
     use crate::store::keys::Dimension;
     use crate::store::tail::TailEntry;
+
+    /// Found by the property tests (tests/integration/fuzz.rs): a doc table entry whose local
+    /// number took the sequence number past 2^64 overflowed (a panic in a debug build); one
+    /// past the segment's last sequence number named an event of another segment.
+    #[test]
+    fn a_doc_table_naming_a_seq_outside_its_segment_is_corrupt() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let index = db.open_tree("index").expect("tree");
+        for (first_seq, local) in [(u64::MAX - 2, 5), (100, 1_000), (0, u64::MAX)] {
+            let meta = SegmentMeta {
+                first_seq,
+                last_seq: first_seq.saturating_add(10),
+                count: 1,
+                chunk_first: vec![Position {
+                    time: 0,
+                    seq: first_seq,
+                }],
+                last: Position {
+                    time: 0,
+                    seq: first_seq,
+                },
+                buckets: [0; Field::ALL.len()],
+            };
+            let mut v = Vec::new();
+            for n in [1, 5, local] {
+                put_varint(&mut v, n);
+            }
+            index
+                .insert(
+                    keys::segment_data_key(first_seq, KIND_DOCS, &0u16.to_be_bytes()),
+                    v,
+                )
+                .expect("insert");
+            let e = load_docs(&index, &meta, 0).expect_err("outside the segment");
+            assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+        }
+    }
 
     #[test]
     fn a_sealed_tail_answers_like_the_tail() {

@@ -9,6 +9,7 @@ mod crash;
 mod disk_full;
 mod emulator;
 mod events;
+mod fuzz;
 mod hardening;
 mod helpers;
 mod integrations_api;
