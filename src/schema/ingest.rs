@@ -330,7 +330,12 @@ pub fn parse_ingest_line_fast(
     };
     // a payload nested deeper than serde_json reads back must meet the validator's limit: more
     // than 100 brackets in all goes the careful way
-    if raw_text.bytes().filter(|b| matches!(b, b'{' | b'[')).count() > 100 {
+    if raw_text
+        .bytes()
+        .filter(|b| matches!(b, b'{' | b'['))
+        .count()
+        > 100
+    {
         return None;
     }
     let raw = RawValue::from_string(single_line_json(raw_text).into_owned()).ok()?;
