@@ -98,7 +98,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
 /// Every connector the hub knows, by name.
 #[derive(Clone)]
 pub struct Registry {
-    connectors: BTreeMap<String, Arc<Connector>>,
+    /// Shared: the registry travels in every request's state, and a clone must be cheap.
+    connectors: Arc<BTreeMap<String, Arc<Connector>>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -116,7 +117,9 @@ impl Registry {
             let c = definition::parse(file, text)?;
             connectors.insert(c.name.clone(), Arc::new(c));
         }
-        Ok(Registry { connectors })
+        Ok(Registry {
+            connectors: Arc::new(connectors),
+        })
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Connector>, UnknownConnector> {
