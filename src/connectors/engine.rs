@@ -8,7 +8,7 @@
 //! - time cursors re-query from the high-water mark minus the connector's overlap, never
 //!   strictly after it (events can share a timestamp); dedup makes the overlap free.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -869,6 +869,10 @@ pub fn format_time_param(t: Micros, format: TimeParamFormat) -> String {
     }
 }
 
+/// Pages whose commits may be queued at once: the walk goes on fetching and normalising while
+/// the writer applies them (commits are applied in the order they were queued).
+const PAGES_IN_FLIGHT: usize = 4;
+
 /// A page whose events and cursor are queued in the store but not yet known to be applied.
 struct InFlight {
     pending: PendingAppend,
@@ -876,13 +880,13 @@ struct InFlight {
     records: usize,
 }
 
-/// Waits for a queued page's commit and does its bookkeeping (counts, status, metrics).
-async fn settle(
+/// Waits for the oldest queued page's commit and does its bookkeeping (counts, status, metrics).
+async fn settle_one(
     ctx: &PollContext,
     report: &mut CycleReport,
-    in_flight: &mut Option<InFlight>,
+    in_flight: &mut VecDeque<InFlight>,
 ) -> Result<(), CycleError> {
-    let Some(page) = in_flight.take() else {
+    let Some(page) = in_flight.pop_front() else {
         return Ok(());
     };
     let id = &ctx.integration.id;
@@ -915,74 +919,142 @@ async fn settle(
     Ok(())
 }
 
+/// Waits for every queued page.
+async fn settle_all(
+    ctx: &PollContext,
+    report: &mut CycleReport,
+    in_flight: &mut VecDeque<InFlight>,
+) -> Result<(), CycleError> {
+    while !in_flight.is_empty() {
+        settle_one(ctx, report, in_flight).await?;
+    }
+    Ok(())
+}
+
+/// A page's records, normalised and prepared for the store (off the async workers).
+struct Normalised {
+    prepared: Vec<crate::store::PreparedEvent>,
+    page_min: Option<Micros>,
+    page_max: Option<Micros>,
+    /// Why each skipped record was skipped (vendor text, not yet scrubbed).
+    rejected: Vec<String>,
+}
+
+fn normalise_page(
+    connector: &Connector,
+    integration: &IntegrationRef,
+    records: &[Box<RawValue>],
+    ingested_at: Micros,
+) -> Normalised {
+    let mut prepared = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    let (mut page_min, mut page_max) = (None::<Micros>, None::<Micros>);
+    for (i, raw) in records.iter().enumerate() {
+        match normalise(&connector.map, integration, raw, i, ingested_at) {
+            Ok(e) => {
+                page_min = Some(page_min.map_or(e.time, |m| m.min(e.time)));
+                page_max = Some(page_max.map_or(e.time, |m| m.max(e.time)));
+                prepared.push(prepare(&e));
+            }
+            Err(e) => rejected.push(e.to_string()),
+        }
+    }
+    Normalised {
+        prepared,
+        page_min,
+        page_max,
+        rejected,
+    }
+}
+
 /// One poll cycle: walk pages until the vendor has nothing more (or stop is asked), committing
-/// each page's events with the cursor that covers them. The next page is fetched while the
-/// previous one commits: commits are applied in the order they were queued, so a page's cursor
-/// never lands before the events of the pages before it.
+/// each page's events with the cursor that covers them. Where the next link is known from the
+/// page alone, the next page is fetched while this one is normalised (on a blocking thread),
+/// and up to `PAGES_IN_FLIGHT` pages are queued in the store at once: commits are applied in the
+/// order they were queued, so a page's cursor never lands before the events of the pages before
+/// it, and a kill at any point leaves a cursor that covers exactly the events stored.
 pub async fn poll_cycle(ctx: &PollContext) -> Result<CycleReport, CycleError> {
     // whatever a vendor put in the reason, last_error and the log get it scrubbed
     walk(ctx).await.map_err(|e| e.scrubbed(&ctx.scrubber()))
 }
 
+/// A fetched page, or the vendor's refusal of it (its status code).
+type Fetched = Result<Result<Page, u16>, CycleError>;
+
 async fn walk(ctx: &PollContext) -> Result<CycleReport, CycleError> {
+    let mut report = CycleReport::default();
+    let mut in_flight = VecDeque::new();
+    let walked = walk_pages(ctx, &mut report, &mut in_flight).await;
+    // pages queued before a failure are committed all the same: count them
+    let settled = settle_all(ctx, &mut report, &mut in_flight).await;
+    walked?;
+    settled?;
+    Ok(report)
+}
+
+async fn walk_pages(
+    ctx: &PollContext,
+    report: &mut CycleReport,
+    in_flight: &mut VecDeque<InFlight>,
+) -> Result<(), CycleError> {
     let id = ctx.integration.id.clone();
     let spec = &ctx.connector.cursor;
     ctx.check_outbound()?;
     let mut cursor = CursorState::decode(ctx.store.cursor(&id)?.as_deref());
-    let mut report = CycleReport::default();
     let mut restarted_from_time = false;
-    let mut in_flight: Option<InFlight> = None;
+    // the next page, fetched while the previous one was normalised: (its url, what came)
+    let mut prefetched: Option<(String, Fetched)> = None;
     loop {
-        if ctx.stopping() {
-            settle(ctx, &mut report, &mut in_flight).await?;
+        // a page already fetched is committed before a stop: the vendor served it
+        if ctx.stopping() && prefetched.is_none() {
             return Err(CycleError::Stopped);
         }
         if report.pages >= MAX_PAGES_PER_CYCLE {
-            settle(ctx, &mut report, &mut in_flight).await?;
             tracing::info!(integration = %id, pages = report.pages, "page budget of this cycle spent; the next fire continues");
-            return Ok(report);
+            return Ok(());
         }
         let now = now_micros();
-        if let Some(next) = &cursor.next {
-            // a saved link must still point at the configured host (base_url may have changed):
-            // credentials go nowhere else
-            if ctx.same_origin(next).is_none() {
-                tracing::warn!(integration = %id, "saved link is for another host than config.base_url; resuming from the time cursor");
-                cursor.next = None;
-                cursor.walk_top = None;
-                cursor.walk_floor = None;
-            }
-        }
-        let (url, from_saved_link) = match &cursor.next {
-            Some(next) => (next.clone(), true),
+        let (url, fetched) = match prefetched.take() {
+            Some(p) => p,
             None => {
-                // a window reaching before 1970 starts at 1970 (crate::time's range)
-                let backfill_from = now.saturating_sub(ctx.backfill).max(MIN_TIME);
-                let since = match cursor.high_water {
-                    Some(h) => h.saturating_sub(spec.overlap).max(MIN_TIME),
-                    None => backfill_from,
-                };
-                if spec.order == Order::NewestFirst {
-                    cursor.walk_floor = cursor
-                        .high_water
-                        .map(|h| h.saturating_sub(spec.overlap).max(MIN_TIME));
-                    cursor.walk_top = None;
-                }
-                ctx.update_status(|s| {
-                    if s.backfill_from.is_none() && !s.backfill_done {
-                        s.backfill_from = Some(backfill_from);
+                if let Some(next) = &cursor.next {
+                    // a saved link must still point at the configured host (base_url may have
+                    // changed): credentials go nowhere else
+                    if ctx.same_origin(next).is_none() {
+                        tracing::warn!(integration = %id, "saved link is for another host than config.base_url; resuming from the time cursor");
+                        cursor.next = None;
+                        cursor.walk_top = None;
+                        cursor.walk_floor = None;
                     }
-                });
-                let first = ctx.first_url(since);
-                if first.is_err() {
-                    settle(ctx, &mut report, &mut in_flight).await?;
                 }
-                (first?, false)
+                let (url, from_saved_link) = match &cursor.next {
+                    Some(next) => (next.clone(), true),
+                    None => {
+                        // a window reaching before 1970 starts at 1970 (crate::time's range)
+                        let backfill_from = now.saturating_sub(ctx.backfill).max(MIN_TIME);
+                        let since = match cursor.high_water {
+                            Some(h) => h.saturating_sub(spec.overlap).max(MIN_TIME),
+                            None => backfill_from,
+                        };
+                        if spec.order == Order::NewestFirst {
+                            cursor.walk_floor = cursor
+                                .high_water
+                                .map(|h| h.saturating_sub(spec.overlap).max(MIN_TIME));
+                            cursor.walk_top = None;
+                        }
+                        ctx.update_status(|s| {
+                            if s.backfill_from.is_none() && !s.backfill_done {
+                                s.backfill_from = Some(backfill_from);
+                            }
+                        });
+                        (ctx.first_url(since)?, false)
+                    }
+                };
+                let fetched = ctx.fetch(&url, from_saved_link).await;
+                (url, fetched)
             }
         };
-        let fetched = ctx.fetch(&url, from_saved_link).await;
-        settle(ctx, &mut report, &mut in_flight).await?;
-        let page = match fetched? {
+        let mut page = match fetched? {
             Ok(p) => p,
             Err(code) => {
                 if restarted_from_time {
@@ -997,36 +1069,60 @@ async fn walk(ctx: &PollContext) -> Result<CycleReport, CycleError> {
             }
         };
         report.pages += 1;
-        let ingested_at = now_micros();
-        let mut events = Vec::with_capacity(page.records.len());
-        for (i, raw) in page.records.iter().enumerate() {
-            match normalise(&ctx.connector.map, &ctx.integration, raw, i, ingested_at) {
-                Ok(e) => events.push(e),
-                Err(e) => {
-                    report.rejected += 1;
-                    ctx.metrics
-                        .records_rejected
-                        .get_or_create(&ctx.labels())
-                        .inc();
-                    let error = ctx.scrub(&e.to_string());
-                    tracing::warn!(integration = %id, %error, "record skipped");
-                }
-            }
-        }
-        let page_min = events.iter().map(|e| e.time).min();
-        // a record stamped in the future must not carry the high-water mark past events still
-        // to come (newest-first walks would then stop early): the cursor takes at most now;
-        // the overlap covers ordinary clock skew
-        let page_max = events
-            .iter()
-            .map(|e| e.time)
-            .max()
-            .map(|t| t.min(now_micros()));
         let page_empty = page.records.is_empty();
         // a next link that names the page just fetched makes no progress: the walk ends here
         // (a vendor that keeps answering the same last record must not spin a cycle forever)
         // `pagination.more = false` also ends the walk (the next position is still kept)
         let stalled = page.next.as_deref() == Some(url.as_str()) || page.more == Some(false);
+        // Whether the walk goes on, where that is known before the records are read: only a
+        // newest-first walk down to a floor needs the page's times to know it.
+        let goes_on = match (spec.order, spec.kind) {
+            (Order::Ascending, _) => Some(!page_empty && page.next.is_some() && !stalled),
+            (Order::NewestFirst, _) if cursor.walk_floor.is_none() => {
+                Some(!page_empty && page.next.is_some() && !stalled)
+            }
+            (Order::NewestFirst, _) => None,
+        };
+        let prefetch = match (goes_on, &page.next) {
+            (Some(true), Some(next))
+                if report.pages < MAX_PAGES_PER_CYCLE
+                    && !ctx.stopping()
+                    && ctx.same_origin(next).is_some() =>
+            {
+                Some(next.clone())
+            }
+            _ => None,
+        };
+        let ingested_at = now_micros();
+        let records = std::mem::take(&mut page.records);
+        let record_count = records.len();
+        let (connector, integration) = (ctx.connector.clone(), ctx.integration.clone());
+        let work = tokio::task::spawn_blocking(move || {
+            normalise_page(&connector, &integration, &records, ingested_at)
+        });
+        let normalised = match prefetch {
+            Some(next) => {
+                let (normalised, fetched) = tokio::join!(work, ctx.fetch(&next, true));
+                prefetched = Some((next, fetched));
+                normalised
+            }
+            None => work.await,
+        }
+        .map_err(|_| CycleError::Store(StoreError::Closed))?;
+        for error in &normalised.rejected {
+            report.rejected += 1;
+            ctx.metrics
+                .records_rejected
+                .get_or_create(&ctx.labels())
+                .inc();
+            let error = ctx.scrub(error);
+            tracing::warn!(integration = %id, %error, "record skipped");
+        }
+        let page_min = normalised.page_min;
+        // a record stamped in the future must not carry the high-water mark past events still
+        // to come (newest-first walks would then stop early): the cursor takes at most now;
+        // the overlap covers ordinary clock skew
+        let page_max = normalised.page_max.map(|t| t.min(now_micros()));
         let walk_done = match (spec.order, spec.kind) {
             (Order::Ascending, CursorKind::NextLink) => {
                 cursor.high_water = cursor.high_water.max(page_max);
@@ -1058,27 +1154,29 @@ async fn walk(ctx: &PollContext) -> Result<CycleReport, CycleError> {
                 !more
             }
         };
-        let prepared = events.iter().map(prepare).collect();
+        debug_assert!(goes_on.is_none_or(|more| more != walk_done));
+        while in_flight.len() >= PAGES_IN_FLIGHT {
+            settle_one(ctx, report, in_flight).await?;
+        }
         // a poll waits for room in the write queue: the vendor's pages can wait, nothing is lost
         let pending = ctx
             .store
             .submit_waiting(
-                prepared,
+                normalised.prepared,
                 Commit {
                     cursor: Some((id.clone(), cursor.encode())),
                     durable: false,
                 },
             )
             .await?;
-        in_flight = Some(InFlight {
+        in_flight.push_back(InFlight {
             pending,
             page_min,
-            records: page.records.len(),
+            records: record_count,
         });
         if walk_done {
-            settle(ctx, &mut report, &mut in_flight).await?;
             report.caught_up = true;
-            return Ok(report);
+            return Ok(());
         }
     }
 }
