@@ -599,16 +599,25 @@ impl Store {
         group: Dimension,
         out: &mut Histogram,
     ) -> Result<(), StoreError> {
+        let shared = self.shared();
+        let mut held = None;
+        let mut json = Vec::new();
         for position in self.scan(filter, None) {
             let position = position?;
             let start = keys::bucket_start(position.time, step);
             let name = if group == Dimension::Total {
                 String::new()
             } else {
-                match self.event(position.seq)? {
-                    Some(e) => prepare::group_value(&e, group),
-                    None => continue,
-                }
+                let Some((frame, i)) = shared.body_near(position.seq, &mut held)? else {
+                    continue;
+                };
+                // the stored body is the event's JSON after its id member
+                json.clear();
+                json.push(b'{');
+                json.extend_from_slice(frame.body(i));
+                prepare::group_value_of_json(&json, group).map_err(|e| {
+                    StoreError::Corrupt(format!("event {:016x} does not decode: {e}", position.seq))
+                })?
             };
             *out.entry(start).or_default().entry(name).or_insert(0) += 1;
         }

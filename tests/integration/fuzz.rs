@@ -1252,7 +1252,7 @@ proptest! {
         let copy = dir.path().join("store");
         copy_dir(&pristine, &copy);
         {
-            let db = sled::open(&copy).expect("sled");
+            let db = trailhub::store::open_db(&copy, 8 << 20).expect("sled");
             let index = db.open_tree(trailhub::store::keys::TREE_INDEX).expect("index");
             let segment_keys: Vec<sled::IVec> = index
                 .iter()
@@ -1314,7 +1314,7 @@ fn an_emptied_doc_table_is_an_error_not_an_underflow() {
     let copy = dir.path().join("store");
     copy_dir(&sealed_store_dir().join("store"), &copy);
     {
-        let db = sled::open(&copy).expect("sled");
+        let db = trailhub::store::open_db(&copy, 8 << 20).expect("sled");
         let index = db
             .open_tree(trailhub::store::keys::TREE_INDEX)
             .expect("index");

@@ -19,7 +19,7 @@ fn verify(dir: &std::path::Path) -> (i32, String) {
 /// Rewrites the stored block holding event `seq` in place, as someone with access to the disk
 /// could; returns the block's first sequence number and its event count.
 fn tamper(dir: &std::path::Path, seq: u64, edit: impl FnOnce(&[u8], u64) -> Vec<u8>) -> (u64, u64) {
-    let db = sled::open(dir.join("db")).expect("open store");
+    let db = trailhub::store::open_db(&dir.join("db"), 8 << 20).expect("open store");
     let log = db.open_tree("log").expect("tree");
     let mut from = vec![b'B'];
     from.extend_from_slice(&0u64.to_be_bytes());
@@ -161,7 +161,7 @@ async fn a_lost_index_is_rebuilt_from_the_log_on_start() {
     let dir = hub.stop().await;
 
     {
-        let db = sled::open(dir.path().join("db")).expect("open store");
+        let db = trailhub::store::open_db(&dir.path().join("db"), 8 << 20).expect("open store");
         let index = db.open_tree("index").expect("tree");
         assert!(!index.is_empty());
         index.clear().expect("clear");
