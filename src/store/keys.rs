@@ -359,6 +359,9 @@ pub const META_SEALED: &str = "sealed";
 pub const META_NEXT_RUN: &str = "next_run";
 /// Dedup runs replaced by a merge whose data keys are still to be deleted.
 pub const META_GARBAGE: &str = "garbage";
+/// While a dedup merge writes its run in the background: that run's id (its data keys are
+/// removed on start if the merge did not commit).
+pub const META_MERGING: &str = "merging";
 /// Format 1's index watermark (only `migrate` reads it).
 pub const V1_META_INDEXED: &str = "indexed";
 

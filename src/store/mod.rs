@@ -454,6 +454,16 @@ impl Store {
                 head.seq
             )));
         }
+        if let Some(merging) = read_meta_u64(&index, keys::META_MERGING)? {
+            if index.get(keys::run_key(merging))?.is_none() {
+                dedup::delete_run_data(&index, merging)?;
+                tracing::info!(
+                    run = merging,
+                    "removed the run of a dedup merge that did not finish"
+                );
+            }
+            index.remove(keys::meta_key(keys::META_MERGING))?;
+        }
         let orphans = writer::remove_orphans(&index, sealed, next_run)?;
         if orphans > 0 {
             tracing::info!(

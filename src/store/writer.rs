@@ -459,8 +459,19 @@ pub(super) fn run_sealer(
     // tails waiting to be sealed, in order: on a full disk they wait (still served from memory)
     let mut waiting: std::collections::VecDeque<Arc<RwLock<Tail>>> = Default::default();
     let mut open = true;
-    while open || !waiting.is_empty() {
-        let job = if waiting.is_empty() {
+    // a dedup merge writing its run on a thread of its own: sealing never waits for it
+    let mut merging: Option<Merging> = None;
+    while open || !waiting.is_empty() || merging.is_some() {
+        let job = if merging.is_some() {
+            match jobs.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            }
+        } else if waiting.is_empty() {
             jobs.recv().ok()
         } else {
             match jobs.recv_timeout(std::time::Duration::from_secs(1)) {
@@ -473,7 +484,7 @@ pub(super) fn run_sealer(
             }
         };
         let result = match job {
-            None if open && waiting.is_empty() => break,
+            None if open && waiting.is_empty() && merging.is_none() => break,
             None => Ok(()),
             Some(SealerJob::Seal(tail)) => {
                 waiting.push_back(tail);
@@ -493,9 +504,6 @@ pub(super) fn run_sealer(
                         through: meta.last_seq(),
                         run,
                     });
-                }
-                for note in merge_runs(&sh, &mut st)? {
-                    let _ = notes.send(note);
                 }
                 Ok(())
             }) {
@@ -517,10 +525,128 @@ pub(super) fn run_sealer(
                 }
             }
         }
-        if !open && jobs.try_recv().is_err() && waiting.is_empty() {
+        if merging.as_ref().is_some_and(|m| m.thread.is_finished()) || (!open && waiting.is_empty())
+        {
+            if let Some(m) = merging.take() {
+                match finish_merge(&sh, &mut st, m) {
+                    Ok(note) => {
+                        let _ = notes.send(note);
+                    }
+                    Err(StoreError::StorageFull(e)) => {
+                        tracing::warn!(error = %e, "a dedup merge waits for free space");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a dedup merge failed");
+                        sh.stats.fail(&e);
+                    }
+                }
+            }
+        }
+        if merging.is_none() && waiting.is_empty() && open {
+            match start_merge(&sh, &mut st) {
+                Ok(m) => merging = m,
+                // tried again after the next seal
+                Err(StoreError::StorageFull(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "a dedup merge could not start"),
+            }
+        }
+        if !open && jobs.try_recv().is_err() && waiting.is_empty() && merging.is_none() {
             break;
         }
     }
+}
+
+/// A dedup merge in progress: its run is written by `thread`, invisible until committed.
+pub(super) struct Merging {
+    id: u64,
+    tier: u8,
+    inputs: Vec<u64>,
+    thread: std::thread::JoinHandle<Result<(Run, Vec<u8>), StoreError>>,
+}
+
+/// Starts merging the runs of a full tier in the background, if one is full. The run's id is
+/// recorded first (`META_MERGING`), so that a crash before the merge commits leaves no data
+/// keys behind on the next start.
+fn start_merge(sh: &Arc<Shared>, st: &mut SealerState) -> Result<Option<Merging>, StoreError> {
+    if sh.stats.failed().is_some() {
+        return Ok(None);
+    }
+    let Some((tier, ids)) = dedup::pick_merge(&st.runs) else {
+        return Ok(None);
+    };
+    sh.check_free_space()?;
+    let id = st.next_run;
+    let mut batch = sled::Batch::default();
+    batch.insert(keys::meta_key(keys::META_MERGING), &id.to_be_bytes()[..]);
+    batch.insert(
+        keys::meta_key(keys::META_NEXT_RUN),
+        &(id + 1).to_be_bytes()[..],
+    );
+    sh.index.apply_batch(batch)?;
+    st.next_run = id + 1;
+    let inputs: Vec<Arc<Run>> = st
+        .runs
+        .iter()
+        .filter(|r| ids.contains(&r.id))
+        .cloned()
+        .collect();
+    let shared = sh.clone();
+    let thread = std::thread::Builder::new()
+        .name("trailhub-merger".into())
+        .spawn(move || {
+            let refs: Vec<&Run> = inputs.iter().map(|r| r.as_ref()).collect();
+            dedup::merge_runs(&shared.index, &refs, id, tier + 1)
+        })
+        .map_err(|e| StoreError::Io(format!("cannot start a merge thread: {e}")))?;
+    Ok(Some(Merging {
+        id,
+        tier,
+        inputs: ids,
+        thread,
+    }))
+}
+
+/// Commits a finished background merge: the new run replaces its inputs in one batch.
+fn finish_merge(sh: &Shared, st: &mut SealerState, m: Merging) -> Result<WriterNote, StoreError> {
+    let started = Instant::now();
+    let written = m
+        .thread
+        .join()
+        .map_err(|_| StoreError::Io("the merge thread panicked".into()))?;
+    let (run, description) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            // its keys are invisible; remove them now (or on the next start)
+            let _ = dedup::delete_run_data(&sh.index, m.id);
+            let _ = sh.index.remove(keys::meta_key(keys::META_MERGING));
+            return Err(e);
+        }
+    };
+    let mut garbage = st.garbage.clone();
+    garbage.extend(&m.inputs);
+    let mut batch = sled::Batch::default();
+    batch.insert(&keys::run_key(m.id)[..], description);
+    for old in &m.inputs {
+        batch.remove(&keys::run_key(*old)[..]);
+    }
+    batch.insert(keys::meta_key(keys::META_GARBAGE), encode_ids(&garbage));
+    batch.remove(keys::meta_key(keys::META_MERGING));
+    sh.index.apply_batch(batch)?;
+    st.garbage = garbage;
+    let run = Arc::new(run);
+    st.runs.retain(|r| !m.inputs.contains(&r.id));
+    st.runs.push(run.clone());
+    tracing::debug!(
+        run = m.id,
+        tier = m.tier + 1,
+        entries = run.count,
+        millis = started.elapsed().as_millis() as u64,
+        "dedup runs merged in the background"
+    );
+    Ok(WriterNote::Merged {
+        removed: m.inputs,
+        run,
+    })
 }
 
 /// A sealed segment and the dedup run written with it.

@@ -255,3 +255,50 @@ async fn migrate_converts_a_format_1_data_dir_keeping_events_ids_cursors_and_the
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Dedup merges write their run on a thread of their own, with the run's id recorded first: a
+/// crash before the merge commits leaves keys that the next start removes.
+#[test]
+fn an_unfinished_background_merge_leaves_nothing_behind() {
+    use trailhub::store::keys;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    let options = trailhub::store::StoreOptions::new(8 << 20, 0);
+    drop(trailhub::store::Store::open(&path, &options).expect("store"));
+    // what a merge of run 77 had written when the process died
+    {
+        let db = trailhub::store::open_db(&path, 8 << 20).expect("db");
+        let index = db.open_tree(keys::TREE_INDEX).expect("index");
+        index
+            .insert(keys::meta_key(keys::META_MERGING), &77u64.to_be_bytes()[..])
+            .expect("insert");
+        for n in 0..3 {
+            index
+                .insert(keys::run_data_key(77, b'c', n), vec![7u8; 64])
+                .expect("insert");
+        }
+        index
+            .insert(
+                keys::meta_key(keys::META_NEXT_RUN),
+                &90u64.to_be_bytes()[..],
+            )
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    drop(trailhub::store::Store::open(&path, &options).expect("store reopens"));
+    let db = trailhub::store::open_db(&path, 8 << 20).expect("db");
+    let index = db.open_tree(keys::TREE_INDEX).expect("index");
+    for n in 0..3 {
+        assert!(
+            index
+                .get(keys::run_data_key(77, b'c', n))
+                .expect("get")
+                .is_none(),
+            "chunk {n} of the unfinished run is removed"
+        );
+    }
+    assert!(index
+        .get(keys::meta_key(keys::META_MERGING))
+        .expect("get")
+        .is_none());
+}
