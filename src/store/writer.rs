@@ -498,14 +498,13 @@ pub(super) fn run_sealer(
             sh.stats.fail(&e);
         }
         while let Some(tail) = waiting.front().cloned() {
-            match seal(&sh, &mut st, &tail).and_then(|sealed| {
+            match seal(&sh, &mut st, &tail).map(|sealed| {
                 if let Some((meta, run)) = sealed {
                     let _ = notes.send(WriterNote::Sealed {
                         through: meta.last_seq(),
                         run,
                     });
                 }
-                Ok(())
             }) {
                 Ok(()) => {
                     waiting.pop_front();
