@@ -205,22 +205,9 @@ pub(crate) struct Shared {
 impl Shared {
     /// The body of the event `seq` (its JSON after the id), if it is stored.
     fn event_body(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(item) = self
-            .log
-            .range(keys::block_key(0)..=keys::block_key(seq))
-            .next_back()
-        else {
-            return Ok(None);
-        };
-        let (k, v) = item?;
-        let first = keys::decode_u64(&k[1..]);
-        let Ok(index) = u32::try_from(seq - first) else {
-            return Ok(None);
-        };
-        if let Some(frame) = self.cached_frame(first, &v, index)? {
-            return Ok(Some(frame.0.body(frame.1).to_vec()));
-        }
-        Ok(None)
+        Ok(self
+            .body_near(seq, &mut None)?
+            .map(|(frame, i)| frame.body(i).to_vec()))
     }
 
     /// The body of the event `seq`, reusing the block looked up last (`held`) when it holds

@@ -462,26 +462,24 @@ pub(super) fn run_sealer(
     // a dedup merge writing its run on a thread of its own: sealing never waits for it
     let mut merging: Option<Merging> = None;
     while open || !waiting.is_empty() || merging.is_some() {
-        let job = if merging.is_some() {
-            match jobs.recv_timeout(std::time::Duration::from_millis(50)) {
-                Ok(job) => Some(job),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    None
-                }
-            }
-        } else if waiting.is_empty() {
-            jobs.recv().ok()
+        // with a merge running or tails waiting (for disk space), wake up now and then
+        let wake = if merging.is_some() {
+            Some(std::time::Duration::from_millis(50))
+        } else if !waiting.is_empty() {
+            Some(std::time::Duration::from_secs(1))
         } else {
-            match jobs.recv_timeout(std::time::Duration::from_secs(1)) {
+            None
+        };
+        let job = match wake {
+            None => jobs.recv().ok(),
+            Some(wake) => match jobs.recv_timeout(wake) {
                 Ok(job) => Some(job),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     open = false;
                     None
                 }
-            }
+            },
         };
         let result = match job {
             None if open && waiting.is_empty() && merging.is_none() => break,
