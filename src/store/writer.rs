@@ -530,7 +530,7 @@ pub(super) fn run_sealer(
                         let _ = notes.send(note);
                     }
                     Err(StoreError::StorageFull(e)) => {
-                        tracing::warn!(error = %e, "a dedup merge waits for free space");
+                        tracing::warn!(error = %e, "a dedup merge stopped for lack of free space; it starts again later");
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "a dedup merge failed");
@@ -553,11 +553,17 @@ pub(super) fn run_sealer(
     }
 }
 
-/// A dedup merge in progress: its run is written by `thread`, invisible until committed.
-pub(super) struct Merging {
+/// Which runs a merge replaces, and by which new run.
+pub(super) struct MergeJob {
     id: u64,
     tier: u8,
     inputs: Vec<u64>,
+    started: Instant,
+}
+
+/// A dedup merge in progress: its run is written by `thread`, invisible until committed.
+pub(super) struct Merging {
+    job: MergeJob,
     thread: std::thread::JoinHandle<Result<(Run, Vec<u8>), StoreError>>,
 }
 
@@ -572,6 +578,7 @@ fn start_merge(sh: &Arc<Shared>, st: &mut SealerState) -> Result<Option<Merging>
         return Ok(None);
     };
     sh.check_free_space()?;
+    let started = Instant::now();
     let id = st.next_run;
     let mut batch = sled::Batch::default();
     batch.insert(keys::meta_key(keys::META_MERGING), &id.to_be_bytes()[..]);
@@ -596,16 +603,18 @@ fn start_merge(sh: &Arc<Shared>, st: &mut SealerState) -> Result<Option<Merging>
         })
         .map_err(|e| StoreError::Io(format!("cannot start a merge thread: {e}")))?;
     Ok(Some(Merging {
-        id,
-        tier,
-        inputs: ids,
+        job: MergeJob {
+            id,
+            tier,
+            inputs: ids,
+            started,
+        },
         thread,
     }))
 }
 
 /// Commits a finished background merge: the new run replaces its inputs in one batch.
 fn finish_merge(sh: &Shared, st: &mut SealerState, m: Merging) -> Result<WriterNote, StoreError> {
-    let started = Instant::now();
     let written = m
         .thread
         .join()
@@ -614,34 +623,56 @@ fn finish_merge(sh: &Shared, st: &mut SealerState, m: Merging) -> Result<WriterN
         Ok(w) => w,
         Err(e) => {
             // its keys are invisible; remove them now (or on the next start)
-            let _ = dedup::delete_run_data(&sh.index, m.id);
+            let _ = dedup::delete_run_data(&sh.index, m.job.id);
             let _ = sh.index.remove(keys::meta_key(keys::META_MERGING));
             return Err(e);
         }
     };
+    commit_merge(sh, st, m.job, run, description)
+}
+
+/// Makes a written merge visible: its run replaces its inputs in one batch (the inputs' data
+/// keys become garbage, deleted once no reader can hold them).
+fn commit_merge(
+    sh: &Shared,
+    st: &mut SealerState,
+    job: MergeJob,
+    run: Run,
+    description: Vec<u8>,
+) -> Result<WriterNote, StoreError> {
+    let MergeJob {
+        id,
+        tier,
+        inputs,
+        started,
+    } = job;
     let mut garbage = st.garbage.clone();
-    garbage.extend(&m.inputs);
+    garbage.extend(&inputs);
     let mut batch = sled::Batch::default();
-    batch.insert(&keys::run_key(m.id)[..], description);
-    for old in &m.inputs {
+    batch.insert(&keys::run_key(id)[..], description);
+    for old in &inputs {
         batch.remove(&keys::run_key(*old)[..]);
     }
+    batch.insert(
+        keys::meta_key(keys::META_NEXT_RUN),
+        &st.next_run.to_be_bytes()[..],
+    );
     batch.insert(keys::meta_key(keys::META_GARBAGE), encode_ids(&garbage));
     batch.remove(keys::meta_key(keys::META_MERGING));
     sh.index.apply_batch(batch)?;
     st.garbage = garbage;
     let run = Arc::new(run);
-    st.runs.retain(|r| !m.inputs.contains(&r.id));
+    st.runs.retain(|r| !inputs.contains(&r.id));
     st.runs.push(run.clone());
     tracing::debug!(
-        run = m.id,
-        tier = m.tier + 1,
+        run = id,
+        tier = tier + 1,
         entries = run.count,
         millis = started.elapsed().as_millis() as u64,
-        "dedup runs merged in the background"
+        "dedup runs merged"
     );
     Ok(WriterNote::Merged {
-        removed: m.inputs,
+        removed: inputs,
         run,
     })
 }
@@ -763,32 +794,14 @@ pub(super) fn merge_runs(sh: &Shared, st: &mut SealerState) -> Result<Vec<Writer
             .collect();
         let id = st.next_run;
         let (run, description) = dedup::merge_runs(&sh.index, &inputs, id, tier + 1)?;
-        let mut garbage = st.garbage.clone();
-        garbage.extend(&ids);
-        let mut batch = sled::Batch::default();
-        batch.insert(&keys::run_key(id)[..], description);
-        for old in &ids {
-            batch.remove(&keys::run_key(*old)[..]);
-        }
-        batch.insert(
-            keys::meta_key(keys::META_NEXT_RUN),
-            &(id + 1).to_be_bytes()[..],
-        );
-        batch.insert(keys::meta_key(keys::META_GARBAGE), encode_ids(&garbage));
-        sh.index.apply_batch(batch)?;
         st.next_run = id + 1;
-        st.garbage = garbage;
-        let run = Arc::new(run);
-        st.runs.retain(|r| !ids.contains(&r.id));
-        st.runs.push(run.clone());
-        tracing::debug!(
-            run = id,
-            tier = tier + 1,
-            entries = run.count,
-            millis = started.elapsed().as_millis() as u64,
-            "dedup runs merged"
-        );
-        notes.push(WriterNote::Merged { removed: ids, run });
+        let job = MergeJob {
+            id,
+            tier,
+            inputs: ids,
+            started,
+        };
+        notes.push(commit_merge(sh, st, job, run, description)?);
     }
     Ok(notes)
 }
