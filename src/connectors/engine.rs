@@ -1074,15 +1074,12 @@ async fn walk_pages(
         // (a vendor that keeps answering the same last record must not spin a cycle forever)
         // `pagination.more = false` also ends the walk (the next position is still kept)
         let stalled = page.next.as_deref() == Some(url.as_str()) || page.more == Some(false);
+        // the page itself allows the walk to go on; a newest-first walk also stops at its floor
+        let page_goes_on = !page_empty && page.next.is_some() && !stalled;
         // Whether the walk goes on, where that is known before the records are read: only a
         // newest-first walk down to a floor needs the page's times to know it.
-        let goes_on = match (spec.order, spec.kind) {
-            (Order::Ascending, _) => Some(!page_empty && page.next.is_some() && !stalled),
-            (Order::NewestFirst, _) if cursor.walk_floor.is_none() => {
-                Some(!page_empty && page.next.is_some() && !stalled)
-            }
-            (Order::NewestFirst, _) => None,
-        };
+        let goes_on =
+            (spec.order == Order::Ascending || cursor.walk_floor.is_none()).then_some(page_goes_on);
         let prefetch = match (goes_on, &page.next) {
             (Some(true), Some(next))
                 if report.pages < MAX_PAGES_PER_CYCLE
@@ -1128,13 +1125,16 @@ async fn walk_pages(
                 cursor.high_water = cursor.high_water.max(page_max);
                 // the vendor's link is the position: keep it even when the page is empty
                 cursor.next = page.next.clone();
-                page_empty || page.next.is_none() || stalled
+                !page_goes_on
             }
             (Order::Ascending, CursorKind::Time) => {
                 cursor.high_water = cursor.high_water.max(page_max);
-                let more = page.next.is_some() && !page_empty && !stalled;
-                cursor.next = if more { page.next.clone() } else { None };
-                !more
+                cursor.next = if page_goes_on {
+                    page.next.clone()
+                } else {
+                    None
+                };
+                !page_goes_on
             }
             (Order::NewestFirst, _) => {
                 cursor.walk_top = cursor.walk_top.max(page_max);
@@ -1142,7 +1142,7 @@ async fn walk_pages(
                     (Some(floor), Some(min)) => min < floor,
                     _ => false,
                 };
-                let more = page.next.is_some() && !page_empty && !reached && !stalled;
+                let more = page_goes_on && !reached;
                 if more {
                     cursor.next = page.next.clone();
                 } else {
