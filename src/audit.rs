@@ -5,7 +5,7 @@ use crate::auth::Principal;
 use crate::schema::{
     Action, Actor, ActorType, Category, Event, IntegrationRef, Outcome, Severity, Target,
 };
-use crate::store::{prepare, Commit, Store, StoreError};
+use crate::store::{prepare, Store, StoreError};
 use crate::time::now_micros;
 
 pub fn trailhub_integration() -> IntegrationRef {
@@ -67,13 +67,15 @@ pub async fn record(store: &Store, who: &Principal, a: AdminAction<'_>) -> Resul
         severity: Severity::Low,
         raw: serde_json::value::to_raw_value(&raw).expect("JSON values serialise"),
     };
-    store
-        .append(
-            vec![prepare(&event)],
-            Commit {
-                cursor: None,
-                durable: true,
+    let integration = event.integration.id.clone();
+    crate::pipeline::Pipeline::new(store, None)
+        .commit(
+            &integration,
+            crate::pipeline::Prepared {
+                events: vec![prepare(&event)],
+                rejected: Vec::new(),
             },
+            crate::pipeline::Options::recorded(),
         )
         .await?;
     Ok(())

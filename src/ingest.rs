@@ -3,18 +3,13 @@
 //!
 //! Shared by `POST /api/v1/events` and `trailhub ingest`.
 
-use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::pipeline::{self, Pipeline, Prepared};
 use crate::schema::{parse_ingest_line, parse_ingest_line_fast, Event, IntegrationRef};
-use crate::store::{prepare, Commit, PreparedEvent, Store, StoreError};
+use crate::store::{prepare, StoreError};
 use crate::time::Micros;
-
-/// Events per append job; a job is one atomic batch.
-const JOB_EVENTS: usize = 2048;
-/// At most this many rejected lines are listed in a response (all are counted).
-const MAX_LISTED_REJECTS: usize = 1000;
 
 pub fn custom_integration() -> IntegrationRef {
     IntegrationRef {
@@ -24,21 +19,7 @@ pub fn custom_integration() -> IntegrationRef {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Rejected {
-    pub line: usize,
-    pub error: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct IngestReport {
-    /// Lines stored as new events.
-    pub stored: usize,
-    /// Lines that were already stored (same integration and source id).
-    pub duplicates: usize,
-    pub rejected_count: usize,
-    pub rejected: Vec<Rejected>,
-}
+pub use crate::pipeline::{Rejected, Report as IngestReport};
 
 /// Why a whole body could not be read as lines.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -135,71 +116,27 @@ fn not_json(e: serde_json::Error) -> String {
     format!("line is not valid JSON: {e}")
 }
 
-/// Stores validated events durably; answers once every batch is on disk.
-pub async fn store_events(
-    store: &Store,
-    events: Vec<PreparedEvent>,
-) -> Result<(usize, usize), StoreError> {
-    let mut stored = 0;
-    let mut duplicates = 0;
-    let mut chunks: Vec<Vec<PreparedEvent>> = Vec::new();
-    let mut events = events.into_iter().peekable();
-    while events.peek().is_some() {
-        chunks.push(events.by_ref().take(JOB_EVENTS).collect());
-    }
-    let last = chunks.len().saturating_sub(1);
-    // Only the last job waits for the flush: the writer applies jobs in submission order and a
-    // flush makes everything applied before it stable, so it covers the earlier ones too.
-    // A full write queue refuses the first job (nothing stored, the client retries); later jobs
-    // of a body already accepted wait for room instead of failing half way.
-    let mut pending = Vec::with_capacity(chunks.len());
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        let commit = Commit {
-            cursor: None,
-            durable: i == last,
-        };
-        pending.push(if i == 0 {
-            store.submit(chunk, commit)?
-        } else {
-            store.submit_waiting(chunk, commit).await?
-        });
-    }
-    for job in pending {
-        let outcome = job.wait().await?;
-        stored += outcome.stored.len();
-        duplicates += outcome.duplicates.len();
-    }
-    Ok((stored, duplicates))
-}
-
-/// Parse, validate, prepare and store a body: the whole ingest path.
+/// Parse, validate and prepare a body (off the async workers), then store it through the
+/// pipeline: the whole ingest path of `POST /api/v1/events` and `trailhub ingest`.
 pub async fn ingest_body(
-    store: &Store,
+    pipeline: Pipeline<'_>,
     body: bytes::Bytes,
     format: BodyFormat,
     integration: IntegrationRef,
     ingested_at: Micros,
 ) -> Result<IngestReport, IngestError> {
-    let (prepared, mut rejected) = tokio::task::spawn_blocking(move || {
+    let id = integration.id.clone();
+    let prepared = pipeline::prepare_off_runtime(move || {
         let parsed = parse_body(&body, format, &integration, ingested_at)?;
-        let prepared: Vec<PreparedEvent> = parsed.events.iter().map(prepare).collect();
-        Ok::<_, BodyError>((prepared, parsed.rejected))
+        Ok::<_, BodyError>(Prepared {
+            events: parsed.events.iter().map(prepare).collect(),
+            rejected: parsed.rejected,
+        })
     })
-    .await
-    .map_err(|_| IngestError::Store(StoreError::Closed))??;
-    let (stored, duplicates) = if prepared.is_empty() {
-        (0, 0)
-    } else {
-        store_events(store, prepared).await?
-    };
-    let rejected_count = rejected.len();
-    rejected.truncate(MAX_LISTED_REJECTS);
-    Ok(IngestReport {
-        stored,
-        duplicates,
-        rejected_count,
-        rejected,
-    })
+    .await??;
+    Ok(pipeline
+        .commit(&id, prepared, pipeline::Options::pushed())
+        .await?)
 }
 
 #[derive(Debug, thiserror::Error)]

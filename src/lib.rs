@@ -11,6 +11,7 @@ pub mod console;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod pipeline;
 pub mod redact;
 pub mod scheduler;
 pub mod schema;

@@ -11,6 +11,7 @@ use super::{query_pairs, ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::audit::{self, AdminAction};
 use crate::auth::Role;
 use crate::ingest::{self, BodyFormat};
+use crate::pipeline::Pipeline;
 use crate::schema::{Action, Category, EventId};
 use crate::store::query::{BucketSize, Filter};
 use crate::store::Dimension;
@@ -56,34 +57,15 @@ async fn post_events(
             }
             e
         })?;
-    let integration = ingest::custom_integration();
     let report = ingest::ingest_body(
-        &state.store,
+        Pipeline::new(&state.store, Some(&state.metrics)),
         bytes,
         format,
-        integration.clone(),
+        ingest::custom_integration(),
         now_micros(),
     )
     .await?;
-    let labels = crate::metrics::IntegrationLabels {
-        integration: integration.id,
-    };
-    state
-        .metrics
-        .events_ingested
-        .get_or_create(&labels)
-        .inc_by(report.stored as u64);
-    state
-        .metrics
-        .events_duplicate
-        .get_or_create(&labels)
-        .inc_by(report.duplicates as u64);
-    state
-        .metrics
-        .lines_rejected
-        .get_or_create(&labels)
-        .inc_by(report.rejected_count as u64);
-    let status = if report.rejected_count > 0 && report.stored == 0 && report.duplicates == 0 {
+    let status = if report.all_rejected() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK

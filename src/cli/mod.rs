@@ -573,7 +573,7 @@ async fn ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<ExitCo
         Target::Remote(client) => client.post_ndjson("/api/v1/events", body).await?,
         Target::Local(store) => {
             let report = crate::ingest::ingest_body(
-                &store,
+                crate::pipeline::Pipeline::new(&store, None),
                 body.into(),
                 crate::ingest::BodyFormat::Sniff,
                 crate::ingest::custom_integration(),

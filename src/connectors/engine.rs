@@ -31,7 +31,7 @@ use crate::config::Secret;
 use crate::metrics::{IntegrationLabels, Metrics, UpstreamLabels};
 use crate::redact::Scrubber;
 use crate::schema::IntegrationRef;
-use crate::store::{prepare, Commit, PendingAppend, Store, StoreError};
+use crate::store::{prepare, Store, StoreError};
 use crate::time::{now_micros, Micros, MICROS_PER_SEC, MIN_TIME};
 
 const CURSOR_VERSION: u8 = 1;
@@ -874,8 +874,8 @@ pub fn format_time_param(t: Micros, format: TimeParamFormat) -> String {
 const PAGES_IN_FLIGHT: usize = 4;
 
 /// A page whose events and cursor are queued in the store but not yet known to be applied.
-struct InFlight {
-    pending: PendingAppend,
+struct InFlight<'a> {
+    pending: crate::pipeline::Pending<'a>,
     page_min: Option<Micros>,
     records: usize,
 }
@@ -884,24 +884,16 @@ struct InFlight {
 async fn settle_one(
     ctx: &PollContext,
     report: &mut CycleReport,
-    in_flight: &mut VecDeque<InFlight>,
+    in_flight: &mut VecDeque<InFlight<'_>>,
 ) -> Result<(), CycleError> {
     let Some(page) = in_flight.pop_front() else {
         return Ok(());
     };
     let id = &ctx.integration.id;
     let outcome = page.pending.wait().await?;
-    let stored = outcome.stored.len() as u64;
+    let (stored, duplicates) = (outcome.stored as u64, outcome.duplicates as u64);
     report.stored += stored;
-    report.duplicates += outcome.duplicates.len() as u64;
-    ctx.metrics
-        .events_ingested
-        .get_or_create(&ctx.labels())
-        .inc_by(stored);
-    ctx.metrics
-        .events_duplicate
-        .get_or_create(&ctx.labels())
-        .inc_by(outcome.duplicates.len() as u64);
+    report.duplicates += duplicates;
     ctx.update_status(|s| {
         if !s.backfill_done {
             s.backfill_oldest = match (s.backfill_oldest, page.page_min) {
@@ -915,7 +907,7 @@ async fn settle_one(
             tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
         }
     }
-    tracing::debug!(integration = %id, page = report.pages, records = page.records, stored, duplicates = outcome.duplicates.len(), "page committed");
+    tracing::debug!(integration = %id, page = report.pages, records = page.records, stored, duplicates, "page committed");
     Ok(())
 }
 
@@ -923,7 +915,7 @@ async fn settle_one(
 async fn settle_all(
     ctx: &PollContext,
     report: &mut CycleReport,
-    in_flight: &mut VecDeque<InFlight>,
+    in_flight: &mut VecDeque<InFlight<'_>>,
 ) -> Result<(), CycleError> {
     while !in_flight.is_empty() {
         settle_one(ctx, report, in_flight).await?;
@@ -992,10 +984,10 @@ async fn walk(ctx: &PollContext) -> Result<CycleReport, CycleError> {
     Ok(report)
 }
 
-async fn walk_pages(
-    ctx: &PollContext,
+async fn walk_pages<'a>(
+    ctx: &'a PollContext,
     report: &mut CycleReport,
-    in_flight: &mut VecDeque<InFlight>,
+    in_flight: &mut VecDeque<InFlight<'a>>,
 ) -> Result<(), CycleError> {
     let id = ctx.integration.id.clone();
     let spec = &ctx.connector.cursor;
@@ -1159,14 +1151,15 @@ async fn walk_pages(
             settle_one(ctx, report, in_flight).await?;
         }
         // a poll waits for room in the write queue: the vendor's pages can wait, nothing is lost
-        let pending = ctx
-            .store
-            .submit_waiting(
-                normalised.prepared,
-                Commit {
-                    cursor: Some((id.clone(), cursor.encode())),
-                    durable: false,
+        // (skipped records were counted and logged above, scrubbed)
+        let pending = crate::pipeline::Pipeline::new(&ctx.store, Some(&ctx.metrics))
+            .submit(
+                &id,
+                crate::pipeline::Prepared {
+                    events: normalised.prepared,
+                    rejected: Vec::new(),
                 },
+                crate::pipeline::Options::polled(cursor.encode()),
             )
             .await?;
         in_flight.push_back(InFlight {

@@ -506,6 +506,7 @@ pub(super) fn run_sealer(
             }) {
                 Ok(()) => {
                     waiting.pop_front();
+                    tracing::debug!(waiting = waiting.len(), "tails waiting to be sealed");
                 }
                 Err(StoreError::StorageFull(e)) => {
                     tracing::warn!(error = %e, "sealing waits for free space; the tail stays in memory");

@@ -15,13 +15,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::{ApiError, AppState, ErrorCode, Routes};
-use crate::connectors::definition::WebhookSpec;
+use crate::connectors::definition::{RecordsSpec, WebhookSpec};
 use crate::connectors::integrations::{IntegrationError, IntegrationRecord};
 use crate::connectors::normalise::{normalise, page_records};
 use crate::connectors::Connector;
 use crate::metrics::WebhookLabels;
+use crate::pipeline::{self, Pipeline, Prepared, Rejected};
+use crate::schema::IntegrationRef;
 use crate::schema::{parse_ingest_line, parse_ingest_line_fast};
-use crate::store::{prepare, Commit};
+use crate::store::prepare;
+use serde_json::value::RawValue;
 
 pub fn routes() -> Routes<AppState> {
     Routes::new()
@@ -32,21 +35,29 @@ pub fn routes() -> Routes<AppState> {
 /// One warning per integration per this long: a flood of bad deliveries must not flood the log.
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 
-fn log_rejection(integration: &str, reason: &str) {
-    static LAST: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+/// Whether `integration`'s `what` may be logged now: once per `REJECT_LOG_EVERY`.
+fn may_log(integration: &str, what: &'static str) -> bool {
+    static LAST: Mutex<Option<HashMap<(String, &'static str), Instant>>> = Mutex::new(None);
     let Ok(mut last) = LAST.lock() else {
-        return;
+        return false;
     };
     let map = last.get_or_insert_with(HashMap::new);
     let now = Instant::now();
+    let key = (integration.to_string(), what);
     if map
-        .get(integration)
+        .get(&key)
         .is_some_and(|t| now.duration_since(*t) < REJECT_LOG_EVERY)
     {
-        return;
+        return false;
     }
-    map.insert(integration.to_string(), now);
-    tracing::warn!(integration = %integration, reason, "webhook delivery rejected (further rejections for this integration are counted in /metrics, not logged, for 10 s)");
+    map.insert(key, now);
+    true
+}
+
+fn log_rejection(integration: &str, reason: &str) {
+    if may_log(integration, "rejected") {
+        tracing::warn!(integration = %integration, reason, "webhook delivery rejected (further rejections for this integration are counted in /metrics, not logged, for 10 s)");
+    }
 }
 
 /// The `integration` label of a delivery whose path names no integration that takes deliveries:
@@ -258,6 +269,10 @@ async fn receive_inner(
         }
     };
 
+    if verified.matched_secret > 0 && may_log(id, "previous secret") {
+        // the rotation is not finished while the vendor still signs with an old secret
+        tracing::info!(integration = %id, "a delivery verified with a previous secret; remove it once the vendor signs with the current one");
+    }
     let Some(records_spec) = &spec.records else {
         // The delivery only says something happened: fetch it now.
         state.scheduler.poll_now(id);
@@ -269,92 +284,75 @@ async fn receive_inner(
         )
             .into_response());
     };
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ApiError::new(ErrorCode::InvalidBody, "delivery is not UTF-8"))?;
     // verified on the raw bytes; what is stored, logged or answered carries no secret of ours
-    let scrubbed = opened.scrubber.scrub_json(text);
-    let text: &str = &scrubbed;
-    let one_record;
+    let scrubbed = std::str::from_utf8(&bytes)
+        .map(|text| opened.scrubber.scrub_json(text).into_owned())
+        .map_err(|_| ApiError::new(ErrorCode::InvalidBody, "delivery is not UTF-8"))?;
+    let reference = record.reference();
+    let (connector, records_spec, unified) =
+        (connector.clone(), records_spec.clone(), spec.unified);
+    let prepared = pipeline::prepare_off_runtime(move || {
+        prepare_delivery(&connector, &records_spec, unified, &reference, &scrubbed)
+    })
+    .await??;
+    for r in &prepared.rejected {
+        tracing::debug!(integration = %id, line = r.line, error = %r.error, "webhook record rejected");
+    }
+    let all_rejected = prepared.events.is_empty() && !prepared.rejected.is_empty();
+    // a full write queue answers 503 with Retry-After: the vendor redelivers later
+    let report = Pipeline::new(&state.store, Some(&state.metrics))
+        .commit(id, prepared, pipeline::Options::pushed())
+        .await?;
+    if all_rejected {
+        count(state, id, "invalid_records");
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(report)).into_response());
+    }
+    count(state, id, "stored");
+    Ok(Json(report).into_response())
+}
+
+/// A verified delivery's records as events, validated as `POST /api/v1/events` lines when the
+/// connector is `unified`, normalised by its mapping otherwise (CPU work: run off the runtime).
+fn prepare_delivery(
+    connector: &Connector,
+    records_spec: &RecordsSpec,
+    unified: bool,
+    reference: &IntegrationRef,
+    text: &str,
+) -> Result<Prepared, ApiError> {
+    let does_not_parse = |e: String| {
+        ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("delivery does not parse: {e}"),
+        )
+    };
     let records = if records_spec.path.is_none() && text.trim_start().starts_with('{') {
         // one record rather than an array of them
-        one_record = serde_json::from_str::<&serde_json::value::RawValue>(text).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidBody,
-                format!("delivery does not parse: {e}"),
-            )
-        })?;
-        vec![one_record]
+        vec![serde_json::from_str::<&RawValue>(text).map_err(|e| does_not_parse(e.to_string()))?]
     } else {
-        page_records(text, records_spec).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidBody,
-                format!("delivery does not parse: {e}"),
-            )
-        })?
+        page_records(text, records_spec).map_err(|e| does_not_parse(e.to_string()))?
     };
-    let reference = record.reference();
     let ingested_at = crate::time::now_micros();
-    let mut rejected = Vec::new();
-    let mut prepared = Vec::with_capacity(records.len());
-    let total = records.len();
+    let mut prepared = Prepared::default();
     for (i, raw) in records.into_iter().enumerate() {
-        let event = if spec.unified {
+        let event = if unified {
             // an in-house application's events: validated exactly as POST /api/v1/events lines
-            match parse_ingest_line_fast(raw.get(), &reference, ingested_at) {
+            match parse_ingest_line_fast(raw.get(), reference, ingested_at) {
                 Some(event) => Ok(event),
                 None => serde_json::from_str::<serde_json::Value>(raw.get())
                     .map_err(|e| e.to_string())
                     .and_then(|v| {
-                        parse_ingest_line(&v, Some(raw.get()), &reference, ingested_at)
+                        parse_ingest_line(&v, Some(raw.get()), reference, ingested_at)
                             .map_err(|e| e.0)
                     }),
             }
         } else {
-            normalise(&connector.map, &reference, raw, i, ingested_at).map_err(|e| e.to_string())
+            normalise(&connector.map, reference, raw, i, ingested_at).map_err(|e| e.to_string())
         };
         match event {
-            Ok(event) => prepared.push(prepare(&event)),
-            Err(e) => {
-                tracing::debug!(integration = %id, error = %e, "webhook record rejected");
-                rejected.push(serde_json::json!({"index": i, "error": e}));
-            }
+            Ok(event) => prepared.events.push(prepare(&event)),
+            Err(error) => prepared.rejected.push(Rejected { line: i + 1, error }),
         }
     }
-    if total > 0 && prepared.is_empty() {
-        count(state, id, "invalid_records");
-        let body = serde_json::json!({"stored": 0, "duplicates": 0, "rejected": rejected});
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
-    }
-    // a full write queue answers 503 with Retry-After: the vendor redelivers later
-    let outcome = state
-        .store
-        .submit(
-            prepared,
-            Commit {
-                cursor: None,
-                durable: true,
-            },
-        )?
-        .wait()
-        .await?;
-    let labels = crate::metrics::IntegrationLabels {
-        integration: id.to_string(),
-    };
-    state
-        .metrics
-        .events_ingested
-        .get_or_create(&labels)
-        .inc_by(outcome.stored.len() as u64);
-    state
-        .metrics
-        .events_duplicate
-        .get_or_create(&labels)
-        .inc_by(outcome.duplicates.len() as u64);
-    count(state, id, "stored");
-    Ok(Json(serde_json::json!({
-        "stored": outcome.stored.len(),
-        "duplicates": outcome.duplicates.len(),
-        "rejected": rejected,
-    }))
-    .into_response())
+    Ok(prepared)
 }

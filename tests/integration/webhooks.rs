@@ -371,6 +371,15 @@ async fn in_house_applications_push_signed_unified_events() {
             .contains("`action`"),
         "{body}"
     );
+    // the same report as POST /api/v1/events: rejects named by their 1-based position
+    assert_eq!(
+        (
+            body["rejected_count"].as_u64(),
+            body["rejected"][0]["line"].as_u64()
+        ),
+        (Some(1), Some(2)),
+        "{body}"
+    );
     let bad =
         json!({"time": "yesterday", "event_type": "x", "action": "read", "actor": {"id": "u"}})
             .to_string();
