@@ -3,6 +3,7 @@
 
 mod error;
 mod events;
+mod hooks;
 mod integrations;
 mod routes;
 mod system;
@@ -53,7 +54,7 @@ fn routes() -> Routes<AppState> {
         .merge(events::routes())
         .merge(tokens::routes())
         .merge(crate::console::routes())
-        .merge(crate::webhooks::receiver::routes())
+        .merge(hooks::routes())
         .merge(integrations::routes())
 }
 

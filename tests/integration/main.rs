@@ -14,6 +14,7 @@ mod hardening;
 mod helpers;
 mod integrations_api;
 mod integrity;
+mod layering;
 mod polling;
 mod process;
 mod route_matrix;

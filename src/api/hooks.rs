@@ -1,8 +1,9 @@
-//! `POST /hooks/{integration_id}`: a vendor's push, verified against the integration's secret on
-//! the raw body, normalised by the connector's own mapping, stored through the same store path as
-//! polls (so a pushed event and the same event polled are stored once), and only then answered
-//! 2xx. Deliveries that only announce activity nudge an immediate poll instead. `GET` on the
-//! same path answers the vendor's verification handshake where the scheme has one.
+//! `POST /hooks/{integration_id}`: a vendor's push, verified against the integration's secret
+//! on the raw body, normalised by the connector's own mapping (off the async workers), stored
+//! through the pipeline every source shares (so a pushed event and the same event polled are
+//! stored once), and only then answered 2xx. Deliveries that only announce activity nudge an
+//! immediate poll instead. `GET` on the same path answers the vendor's verification handshake
+//! where the scheme has one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
