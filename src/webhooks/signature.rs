@@ -39,10 +39,6 @@ const MAX_DELIVERY_ID_BYTES: usize = 256;
 /// something the handshake needs.
 const MAX_CHALLENGE_BYTES: usize = 512;
 
-const X_HUB_SIGNATURE_256: HeaderName = HeaderName::from_static("x-hub-signature-256");
-const X_GITHUB_DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
-const X_SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
-const X_SLACK_REQUEST_TIMESTAMP: HeaderName = HeaderName::from_static("x-slack-request-timestamp");
 const X_OKTA_VERIFICATION_CHALLENGE: HeaderName =
     HeaderName::from_static("x-okta-verification-challenge");
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
@@ -64,21 +60,17 @@ const BASE64_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
 ///
 /// ```toml
 /// [webhook]
-/// scheme = "github"            # or "slack_v0", "okta_event_hook", "standard_webhooks"
+/// scheme = "hmac_header"       # or "okta_event_hook", "standard_webhooks"
 /// ```
 ///
-/// or, for a vendor with its own HMAC header, `scheme = "hmac_header"` with the fields of
-/// [`HmacHeaderDefinition`]. Unknown fields are rejected.
+/// A vendor's HMAC header (GitHub's, Slack's, Zoom's...) is `scheme = "hmac_header"` with the
+/// fields of [`HmacHeaderDefinition`], written in its connector file: the scheme names a
+/// mechanism, the connector says how its vendor uses it. `github` and `slack_v0` are former
+/// names kept so that connector files written with them still load; each is exactly an
+/// `hmac_header` definition ([`HmacHeaderDefinition::former_github`], [`HmacHeaderDefinition::former_slack_v0`]). Unknown fields are rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "SchemeDefinition")]
 pub enum SignatureScheme {
-    /// `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>`; the delivery id is
-    /// `X-GitHub-Delivery`. GitHub sends no timestamp, so there is no replay window: replays
-    /// are caught by dedupe.
-    Github,
-    /// Slack request signing v0: `X-Slack-Signature: v0=<hex HMAC-SHA256(secret,
-    /// "v0:{timestamp}:{body}")>` with `X-Slack-Request-Timestamp` within five minutes.
-    SlackV0,
     /// Okta event hooks carry no MAC: the `Authorization` header holds the shared secret
     /// itself. Okta also sends a one-time GET handshake, see
     /// [`SignatureScheme::verification_handshake`].
@@ -114,8 +106,12 @@ impl TryFrom<SchemeDefinition> for SignatureScheme {
 
     fn try_from(definition: SchemeDefinition) -> Result<SignatureScheme, SchemeError> {
         Ok(match definition {
-            SchemeDefinition::Github {} => SignatureScheme::Github,
-            SchemeDefinition::SlackV0 {} => SignatureScheme::SlackV0,
+            SchemeDefinition::Github {} => SignatureScheme::HmacHeader(HmacHeaderScheme::try_from(
+                HmacHeaderDefinition::former_github(),
+            )?),
+            SchemeDefinition::SlackV0 {} => SignatureScheme::HmacHeader(
+                HmacHeaderScheme::try_from(HmacHeaderDefinition::former_slack_v0())?,
+            ),
             SchemeDefinition::OktaEventHook {} => SignatureScheme::OktaEventHook,
             SchemeDefinition::StandardWebhooks {} => SignatureScheme::StandardWebhooks,
             SchemeDefinition::HmacHeader(hmac) => {
@@ -159,6 +155,36 @@ pub struct HmacHeaderDefinition {
     /// A header with the vendor's delivery id, returned for dedupe. Unless `{id}` is in
     /// `signed_payload` the id is not covered by the signature: a hint, not a proof.
     pub id_header: Option<String>,
+}
+
+impl HmacHeaderDefinition {
+    /// What the former scheme name `github` stands for (connectors/github.toml spells it out).
+    pub fn former_github() -> HmacHeaderDefinition {
+        HmacHeaderDefinition {
+            header: "x-hub-signature-256".into(),
+            prefix: "sha256=".into(),
+            algorithm: HmacAlgorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            timestamp_header: None,
+            signed_payload: None,
+            tolerance_seconds: None,
+            id_header: Some("x-github-delivery".into()),
+        }
+    }
+
+    /// What the former scheme name `slack_v0` stands for.
+    pub fn former_slack_v0() -> HmacHeaderDefinition {
+        HmacHeaderDefinition {
+            header: "x-slack-signature".into(),
+            prefix: "v0=".into(),
+            algorithm: HmacAlgorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            timestamp_header: Some("x-slack-request-timestamp".into()),
+            signed_payload: Some("v0:{timestamp}:{body}".into()),
+            tolerance_seconds: Some(DEFAULT_TOLERANCE_SECONDS),
+            id_header: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -486,8 +512,6 @@ impl SignatureScheme {
         now_unix: i64,
     ) -> Result<Verified, RejectReason> {
         match self {
-            SignatureScheme::Github => verify_github(secrets, headers, body),
-            SignatureScheme::SlackV0 => verify_slack_v0(secrets, headers, body, now_unix),
             SignatureScheme::OktaEventHook => verify_okta_event_hook(secrets, headers),
             SignatureScheme::StandardWebhooks => {
                 verify_standard_webhooks(secrets, headers, body, now_unix)
@@ -499,8 +523,6 @@ impl SignatureScheme {
     /// The `scheme` value that names this scheme in a `[webhook]` table, for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
-            SignatureScheme::Github => "github",
-            SignatureScheme::SlackV0 => "slack_v0",
             SignatureScheme::OktaEventHook => "okta_event_hook",
             SignatureScheme::StandardWebhooks => "standard_webhooks",
             SignatureScheme::HmacHeader(_) => "hmac_header",
@@ -515,10 +537,7 @@ impl SignatureScheme {
     ) -> Option<Result<OktaVerificationReply, RejectReason>> {
         match self {
             SignatureScheme::OktaEventHook => Some(okta_verification_reply(headers)),
-            SignatureScheme::Github
-            | SignatureScheme::SlackV0
-            | SignatureScheme::StandardWebhooks
-            | SignatureScheme::HmacHeader(_) => None,
+            SignatureScheme::StandardWebhooks | SignatureScheme::HmacHeader(_) => None,
         }
     }
 
@@ -527,10 +546,7 @@ impl SignatureScheme {
     pub fn check_secret(&self, secret: &Secret) -> Result<(), SecretError> {
         match self {
             SignatureScheme::StandardWebhooks => standard_webhooks_key(secret).map(drop),
-            SignatureScheme::Github
-            | SignatureScheme::SlackV0
-            | SignatureScheme::OktaEventHook
-            | SignatureScheme::HmacHeader(_) => {
+            SignatureScheme::OktaEventHook | SignatureScheme::HmacHeader(_) => {
                 if secret.expose().is_empty() {
                     Err(SecretError::Empty)
                 } else {
@@ -539,61 +555,6 @@ impl SignatureScheme {
             }
         }
     }
-}
-
-fn verify_github(
-    secrets: &[Secret],
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Verified, RejectReason> {
-    let keys = raw_keys(secrets)?;
-    let signature = required_text(headers, &X_HUB_SIGNATURE_256)?;
-    let mac = decode_signature(
-        &X_HUB_SIGNATURE_256,
-        signature,
-        "sha256=",
-        SignatureEncoding::Hex,
-        HmacAlgorithm::Sha256,
-    )?;
-    let matched_secret = HmacAlgorithm::Sha256
-        .first_matching_key(&keys, &[body], &[mac])
-        .ok_or(RejectReason::BadSignature)?;
-    // GitHub does not sign the delivery id: it only names the delivery for dedupe.
-    let delivery_id = optional_delivery_id(headers, &X_GITHUB_DELIVERY)?;
-    Ok(Verified {
-        delivery_id,
-        timestamp: None,
-        matched_secret,
-    })
-}
-
-fn verify_slack_v0(
-    secrets: &[Secret],
-    headers: &HeaderMap,
-    body: &[u8],
-    now_unix: i64,
-) -> Result<Verified, RejectReason> {
-    let keys = raw_keys(secrets)?;
-    let timestamp_text = required_text(headers, &X_SLACK_REQUEST_TIMESTAMP)?;
-    let timestamp = parse_unix_seconds(&X_SLACK_REQUEST_TIMESTAMP, timestamp_text)?;
-    let signature = required_text(headers, &X_SLACK_SIGNATURE)?;
-    let mac = decode_signature(
-        &X_SLACK_SIGNATURE,
-        signature,
-        "v0=",
-        SignatureEncoding::Hex,
-        HmacAlgorithm::Sha256,
-    )?;
-    check_freshness(timestamp, now_unix, DEFAULT_TOLERANCE_SECONDS)?;
-    let payload = [b"v0:", timestamp_text.as_bytes(), b":", body];
-    let matched_secret = HmacAlgorithm::Sha256
-        .first_matching_key(&keys, &payload, &[mac])
-        .ok_or(RejectReason::BadSignature)?;
-    Ok(Verified {
-        delivery_id: None,
-        timestamp: Some(timestamp),
-        matched_secret,
-    })
 }
 
 fn verify_okta_event_hook(
@@ -854,15 +815,6 @@ fn required_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a st
     optional_text(headers, name)?.ok_or_else(|| RejectReason::MissingHeader {
         header: name.clone(),
     })
-}
-
-fn optional_delivery_id(
-    headers: &HeaderMap,
-    name: &HeaderName,
-) -> Result<Option<DeliveryId>, RejectReason> {
-    optional_text(headers, name)?
-        .map(|text| parse_delivery_id(name, text))
-        .transpose()
 }
 
 fn parse_delivery_id(name: &HeaderName, text: &str) -> Result<DeliveryId, RejectReason> {

@@ -120,13 +120,29 @@ algorithm = "sha1"
 encoding = "base64"
 "#;
 
+/// The former scheme names, which stand for `hmac_header` definitions.
+fn github() -> SignatureScheme {
+    scheme_from_toml("[webhook]\nscheme = \"github\"\n").expect("github")
+}
+
+fn slack_v0() -> SignatureScheme {
+    scheme_from_toml("[webhook]\nscheme = \"slack_v0\"\n").expect("slack_v0")
+}
+
 // ---- parsing connector definitions ----
 
 #[test]
 fn each_named_scheme_parses_from_a_webhook_table() {
     for (name, expected) in [
-        ("github", SignatureScheme::Github),
-        ("slack_v0", SignatureScheme::SlackV0),
+        // former names: exactly their generic definitions
+        (
+            "github",
+            scheme_from_toml(GITHUB_AS_HMAC_HEADER).expect("valid"),
+        ),
+        (
+            "slack_v0",
+            scheme_from_toml(SLACK_AS_HMAC_HEADER).expect("valid"),
+        ),
         ("okta_event_hook", SignatureScheme::OktaEventHook),
         ("standard_webhooks", SignatureScheme::StandardWebhooks),
     ] {
@@ -258,7 +274,7 @@ fn definition_errors_surface_through_the_toml_parser() {
 
 #[test]
 fn github_published_vector_is_accepted_with_its_delivery_id() {
-    let verified = SignatureScheme::Github
+    let verified = github()
         .verify(
             &secrets(&[GITHUB_SECRET]),
             &github_request(GITHUB_SIGNATURE),
@@ -281,7 +297,7 @@ fn github_accepts_uppercase_hex_and_a_missing_delivery_id() {
         GITHUB_SIGNATURE["sha256=".len()..].to_uppercase()
     );
     let request = headers(&[("X-Hub-Signature-256", &upper)]);
-    let verified = SignatureScheme::Github
+    let verified = github()
         .verify(&secrets(&[GITHUB_SECRET]), &request, GITHUB_BODY, 0)
         .expect("hex is case-insensitive");
     assert_eq!(verified.delivery_id, None);
@@ -289,7 +305,7 @@ fn github_accepts_uppercase_hex_and_a_missing_delivery_id() {
 
 #[test]
 fn github_rejects_tampered_body_and_wrong_secret() {
-    let scheme = SignatureScheme::Github;
+    let scheme = github();
     let request = github_request(GITHUB_SIGNATURE);
     assert_eq!(
         scheme.verify(&secrets(&[GITHUB_SECRET]), &request, b"Hello, World?", 0),
@@ -303,7 +319,7 @@ fn github_rejects_tampered_body_and_wrong_secret() {
 
 #[test]
 fn github_rejects_missing_and_malformed_signatures() {
-    let scheme = SignatureScheme::Github;
+    let scheme = github();
     let keys = secrets(&[GITHUB_SECRET]);
     // Only the legacy SHA-1 header: not accepted.
     let legacy = headers(&[("X-Hub-Signature", "sha1=0123")]);
@@ -341,7 +357,7 @@ fn github_rejects_a_repeated_signature_header() {
         ("X-Hub-Signature-256", GITHUB_SIGNATURE),
     ]);
     assert_eq!(
-        SignatureScheme::Github.verify(&secrets(&[GITHUB_SECRET]), &request, GITHUB_BODY, 0),
+        github().verify(&secrets(&[GITHUB_SECRET]), &request, GITHUB_BODY, 0),
         Err(RejectReason::MalformedHeader {
             header: header("x-hub-signature-256"),
             problem: "sent more than once",
@@ -353,12 +369,12 @@ fn github_rejects_a_repeated_signature_header() {
 fn github_rotation_accepts_old_or_new_secret_and_says_which() {
     let request = github_request(GITHUB_SIGNATURE);
     let rotating = secrets(&["the new secret", GITHUB_SECRET]);
-    let verified = SignatureScheme::Github
+    let verified = github()
         .verify(&rotating, &request, GITHUB_BODY, 0)
         .expect("the old secret still verifies");
     assert_eq!(verified.matched_secret, 1);
     let rotated = secrets(&[GITHUB_SECRET, "the old secret"]);
-    let verified = SignatureScheme::Github
+    let verified = github()
         .verify(&rotated, &request, GITHUB_BODY, 0)
         .expect("the new secret verifies");
     assert_eq!(verified.matched_secret, 0);
@@ -369,7 +385,7 @@ fn github_rotation_accepts_old_or_new_secret_and_says_which() {
 #[test]
 fn slack_published_vector_is_accepted() {
     let request = slack_request(&SLACK_TIMESTAMP.to_string(), SLACK_SIGNATURE);
-    let verified = SignatureScheme::SlackV0
+    let verified = slack_v0()
         .verify(
             &secrets(&[SLACK_SECRET]),
             &request,
@@ -383,7 +399,7 @@ fn slack_published_vector_is_accepted() {
 
 #[test]
 fn slack_window_is_five_minutes_either_way() {
-    let scheme = SignatureScheme::SlackV0;
+    let scheme = slack_v0();
     let keys = secrets(&[SLACK_SECRET]);
     let request = slack_request(&SLACK_TIMESTAMP.to_string(), SLACK_SIGNATURE);
     for now in [SLACK_TIMESTAMP - 300, SLACK_TIMESTAMP + 300] {
@@ -406,7 +422,7 @@ fn slack_window_is_five_minutes_either_way() {
 
 #[test]
 fn slack_rejects_tampered_body_timestamp_and_wrong_secret() {
-    let scheme = SignatureScheme::SlackV0;
+    let scheme = slack_v0();
     let keys = secrets(&[SLACK_SECRET]);
     let request = slack_request(&SLACK_TIMESTAMP.to_string(), SLACK_SIGNATURE);
     let mut tampered = SLACK_BODY.to_vec();
@@ -434,7 +450,7 @@ fn slack_rejects_tampered_body_timestamp_and_wrong_secret() {
 
 #[test]
 fn slack_rejects_missing_and_malformed_headers() {
-    let scheme = SignatureScheme::SlackV0;
+    let scheme = slack_v0();
     let keys = secrets(&[SLACK_SECRET]);
     let now = SLACK_TIMESTAMP;
     assert_eq!(
@@ -492,7 +508,7 @@ fn slack_rejects_missing_and_malformed_headers() {
 #[test]
 fn slack_rotation_accepts_any_configured_secret() {
     let request = slack_request(&SLACK_TIMESTAMP.to_string(), SLACK_SIGNATURE);
-    let verified = SignatureScheme::SlackV0
+    let verified = slack_v0()
         .verify(
             &secrets(&["", "rotated-away", SLACK_SECRET]),
             &request,
@@ -606,8 +622,8 @@ fn okta_handshake_without_a_sane_challenge_is_refused() {
 fn only_okta_has_a_get_handshake() {
     let request = headers(&[("X-Okta-Verification-Challenge", "abc")]);
     for scheme in [
-        SignatureScheme::Github,
-        SignatureScheme::SlackV0,
+        github(),
+        slack_v0(),
         SignatureScheme::StandardWebhooks,
         scheme_from_toml(GITHUB_AS_HMAC_HEADER).expect("valid"),
     ] {
@@ -1062,8 +1078,8 @@ signed_payload = "{id}.{body}"
 
 fn every_scheme() -> Vec<SignatureScheme> {
     vec![
-        SignatureScheme::Github,
-        SignatureScheme::SlackV0,
+        github(),
+        slack_v0(),
         SignatureScheme::OktaEventHook,
         SignatureScheme::StandardWebhooks,
         scheme_from_toml(GITHUB_AS_HMAC_HEADER).expect("valid"),
@@ -1115,10 +1131,7 @@ fn check_secret_catches_unusable_secrets_when_stored() {
         Err(SecretError::NotBase64)
     );
     assert_eq!(standard.check_secret(&Secret::new(STANDARD_SECRET)), Ok(()));
-    assert_eq!(
-        SignatureScheme::Github.check_secret(&Secret::new(GITHUB_SECRET)),
-        Ok(())
-    );
+    assert_eq!(github().check_secret(&Secret::new(GITHUB_SECRET)), Ok(()));
 }
 
 #[test]
@@ -1192,42 +1205,36 @@ fn rejections_never_reveal_the_secret_or_the_expected_signature() {
     let std_ts = STANDARD_TIMESTAMP.to_string();
     let cases: Vec<(SignatureScheme, &str, HeaderMap, &[u8], i64)> = vec![
         (
-            SignatureScheme::Github,
+            github(),
             GITHUB_SECRET,
             github_request(GITHUB_SIGNATURE),
             &b"tampered"[..],
             0,
         ),
+        (github(), GITHUB_SECRET, HeaderMap::new(), GITHUB_BODY, 0),
         (
-            SignatureScheme::Github,
-            GITHUB_SECRET,
-            HeaderMap::new(),
-            GITHUB_BODY,
-            0,
-        ),
-        (
-            SignatureScheme::Github,
+            github(),
             GITHUB_SECRET,
             github_request("sha256=zz"),
             GITHUB_BODY,
             0,
         ),
         (
-            SignatureScheme::SlackV0,
+            slack_v0(),
             SLACK_SECRET,
             slack_request(&ts, SLACK_SIGNATURE),
             &b"x"[..],
             SLACK_TIMESTAMP,
         ),
         (
-            SignatureScheme::SlackV0,
+            slack_v0(),
             SLACK_SECRET,
             slack_request(&ts, SLACK_SIGNATURE),
             SLACK_BODY,
             0,
         ),
         (
-            SignatureScheme::SlackV0,
+            slack_v0(),
             SLACK_SECRET,
             slack_request("x", SLACK_SIGNATURE),
             SLACK_BODY,
