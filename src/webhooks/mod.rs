@@ -7,8 +7,8 @@
 pub mod signature;
 
 pub use signature::{
-    new_standard_webhooks_secret, okta_verification_reply, sign_standard_webhook, DeliveryId,
-    HmacAlgorithm, HmacHeaderDefinition, HmacHeaderScheme, OktaVerificationReply, RejectReason,
-    SchemeError, SecretError, SignatureEncoding, SignatureScheme, Verified,
-    DEFAULT_TOLERANCE_SECONDS,
+    handshake_reply, new_standard_webhooks_secret, sign_standard_webhook, DeliveryId,
+    HandshakeReply, HmacAlgorithm, HmacHeaderDefinition, HmacHeaderScheme, RejectReason,
+    SchemeError, SecretError, SharedTokenDefinition, SharedTokenScheme, SignatureEncoding,
+    SignatureScheme, Verified, DEFAULT_TOLERANCE_SECONDS,
 };

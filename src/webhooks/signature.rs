@@ -21,7 +21,7 @@ use base64::Engine as _;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -35,12 +35,10 @@ pub const DEFAULT_TOLERANCE_SECONDS: u32 = 300;
 /// Delivery ids become dedupe keys; a vendor's are GUID-sized, so anything far longer is junk.
 const MAX_DELIVERY_ID_BYTES: usize = 256;
 
-/// Okta's challenge is a short random string; echoing an arbitrarily long header back is not
-/// something the handshake needs.
+/// A handshake's challenge is a short random string (Okta's is); echoing an arbitrarily long
+/// header back is not something the handshake needs.
 const MAX_CHALLENGE_BYTES: usize = 512;
 
-const X_OKTA_VERIFICATION_CHALLENGE: HeaderName =
-    HeaderName::from_static("x-okta-verification-challenge");
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
@@ -60,21 +58,22 @@ const BASE64_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
 ///
 /// ```toml
 /// [webhook]
-/// scheme = "hmac_header"       # or "okta_event_hook", "standard_webhooks"
+/// scheme = "hmac_header"       # or "shared_token", "standard_webhooks"
 /// ```
 ///
 /// A vendor's HMAC header (GitHub's, Slack's, Zoom's...) is `scheme = "hmac_header"` with the
 /// fields of [`HmacHeaderDefinition`], written in its connector file: the scheme names a
-/// mechanism, the connector says how its vendor uses it. `github` and `slack_v0` are former
-/// names kept so that connector files written with them still load; each is exactly an
-/// `hmac_header` definition ([`HmacHeaderDefinition::former_github`], [`HmacHeaderDefinition::former_slack_v0`]). Unknown fields are rejected.
+/// mechanism, the connector says how its vendor uses it. `github`, `slack_v0` and
+/// `okta_event_hook` are former names kept so that connector files written with them still
+/// load; each is exactly one definition ([`HmacHeaderDefinition::former_github`],
+/// [`HmacHeaderDefinition::former_slack_v0`], [`SharedTokenDefinition::former_okta_event_hook`]).
+/// Unknown fields are rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "SchemeDefinition")]
 pub enum SignatureScheme {
-    /// Okta event hooks carry no MAC: the `Authorization` header holds the shared secret
-    /// itself. Okta also sends a one-time GET handshake, see
-    /// [`SignatureScheme::verification_handshake`].
-    OktaEventHook,
+    /// No MAC: a header holds the shared secret itself (Okta event hooks), optionally with a
+    /// GET handshake that echoes a challenge, see [`SignatureScheme::verification_handshake`].
+    SharedToken(SharedTokenScheme),
     /// Standard Webhooks (standardwebhooks.com), symmetric `v1` signatures: HMAC-SHA256 keyed
     /// with the base64-decoded `whsec_` secret over `"{webhook-id}.{webhook-timestamp}.{body}"`.
     /// The scheme of the in-house `webhook` connector.
@@ -95,6 +94,8 @@ enum SchemeDefinition {
     SlackV0 {},
     #[serde(rename = "okta_event_hook")]
     OktaEventHook {},
+    #[serde(rename = "shared_token")]
+    SharedToken(SharedTokenDefinition),
     #[serde(rename = "standard_webhooks")]
     StandardWebhooks {},
     #[serde(rename = "hmac_header")]
@@ -112,7 +113,12 @@ impl TryFrom<SchemeDefinition> for SignatureScheme {
             SchemeDefinition::SlackV0 {} => SignatureScheme::HmacHeader(
                 HmacHeaderScheme::try_from(HmacHeaderDefinition::former_slack_v0())?,
             ),
-            SchemeDefinition::OktaEventHook {} => SignatureScheme::OktaEventHook,
+            SchemeDefinition::OktaEventHook {} => SignatureScheme::SharedToken(
+                SharedTokenScheme::try_from(SharedTokenDefinition::former_okta_event_hook())?,
+            ),
+            SchemeDefinition::SharedToken(token) => {
+                SignatureScheme::SharedToken(SharedTokenScheme::try_from(token)?)
+            }
             SchemeDefinition::StandardWebhooks {} => SignatureScheme::StandardWebhooks,
             SchemeDefinition::HmacHeader(hmac) => {
                 SignatureScheme::HmacHeader(HmacHeaderScheme::try_from(hmac)?)
@@ -155,6 +161,70 @@ pub struct HmacHeaderDefinition {
     /// A header with the vendor's delivery id, returned for dedupe. Unless `{id}` is in
     /// `signed_payload` the id is not covered by the signature: a hint, not a proof.
     pub id_header: Option<String>,
+}
+
+/// The fields of a `scheme = "shared_token"` table.
+///
+/// ```toml
+/// [webhook.signature]
+/// scheme = "shared_token"
+/// header = "authorization"                            # the default
+/// challenge_header = "x-okta-verification-challenge"  # optional GET handshake
+/// challenge_reply_field = "verification"              # answered {"verification": "<challenge>"}
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedTokenDefinition {
+    /// The header whose whole value must equal a secret. Defaults to `authorization`.
+    pub header: Option<String>,
+    /// A header in which the vendor sends a challenge with a GET on the webhook URL, answered
+    /// with the challenge echoed as JSON.
+    pub challenge_header: Option<String>,
+    /// The JSON member the challenge is echoed in; required with `challenge_header`.
+    pub challenge_reply_field: Option<String>,
+}
+
+impl SharedTokenDefinition {
+    /// What the former scheme name `okta_event_hook` stands for (connectors/okta.toml spells it
+    /// out).
+    pub fn former_okta_event_hook() -> SharedTokenDefinition {
+        SharedTokenDefinition {
+            header: Some("authorization".into()),
+            challenge_header: Some("x-okta-verification-challenge".into()),
+            challenge_reply_field: Some("verification".into()),
+        }
+    }
+}
+
+/// A validated `shared_token` scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedTokenScheme {
+    pub(crate) header: HeaderName,
+    /// The challenge header and the reply's member.
+    pub(crate) handshake: Option<(HeaderName, String)>,
+}
+
+impl TryFrom<SharedTokenDefinition> for SharedTokenScheme {
+    type Error = SchemeError;
+
+    fn try_from(definition: SharedTokenDefinition) -> Result<SharedTokenScheme, SchemeError> {
+        let header = parse_header_name(
+            "header",
+            definition.header.as_deref().unwrap_or("authorization"),
+        )?;
+        let handshake = match (
+            definition.challenge_header,
+            definition.challenge_reply_field,
+        ) {
+            (None, None) => None,
+            (Some(name), Some(field)) if !field.is_empty() && field.len() <= 64 => {
+                Some((parse_header_name("challenge_header", &name)?, field))
+            }
+            (Some(_), Some(_)) => return Err(SchemeError::ChallengeReplyField),
+            _ => return Err(SchemeError::ChallengeHalfSet),
+        };
+        Ok(SharedTokenScheme { header, handshake })
+    }
 }
 
 impl HmacHeaderDefinition {
@@ -260,6 +330,10 @@ pub enum SchemeError {
     ToleranceWithoutTimestamp,
     #[error("tolerance_seconds must be at least 1")]
     ZeroTolerance,
+    #[error("challenge_header and challenge_reply_field go together")]
+    ChallengeHalfSet,
+    #[error("challenge_reply_field must be 1 to 64 characters")]
+    ChallengeReplyField,
 }
 
 impl TryFrom<HmacHeaderDefinition> for HmacHeaderScheme {
@@ -441,30 +515,39 @@ pub enum SecretError {
     NotBase64,
 }
 
-/// The body of the reply to Okta's one-time GET verification: `{"verification": "<challenge>"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OktaVerificationReply {
-    pub verification: String,
+/// The reply to a vendor's GET handshake: `{"<field>": "<challenge>"}` (Okta:
+/// `{"verification": "..."}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeReply {
+    pub field: String,
+    pub challenge: String,
 }
 
-impl OktaVerificationReply {
+impl HandshakeReply {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a struct holding one string always serialises")
+        let mut reply = serde_json::Map::new();
+        reply.insert(self.field.clone(), self.challenge.clone().into());
+        serde_json::Value::Object(reply).to_string()
     }
 }
 
-/// Answers Okta's event-hook verification: the `X-Okta-Verification-Challenge` value echoed
-/// back as JSON, which proves to Okta that this endpoint is the one it was registered with.
-pub fn okta_verification_reply(headers: &HeaderMap) -> Result<OktaVerificationReply, RejectReason> {
-    let challenge = required_text(headers, &X_OKTA_VERIFICATION_CHALLENGE)?;
+/// Answers a GET handshake: the challenge header's value echoed back as JSON, which proves to
+/// the vendor that this endpoint is the one it was registered with.
+pub fn handshake_reply(
+    headers: &HeaderMap,
+    challenge_header: &HeaderName,
+    field: &str,
+) -> Result<HandshakeReply, RejectReason> {
+    let challenge = required_text(headers, challenge_header)?;
     if challenge.len() > MAX_CHALLENGE_BYTES {
         return Err(RejectReason::MalformedHeader {
-            header: X_OKTA_VERIFICATION_CHALLENGE,
+            header: challenge_header.clone(),
             problem: "longer than 512 bytes",
         });
     }
-    Ok(OktaVerificationReply {
-        verification: challenge.to_owned(),
+    Ok(HandshakeReply {
+        field: field.to_owned(),
+        challenge: challenge.to_owned(),
     })
 }
 
@@ -512,7 +595,9 @@ impl SignatureScheme {
         now_unix: i64,
     ) -> Result<Verified, RejectReason> {
         match self {
-            SignatureScheme::OktaEventHook => verify_okta_event_hook(secrets, headers),
+            SignatureScheme::SharedToken(scheme) => {
+                verify_shared_token(secrets, headers, &scheme.header)
+            }
             SignatureScheme::StandardWebhooks => {
                 verify_standard_webhooks(secrets, headers, body, now_unix)
             }
@@ -523,7 +608,7 @@ impl SignatureScheme {
     /// The `scheme` value that names this scheme in a `[webhook]` table, for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
-            SignatureScheme::OktaEventHook => "okta_event_hook",
+            SignatureScheme::SharedToken(_) => "shared_token",
             SignatureScheme::StandardWebhooks => "standard_webhooks",
             SignatureScheme::HmacHeader(_) => "hmac_header",
         }
@@ -534,9 +619,13 @@ impl SignatureScheme {
     pub fn verification_handshake(
         &self,
         headers: &HeaderMap,
-    ) -> Option<Result<OktaVerificationReply, RejectReason>> {
+    ) -> Option<Result<HandshakeReply, RejectReason>> {
         match self {
-            SignatureScheme::OktaEventHook => Some(okta_verification_reply(headers)),
+            SignatureScheme::SharedToken(SharedTokenScheme {
+                handshake: Some((challenge_header, field)),
+                ..
+            }) => Some(handshake_reply(headers, challenge_header, field)),
+            SignatureScheme::SharedToken(_) => None,
             SignatureScheme::StandardWebhooks | SignatureScheme::HmacHeader(_) => None,
         }
     }
@@ -546,7 +635,7 @@ impl SignatureScheme {
     pub fn check_secret(&self, secret: &Secret) -> Result<(), SecretError> {
         match self {
             SignatureScheme::StandardWebhooks => standard_webhooks_key(secret).map(drop),
-            SignatureScheme::OktaEventHook | SignatureScheme::HmacHeader(_) => {
+            SignatureScheme::SharedToken(_) | SignatureScheme::HmacHeader(_) => {
                 if secret.expose().is_empty() {
                     Err(SecretError::Empty)
                 } else {
@@ -557,12 +646,13 @@ impl SignatureScheme {
     }
 }
 
-fn verify_okta_event_hook(
+fn verify_shared_token(
     secrets: &[Secret],
     headers: &HeaderMap,
+    header: &HeaderName,
 ) -> Result<Verified, RejectReason> {
     let keys = raw_keys(secrets)?;
-    let header = http::header::AUTHORIZATION;
+    let header = header.clone();
     let presented = required_value(headers, &header)?;
     // Comparing digests keeps the comparison constant-time in the secret's length as well.
     let presented_digest = Sha256::digest(presented.as_bytes());

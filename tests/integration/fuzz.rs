@@ -539,7 +539,7 @@ proptest! {
     #[test]
     fn okta_token_must_match_whole(cut in 0usize..60, extra in "[ -~]{0,3}") {
         let cases = checks::scheme_cases();
-        let okta = cases.iter().find(|c| c.scheme.name() == "okta_event_hook").expect("okta");
+        let okta = cases.iter().find(|c| c.scheme.name() == "shared_token").expect("okta");
         let secrets = checks::webhook_secrets();
         let secret = secrets[1].expose();
         let presented = format!("{}{extra}", &secret[..cut.min(secret.len())]);

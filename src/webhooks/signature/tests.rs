@@ -112,6 +112,15 @@ signed_payload = "v0:{timestamp}:{body}"
 tolerance_seconds = 300
 "#;
 
+/// Okta's event hooks written as a generic definition.
+const OKTA_AS_SHARED_TOKEN: &str = r#"
+[webhook]
+scheme = "shared_token"
+header = "authorization"
+challenge_header = "x-okta-verification-challenge"
+challenge_reply_field = "verification"
+"#;
+
 const SHA1_BASE64_HMAC_HEADER: &str = r#"
 [webhook]
 scheme = "hmac_header"
@@ -123,6 +132,10 @@ encoding = "base64"
 /// The former scheme names, which stand for `hmac_header` definitions.
 fn github() -> SignatureScheme {
     scheme_from_toml("[webhook]\nscheme = \"github\"\n").expect("github")
+}
+
+fn okta() -> SignatureScheme {
+    scheme_from_toml("[webhook]\nscheme = \"okta_event_hook\"\n").expect("okta_event_hook")
 }
 
 fn slack_v0() -> SignatureScheme {
@@ -143,7 +156,10 @@ fn each_named_scheme_parses_from_a_webhook_table() {
             "slack_v0",
             scheme_from_toml(SLACK_AS_HMAC_HEADER).expect("valid"),
         ),
-        ("okta_event_hook", SignatureScheme::OktaEventHook),
+        (
+            "okta_event_hook",
+            scheme_from_toml(OKTA_AS_SHARED_TOKEN).expect("valid"),
+        ),
         ("standard_webhooks", SignatureScheme::StandardWebhooks),
     ] {
         let text = format!("[webhook]\nscheme = \"{name}\"\n");
@@ -524,7 +540,7 @@ fn slack_rotation_accepts_any_configured_secret() {
 #[test]
 fn okta_accepts_the_shared_secret_in_authorization() {
     let request = headers(&[("Authorization", OKTA_SECRET)]);
-    let verified = SignatureScheme::OktaEventHook
+    let verified = okta()
         .verify(&secrets(&[OKTA_SECRET]), &request, b"{}", 0)
         .expect("shared secret matches");
     assert_eq!(verified.delivery_id, None);
@@ -533,7 +549,7 @@ fn okta_accepts_the_shared_secret_in_authorization() {
 
 #[test]
 fn okta_rejects_wrong_truncated_extended_and_missing_tokens() {
-    let scheme = SignatureScheme::OktaEventHook;
+    let scheme = okta();
     let keys = secrets(&[OKTA_SECRET]);
     for presented in [
         "Bearer okta-shared-8d1c1f0f",
@@ -568,7 +584,7 @@ fn okta_body_is_not_signed_so_any_body_passes_with_the_token() {
     // Okta sends no MAC: the token is all there is. This pins that the hub does not pretend
     // otherwise (and that a body change is not mistaken for a bad token).
     let request = headers(&[("Authorization", OKTA_SECRET)]);
-    assert!(SignatureScheme::OktaEventHook
+    assert!(okta()
         .verify(&secrets(&[OKTA_SECRET]), &request, b"anything", 0)
         .is_ok());
 }
@@ -576,7 +592,7 @@ fn okta_body_is_not_signed_so_any_body_passes_with_the_token() {
 #[test]
 fn okta_rotation_accepts_either_token() {
     let request = headers(&[("Authorization", "new-token")]);
-    let verified = SignatureScheme::OktaEventHook
+    let verified = okta()
         .verify(&secrets(&[OKTA_SECRET, "new-token"]), &request, b"{}", 0)
         .expect("the new token matches");
     assert_eq!(verified.matched_secret, 1);
@@ -585,37 +601,68 @@ fn okta_rotation_accepts_either_token() {
 #[test]
 fn okta_handshake_echoes_the_challenge_as_json() {
     let request = headers(&[("X-Okta-Verification-Challenge", "q1Gx3Yc\"weird\\value")]);
-    let reply = SignatureScheme::OktaEventHook
+    let reply = okta()
         .verification_handshake(&request)
         .expect("okta has a handshake")
         .expect("challenge present");
-    assert_eq!(reply.verification, "q1Gx3Yc\"weird\\value");
+    assert_eq!(reply.challenge, "q1Gx3Yc\"weird\\value");
     let parsed: serde_json::Value = serde_json::from_str(&reply.to_json()).expect("valid JSON");
     assert_eq!(
         parsed,
         serde_json::json!({"verification": "q1Gx3Yc\"weird\\value"})
     );
-    let plain = okta_verification_reply(&headers(&[("X-Okta-Verification-Challenge", "abc123")]))
+    let plain = okta_handshake(&headers(&[("X-Okta-Verification-Challenge", "abc123")]))
         .expect("challenge present");
     assert_eq!(plain.to_json(), r#"{"verification":"abc123"}"#);
+}
+
+fn okta_handshake(request: &HeaderMap) -> Result<HandshakeReply, RejectReason> {
+    okta()
+        .verification_handshake(request)
+        .expect("okta has a handshake")
 }
 
 #[test]
 fn okta_handshake_without_a_sane_challenge_is_refused() {
     assert_eq!(
-        okta_verification_reply(&HeaderMap::new()),
+        okta_handshake(&HeaderMap::new()),
         Err(RejectReason::MissingHeader {
             header: header("x-okta-verification-challenge")
         })
     );
     let long = "a".repeat(513);
     assert_eq!(
-        okta_verification_reply(&headers(&[("X-Okta-Verification-Challenge", &long)])),
+        okta_handshake(&headers(&[("X-Okta-Verification-Challenge", &long)])),
         Err(RejectReason::MalformedHeader {
             header: header("x-okta-verification-challenge"),
             problem: "longer than 512 bytes",
         })
     );
+}
+
+#[test]
+fn a_shared_token_scheme_without_a_challenge_has_no_handshake_and_half_a_challenge_is_refused() {
+    let plain = scheme_from_toml("[webhook]\nscheme = \"shared_token\"\nheader = \"x-token\"\n")
+        .expect("valid");
+    let request = headers(&[("X-Okta-Verification-Challenge", "abc"), ("X-Token", "t")]);
+    assert_eq!(plain.verification_handshake(&request), None);
+    assert!(plain.verify(&secrets(&["t"]), &request, b"{}", 0).is_ok());
+    assert!(plain
+        .verify(
+            &secrets(&["t"]),
+            &headers(&[("Authorization", "t")]),
+            b"{}",
+            0
+        )
+        .is_err());
+    for half in [
+        "challenge_header = \"x-c\"\n",
+        "challenge_reply_field = \"v\"\n",
+        "challenge_header = \"x-c\"\nchallenge_reply_field = \"\"\n",
+    ] {
+        let text = format!("[webhook]\nscheme = \"shared_token\"\n{half}");
+        assert!(scheme_from_toml(&text).is_err(), "{text}");
+    }
 }
 
 #[test]
@@ -1080,7 +1127,7 @@ fn every_scheme() -> Vec<SignatureScheme> {
     vec![
         github(),
         slack_v0(),
-        SignatureScheme::OktaEventHook,
+        okta(),
         SignatureScheme::StandardWebhooks,
         scheme_from_toml(GITHUB_AS_HMAC_HEADER).expect("valid"),
         scheme_from_toml(SLACK_AS_HMAC_HEADER).expect("valid"),
@@ -1093,6 +1140,7 @@ fn scheme_names_are_the_values_a_webhook_table_uses() {
         let name = scheme.name();
         match &scheme {
             SignatureScheme::HmacHeader(_) => assert_eq!(name, "hmac_header"),
+            SignatureScheme::SharedToken(_) => assert_eq!(name, "shared_token"),
             _ => assert_eq!(
                 scheme_from_toml(&format!("[webhook]\nscheme = \"{name}\"\n")),
                 Ok(scheme.clone())
@@ -1241,19 +1289,13 @@ fn rejections_never_reveal_the_secret_or_the_expected_signature() {
             0,
         ),
         (
-            SignatureScheme::OktaEventHook,
+            okta(),
             OKTA_SECRET,
             headers(&[("Authorization", "Bearer okta-shared-guess")]),
             &b"{}"[..],
             0,
         ),
-        (
-            SignatureScheme::OktaEventHook,
-            OKTA_SECRET,
-            HeaderMap::new(),
-            &b"{}"[..],
-            0,
-        ),
+        (okta(), OKTA_SECRET, HeaderMap::new(), &b"{}"[..], 0),
         (
             SignatureScheme::StandardWebhooks,
             STANDARD_SECRET,
