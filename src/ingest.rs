@@ -71,20 +71,9 @@ pub fn parse_body(
             Ok(t) => t,
             Err(e) => return rejected.push(Rejected { line, error: e }),
         };
-        if let Some(e) = parse_ingest_line_fast(text, integration, ingested_at) {
-            return events.push(e);
-        }
-        match serde_json::from_str::<Value>(text) {
-            // the body parsed, yet an element can still fail as a value (a number out of range,
-            // nesting past serde_json's limit): said the same way for every format
-            Err(e) => rejected.push(Rejected {
-                line,
-                error: not_json(e),
-            }),
-            Ok(v) => match parse_ingest_line(&v, Some(text), integration, ingested_at) {
-                Ok(e) => events.push(e),
-                Err(e) => rejected.push(Rejected { line, error: e.0 }),
-            },
+        match parse_line(text, integration, ingested_at) {
+            Ok(e) => events.push(e),
+            Err(error) => rejected.push(Rejected { line, error }),
         }
     };
     if format == BodyFormat::Json && first == b'[' {
@@ -110,6 +99,22 @@ pub fn parse_body(
         }
     }
     Ok(ParsedBody { events, rejected })
+}
+
+/// One line (an NDJSON line, an array element, a unified webhook record) validated as an event,
+/// or why not.
+pub fn parse_line(
+    text: &str,
+    integration: &IntegrationRef,
+    ingested_at: Micros,
+) -> Result<Event, String> {
+    if let Some(e) = parse_ingest_line_fast(text, integration, ingested_at) {
+        return Ok(e);
+    }
+    // the text parsed as JSON, yet it can still fail as a value (a number out of range, nesting
+    // past serde_json's limit): said the same way for every format
+    let value = serde_json::from_str::<Value>(text).map_err(not_json)?;
+    parse_ingest_line(&value, Some(text), integration, ingested_at).map_err(|e| e.0)
 }
 
 fn not_json(e: serde_json::Error) -> String {

@@ -23,7 +23,6 @@ use crate::connectors::Connector;
 use crate::metrics::WebhookLabels;
 use crate::pipeline::{self, Pipeline, Prepared, Rejected};
 use crate::schema::IntegrationRef;
-use crate::schema::{parse_ingest_line, parse_ingest_line_fast};
 use crate::store::prepare;
 use serde_json::value::RawValue;
 
@@ -99,8 +98,8 @@ impl Drop for InFlight {
     }
 }
 
-/// The integration and its connector, if it takes webhooks and is not paused.
-/// An integration that takes deliveries, and its connector.
+/// An integration that takes deliveries (its connector has a `[webhook]` table, it is not
+/// paused), and its connector.
 struct Receiving {
     record: IntegrationRecord,
     connector: std::sync::Arc<Connector>,
@@ -299,12 +298,11 @@ async fn receive_inner(
     for r in &prepared.rejected {
         tracing::debug!(integration = %id, line = r.line, error = %r.error, "webhook record rejected");
     }
-    let all_rejected = prepared.events.is_empty() && !prepared.rejected.is_empty();
     // a full write queue answers 503 with Retry-After: the vendor redelivers later
     let report = Pipeline::new(&state.store, Some(&state.metrics))
         .commit(id, prepared, pipeline::Options::pushed())
         .await?;
-    if all_rejected {
+    if report.all_rejected() {
         count(state, id, "invalid_records");
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(report)).into_response());
     }
@@ -338,15 +336,7 @@ fn prepare_delivery(
     for (i, raw) in records.into_iter().enumerate() {
         let event = if unified {
             // an in-house application's events: validated exactly as POST /api/v1/events lines
-            match parse_ingest_line_fast(raw.get(), reference, ingested_at) {
-                Some(event) => Ok(event),
-                None => serde_json::from_str::<serde_json::Value>(raw.get())
-                    .map_err(|e| e.to_string())
-                    .and_then(|v| {
-                        parse_ingest_line(&v, Some(raw.get()), reference, ingested_at)
-                            .map_err(|e| e.0)
-                    }),
-            }
+            crate::ingest::parse_line(raw.get(), reference, ingested_at)
         } else {
             normalise(&connector.map, reference, raw, i, ingested_at).map_err(|e| e.to_string())
         };

@@ -7,8 +7,8 @@
 pub mod signature;
 
 pub use signature::{
-    handshake_reply, new_standard_webhooks_secret, sign_standard_webhook, DeliveryId,
-    HandshakeReply, HmacAlgorithm, HmacHeaderDefinition, HmacHeaderScheme, RejectReason,
-    SchemeError, SecretError, SharedTokenDefinition, SharedTokenScheme, SignatureEncoding,
-    SignatureScheme, Verified, DEFAULT_TOLERANCE_SECONDS,
+    new_standard_webhooks_secret, sign_standard_webhook, DeliveryId, HandshakeReply, HmacAlgorithm,
+    HmacHeaderDefinition, HmacHeaderScheme, RejectReason, SchemeError, SecretError,
+    SharedTokenDefinition, SharedTokenScheme, SignatureEncoding, SignatureScheme, Verified,
+    DEFAULT_TOLERANCE_SECONDS,
 };

@@ -533,7 +533,7 @@ impl HandshakeReply {
 
 /// Answers a GET handshake: the challenge header's value echoed back as JSON, which proves to
 /// the vendor that this endpoint is the one it was registered with.
-pub fn handshake_reply(
+fn handshake_reply(
     headers: &HeaderMap,
     challenge_header: &HeaderName,
     field: &str,

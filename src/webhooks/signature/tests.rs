@@ -129,7 +129,8 @@ algorithm = "sha1"
 encoding = "base64"
 "#;
 
-/// The former scheme names, which stand for `hmac_header` definitions.
+/// The former scheme names, each of which stands for one `hmac_header` or `shared_token`
+/// definition.
 fn github() -> SignatureScheme {
     scheme_from_toml("[webhook]\nscheme = \"github\"\n").expect("github")
 }
