@@ -82,7 +82,7 @@ pub struct Settings {
     /// Where the master key file is (`master_key_file`); `None`: `<data_dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
     /// Poll engine and scheduler knobs.
-    pub poll: crate::connectors::engine::PollTuning,
+    pub poll: PollTuning,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
@@ -215,7 +215,7 @@ impl Settings {
         let poll_workers = o
             .poll_workers
             .or(file.poll_workers)
-            .unwrap_or(crate::connectors::engine::PollTuning::default().workers);
+            .unwrap_or(PollTuning::default().workers);
         if !(1..=256).contains(&poll_workers) {
             return Err(ConfigError::PollWorkers);
         }
@@ -305,7 +305,7 @@ impl Settings {
                 .master_key_file
                 .or(file.master_key_file)
                 .filter(|p| !p.as_os_str().is_empty()),
-            poll: crate::connectors::engine::PollTuning {
+            poll: PollTuning {
                 workers: poll_workers,
                 ..Default::default()
             },
@@ -358,7 +358,7 @@ impl Settings {
     pub fn master_key_path(&self) -> PathBuf {
         self.master_key_file
             .clone()
-            .unwrap_or_else(|| self.data_dir.join(crate::secrets::MASTER_KEY_FILE))
+            .unwrap_or_else(|| self.data_dir.join(MASTER_KEY_FILE))
     }
 
     /// True when the key that opens the credentials is read from a file inside the data dir.
@@ -388,6 +388,52 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// The master key's file name in the data dir when `master_key_file` is not set.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Knobs of the engine and scheduler (tests shorten them).
+#[derive(Debug, Clone)]
+pub struct PollTuning {
+    pub request_timeout: Duration,
+    /// First retry delay for 5xx and timeouts; doubles per attempt, with jitter.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub max_retries: u32,
+    /// Upper bound on a single vendor-requested wait.
+    pub max_wait: Duration,
+    /// Cycles running at once.
+    pub workers: usize,
+    /// Longest pause after failing cycles.
+    pub error_backoff_max: Duration,
+    /// Longest idle backoff.
+    pub idle_backoff_max: Duration,
+    /// A first backfill of a connector that takes a time window is split into this many
+    /// windows (fewer when the backfill is short, see `backfill_slice_min`)...
+    pub backfill_slices: u32,
+    /// ...each at least this long...
+    pub backfill_slice_min: Duration,
+    /// ...walked this many at once, under the integration's one rate gate.
+    pub backfill_lanes: usize,
+}
+
+impl Default for PollTuning {
+    fn default() -> Self {
+        PollTuning {
+            request_timeout: Duration::from_secs(30),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            max_retries: 4,
+            max_wait: Duration::from_secs(900),
+            workers: 4,
+            error_backoff_max: Duration::from_secs(900),
+            idle_backoff_max: Duration::from_secs(300),
+            backfill_slices: 16,
+            backfill_slice_min: Duration::from_secs(3600),
+            backfill_lanes: 8,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 //! resets it. Failing cycles back off the same way, bounded by `error_backoff_max`.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,13 +14,16 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::connectors::definition::LimitScope;
-use crate::connectors::engine::{self, CycleError, PollContext, PollTuning};
+use crate::connectors::engine::{
+    self, CursorCell, CycleError, PollContext, PollTuning, Progress, Transport,
+};
 use crate::connectors::integrations::{IntegrationRecord, Integrations, Status};
 use crate::connectors::ratelimit::RateGate;
 use crate::connectors::Connector;
 use crate::metrics::{IntegrationLabels, Metrics};
+use crate::schedule::{interval, parse_schedule};
 use crate::store::Store;
-use crate::time::now_micros;
+use crate::time::{now_micros, Micros};
 
 /// Default idle backoff factor over the schedule interval.
 pub const DEFAULT_IDLE_BACKOFF: u32 = 4;
@@ -29,75 +31,6 @@ pub const DEFAULT_IDLE_BACKOFF: u32 = 4;
 const TICK: Duration = Duration::from_millis(200);
 /// How long shutdown waits for running cycles to finish their page.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Parses a cron schedule: 6 fields (`sec min hour dom month dow`, the cron crate's form) or
-/// Unix 5 fields (`min hour dom month dow`), which get a `0` seconds field and their numeric
-/// day-of-week translated (Unix 0/7 = Sunday, 1 = Monday; the cron crate counts 1 = Sunday).
-pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    let six = match fields.len() {
-        5 => {
-            let dow = unix_dow_to_cron(fields[4])?;
-            format!("0 {} {} {} {} {}", fields[0], fields[1], fields[2], fields[3], dow)
-        }
-        6 | 7 => fields.join(" "),
-        n => {
-            return Err(format!(
-                "{text:?} has {n} fields; give 5 (min hour dom month dow) or 6 (sec min hour dom month dow)"
-            ))
-        }
-    };
-    let schedule = cron::Schedule::from_str(&six).map_err(|e| format!("{text:?}: {e}"))?;
-    if schedule.upcoming(Utc).next().is_none() {
-        return Err(format!("{text:?} never fires"));
-    }
-    Ok(schedule)
-}
-
-fn unix_dow_to_cron(field: &str) -> Result<String, String> {
-    let map = |s: &str| -> Result<String, String> {
-        match s.parse::<u32>() {
-            Ok(n) if n <= 7 => Ok(((n % 7) + 1).to_string()),
-            Ok(n) => Err(format!("day of week {n} is out of 0-7")),
-            Err(_) => Ok(s.to_string()),
-        }
-    };
-    let mut out = Vec::new();
-    for item in field.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => (r, Some(s)),
-            None => (item, None),
-        };
-        let translated = match range.split_once('-') {
-            Some((a, b)) => {
-                let (a2, b2) = (map(a)?, map(b)?);
-                match (a2.parse::<u32>(), b2.parse::<u32>()) {
-                    // Fri-Sun (5-7) becomes 6-1: split across the week's end
-                    (Ok(x), Ok(y)) if x > y && step.is_none() => {
-                        out.push(format!("{x}-7"));
-                        format!("1-{y}")
-                    }
-                    _ => format!("{a2}-{b2}"),
-                }
-            }
-            None => map(range)?,
-        };
-        out.push(match step {
-            Some(s) => format!("{translated}/{s}"),
-            None => translated,
-        });
-    }
-    Ok(out.join(","))
-}
-
-/// Time between the next two fires, the unit of idle backoff.
-fn interval(schedule: &cron::Schedule) -> Duration {
-    let mut it = schedule.upcoming(Utc);
-    match (it.next(), it.next()) {
-        (Some(a), Some(b)) => (b - a).to_std().unwrap_or(Duration::from_secs(60)),
-        _ => Duration::from_secs(60),
-    }
-}
 
 struct Slot {
     record: Arc<IntegrationRecord>,
@@ -111,6 +44,11 @@ struct Slot {
     gate: Arc<RateGate>,
     status: Arc<Mutex<Status>>,
     stop: watch::Sender<bool>,
+    /// The cursor shared by the live cycles and the backfill (see `CursorCell`).
+    cursor: Arc<CursorCell>,
+    /// Backfill windows are left to walk (a cycle said so); `backfilling` while they are.
+    backfill_pending: bool,
+    backfilling: bool,
 }
 
 struct Inner {
@@ -239,6 +177,9 @@ impl Scheduler {
                             ..status
                         })),
                         stop,
+                        cursor: Arc::new(CursorCell::new()),
+                        backfill_pending: false,
+                        backfilling: false,
                     },
                 );
             }
@@ -384,6 +325,7 @@ impl Scheduler {
     fn start_due_cycles(&self) {
         let now = Utc::now();
         let mut due = Vec::new();
+        let mut backfills = Vec::new();
         {
             let Ok(mut slots) = self.inner.slots.lock() else {
                 return;
@@ -412,7 +354,14 @@ impl Scheduler {
                         })
                         .set(lag);
                 }
-                if slot.record.paused || slot.running {
+                if slot.record.paused {
+                    continue;
+                }
+                if slot.backfill_pending && !slot.backfilling {
+                    slot.backfilling = true;
+                    backfills.push(id.clone());
+                }
+                if slot.running {
                     continue;
                 }
                 let backing_off = slot.not_before.is_some_and(|t| t > now);
@@ -427,10 +376,15 @@ impl Scheduler {
             let s = self.clone();
             self.track(tokio::spawn(async move { s.run_cycle(id).await }));
         }
+        for id in backfills {
+            let s = self.clone();
+            self.track(tokio::spawn(async move { s.run_backfill(id).await }));
+        }
     }
 
-    fn context(&self, id: &str) -> Result<(PollContext, Arc<IntegrationRecord>), String> {
-        let (record, gate, status, stop) = {
+    /// A cycle's context, and the integration's status it reports to.
+    fn context(&self, id: &str) -> Result<(PollContext, Arc<Mutex<Status>>), String> {
+        let (record, gate, status, stop, cursor) = {
             let slots = self
                 .inner
                 .slots
@@ -444,6 +398,7 @@ impl Scheduler {
                 slot.gate.clone(),
                 slot.status.clone(),
                 slot.stop.subscribe(),
+                slot.cursor.clone(),
             )
         };
         let registry = self.inner.integrations.registry();
@@ -455,25 +410,32 @@ impl Scheduler {
             .map_err(|e| e.to_string())?;
         let config = record.effective_config(&connector);
         let scrubber = engine::secrets_scrubber(&connector, &config, &credentials);
+        let progress = Arc::new(StatusProgress {
+            id: record.id.clone(),
+            status: status.clone(),
+            integrations: self.inner.integrations.clone(),
+        });
         Ok((
             PollContext {
-                integration: record.reference(),
-                scrubber: std::sync::Mutex::new(scrubber),
-                config,
+                transport: Transport {
+                    integration: record.reference(),
+                    scrubber: std::sync::Mutex::new(scrubber),
+                    config,
+                    connector: connector.clone(),
+                    credentials,
+                    allow_insecure_http: record.allow_insecure_http,
+                    http: self.inner.http.clone(),
+                    gate,
+                    tuning: self.inner.tuning.clone(),
+                    metrics: self.inner.metrics.clone(),
+                    stop,
+                },
                 backfill: record.backfill_micros(&connector),
-                connector,
-                credentials,
-                allow_insecure_http: record.allow_insecure_http,
-                http: self.inner.http.clone(),
                 store: self.inner.store.clone(),
-                gate,
-                tuning: self.inner.tuning.clone(),
-                metrics: self.inner.metrics.clone(),
-                stop,
-                status,
-                integrations: Some(self.inner.integrations.clone()),
+                progress,
+                cursor,
             },
-            record,
+            status,
         ))
     }
 
@@ -484,17 +446,17 @@ impl Scheduler {
             integration: id.clone(),
         };
         let result = match self.context(&id) {
-            Ok((ctx, _)) => {
-                ctx.status
+            Ok((ctx, status)) => {
+                status
                     .lock()
                     .map(|mut s| {
                         s.polling = true;
                         s.last_poll_at = Some(now_micros());
                     })
                     .ok();
-                tracing::info!(integration = %id, connector = %ctx.connector.name, "poll started");
+                tracing::info!(integration = %id, connector = %ctx.transport.connector.name, "poll started");
                 let r = engine::poll_cycle(&ctx).await;
-                Some((ctx.status.clone(), r))
+                Some((status, r))
             }
             Err(e) => {
                 // e.g. credentials that no longer open: an error state with backoff, like a
@@ -534,8 +496,10 @@ impl Scheduler {
                             s.last_error = None;
                             if report.caught_up {
                                 s.caught_up_at = Some(t);
-                                s.backfill_done = true;
+                                // a split backfill is done when its last window is
+                                s.backfill_done = report.slices_left == 0;
                             }
+                            slot.backfill_pending = report.slices_left > 0;
                             slot.failed_cycles = 0;
                             if report.stored == 0 && report.caught_up {
                                 slot.empty_cycles += 1;
@@ -573,6 +537,114 @@ impl Scheduler {
     }
 }
 
+impl Scheduler {
+    /// Walks an integration's backfill windows (see `engine::backfill_cycle`) alongside its
+    /// live cycles. It takes no worker: its lanes wait at the integration's rate gate, and one
+    /// runs per integration at most.
+    async fn run_backfill(&self, id: String) {
+        let started = std::time::Instant::now();
+        let result = match self.context(&id) {
+            Ok((ctx, status)) => {
+                tracing::info!(integration = %id, "backfill windows started");
+                Some((engine::backfill_cycle(&ctx).await, status))
+            }
+            Err(e) => {
+                tracing::error!(integration = %id, error = %e, "cannot start the backfill");
+                None
+            }
+        };
+        let mut save = None;
+        if let Ok(mut slots) = self.inner.slots.lock() {
+            if let Some(slot) = slots.get_mut(&id) {
+                slot.backfilling = false;
+                slot.backfill_pending = false;
+                if let Some((result, status)) = &result {
+                    let mut s = match status.lock() {
+                        Ok(s) => s,
+                        Err(p) => p.into_inner(),
+                    };
+                    match result {
+                        Ok(report) => {
+                            tracing::info!(integration = %id, pages = report.pages, stored = report.stored, duplicates = report.duplicates, rejected = report.rejected, windows_left = report.slices_left, millis = started.elapsed().as_millis() as u64, "backfill windows finished");
+                            if report.slices_left == 0 && s.caught_up_at.is_some() {
+                                s.backfill_done = true;
+                            }
+                            // what is left (a stop) is picked up again by the next cycle
+                        }
+                        Err(CycleError::Stopped) => {
+                            tracing::info!(integration = %id, "backfill stopped after committing its pages");
+                        }
+                        Err(e) => {
+                            // the next cycle finds the windows left and starts them again
+                            s.last_error = Some(e.to_string());
+                            self.inner
+                                .metrics
+                                .poll_errors
+                                .get_or_create(&IntegrationLabels {
+                                    integration: id.clone(),
+                                })
+                                .inc();
+                            tracing::warn!(integration = %id, error = %e, "backfill failed; resumes with the next cycle");
+                        }
+                    }
+                    save = Some(s.clone());
+                }
+            }
+        }
+        if let Some(s) = save {
+            if let Err(e) = self.inner.integrations.save_status(&id, &s) {
+                tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+}
+
+/// The engine's progress, kept in the integration's status and saved after each page (so the
+/// backfill's progress survives a crash, roughly).
+struct StatusProgress {
+    id: String,
+    status: Arc<Mutex<Status>>,
+    integrations: Integrations,
+}
+
+impl StatusProgress {
+    fn update(&self, f: impl FnOnce(&mut Status) -> bool) {
+        let mut s = match self.status.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if f(&mut s) {
+            if let Err(e) = self.integrations.save_status(&self.id, &s) {
+                tracing::warn!(integration = %self.id, error = %e, "cannot save the integration status");
+            }
+        }
+    }
+}
+
+impl Progress for StatusProgress {
+    fn walk_started(&self, backfill_from: Micros) {
+        self.update(|s| {
+            if s.backfill_from.is_none() && !s.backfill_done {
+                s.backfill_from = Some(backfill_from);
+            }
+            false
+        });
+    }
+
+    fn page_committed(&self, oldest: Option<Micros>) {
+        self.update(|s| {
+            if !s.backfill_done {
+                s.backfill_oldest = match (s.backfill_oldest, oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            true
+        });
+    }
+}
+
 /// Idle backoff: after `n` empty cycles in a row, skip fires for interval × 2^(n-1), bounded by
 /// factor × interval and the tuning's maximum. Factor 0 turns it off.
 fn idle_until(
@@ -590,40 +662,4 @@ fn idle_until(
         .saturating_mul(1u32 << (slot.empty_cycles - 1).min(16))
         .min(bound);
     chrono::Duration::from_std(wait).ok().map(|w| now + w)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn five_and_six_fields() {
-        assert!(parse_schedule("*/5 * * * *").is_ok());
-        assert!(parse_schedule("*/2 * * * * *").is_ok());
-        assert!(parse_schedule("* * *").is_err());
-        assert!(parse_schedule("61 * * * *").is_err());
-        assert_eq!(
-            interval(&parse_schedule("*/5 * * * *").unwrap()),
-            Duration::from_secs(300)
-        );
-        assert_eq!(
-            interval(&parse_schedule("* * * * * *").unwrap()),
-            Duration::from_secs(1)
-        );
-    }
-
-    #[test]
-    fn unix_day_of_week_means_the_same_day() {
-        assert_eq!(unix_dow_to_cron("1").unwrap(), "2"); // Monday
-        assert_eq!(unix_dow_to_cron("0").unwrap(), "1"); // Sunday
-        assert_eq!(unix_dow_to_cron("7").unwrap(), "1");
-        assert_eq!(unix_dow_to_cron("1-5").unwrap(), "2-6");
-        assert_eq!(unix_dow_to_cron("5-7").unwrap(), "6-7,1-1");
-        assert_eq!(unix_dow_to_cron("MON-FRI").unwrap(), "MON-FRI");
-        assert_eq!(unix_dow_to_cron("*").unwrap(), "*");
-        // every Monday at 09:00 fires on a Monday
-        let s = parse_schedule("0 9 * * 1").unwrap();
-        let next = s.upcoming(Utc).next().unwrap();
-        assert_eq!(chrono::Datelike::weekday(&next), chrono::Weekday::Mon);
-    }
 }

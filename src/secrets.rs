@@ -16,7 +16,7 @@ use crate::config::Secret;
 
 const SEALED_VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
-pub const MASTER_KEY_FILE: &str = "master.key";
+pub use crate::config::MASTER_KEY_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {

@@ -21,11 +21,13 @@ use sha1::Sha1;
 use sha2::Sha256;
 
 use trailhub::config::Secret;
-use trailhub::connectors::definition::{self, Connector, OffsetUnit, Pagination};
-use trailhub::connectors::engine::{next_link, CursorState, RateHeaders};
+use trailhub::connectors::cursor::CursorState;
+use trailhub::connectors::definition::{self, Connector, Pagination};
 use trailhub::connectors::normalise::{page_records, RecordError};
-use trailhub::connectors::paging::{last_record_next, offset_next, post_next};
+use trailhub::connectors::paging::next_link;
+use trailhub::connectors::paging::next_page;
 use trailhub::connectors::ratelimit::RateGate;
+use trailhub::connectors::ratelimit::RateHeaders;
 use trailhub::connectors::{iso_duration, replay, Registry};
 use trailhub::ingest::{custom_integration, parse_body, BodyFormat};
 use trailhub::schema::{Event, MAX_STRING_LEN};
@@ -584,23 +586,29 @@ pub fn vendor_page(data: &[u8]) {
             );
         }
     };
-    match &connector.pagination {
-        Pagination::LastRecord { path, param } => {
-            if let Ok(next) = last_record_next(&url, &owned, path, param) {
-                checked(next);
-            }
-        }
-        Pagination::Offset { param, unit, start } => {
-            for received in [0, owned.len(), usize::MAX] {
-                if let Ok(next) = offset_next(&url, received, param, *unit, *start) {
-                    checked(next);
-                }
-            }
-            let _ = offset_next(&url, 1, param, OffsetUnit::Pages, u64::MAX);
-        }
-        Pagination::BodyCursor { path, param } => checked(post_next(&url, &body, path, param)),
-        Pagination::NextUrlInBody { path } => checked(post_next(&url, &body, path, "next")),
-        Pagination::LinkHeader | Pagination::None => {}
+    // every kind through the one entry point: links resolved against the request's host only
+    let same_origin = |link: &str| {
+        let base = reqwest::Url::parse(&url).ok()?;
+        let u = base.join(link).ok()?;
+        (u.host_str() == base.host_str()).then(|| u.to_string())
+    };
+    let headers = reqwest::header::HeaderMap::new();
+    if let Ok(next) = next_page(connector, &url, &body, &headers, &owned, same_origin) {
+        checked(next.next);
+    }
+    if let Pagination::Offset { param, .. } = &connector.pagination {
+        // a page number at the top of its range must not overflow
+        let mut top = reqwest::Url::parse(&url).expect("a URL");
+        top.query_pairs_mut()
+            .append_pair(param, &u64::MAX.to_string());
+        let _ = next_page(
+            connector,
+            top.as_str(),
+            &body,
+            &headers,
+            &owned,
+            same_origin,
+        );
     }
 }
 

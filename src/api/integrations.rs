@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::{ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::audit::{self, AdminAction};
 use crate::auth::Role;
-use crate::connectors::engine::CursorState;
+use crate::connectors::cursor::CursorState;
 use crate::connectors::integrations::{
     IntegrationError, IntegrationPatch, IntegrationRecord, NewIntegration,
 };
@@ -101,7 +101,7 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
     // the next fires, so an admin sees what a cron expression means (idle backoff may skip some)
     let next_polls: Vec<String> = connector
         .as_ref()
-        .and_then(|c| crate::scheduler::parse_schedule(r.schedule_text(c)).ok())
+        .and_then(|c| crate::schedule::parse_schedule(r.schedule_text(c)).ok())
         .map(|s| {
             s.upcoming(chrono::Utc)
                 .take(3)

@@ -1,6 +1,7 @@
 //! The HTTP API: router, shared state, bearer-token auth, request metrics. Handlers are thin:
 //! they parse and validate, call the store or the shared query layer, and serialise
 
+mod console;
 mod error;
 mod events;
 mod hooks;
@@ -53,7 +54,7 @@ fn routes() -> Routes<AppState> {
         .merge(system::routes())
         .merge(events::routes())
         .merge(tokens::routes())
-        .merge(crate::console::routes())
+        .merge(console::routes())
         .merge(hooks::routes())
         .merge(integrations::routes())
 }

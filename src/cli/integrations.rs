@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::{close, target, OutputFormat, RemoteArgs, Target};
 use crate::config::Settings;
-use crate::connectors::engine::CursorState;
+use crate::connectors::cursor::CursorState;
 use crate::connectors::integrations::Integrations;
 use crate::connectors::{definition, replay, Connector, Registry};
 use crate::time::{format_micros, now_micros};

@@ -432,12 +432,16 @@ fn onepassword_requests_match_the_spec_examples() {
     assert_eq!(reset.1["start_time"], "2021-06-11T19:32:50.000Z");
     assert_eq!(reset.1["limit"], 1000);
     let token = "aGVsbG8hIGlzIGl0IG1lIHlvdSBhcmUgbG9va2luZyBmb3IK";
-    let next = super::paging::post_next(
+    let next = super::paging::next_page(
+        &c,
         &reset.0,
         &format!(r#"{{"cursor":"{token}","has_more":true,"items":[]}}"#),
-        "cursor",
-        "cursor",
+        &reqwest::header::HeaderMap::new(),
+        &[],
+        |_| None,
     )
+    .expect("pages")
+    .next
     .expect("next");
     let cursor = super::paging::post_request(&c, &next).expect("cursor");
     let example: Value = serde_json::from_str(include_str!(

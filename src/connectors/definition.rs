@@ -306,6 +306,9 @@ struct RawRequest {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     since: RawSince,
+    /// The upper bound of a time window, where the vendor takes one: backfills are then split
+    /// into windows fetched concurrently.
+    until: Option<RawSince>,
     path_choice: Option<RawPathChoice>,
     #[serde(default = "default_method")]
     method: HttpMethod,
@@ -616,6 +619,8 @@ pub struct SinceSpec {
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
     pub path: Template,
+    /// `request.until`: the upper bound of a time window (GET, time cursors only).
+    pub until: Option<SinceSpec>,
     pub method: HttpMethod,
     /// POST: the body that starts a walk, before the since field is added.
     pub body: serde_json::Map<String, serde_json::Value>,
@@ -1296,7 +1301,7 @@ impl Validator<'_> {
                 ));
             }
         }
-        crate::scheduler::parse_schedule(&raw.default_schedule)
+        crate::schedule::parse_schedule(&raw.default_schedule)
             .map_err(|m| self.err("default_schedule", m))?;
         let default_backfill = self.duration("default_backfill", &raw.default_backfill)?;
         let retention = raw
@@ -1476,6 +1481,46 @@ impl Validator<'_> {
         if !since_template.uses_time() {
             return Err(self.err("request.since.template", "must contain `{time}`"));
         }
+        let until = match &raw.request.until {
+            None => None,
+            Some(u) => {
+                let template = self.template(
+                    "request.until.template",
+                    &u.template,
+                    &TemplateScope {
+                        config: &config_names,
+                        credentials: &[],
+                        time: true,
+                    },
+                )?;
+                if !template.uses_time() {
+                    return Err(self.err("request.until.template", "must contain `{time}`"));
+                }
+                if u.param.is_empty() || u.param == raw.request.since.param {
+                    return Err(self.err(
+                        "request.until.param",
+                        "must name a query parameter other than request.since.param",
+                    ));
+                }
+                if raw.request.method != HttpMethod::Get {
+                    return Err(self.err(
+                        "request.until",
+                        "a time window is sent as query parameters: it needs method = \"GET\"",
+                    ));
+                }
+                if raw.cursor.kind != CursorKind::Time {
+                    return Err(self.err(
+                        "request.until",
+                        "backfill windows need a `time` cursor (a `next_link` cursor's position is the vendor's link)",
+                    ));
+                }
+                Some(SinceSpec {
+                    param: u.param.clone(),
+                    template,
+                    format: u.format,
+                })
+            }
+        };
         if let Pagination::BodyCursor { path, param } = &pagination {
             self.path("pagination.path", path)?;
             if param.is_empty() {
@@ -1625,6 +1670,7 @@ impl Validator<'_> {
                     template: since_template,
                     format: raw.request.since.format,
                 },
+                until,
             },
             pagination,
             pagination_more,

@@ -447,7 +447,7 @@ fn check_schedule_backfill(
     backfill: Option<&str>,
 ) -> Result<(), IntegrationError> {
     if let Some(s) = schedule {
-        crate::scheduler::parse_schedule(s).map_err(|m| invalid("schedule", m))?;
+        crate::schedule::parse_schedule(s).map_err(|m| invalid("schedule", m))?;
     }
     if let Some(b) = backfill {
         if super::iso_duration(b).is_none() {

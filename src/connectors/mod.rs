@@ -8,6 +8,7 @@
 //! - `ratelimit`: the per-integration limiter tightened by vendor headers
 //! - `integrations`: the configured integrations, their sealed credentials and status
 
+pub mod cursor;
 pub mod definition;
 pub mod engine;
 pub mod integrations;
@@ -18,6 +19,7 @@ pub mod paging;
 pub mod path;
 pub mod ratelimit;
 pub mod template;
+pub mod transport;
 
 #[cfg(test)]
 mod catalogue_tests;

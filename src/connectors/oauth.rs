@@ -280,6 +280,11 @@ impl TokenRequest {
     }
 
     /// Forgets the cached token (the API answered 401 with it).
+    /// Where the token is fetched (rendered from the definition and the integration's values).
+    pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
+
     pub fn invalidate(&self) {
         if let Ok(mut c) = cache().lock() {
             c.remove(&self.key);
@@ -457,84 +462,17 @@ async fn send(
         .map_err(|_| SendError("token response headers are invalid".into()))
 }
 
-// The engine's side: an OAuth2 bearer header for a request, or what the attempt should do.
-impl super::engine::PollContext {
-    fn token_request(&self) -> Result<TokenRequest, TokenError> {
-        let values = Values {
-            config: &self.config,
-            credentials: Some(&self.credentials),
-            time: None,
-        };
-        let request = match &self.connector.auth {
-            Auth::OAuth2ClientCredentials(spec) => {
-                TokenRequest::new(&self.integration.id, spec, &values)
-            }
-            Auth::OAuth2JwtBearer(spec) => {
-                TokenRequest::new_jwt(&self.integration.id, spec, &values)
-            }
-            _ => Err(TokenError::Config(
-                "this connector's auth fetches no tokens".into(),
-            )),
-        }?;
-        // the secret goes only to https (or an allowed loopback http) at a URL field's origin
-        let url = super::outbound::check_destination(&request.token_url, self.allow_insecure_http)
-            .map_err(|m| TokenError::Config(format!("auth.token_url: {m}")))?;
-        let fixed = self
-            .connector
-            .auth
-            .token_url()
-            .and_then(|t| t.literal_prefix())
-            .and_then(|p| reqwest::Url::parse(p).ok())
-            .is_some_and(|u| super::outbound::origin(&u) == super::outbound::origin(&url));
-        if !fixed && !self.allowed_destination(&url) {
-            return Err(TokenError::Config(
-                "auth.token_url: its host is not the host of a URL field".into(),
-            ));
-        }
-        Ok(request)
-    }
-
-    /// `Authorization: Bearer <token>` (marked sensitive), fetching the token if needed.
-    pub(super) async fn oauth2_bearer(
-        &self,
-    ) -> Result<reqwest::header::HeaderValue, super::engine::Attempt> {
-        use super::engine::{Attempt, CycleError};
-        let result = match self.token_request() {
-            Ok(r) => r.token(&self.http).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(token) => {
-                // scrubbed from whatever the vendor answers with it from now on
-                self.learn_secret(&token);
-                let mut hv = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| {
-                        Attempt::Transient(
-                            "the access token holds characters a header cannot".into(),
-                        )
-                    })?;
-                hv.set_sensitive(true);
-                Ok(hv)
-            }
-            // the OAuth error code is the vendor's text: it may echo the secret
-            Err(TokenError::Rejected(m)) => Err(Attempt::Fatal(CycleError::CredentialsRejected(
-                self.scrub(&m),
-            ))),
-            Err(TokenError::Config(m)) => Err(Attempt::Fatal(CycleError::Config(self.scrub(&m)))),
-            Err(TokenError::Transient(m)) => Err(Attempt::Transient(self.scrub(&m))),
-            Err(TokenError::RateLimited(wait, why)) => Err(Attempt::RateLimited(
-                wait.unwrap_or(Duration::from_micros(
-                    self.connector.rate_limit.default_wait.max(0) as u64,
-                )),
-                why,
-            )),
-        }
-    }
-
-    /// Drops the integration's cached token (the API refused it).
-    pub(super) fn forget_oauth2_token(&self) {
-        if let Ok(r) = self.token_request() {
-            r.invalidate();
-        }
+/// The token request an integration's auth describes (its values rendered).
+pub fn token_request(
+    integration: &str,
+    auth: &Auth,
+    values: &Values,
+) -> Result<TokenRequest, TokenError> {
+    match auth {
+        Auth::OAuth2ClientCredentials(spec) => TokenRequest::new(integration, spec, values),
+        Auth::OAuth2JwtBearer(spec) => TokenRequest::new_jwt(integration, spec, values),
+        _ => Err(TokenError::Config(
+            "this connector's auth fetches no tokens".into(),
+        )),
     }
 }

@@ -1,10 +1,103 @@
-//! Pagination kinds beyond the link header and body cursor: helpers the engine calls
+//! Every pagination kind in one place: where the walk goes after a page, read from the page's
+//! body, headers and records; and how a POST walk's position is kept as a URL
+//!
+//! Pure over what the transport fetched, so every kind is tested without a vendor.
 
+use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 
-use super::definition::{Connector, Pagination};
-use super::engine::CycleError;
+use super::definition::{Connector, HttpMethod, OffsetUnit, Pagination};
 use super::path::JsonPath;
+
+/// A page's paging data the hub cannot use (a URL that does not parse, a POST position that
+/// names nothing): a configuration fault of the connector, said in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PagingError(pub String);
+
+fn page_url(url: &str) -> Result<reqwest::Url, PagingError> {
+    reqwest::Url::parse(url).map_err(|e| PagingError(format!("page URL: {e}")))
+}
+
+/// Where the walk goes after a page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Next {
+    /// The next page's URL (same host only), or the position a `next_link` cursor keeps.
+    pub next: Option<String>,
+    /// `pagination.more` as the page said it (`Some(false)`: nothing more now).
+    pub more: Option<bool>,
+}
+
+/// The next position after a page fetched from `url`. The body is parsed here at most once,
+/// and only for the kinds that read it; `same_origin` resolves a link against the configured
+/// host and refuses any other (credentials never leave for another host).
+pub fn next_page(
+    connector: &Connector,
+    url: &str,
+    body: &str,
+    headers: &HeaderMap,
+    records: &[Box<RawValue>],
+    same_origin: impl Fn(&str) -> Option<String>,
+) -> Result<Next, PagingError> {
+    let reads_body = matches!(
+        connector.pagination,
+        Pagination::BodyCursor { .. } | Pagination::NextUrlInBody { .. }
+    ) || connector.pagination_more.is_some();
+    let parsed: serde_json::Value = if reads_body {
+        serde_json::from_str(body).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
+    let text_at = |path: &str| {
+        JsonPath::parse(path)
+            .ok()
+            .and_then(|p| p.get(&parsed).and_then(|v| v.as_str()).map(str::to_string))
+            .filter(|t| !t.is_empty())
+    };
+    let next = match &connector.pagination {
+        Pagination::LinkHeader => next_link(headers).and_then(|l| same_origin(&l)),
+        Pagination::BodyCursor { path, .. } if connector.request.method == HttpMethod::Post => {
+            match text_at(path) {
+                Some(token) => {
+                    let mut u = page_url(url)?;
+                    u.set_fragment(Some(&post_position(PostPosition::Cursor, &token)));
+                    Some(u.to_string())
+                }
+                None => None,
+            }
+        }
+        Pagination::BodyCursor { path, param } => match text_at(path) {
+            Some(token) => Some(with_param(url, param, &token)?),
+            None => None,
+        },
+        Pagination::Offset { param, unit, start } => {
+            offset_next(url, records.len(), param, *unit, *start)?
+        }
+        Pagination::LastRecord { path, param } => last_record_next(url, records, path, param)?,
+        Pagination::NextUrlInBody { path } => text_at(path).and_then(|l| same_origin(&l)),
+        Pagination::None => None,
+    };
+    let more = connector
+        .pagination_more
+        .as_ref()
+        .and_then(|p| p.get(&parsed)?.as_bool());
+    Ok(Next { next, more })
+}
+
+/// `url` with the query parameter `param` set to `value` (replacing any earlier value).
+fn with_param(url: &str, param: &str, value: &str) -> Result<String, PagingError> {
+    let mut u = page_url(url)?;
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != param)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair(param, value);
+    Ok(u.to_string())
+}
 
 /// Where a POST walk stands. A POST endpoint's position is kept as its URL with the position in
 /// the fragment (never sent): `#since=<time>` starts a walk, `#cursor=<token>` continues one,
@@ -33,16 +126,15 @@ pub fn post_position(kind: PostPosition, value: &str) -> String {
 pub fn post_request(
     connector: &Connector,
     url: &str,
-) -> Result<(String, serde_json::Value), CycleError> {
-    let mut u =
-        reqwest::Url::parse(url).map_err(|e| CycleError::Config(format!("page URL: {e}")))?;
+) -> Result<(String, serde_json::Value), PagingError> {
+    let mut u = page_url(url)?;
     let fragment = u.fragment().unwrap_or("").to_string();
     u.set_fragment(None);
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&fragment).unwrap_or_default();
     let body = match pairs.first() {
         Some((k, v)) if k == PostPosition::Cursor.key() => {
             let Pagination::BodyCursor { param, .. } = &connector.pagination else {
-                return Err(CycleError::Config(
+                return Err(PagingError(
                     "a cursor position needs pagination.kind = body_cursor".into(),
                 ));
             };
@@ -57,7 +149,7 @@ pub fn post_request(
             serde_json::Value::Object(body)
         }
         _ => {
-            return Err(CycleError::Config(
+            return Err(PagingError(
                 "a POST position names neither a since time nor a cursor".into(),
             ))
         }
@@ -65,32 +157,15 @@ pub fn post_request(
     Ok((u.to_string(), body))
 }
 
-/// `body_cursor` for POST: the token at `path` becomes the next position; absent or empty =
-/// none. (`param` is the body field the token goes back in, see `post_request`.)
-pub fn post_next(url: &str, body: &str, path: &str, _param: &str) -> Option<String> {
-    let parsed: serde_json::Value = serde_json::from_str(body).ok()?;
-    let token = JsonPath::parse(path)
-        .ok()?
-        .get(&parsed)?
-        .as_str()?
-        .to_string();
-    if token.is_empty() {
-        return None;
-    }
-    let mut u = reqwest::Url::parse(url).ok()?;
-    u.set_fragment(Some(&post_position(PostPosition::Cursor, &token)));
-    Some(u.to_string())
-}
-
 /// `pagination.kind = "last_record"`: the request in hand with `param` set to the value at
 /// `path` of the page's last record. An empty page (or a last record without the value) gives
 /// the request unchanged: a `next_link` cursor keeps it and polls it again.
-pub fn last_record_next(
+fn last_record_next(
     url: &str,
     records: &[Box<RawValue>],
     path: &str,
     param: &str,
-) -> Result<Option<String>, CycleError> {
+) -> Result<Option<String>, PagingError> {
     let value = records.last().and_then(|last| {
         let parsed: serde_json::Value = serde_json::from_str(last.get()).ok()?;
         let v = JsonPath::parse(path).ok()?.get(&parsed)?.clone();
@@ -100,57 +175,65 @@ pub fn last_record_next(
             _ => None,
         }
     });
-    let Some(value) = value else {
+    match value {
+        Some(value) => with_param(url, param, &value).map(Some),
         // nothing to move to: the same request is the position
-        return Ok(Some(url.to_string()));
-    };
-    let mut u =
-        reqwest::Url::parse(url).map_err(|e| CycleError::Config(format!("page URL: {e}")))?;
-    let kept: Vec<(String, String)> = u
-        .query_pairs()
-        .filter(|(k, _)| k != param)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    u.query_pairs_mut()
-        .clear()
-        .extend_pairs(kept)
-        .append_pair(param, &value);
-    Ok(Some(u.to_string()))
+        None => Ok(Some(url.to_string())),
+    }
 }
 
 /// `pagination.kind = "offset"`: the request in hand with `param` advanced past this page; an
 /// empty page has no next.
-pub fn offset_next(
+fn offset_next(
     url: &str,
     received: usize,
     param: &str,
-    unit: super::definition::OffsetUnit,
+    unit: OffsetUnit,
     start: u64,
-) -> Result<Option<String>, CycleError> {
+) -> Result<Option<String>, PagingError> {
     if received == 0 {
         return Ok(None);
     }
-    let mut u =
-        reqwest::Url::parse(url).map_err(|e| CycleError::Config(format!("page URL: {e}")))?;
-    let current = u
+    let current = page_url(url)?
         .query_pairs()
         .find(|(k, _)| k == param)
         .and_then(|(_, v)| v.parse::<u64>().ok())
         .unwrap_or(start);
     let next = match unit {
-        super::definition::OffsetUnit::Records => current.saturating_add(received as u64),
-        super::definition::OffsetUnit::Pages => current.saturating_add(1),
+        OffsetUnit::Records => current.saturating_add(received as u64),
+        OffsetUnit::Pages => current.saturating_add(1),
     };
-    let kept: Vec<(String, String)> = u
-        .query_pairs()
-        .filter(|(k, _)| k != param)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    u.query_pairs_mut()
-        .clear()
-        .extend_pairs(kept)
-        .append_pair(param, &next.to_string());
-    Ok(Some(u.to_string()))
+    with_param(url, param, &next.to_string()).map(Some)
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), across one or several headers.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(text) = value.to_str() else { continue };
+        for part in text.split(',') {
+            let mut pieces = part.split(';');
+            let Some(target) = pieces.next() else {
+                continue;
+            };
+            let target = target.trim();
+            let is_next = pieces.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=")
+                    .map(|r| {
+                        r.trim_matches('"')
+                            .split_whitespace()
+                            .any(|r| r.eq_ignore_ascii_case("next"))
+                    })
+                    .unwrap_or(false)
+            });
+            if is_next {
+                if let Some(url) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) {
+                    return Some(url.to_string());
+                }
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -163,7 +246,6 @@ mod tests {
 
     #[test]
     fn offsets_advance_by_records_or_pages() {
-        use super::super::definition::OffsetUnit;
         let next =
             offset_next("https://x/r?limit=3", 3, "offset", OffsetUnit::Records, 0).expect("ok");
         assert_eq!(next.as_deref(), Some("https://x/r?limit=3&offset=3"));
@@ -202,5 +284,137 @@ mod tests {
         let same =
             last_record_next("https://t.example/l?from=1", &[], "log_id", "from").expect("ok");
         assert_eq!(same.as_deref(), Some("https://t.example/l?from=1"));
+    }
+    #[test]
+    fn link_header_next() {
+        let mut h = HeaderMap::new();
+        h.append(
+            reqwest::header::LINK,
+            "<https://x/api?after=1>; rel=\"self\", <https://x/api?after=2&b=c>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("https://x/api?after=2&b=c"));
+        let mut h = HeaderMap::new();
+        h.append(
+            reqwest::header::LINK,
+            "<https://x/a>; rel=\"self\"".parse().unwrap(),
+        );
+        assert_eq!(next_link(&h), None);
+    }
+
+    /// Every kind, through the built-in connector that uses it: (connector, page URL, body,
+    /// Link header, records, expected next, expected more).
+    #[test]
+    fn next_page_for_every_kind() {
+        let registry = super::super::Registry::builtin().expect("valid");
+        let same = |l: &str| -> Option<String> {
+            let base = reqwest::Url::parse("https://v.example/").expect("url");
+            let u = base.join(l).ok()?;
+            (u.host_str() == Some("v.example")).then(|| u.to_string())
+        };
+        // (connector, page URL, body, Link header, records, expected next, expected more)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Vec<Box<RawValue>>,
+            Option<&'a str>,
+            Option<bool>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "github",
+                "https://v.example/a?x=1",
+                "[]",
+                Some("<https://v.example/a?after=2>; rel=\"next\""),
+                vec![],
+                Some("https://v.example/a?after=2"),
+                None,
+            ),
+            (
+                "github",
+                "https://v.example/a",
+                "[]",
+                Some("<https://elsewhere.example/a?after=2>; rel=\"next\""),
+                vec![],
+                None,
+                None,
+            ),
+            (
+                "slack",
+                "https://v.example/logs?limit=9&cursor=old",
+                r#"{"response_metadata":{"next_cursor":"n2"}}"#,
+                None,
+                vec![],
+                Some("https://v.example/logs?limit=9&cursor=n2"),
+                None,
+            ),
+            (
+                "slack",
+                "https://v.example/logs",
+                r#"{"response_metadata":{"next_cursor":""}}"#,
+                None,
+                vec![],
+                None,
+                None,
+            ),
+            (
+                "entra_audits",
+                "https://v.example/d",
+                r#"{"@odata.nextLink":"https://v.example/d?$skiptoken=z"}"#,
+                None,
+                vec![],
+                Some("https://v.example/d?$skiptoken=z"),
+                None,
+            ),
+            (
+                "onepassword_audit",
+                "https://v.example/api/v1/auditevents#since=1",
+                r#"{"cursor":"c9","has_more":false}"#,
+                None,
+                vec![],
+                Some("https://v.example/api/v1/auditevents#cursor=c9"),
+                Some(false),
+            ),
+            (
+                "auth0",
+                "https://v.example/api/v2/logs?take=100",
+                "[]",
+                None,
+                vec![raw(r#"{"log_id":"7"}"#)],
+                Some("https://v.example/api/v2/logs?take=100&from=7"),
+                None,
+            ),
+            (
+                "cloudflare",
+                "https://v.example/audit_logs?page=2",
+                r#"{"result":[]}"#,
+                None,
+                vec![raw("{}")],
+                Some("https://v.example/audit_logs?page=3"),
+                None,
+            ),
+            (
+                "cloudflare",
+                "https://v.example/audit_logs?page=2",
+                r#"{"result":[]}"#,
+                None,
+                vec![],
+                None,
+                None,
+            ),
+        ];
+        for (name, url, body, link, records, next, more) in cases {
+            let connector = registry.get(name).expect("built in");
+            let mut headers = HeaderMap::new();
+            if let Some(l) = link {
+                headers.insert(reqwest::header::LINK, l.parse().expect("header"));
+            }
+            let got = next_page(&connector, url, body, &headers, &records, same).expect("pages");
+            assert_eq!(got.next.as_deref(), next, "{name} {url}");
+            assert_eq!(got.more, more, "{name} {url}");
+        }
     }
 }

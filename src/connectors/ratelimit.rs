@@ -2,6 +2,8 @@
 //! when the vendor's remaining/reset headers say the budget is running out, and closed outright
 //! until a time the vendor named (Retry-After, reset)
 //!
+//! What a vendor's answer says of its budget (`RateHeaders`) is read here too.
+//!
 //! Waits are tokio sleeps (governor only answers "not until"), so shutdown can cut them short.
 
 use std::num::NonZeroU32;
@@ -10,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use super::definition::RateLimitSpec;
+use super::definition::{RateLimitSpec, ResetFormat};
+use crate::time::{Micros, MICROS_PER_SEC};
 
 /// Longest pause the gate accepts from a vendor header; beyond it the header is not trusted.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
@@ -102,6 +106,69 @@ impl RateGate {
     }
 }
 
+/// What a vendor's answer says about its rate limit, read from its headers alone: pure, so that
+/// tests and the fuzz targets (docs/FUZZING.md) can feed it any header a vendor could send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// Requests left in the budget (the definition's `remaining_header`).
+    pub remaining: Option<u64>,
+    /// Time until the budget resets (the definition's `reset_header` and `reset_format`).
+    pub reset_in: Option<Duration>,
+    /// `Retry-After`, in seconds or as an HTTP date.
+    pub retry_after: Option<Duration>,
+}
+
+impl RateHeaders {
+    pub fn read(spec: &RateLimitSpec, headers: &HeaderMap, now: Micros) -> RateHeaders {
+        RateHeaders {
+            remaining: header_number(headers, spec.remaining_header.as_deref()),
+            reset_in: reset_in(spec, headers, now),
+            retry_after: retry_after(headers, now),
+        }
+    }
+}
+
+fn header_number(headers: &HeaderMap, name: Option<&str>) -> Option<u64> {
+    headers
+        .get(name?)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|f| *f >= 0.0)
+        .map(|f| f as u64)
+}
+
+/// Time until the vendor's budget resets, from the reset header.
+fn reset_in(spec: &RateLimitSpec, headers: &HeaderMap, now: Micros) -> Option<Duration> {
+    let n = header_number(headers, spec.reset_header.as_deref())?;
+    let secs = match spec.reset_format {
+        ResetFormat::EpochSeconds => {
+            // outside input: a reset past i64 must not wrap into the past, nor overflow
+            let reset_at = i64::try_from(n).unwrap_or(i64::MAX);
+            reset_at
+                .saturating_sub(now / MICROS_PER_SEC)
+                .max(0)
+                .unsigned_abs()
+                .saturating_add(1)
+        }
+        ResetFormat::DeltaSeconds => n,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+fn retry_after(headers: &HeaderMap, now: Micros) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        // outside input: NaN, negative or absurd values must not panic
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.timestamp_micros().saturating_sub(now);
+    Some(Duration::from_micros(delta.max(0).unsigned_abs()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +206,21 @@ mod tests {
         assert_eq!(gate.next_wait(), None, "back to the declared pace");
         gate.observe(Some(0), Some(Duration::from_secs(5)));
         assert!(gate.next_wait().expect("exhausted") > Duration::from_secs(4));
+    }
+
+    #[test]
+    fn retry_after_from_outside_never_panics() {
+        let h = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, v.parse().expect("header"));
+            retry_after(&h, crate::time::now_micros())
+        };
+        assert_eq!(h("2"), Some(Duration::from_secs(2)));
+        assert_eq!(h("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(h("1e400"), None);
+        assert_eq!(h("-3"), None);
+        assert_eq!(h("NaN"), None);
+        assert_eq!(h("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(h("soon"), None);
     }
 }

@@ -61,6 +61,9 @@ pub fn fast_tuning() -> PollTuning {
         workers: 4,
         error_backoff_max: Duration::from_secs(2),
         idle_backoff_max: Duration::from_secs(2),
+        // one sequential walk, as these tests script it; backfill windows have tests of their own
+        backfill_slices: 1,
+        ..PollTuning::default()
     }
 }
 

@@ -4,7 +4,7 @@
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect};
 
-use crate::api::Routes;
+use super::Routes;
 
 const INDEX: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");

@@ -1,0 +1,817 @@
+//! Transport: one request to a vendor and everything around it — the request a definition
+//! describes (URL, headers, auth), the answer's classification (page, rate limit, transient
+//! fault, refusal), retries with backoff, and the integration's rate gate
+//!
+//! Nothing here knows about cursors or the store: the engine asks for a page and gets one, or
+//! the reason there is none.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::value::RawValue;
+use tokio::sync::watch;
+
+use super::definition::{Auth, Connector, HttpMethod, TimeParamFormat};
+use super::normalise::{page_records, RecordError};
+use super::oauth::{self, TokenError};
+use super::paging::{Next, PostPosition};
+use super::ratelimit::{RateGate, RateHeaders};
+use super::template::{escape_path_segment, no_escape, Values};
+use crate::config::{PollTuning, Secret};
+use crate::metrics::{IntegrationLabels, Metrics, UpstreamLabels};
+use crate::redact::Scrubber;
+use crate::schema::IntegrationRef;
+use crate::store::StoreError;
+use crate::time::{now_micros, Micros, MICROS_PER_SEC};
+
+/// Rate-limit waits accepted for one page before the cycle gives up and reports an error.
+const MAX_RATE_LIMIT_WAITS: u32 = 20;
+/// Largest page body accepted (a vendor page of 1,000 records is a few MiB).
+const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Body bytes quoted in an error message.
+const ERROR_BODY_QUOTE: usize = 200;
+
+/// Why a cycle ended without catching up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CycleError {
+    /// The vendor refused the credentials (the detail says how: `HTTP 401`, a vendor code).
+    #[error("credentials rejected ({0})")]
+    CredentialsRejected(String),
+    #[error("{0}")]
+    Upstream(String),
+    #[error("the hub is stopping")]
+    Stopped,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl CycleError {
+    /// The same error with every secret of the scrubber removed from its text.
+    pub fn scrubbed(self, scrubber: &Scrubber) -> CycleError {
+        let clean = |s: String| scrubber.scrub(&s).into_owned();
+        match self {
+            CycleError::CredentialsRejected(s) => CycleError::CredentialsRejected(clean(s)),
+            CycleError::Upstream(s) => CycleError::Upstream(clean(s)),
+            CycleError::Config(s) => CycleError::Config(clean(s)),
+            other @ (CycleError::Stopped | CycleError::Store(_)) => other,
+        }
+    }
+}
+
+/// What talking to one integration's vendor needs.
+pub struct Transport {
+    pub integration: IntegrationRef,
+    pub connector: Arc<Connector>,
+    pub config: BTreeMap<String, String>,
+    pub credentials: BTreeMap<String, Secret>,
+    /// http is accepted for URL fields on a loopback host (see `outbound`).
+    pub allow_insecure_http: bool,
+    /// This integration's secrets, to scrub from vendor text (see `secrets_scrubber`); access
+    /// tokens are added as they are fetched.
+    pub scrubber: Mutex<Scrubber>,
+    pub http: reqwest::Client,
+    /// The integration's one rate gate: every request of every walk waits at it.
+    pub gate: Arc<RateGate>,
+    pub tuning: PollTuning,
+    pub metrics: Arc<Metrics>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// A scrubber for everything of this integration a vendor could echo: each secret credential
+/// (identifiers such as an account email are left alone: vendors write them into records), and
+/// the header values rendered from them (`SSWS <token>`, `user:pass` of basic auth).
+pub fn secrets_scrubber(
+    connector: &Connector,
+    config: &BTreeMap<String, String>,
+    credentials: &BTreeMap<String, Secret>,
+) -> Scrubber {
+    let values = Values {
+        config,
+        credentials: Some(credentials),
+        time: None,
+    };
+    let mut secrets: Vec<String> = connector
+        .secret_values(credentials)
+        .map(str::to_string)
+        .collect();
+    let mut rendered: Vec<String> = connector
+        .auth_templates
+        .iter()
+        .filter_map(|t| t.render(&values, no_escape))
+        .collect();
+    if let Auth::Basic { .. } = connector.auth {
+        rendered.push(rendered.join(":"));
+    }
+    // only what carries a secret: a basic-auth user name alone is an identifier
+    rendered.retain(|r| secrets.iter().any(|s| r.contains(s.as_str())));
+    secrets.extend(rendered);
+    Scrubber::new(secrets)
+}
+
+/// The HTTP client every connector uses: our User-Agent, no redirects (a redirect must not
+/// carry credentials anywhere), the request timeout.
+pub fn http_client(tuning: &PollTuning) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("trailhub/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(tuning.request_timeout)
+        .connect_timeout(tuning.request_timeout.min(Duration::from_secs(10)))
+        .build()
+        .expect("the TLS backend initialises")
+}
+
+/// A page as fetched: its records (redacted of this integration's secrets) and its paging.
+pub(super) struct Page {
+    pub records: Vec<Box<RawValue>>,
+    pub next: Option<String>,
+    /// `pagination.more` as the page said it (`Some(false)`: nothing more now).
+    pub more: Option<bool>,
+}
+
+pub(super) enum Attempt {
+    Done(Page),
+    /// Wait this long, then try again without counting an attempt.
+    RateLimited(Duration, String),
+    /// Count an attempt, back off, try again.
+    Transient(String),
+    Fatal(CycleError),
+    /// The persisted link was refused: restart the walk from the time cursor.
+    LinkRefused(u16),
+    /// 401 to a fetched OAuth2 token: fetch a new one and try once more.
+    StaleToken,
+}
+
+impl Transport {
+    fn id(&self) -> &str {
+        &self.integration.id
+    }
+
+    pub(super) fn scrubber(&self) -> Scrubber {
+        match self.scrubber.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Adds a secret learnt during the cycle (an access token) to what is scrubbed.
+    pub(super) fn learn_secret(&self, secret: &str) {
+        let mut s = match self.scrubber.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        *s = s.with(secret);
+    }
+
+    /// Vendor-derived text made safe to store, log and show.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        self.scrubber().scrub(text).into_owned()
+    }
+
+    /// At most `ERROR_BODY_QUOTE` bytes of vendor text for a message, scrubbed.
+    fn quote(&self, text: &str) -> String {
+        self.scrubber().quote(text, ERROR_BODY_QUOTE)
+    }
+
+    fn labels(&self) -> IntegrationLabels {
+        IntegrationLabels {
+            integration: self.integration.id.clone(),
+        }
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps unless asked to stop first; `Err(Stopped)` if so.
+    async fn sleep(&self, d: Duration) -> Result<(), CycleError> {
+        let mut stop = self.stop.clone();
+        if *stop.borrow() {
+            return Err(CycleError::Stopped);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = stop.wait_for(|s| *s) => Err(CycleError::Stopped),
+        }
+    }
+
+    fn values<'a>(&'a self, time: Option<&'a str>) -> Values<'a> {
+        Values {
+            config: &self.config,
+            credentials: Some(&self.credentials),
+            time,
+        }
+    }
+
+    fn base_url(&self) -> Result<reqwest::Url, CycleError> {
+        let text = self
+            .config
+            .get("base_url")
+            .ok_or_else(|| CycleError::Config("config.base_url is not set".into()))?;
+        super::outbound::check_url(text, self.allow_insecure_http)
+            .map_err(|m| CycleError::Config(format!("config.base_url: {m}")))
+    }
+
+    /// Every URL field must pass the outbound rule before anything is sent (a record saved
+    /// before the rule, or edited on disk, must not send credentials in the clear).
+    pub(super) fn check_outbound(&self) -> Result<(), CycleError> {
+        super::outbound::check_config(&self.connector, &self.config, self.allow_insecure_http)
+            .map_err(|(field, m)| CycleError::Config(format!("{field}: {m}")))
+    }
+
+    /// Whether a URL is one credentials may go to: an origin of one of the URL fields.
+    pub(super) fn allowed_destination(&self, url: &reqwest::Url) -> bool {
+        let wanted = super::outbound::origin(url);
+        super::outbound::origins(&self.connector, &self.config)
+            .values()
+            .any(|o| *o == wanted)
+    }
+
+    /// The first request of a walk: the definition's path and query, plus the since parameter,
+    /// and for a window (`request.until`) the until parameter.
+    pub fn first_url(&self, since: Micros, until: Option<Micros>) -> Result<String, CycleError> {
+        let mut url = self.base_url()?;
+        let c = &self.connector.request;
+        let path_template = c
+            .path_choice
+            .as_ref()
+            .and_then(|(field, paths)| paths.get(self.config.get(field)?))
+            .unwrap_or(&c.path);
+        let path = path_template
+            .render(&self.values(None), escape_path_segment)
+            .ok_or_else(|| {
+                CycleError::Config("request.path needs a config value that is not set".into())
+            })?;
+        let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        if c.method == HttpMethod::Post {
+            // the body carries the time: the position is kept in the fragment (never sent)
+            let time = format_time_param(since, c.since.format);
+            let v = c
+                .since
+                .template
+                .render(&self.values(Some(&time)), no_escape)
+                .unwrap_or(time);
+            url.set_fragment(Some(&super::paging::post_position(PostPosition::Since, &v)));
+            return Ok(url.to_string());
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, t) in &c.query {
+                if let Some(v) = t.render(&self.values(None), no_escape) {
+                    q.append_pair(k, &v);
+                }
+            }
+            let time = format_time_param(since, c.since.format);
+            if let Some(v) = c
+                .since
+                .template
+                .render(&self.values(Some(&time)), no_escape)
+            {
+                q.append_pair(&c.since.param, &v);
+            }
+            if let (Some(spec), Some(until)) = (&c.until, until) {
+                let time = format_time_param(until, spec.format);
+                if let Some(v) = spec.template.render(&self.values(Some(&time)), no_escape) {
+                    q.append_pair(&spec.param, &v);
+                }
+            }
+        }
+        Ok(url.to_string())
+    }
+
+    /// Only links to the configured host are followed: credentials never go elsewhere.
+    pub(super) fn same_origin(&self, link: &str) -> Option<String> {
+        let base = self.base_url().ok()?;
+        let url = base.join(link).ok()?;
+        if url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default()
+        {
+            Some(url.to_string())
+        } else {
+            tracing::warn!(integration = %self.id(), "next link points at another host; not followed");
+            None
+        }
+    }
+
+    fn request(&self, url: &str) -> Result<reqwest::RequestBuilder, CycleError> {
+        let mut req = match self.connector.request.method {
+            HttpMethod::Get => self.http.get(url),
+            HttpMethod::Post => {
+                let (endpoint, body) = super::paging::post_request(&self.connector, url)
+                    .map_err(|e| CycleError::Config(e.0))?;
+                self.http.post(endpoint).json(&body)
+            }
+        };
+        for (name, t) in &self.connector.request.headers {
+            if let Some(v) = t.render(&self.values(None), no_escape) {
+                req = req.header(name.as_str(), v);
+            }
+        }
+        let missing = || CycleError::Config("a credential the connector needs is not set".into());
+        req = match &self.connector.auth {
+            Auth::Header { header, .. } => {
+                let value = self.connector.auth_templates[0]
+                    .render(&self.values(None), no_escape)
+                    .ok_or_else(missing)?;
+                let mut hv = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                    CycleError::Config("a credential holds characters a header cannot".into())
+                })?;
+                hv.set_sensitive(true);
+                req.header(header.as_str(), hv)
+            }
+            // the bearer token is added by `attempt` (fetching it is async)
+            Auth::OAuth2ClientCredentials(_) | Auth::OAuth2JwtBearer(_) => req,
+            Auth::Basic { .. } => {
+                let user = self.connector.auth_templates[0]
+                    .render(&self.values(None), no_escape)
+                    .ok_or_else(missing)?;
+                let pass = self.connector.auth_templates[1]
+                    .render(&self.values(None), no_escape)
+                    .ok_or_else(missing)?;
+                req.basic_auth(user, Some(pass))
+            }
+        };
+        Ok(req)
+    }
+
+    async fn attempt(&self, url: &str, from_saved_link: bool) -> Result<Attempt, CycleError> {
+        let started = Instant::now();
+        let mut req = self.request(url)?;
+        if self.connector.auth.fetches_tokens() {
+            match self.oauth2_bearer().await {
+                Ok(value) => req = req.header(reqwest::header::AUTHORIZATION, value),
+                Err(a) => return Ok(a),
+            }
+        }
+        let sent = req.send().await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "failed"
+                };
+                return Ok(Attempt::Transient(format!(
+                    "request {kind}: {}",
+                    without_url(&e)
+                )));
+            }
+        };
+        let status = response.status();
+        self.metrics
+            .upstream_responses
+            .get_or_create(&UpstreamLabels {
+                integration: self.integration.id.clone(),
+                status: status.as_u16(),
+            })
+            .inc();
+        let headers = response.headers().clone();
+        let rate = RateHeaders::read(&self.connector.rate_limit, &headers, now_micros());
+        self.gate.observe(rate.remaining, rate.reset_in);
+        let body = match read_body(response).await {
+            Ok(b) => b,
+            Err(BodyRead::TooLarge) => {
+                return Ok(Attempt::Fatal(CycleError::Upstream(format!(
+                    "a page is larger than {} MiB",
+                    MAX_PAGE_BYTES / (1024 * 1024)
+                ))))
+            }
+            Err(BodyRead::Failed(e)) => {
+                return Ok(Attempt::Transient(format!(
+                    "reading the body failed: {}",
+                    without_url(&e)
+                )))
+            }
+        };
+        tracing::debug!(integration = %self.id(), status = status.as_u16(), bytes = body.len(), millis = started.elapsed().as_millis() as u64, "page fetched");
+        let answer = Answer {
+            status,
+            rate,
+            body: &body,
+        };
+        if let Some(outcome) = classify(&self.connector, &answer, from_saved_link) {
+            return Ok(outcome.into_attempt(|| self.quote(&body)));
+        }
+        let records: Vec<Box<RawValue>> = match page_records(&body, &self.connector.records) {
+            Ok(r) => r.into_iter().map(|r| r.to_owned()).collect(),
+            Err(RecordError::Vendor(m))
+                if self.connector.records.credential_errors.contains(&m) =>
+            {
+                return Ok(Attempt::Fatal(CycleError::CredentialsRejected(format!(
+                    "vendor error {}",
+                    self.quote(&m)
+                ))))
+            }
+            Err(RecordError::Vendor(m))
+                if from_saved_link && self.connector.records.cursor_errors.contains(&m) =>
+            {
+                return Ok(Attempt::LinkRefused(status.as_u16()))
+            }
+            Err(RecordError::Vendor(m)) => {
+                return Ok(Attempt::Fatal(CycleError::Upstream(format!(
+                    "vendor reported an error: {}",
+                    self.quote(&m)
+                ))))
+            }
+            // a cut-off or garbled body is a transport fault: fetch the same page again
+            Err(e) => return Ok(Attempt::Transient(self.scrub(&e.to_string()))),
+        };
+        let Next { next, more } =
+            super::paging::next_page(&self.connector, url, &body, &headers, &records, |link| {
+                self.same_origin(link)
+            })
+            .map_err(|e| CycleError::Config(e.0))?;
+        let scrubber = self.scrubber();
+        if next.as_deref().is_some_and(|n| scrubber.contains(n)) {
+            // the link would be stored in the cursor (shown to viewers) and sent again
+            return Ok(Attempt::Fatal(CycleError::Upstream(
+                "the vendor's next-page link carries a credential of this integration; it is neither followed nor stored".into(),
+            )));
+        }
+        let records = if scrubber.contains(&body) {
+            tracing::warn!(integration = %self.id(), "a vendor page carried a credential of this integration; redacted before storing (rotate the credential)");
+            records
+                .into_iter()
+                .map(|r| match scrubber.scrub_json(r.get()) {
+                    std::borrow::Cow::Borrowed(_) => Ok(r),
+                    std::borrow::Cow::Owned(clean) => RawValue::from_string(clean),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    CycleError::Upstream("a record does not parse after redaction".into())
+                })?
+        } else {
+            records
+        };
+        Ok(Attempt::Done(Page {
+            records,
+            next,
+            more,
+        }))
+    }
+
+    /// Fetches one page: waits at the rate gate, honours rate limits, retries transient faults
+    /// with exponential backoff and jitter.
+    pub(super) async fn fetch(
+        &self,
+        url: &str,
+        from_saved_link: bool,
+    ) -> Result<Result<Page, u16>, CycleError> {
+        let mut failures = 0u32;
+        let mut waits = 0u32;
+        let mut token_refreshed = false;
+        loop {
+            while let Some(w) = self.gate.next_wait() {
+                self.sleep(w).await?;
+            }
+            match self.attempt(url, from_saved_link).await? {
+                Attempt::Done(page) => return Ok(Ok(page)),
+                Attempt::LinkRefused(code) => return Ok(Err(code)),
+                Attempt::Fatal(e) => return Err(e),
+                Attempt::StaleToken => {
+                    if token_refreshed {
+                        return Err(CycleError::CredentialsRejected(
+                            "HTTP 401 with a newly fetched token".into(),
+                        ));
+                    }
+                    token_refreshed = true;
+                    self.forget_oauth2_token();
+                    tracing::info!(integration = %self.id(), "HTTP 401: fetching a new access token");
+                }
+                Attempt::RateLimited(wait, why) => {
+                    waits += 1;
+                    let wait = wait.min(self.tuning.max_wait);
+                    self.metrics
+                        .rate_limit_waits
+                        .get_or_create(&self.labels())
+                        .inc();
+                    tracing::info!(integration = %self.id(), reason = %why, wait_ms = wait.as_millis() as u64, "rate limited; waiting");
+                    if waits > MAX_RATE_LIMIT_WAITS {
+                        return Err(CycleError::Upstream(format!(
+                            "still rate limited after {waits} waits ({why})"
+                        )));
+                    }
+                    self.gate.close_for(wait);
+                }
+                Attempt::Transient(why) => {
+                    failures += 1;
+                    if failures > self.tuning.max_retries {
+                        return Err(CycleError::Upstream(format!(
+                            "{why} (gave up after {failures} attempts)"
+                        )));
+                    }
+                    let backoff = backoff(&self.tuning, failures);
+                    tracing::warn!(integration = %self.id(), reason = %why, attempt = failures, retry_in_ms = backoff.as_millis() as u64, "page failed; retrying");
+                    self.sleep(backoff).await?;
+                }
+            }
+        }
+    }
+}
+
+// OAuth2: a bearer header for a request, or what the attempt should do instead.
+impl Transport {
+    fn token_request(&self) -> Result<oauth::TokenRequest, TokenError> {
+        let values = Values {
+            config: &self.config,
+            credentials: Some(&self.credentials),
+            time: None,
+        };
+        let request = oauth::token_request(&self.integration.id, &self.connector.auth, &values)?;
+        // the secret goes only to https (or an allowed loopback http) at a URL field's origin
+        let url = super::outbound::check_destination(request.token_url(), self.allow_insecure_http)
+            .map_err(|m| TokenError::Config(format!("auth.token_url: {m}")))?;
+        let fixed = self
+            .connector
+            .auth
+            .token_url()
+            .and_then(|t| t.literal_prefix())
+            .and_then(|p| reqwest::Url::parse(p).ok())
+            .is_some_and(|u| super::outbound::origin(&u) == super::outbound::origin(&url));
+        if !fixed && !self.allowed_destination(&url) {
+            return Err(TokenError::Config(
+                "auth.token_url: its host is not the host of a URL field".into(),
+            ));
+        }
+        Ok(request)
+    }
+
+    /// `Authorization: Bearer <token>` (marked sensitive), fetching the token if needed.
+    async fn oauth2_bearer(&self) -> Result<reqwest::header::HeaderValue, Attempt> {
+        let result = match self.token_request() {
+            Ok(r) => r.token(&self.http).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(token) => {
+                // scrubbed from whatever the vendor answers with it from now on
+                self.learn_secret(&token);
+                let mut hv = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| {
+                        Attempt::Transient(
+                            "the access token holds characters a header cannot".into(),
+                        )
+                    })?;
+                hv.set_sensitive(true);
+                Ok(hv)
+            }
+            // the OAuth error code is the vendor's text: it may echo the secret
+            Err(TokenError::Rejected(m)) => Err(Attempt::Fatal(CycleError::CredentialsRejected(
+                self.scrub(&m),
+            ))),
+            Err(TokenError::Config(m)) => Err(Attempt::Fatal(CycleError::Config(self.scrub(&m)))),
+            Err(TokenError::Transient(m)) => Err(Attempt::Transient(self.scrub(&m))),
+            Err(TokenError::RateLimited(wait, why)) => Err(Attempt::RateLimited(
+                wait.unwrap_or(Duration::from_micros(
+                    self.connector.rate_limit.default_wait.max(0) as u64,
+                )),
+                why,
+            )),
+        }
+    }
+
+    /// Drops the integration's cached token (the API refused it).
+    fn forget_oauth2_token(&self) {
+        if let Ok(r) = self.token_request() {
+            r.invalidate();
+        }
+    }
+}
+
+enum BodyRead {
+    TooLarge,
+    Failed(reqwest::Error),
+}
+
+/// Reads a body up to `MAX_PAGE_BYTES`, as text (invalid UTF-8 replaced, as reqwest does).
+async fn read_body(mut response: reqwest::Response) -> Result<String, BodyRead> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_PAGE_BYTES as u64)
+    {
+        return Err(BodyRead::TooLarge);
+    }
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyRead::Failed)? {
+        if bytes.len() + chunk.len() > MAX_PAGE_BYTES {
+            return Err(BodyRead::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// reqwest errors name the URL; ours carry no secrets, but keep messages short and stable.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut text = String::new();
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    if text.is_empty() {
+        "connection error".into()
+    } else {
+        text
+    }
+}
+
+/// Exponential backoff with up to 50% jitter, capped.
+fn backoff(t: &PollTuning, attempt: u32) -> Duration {
+    let exp = t
+        .retry_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(t.retry_max);
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    let jitter = exp.mul_f64(u16::from_le_bytes(b) as f64 / u16::MAX as f64 / 2.0);
+    exp + jitter
+}
+
+/// The smallest step a time written in `format` can tell apart.
+pub fn time_param_step(format: TimeParamFormat) -> Micros {
+    match format {
+        TimeParamFormat::Date => 86_400 * MICROS_PER_SEC,
+        TimeParamFormat::EpochSeconds => MICROS_PER_SEC,
+        TimeParamFormat::Rfc3339 | TimeParamFormat::EpochMillis => 1000,
+    }
+}
+
+pub fn format_time_param(t: Micros, format: TimeParamFormat) -> String {
+    use chrono::{TimeZone, Utc};
+    match format {
+        TimeParamFormat::Date => Utc
+            .timestamp_micros(t)
+            .single()
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "1970-01-01".into()),
+        TimeParamFormat::Rfc3339 => Utc
+            .timestamp_micros(t)
+            .single()
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into()),
+        TimeParamFormat::EpochSeconds => t.div_euclid(MICROS_PER_SEC).to_string(),
+        TimeParamFormat::EpochMillis => t.div_euclid(1000).to_string(),
+    }
+}
+
+/// A vendor's answer as far as classification needs it.
+pub struct Answer<'a> {
+    pub status: StatusCode,
+    pub rate: RateHeaders,
+    pub body: &'a str,
+}
+
+/// What an answer that is not a page means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    RateLimited(Duration, String),
+    Transient(String),
+    StaleToken,
+    CredentialsRejected(String),
+    LinkRefused(u16),
+    /// Any other non-success (the message quotes the body, scrubbed).
+    Failed(u16),
+}
+
+impl Refusal {
+    fn into_attempt(self, quoted_body: impl FnOnce() -> String) -> Attempt {
+        match self {
+            Refusal::RateLimited(wait, why) => Attempt::RateLimited(wait, why),
+            Refusal::Transient(why) => Attempt::Transient(why),
+            Refusal::StaleToken => Attempt::StaleToken,
+            Refusal::CredentialsRejected(why) => {
+                Attempt::Fatal(CycleError::CredentialsRejected(why))
+            }
+            Refusal::LinkRefused(code) => Attempt::LinkRefused(code),
+            Refusal::Failed(code) => Attempt::Fatal(CycleError::Upstream(format!(
+                "vendor answered HTTP {code}: {}",
+                quoted_body()
+            ))),
+        }
+    }
+}
+
+/// Classifies an answer by its status, rate headers and (for a 403) body markers: `None` for a
+/// success whose body is the page. Pure: the same answer always means the same thing.
+pub fn classify(
+    connector: &Connector,
+    answer: &Answer<'_>,
+    from_saved_link: bool,
+) -> Option<Refusal> {
+    let status = answer.status;
+    let spec = &connector.rate_limit;
+    let RateHeaders {
+        remaining,
+        reset_in,
+        retry_after,
+    } = answer.rate;
+    let exhausted = remaining == Some(0) || status == StatusCode::TOO_MANY_REQUESTS;
+    let rate_wait = || {
+        retry_after
+            .or(reset_in.filter(|_| exhausted))
+            .unwrap_or(Duration::from_micros(spec.default_wait.max(0) as u64))
+    };
+    let code = status.as_u16();
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_none() {
+            return Some(Refusal::Transient(format!("HTTP {code}")));
+        }
+        return Some(Refusal::RateLimited(rate_wait(), format!("HTTP {code}")));
+    }
+    if status == StatusCode::FORBIDDEN {
+        let lower = answer.body.to_lowercase();
+        let limited = retry_after.is_some()
+            || remaining == Some(0)
+            || spec.body_markers.iter().any(|m| lower.contains(m.as_str()));
+        if limited {
+            return Some(Refusal::RateLimited(
+                rate_wait(),
+                "HTTP 403 (rate limit)".into(),
+            ));
+        }
+    }
+    if status == StatusCode::UNAUTHORIZED && connector.auth.fetches_tokens() {
+        return Some(Refusal::StaleToken);
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Some(Refusal::CredentialsRejected(format!("HTTP {code}")));
+    }
+    if status.is_server_error() {
+        return Some(Refusal::Transient(format!("HTTP {code}")));
+    }
+    if from_saved_link && matches!(code, 400 | 404 | 410) {
+        return Some(Refusal::LinkRefused(code));
+    }
+    if !status.is_success() {
+        return Some(Refusal::Failed(code));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrubber_takes_secrets_not_identifiers() {
+        use base64::Engine as _;
+        let registry = super::super::Registry::builtin().expect("valid");
+        let jira = registry.get("jira").expect("jira");
+        let credentials: BTreeMap<String, Secret> = [
+            ("email", "admin@example.com"),
+            ("api_token", "jira-api-t0ken-93"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(v)))
+        .collect();
+        let scrubber = secrets_scrubber(&jira, &BTreeMap::new(), &credentials);
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("admin@example.com:jira-api-t0ken-93");
+        assert_eq!(
+            scrubber.scrub(&format!("actor admin@example.com sent Basic {basic}")),
+            "actor admin@example.com sent Basic [redacted]"
+        );
+        assert_eq!(scrubber.scrub("jira-api-t0ken-93"), "[redacted]");
+    }
+
+    #[test]
+    fn time_params() {
+        let t = 1_723_564_700_353_000;
+        assert_eq!(format_time_param(t, TimeParamFormat::Date), "2024-08-13");
+        assert_eq!(
+            format_time_param(t, TimeParamFormat::Rfc3339),
+            "2024-08-13T15:58:20.353Z"
+        );
+        assert_eq!(
+            format_time_param(t, TimeParamFormat::EpochSeconds),
+            "1723564700"
+        );
+        assert_eq!(
+            format_time_param(t, TimeParamFormat::EpochMillis),
+            "1723564700353"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let t = PollTuning {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(350),
+            ..PollTuning::default()
+        };
+        let b1 = backoff(&t, 1);
+        assert!(b1 >= Duration::from_millis(100) && b1 <= Duration::from_millis(150));
+        let b3 = backoff(&t, 3);
+        assert!(b3 >= Duration::from_millis(350) && b3 <= Duration::from_millis(525));
+    }
+}
