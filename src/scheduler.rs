@@ -142,6 +142,11 @@ impl Scheduler {
         };
         match slots.get_mut(&record.id) {
             Some(slot) => {
+                // pausing stops what runs (a long backfill too) after the page in hand;
+                // resuming lets the next cycles run again
+                if record.paused != slot.record.paused && !*self.inner.shutting_down.borrow() {
+                    let _ = slot.stop.send(record.paused);
+                }
                 // the same gate (and any wait a vendor imposed) unless its key changed
                 slot.gate = gate;
                 slot.record = Arc::new(record);
@@ -157,7 +162,7 @@ impl Scheduler {
                     .integrations
                     .status(&record.id)
                     .unwrap_or_default();
-                let (stop, _) = watch::channel(*self.inner.shutting_down.borrow());
+                let (stop, _) = watch::channel(*self.inner.shutting_down.borrow() || record.paused);
                 // a new integration starts its backfill at once
                 let poll_requested = status.last_poll_at.is_none();
                 slots.insert(

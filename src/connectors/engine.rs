@@ -361,7 +361,7 @@ async fn plan_backfill(
     };
     let tuning = &ctx.transport.tuning;
     let min_len = (tuning.backfill_slice_min.as_micros() as Micros)
-        .max(4 * super::transport::time_param_step(until.format));
+        .max(4 * super::request::time_param_step(until.format));
     let slices = cursor::plan_slices(backfill_from, now, tuning.backfill_slices, min_len);
     if slices.is_empty() {
         return Ok(());
@@ -458,7 +458,7 @@ async fn walk_slice<'a>(
     let to = slice
         .to
         .saturating_add(overlap)
-        .saturating_add(super::transport::time_param_step(until.format));
+        .saturating_add(super::request::time_param_step(until.format));
     let mut next = slice.next.clone();
     let mut restarted = false;
     loop {

@@ -18,6 +18,7 @@ pub mod outbound;
 pub mod paging;
 pub mod path;
 pub mod ratelimit;
+pub mod request;
 pub mod template;
 pub mod transport;
 
