@@ -1,6 +1,11 @@
 //! Published test vectors (VENDORS.md §12) and, for every scheme, the ways a delivery must be
 //! refused: tampered body, wrong secret, missing or malformed header, stale timestamp.
 
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::hmac_header::{PayloadPart, TimestampRule};
 use super::*;
 
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
