@@ -1,7 +1,7 @@
 //! The definition file as written: what serde reads from `connectors/<vendor>.toml` before any
 //! check. Kept apart from the validated model so that the engine never sees an unchecked value:
-//! every table denies unknown keys, every closed choice is an enum, and only `validate` reads
-//! these types.
+//! every table denies unknown keys, every closed choice is an enum, and only `parse` and
+//! `validate` touch these types.
 
 use std::collections::BTreeMap;
 

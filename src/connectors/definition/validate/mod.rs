@@ -1,6 +1,7 @@
-//! Checking a raw definition into the model, with errors naming file and key. `build` walks the
-//! file top to bottom (so the first fault in file order is the one reported); the larger
-//! sections it calls live beside it: `auth`, `paging`, `mapping` and `webhook`.
+//! Checking a raw definition into the model, with errors naming file and key. `build` checks
+//! the tables in one fixed order (a file with several faults always reports the same one
+//! first); the larger sections it calls live beside it: `auth`, `paging`, `mapping` and
+//! `webhook`.
 
 mod auth;
 mod mapping;
