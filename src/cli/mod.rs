@@ -1,6 +1,12 @@
 //! The command line: `serve` (the default) and the admin/query commands, which run on the same
 //! code paths as the API — against the data dir directly, or against the running hub that holds it
+//!
+//! This file parses the arguments and decides where a command runs (`Target`); the commands
+//! live by group: `events` (events, ingest), `admin` (verify, migrate, tokens), `integrations`
+//! (integrations, connectors).
 
+mod admin;
+mod events;
 mod integrations;
 mod remote;
 
@@ -9,11 +15,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::Role;
 use crate::config::{Overrides, Secret, Settings};
 use crate::server::{self, ServeError};
 use crate::store::{Store, StoreError};
-use crate::time::{format_micros, now_micros};
 
 #[derive(Parser, Debug)]
 #[command(name = "trailhub", version, about = "Self-hosted audit-log hub", long_about = None)]
@@ -41,9 +45,9 @@ enum Command {
     /// Run the hub (the default command)
     Serve,
     /// Show events from the timeline, newest first
-    Events(Box<EventsArgs>),
+    Events(Box<events::EventsArgs>),
     /// Store the events of an NDJSON file (or a JSON array) in the `custom` integration
-    Ingest(IngestArgs),
+    Ingest(events::IngestArgs),
     /// Walk the integrity hash chain and report the first broken link
     Verify(RemoteArgs),
     /// Convert a data dir written by an earlier store format (resumable; the hub must be stopped)
@@ -51,7 +55,7 @@ enum Command {
     /// Manage API tokens
     Tokens {
         #[command(subcommand)]
-        command: TokensCommand,
+        command: admin::TokensCommand,
     },
     /// Manage integrations (the vendor APIs the hub polls)
     Integrations {
@@ -140,68 +144,6 @@ enum OutputFormat {
     Json,
 }
 
-#[derive(Args, Debug)]
-struct EventsArgs {
-    /// RFC 3339 time or a duration ago (15m, 1h, 7d)
-    #[arg(long)]
-    since: Option<String>,
-    #[arg(long)]
-    until: Option<String>,
-    #[arg(long)]
-    integration: Option<String>,
-    #[arg(long)]
-    connector: Option<String>,
-    /// Actor id, name or email
-    #[arg(long)]
-    actor: Option<String>,
-    #[arg(long)]
-    action: Option<String>,
-    #[arg(long)]
-    category: Option<String>,
-    #[arg(long)]
-    outcome: Option<String>,
-    #[arg(long)]
-    event_type: Option<String>,
-    #[arg(long)]
-    target: Option<String>,
-    #[arg(long)]
-    ip: Option<String>,
-    /// Free-text search (every word must match)
-    #[arg(short, long)]
-    q: Option<String>,
-    #[arg(long, default_value_t = 50)]
-    limit: usize,
-    /// Continue after this page cursor
-    #[arg(long)]
-    cursor: Option<String>,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    format: OutputFormat,
-    #[command(flatten)]
-    remote: RemoteArgs,
-}
-
-#[derive(Args, Debug)]
-struct IngestArgs {
-    /// NDJSON file (one event per line) or a JSON array; `-` reads standard input
-    file: PathBuf,
-    #[command(flatten)]
-    remote: RemoteArgs,
-}
-
-#[derive(Subcommand, Debug)]
-enum TokensCommand {
-    /// Mint a token; it is printed once
-    Create {
-        #[arg(long)]
-        name: String,
-        /// admin, viewer or ingest
-        #[arg(long, default_value = "viewer")]
-        role: String,
-    },
-    /// List tokens (never the tokens themselves)
-    List,
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, None | Some(Command::Serve));
@@ -270,11 +212,11 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         None | Some(Command::Serve) => serve(settings(&cli)?).await,
-        Some(Command::Events(args)) => events(&settings(&cli)?, args).await,
-        Some(Command::Ingest(args)) => ingest(&settings(&cli)?, args).await,
-        Some(Command::Verify(args)) => verify(&settings(&cli)?, args).await,
-        Some(Command::Migrate) => migrate(&settings(&cli)?),
-        Some(Command::Tokens { command }) => tokens(&settings(&cli)?, command).await,
+        Some(Command::Events(args)) => events::events(&settings(&cli)?, args).await,
+        Some(Command::Ingest(args)) => events::ingest(&settings(&cli)?, args).await,
+        Some(Command::Verify(args)) => admin::verify(&settings(&cli)?, args).await,
+        Some(Command::Migrate) => admin::migrate(&settings(&cli)?),
+        Some(Command::Tokens { command }) => admin::tokens(&settings(&cli)?, command).await,
         Some(Command::Integrations { command }) => {
             integrations::integrations(&settings(&cli)?, command).await
         }
@@ -381,312 +323,9 @@ fn token_for(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<String>
     }
 }
 
-/// Who acts through a command that opens the data dir directly: the OS user, as far as the
-/// environment says.
-fn local_principal() -> crate::auth::Principal {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown user".into());
-    crate::auth::Principal {
-        token_id: "local-cli".into(),
-        name: format!("local command line ({user})"),
-        role: Role::Admin,
-    }
-}
-
-/// `trailhub migrate`: converts the data dir in place, with a progress line, then opens it once
-/// so the index is built before the hub next starts.
-fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
-    let path = settings.store_path();
-    if !path.exists() {
-        anyhow::bail!("no store in {}", settings.data_dir.display());
-    }
-    let started = std::time::Instant::now();
-    let mut last_print = std::time::Instant::now();
-    let report =
-        crate::store::migrate::migrate(&path, settings.cache_mb * 1024 * 1024, |done, total| {
-            if last_print.elapsed().as_millis() >= 200 || done == total {
-                last_print = std::time::Instant::now();
-                let pct = (done * 100).checked_div(total).unwrap_or(100);
-                eprint!("\rmigrating: {done} / {total} events ({pct}%)   ");
-                let _ = std::io::stderr().flush();
-            }
-            true
-        })?;
-    if !report.needed {
-        println!("the data dir is already in the current store format; nothing to do");
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!();
-    if report.resumed_after > 0 {
-        println!("resumed after event {}", report.resumed_after);
-    }
-    println!(
-        "moved {} events into blocks in {:.1} s; building the index",
-        report.moved,
-        started.elapsed().as_secs_f64()
-    );
-    let store = server::open_store(settings)?;
-    let report = store.verify()?;
-    close(store)?;
-    if !report.ok {
-        println!("verify: FAILED after migration: {:?}", report.first_broken);
-        return Ok(ExitCode::from(1));
-    }
-    println!(
-        "done: {} events, chain head {} verified",
-        report.events_checked, report.head_hash
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 fn close(store: Store) -> anyhow::Result<()> {
     store.shutdown()?;
     Ok(())
-}
-
-async fn events(settings: &Settings, args: &EventsArgs) -> anyhow::Result<ExitCode> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    let mut push = |k: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            pairs.push((k.to_string(), v.clone()));
-        }
-    };
-    push("since", &args.since);
-    push("until", &args.until);
-    push("integration", &args.integration);
-    push("connector", &args.connector);
-    push("actor", &args.actor);
-    push("action", &args.action);
-    push("category", &args.category);
-    push("outcome", &args.outcome);
-    push("event_type", &args.event_type);
-    push("target", &args.target);
-    push("ip", &args.ip);
-    push("q", &args.q);
-    push("cursor", &args.cursor);
-    pairs.push(("limit".into(), args.limit.to_string()));
-
-    let page: serde_json::Value = match target(settings, &args.remote)? {
-        Target::Remote(client) => client.get_json("/api/v1/events", &pairs).await?,
-        Target::Local(store) => {
-            let request = crate::timeline::parse(&pairs, &["limit", "cursor"], now_micros())?;
-            let (events, next) =
-                store.page(&request.filter, request.cursor()?, request.limit()?)?;
-            let events: Vec<serde_json::Value> = events
-                .iter()
-                .map(|e| serde_json::from_slice(e))
-                .collect::<Result<_, _>>()?;
-            close(store)?;
-            serde_json::json!({"events": events, "next_cursor": next.map(|p| p.encode())})
-        }
-    };
-    match args.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&page)?),
-        OutputFormat::Table => print_table(&page),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_table(page: &serde_json::Value) {
-    let empty = Vec::new();
-    let events = page["events"].as_array().unwrap_or(&empty);
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-    let rows: Vec<[String; 7]> = events
-        .iter()
-        .map(|e| {
-            let actor = e["actor"]["email"]
-                .as_str()
-                .or(e["actor"]["name"].as_str())
-                .unwrap_or(e["actor"]["id"].as_str().unwrap_or(""))
-                .to_string();
-            let target = e["targets"]
-                .as_array()
-                .and_then(|t| t.first())
-                .map(|t| {
-                    t["name"]
-                        .as_str()
-                        .unwrap_or(t["id"].as_str().unwrap_or(""))
-                        .to_string()
-                })
-                .unwrap_or_default();
-            [
-                s(&e["time"]),
-                s(&e["integration"]["name"]),
-                actor,
-                s(&e["action"]),
-                s(&e["outcome"]),
-                s(&e["event_type"]),
-                target,
-            ]
-        })
-        .collect();
-    let header = [
-        "TIME",
-        "INTEGRATION",
-        "ACTOR",
-        "ACTION",
-        "OUTCOME",
-        "EVENT TYPE",
-        "TARGET",
-    ];
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count()).min(40);
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                format!(
-                    "{:<w$}",
-                    c.chars().take(40).collect::<String>(),
-                    w = widths[i]
-                )
-            })
-            .collect();
-        println!("{}", parts.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-    if let Some(next) = page["next_cursor"].as_str() {
-        eprintln!("more: --cursor {next}");
-    }
-}
-
-async fn ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<ExitCode> {
-    let body = if args.file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-        buf
-    } else {
-        std::fs::read(&args.file)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?
-    };
-    let report: serde_json::Value = match target(settings, &args.remote)? {
-        Target::Remote(client) => client.post_ndjson("/api/v1/events", body).await?,
-        Target::Local(store) => {
-            let report = crate::ingest::ingest_body(
-                crate::pipeline::Pipeline::new(&store, None),
-                body.into(),
-                crate::ingest::BodyFormat::Sniff,
-                crate::ingest::custom_integration(),
-                now_micros(),
-            )
-            .await;
-            close(store)?;
-            serde_json::to_value(report?)?
-        }
-    };
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    let rejected = report["rejected_count"].as_u64().unwrap_or(0);
-    Ok(if rejected > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-async fn verify(settings: &Settings, args: &RemoteArgs) -> anyhow::Result<ExitCode> {
-    let report: serde_json::Value = match target(settings, args)? {
-        Target::Remote(client) => client.get_json("/api/v1/integrity", &[]).await?,
-        Target::Local(store) => {
-            let report = store.verify();
-            close(store)?;
-            serde_json::to_value(report?)?
-        }
-    };
-    if report["ok"].as_bool() == Some(true) {
-        println!(
-            "ok: {} events verified, chain head {}",
-            report["events_checked"],
-            report["head_hash"].as_str().unwrap_or("")
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        let b = &report["first_broken"];
-        println!(
-            "BROKEN at event {} (seq {}): {}",
-            b["id"].as_str().unwrap_or("?"),
-            b["seq"],
-            b["reason"].as_str().unwrap_or("")
-        );
-        println!("{} events before it verified", report["events_checked"]);
-        Ok(ExitCode::from(1))
-    }
-}
-
-async fn tokens(settings: &Settings, command: &TokensCommand) -> anyhow::Result<ExitCode> {
-    let remote = RemoteArgs {
-        hub: None,
-        token: None,
-    };
-    match (command, target(settings, &remote)?) {
-        (TokensCommand::Create { name, role }, Target::Remote(client)) => {
-            let v = client
-                .post_json(
-                    "/api/v1/tokens",
-                    &serde_json::json!({"name": name, "role": role}),
-                )
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        (TokensCommand::Create { name, role }, Target::Local(store)) => {
-            let role = Role::parse(role)
-                .ok_or_else(|| anyhow::anyhow!("--role: expected admin, viewer or ingest"))?;
-            let tokens = crate::auth::Tokens::new(store.tokens_tree().clone(), None);
-            let (record, token) = tokens.create(name, role)?;
-            // the same audit record as POST /api/v1/tokens: minting is an admin action wherever
-            // it happens; the token is not shown before its record is on disk
-            let recorded = crate::audit::record_token_created(
-                &store,
-                &local_principal(),
-                &record,
-                "minted on the local command line",
-            )
-            .await;
-            if let Err(e) = recorded {
-                // the token exists but its minting is unrecorded: take it back
-                let _ = tokens.revoke(&record.id);
-                close(store)?;
-                return Err(anyhow::anyhow!("cannot record the token's creation: {e}"));
-            }
-            close(store)?;
-            println!(
-                "{} {} ({}) created {}: {}",
-                record.id,
-                record.name,
-                role.as_str(),
-                format_micros(record.created_at),
-                token.expose()
-            );
-        }
-        (TokensCommand::List, Target::Remote(client)) => {
-            let v = client.get_json("/api/v1/tokens", &[]).await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        (TokensCommand::List, Target::Local(store)) => {
-            let tokens = crate::auth::Tokens::new(store.tokens_tree().clone(), None);
-            let list = tokens.list()?;
-            close(store)?;
-            for t in list {
-                println!(
-                    "{}  {:<8} {}  {}",
-                    t.id,
-                    t.role.as_str(),
-                    format_micros(t.created_at),
-                    t.name
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -2,12 +2,19 @@
 //! their own sled tree with credentials sealed, plus each one's last known status
 //!
 //! Keys: `i<id>` → integration record (JSON), `s<id>` → status (JSON). Values carry `v`.
+//!
+//! This file is the records' storage and sealing; what an admin sends and its checks are
+//! `input`, the status is `status`.
+
+mod input;
+mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{Connector, Registry};
 use crate::config::Secret;
@@ -15,6 +22,13 @@ use crate::schema::IntegrationRef;
 use crate::secrets::MasterKey;
 use crate::store::StoreError;
 use crate::time::{now_micros, Micros};
+use input::{
+    check_fields, check_pace, check_schedule_backfill, check_urls, merge, require_all_credentials,
+    validate_name, with_defaults,
+};
+pub use input::{Changed, IntegrationPatch, NewIntegration};
+use status::status_key;
+pub use status::{State, Status};
 
 const RECORD_VERSION: u8 = 1;
 const KEY_RECORD: u8 = b'i';
@@ -117,156 +131,6 @@ impl IntegrationRecord {
     }
 }
 
-/// Where an integration stands, as shown in its API object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Backfilling,
-    Live,
-    Error,
-    Paused,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Status {
-    pub last_poll_at: Option<Micros>,
-    pub last_success_at: Option<Micros>,
-    /// When a cycle last drained everything the vendor had.
-    pub caught_up_at: Option<Micros>,
-    pub last_error: Option<String>,
-    pub backfill_done: bool,
-    /// Oldest event time reached so far by the backfill.
-    pub backfill_oldest: Option<Micros>,
-    /// Start of the backfill window.
-    pub backfill_from: Option<Micros>,
-    pub polling: bool,
-}
-
-impl Status {
-    pub fn state(&self, paused: bool) -> State {
-        if paused {
-            State::Paused
-        } else if self.last_error.is_some() {
-            State::Error
-        } else if !self.backfill_done {
-            State::Backfilling
-        } else {
-            State::Live
-        }
-    }
-
-    /// Seconds since the hub last had everything the vendor had.
-    pub fn lag_seconds(&self, now: Micros) -> Option<i64> {
-        self.caught_up_at
-            .map(|t| ((now - t) / crate::time::MICROS_PER_SEC).max(0))
-    }
-}
-
-/// What an admin asks for when creating an integration. Debug shows credential names only.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewIntegration {
-    pub name: String,
-    pub connector: String,
-    #[serde(default)]
-    pub config: serde_json::Map<String, Value>,
-    #[serde(default)]
-    pub credentials: serde_json::Map<String, Value>,
-    pub schedule: Option<String>,
-    pub backfill: Option<String>,
-    pub idle_backoff: Option<u32>,
-    pub requests_per_minute: Option<u32>,
-    #[serde(default)]
-    pub paused: bool,
-    #[serde(default)]
-    pub allow_insecure_http: bool,
-}
-
-/// A change: config and credentials merge into what is there (`null` removes a key). Debug
-/// shows credential names only.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IntegrationPatch {
-    pub name: Option<String>,
-    pub config: Option<serde_json::Map<String, Value>>,
-    pub credentials: Option<serde_json::Map<String, Value>>,
-    #[serde(default, with = "double_option")]
-    pub schedule: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
-    pub backfill: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
-    pub idle_backoff: Option<Option<u32>>,
-    #[serde(default, with = "double_option")]
-    pub requests_per_minute: Option<Option<u32>>,
-    pub paused: Option<bool>,
-    pub allow_insecure_http: Option<bool>,
-}
-
-/// Credential values as Debug shows them: their names, never the values.
-struct CredentialNames<'a>(&'a serde_json::Map<String, Value>);
-
-impl std::fmt::Debug for CredentialNames<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.0.keys().map(|k| (k, "<redacted>")))
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for NewIntegration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewIntegration")
-            .field("name", &self.name)
-            .field("connector", &self.connector)
-            .field("config", &self.config)
-            .field("credentials", &CredentialNames(&self.credentials))
-            .field("schedule", &self.schedule)
-            .field("backfill", &self.backfill)
-            .field("idle_backoff", &self.idle_backoff)
-            .field("requests_per_minute", &self.requests_per_minute)
-            .field("paused", &self.paused)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for IntegrationPatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IntegrationPatch")
-            .field("name", &self.name)
-            .field("config", &self.config)
-            .field(
-                "credentials",
-                &self.credentials.as_ref().map(CredentialNames),
-            )
-            .field("schedule", &self.schedule)
-            .field("backfill", &self.backfill)
-            .field("idle_backoff", &self.idle_backoff)
-            .field("requests_per_minute", &self.requests_per_minute)
-            .field("paused", &self.paused)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `absent` → None, `null` → Some(None), value → Some(Some(v)).
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: Deserialize<'de>,
-    {
-        Option::<T>::deserialize(d).map(Some)
-    }
-}
-
-/// What an update changed, for the audit record.
-#[derive(Debug, Default)]
-pub struct Changed {
-    pub fields: Vec<String>,
-    pub credentials_rotated: bool,
-}
-
 #[derive(Clone)]
 pub struct Integrations {
     tree: sled::Tree,
@@ -292,179 +156,10 @@ fn record_key(id: &str) -> Vec<u8> {
     k
 }
 
-fn status_key(id: &str) -> Vec<u8> {
-    let mut k = vec![KEY_STATUS];
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
 fn new_id() -> String {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).expect("the OS random source is available");
     format!("int_{}", hex::encode(b))
-}
-
-fn scalar_text(field: &str, v: &Value) -> Result<Option<String>, IntegrationError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        Value::Bool(b) => Ok(Some(b.to_string())),
-        _ => Err(invalid(field, "must be a string, number or boolean")),
-    }
-}
-
-fn validate_name(name: &str) -> Result<String, IntegrationError> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(invalid("name", "must be 1 to 100 characters"));
-    }
-    if RESERVED_NAMES.contains(&name) {
-        return Err(invalid(
-            "name",
-            format!("{name:?} is reserved for a built-in integration"),
-        ));
-    }
-    Ok(name.to_string())
-}
-
-/// Checks every URL field of the config (defaults filled in): https, or http to a loopback host
-/// with `allow_insecure_http`.
-fn check_urls(
-    connector: &Connector,
-    config: &BTreeMap<String, String>,
-    allow_insecure_http: bool,
-) -> Result<(), IntegrationError> {
-    super::outbound::check_config(connector, config, allow_insecure_http)
-        .map_err(|(field, message)| invalid(field, message))
-}
-
-fn merge(
-    kind: &str,
-    current: &mut BTreeMap<String, String>,
-    changes: &serde_json::Map<String, Value>,
-) -> Result<(), IntegrationError> {
-    for (k, v) in changes {
-        match scalar_text(&format!("{kind}.{k}"), v)? {
-            Some(s) => {
-                current.insert(k.clone(), s);
-            }
-            None => {
-                current.remove(k);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_fields(
-    kind: &str,
-    declared: &[super::definition::FieldSpec],
-    given: &BTreeMap<String, String>,
-    connector: &str,
-) -> Result<(), IntegrationError> {
-    for k in given.keys() {
-        if !declared.iter().any(|f| &f.name == k) {
-            let known: Vec<&str> = declared.iter().map(|f| f.name.as_str()).collect();
-            return Err(invalid(
-                format!("{kind}.{k}"),
-                format!(
-                    "unknown field for connector {connector} (known: {})",
-                    known.join(", ")
-                ),
-            ));
-        }
-    }
-    for f in declared {
-        match given.get(&f.name) {
-            None if f.required => {
-                return Err(invalid(
-                    format!("{kind}.{}", f.name),
-                    format!("is required by connector {connector}: {}", f.description),
-                ))
-            }
-            Some(v) if v.trim().is_empty() => {
-                return Err(invalid(format!("{kind}.{}", f.name), "must not be empty"))
-            }
-            Some(v) if !f.choices.is_empty() && !f.choices.contains(v) => {
-                return Err(invalid(
-                    format!("{kind}.{}", f.name),
-                    format!("must be one of {}", f.choices.join(", ")),
-                ))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// The config with the connector's defaults filled in.
-fn with_defaults(
-    connector: &Connector,
-    config: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let mut out = config.clone();
-    for f in &connector.config {
-        if let (false, Some(d)) = (out.contains_key(&f.name), &f.default) {
-            out.insert(f.name.clone(), d.clone());
-        }
-    }
-    out
-}
-
-/// A change of an outbound origin must name every credential the integration holds (a new
-/// value, or `null` to drop it): none of the sealed ones may follow the integration to a host
-/// chosen by whoever holds an admin token, which may be stolen.
-fn require_all_credentials(
-    record: &IntegrationRecord,
-    moved: &[String],
-    given: Option<&serde_json::Map<String, Value>>,
-) -> Result<(), IntegrationError> {
-    let missing: Vec<&str> = record
-        .credential_names
-        .iter()
-        .filter(|name| !given.is_some_and(|g| g.contains_key(name.as_str())))
-        .map(String::as_str)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(IntegrationError::CredentialsRequired {
-        field: moved.join("`, `"),
-        message: format!(
-            "changing where this integration connects requires its credentials in the same request; give `credentials` with {} (the stored ones are never sent to a new host)",
-            missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    })
-}
-
-fn check_schedule_backfill(
-    schedule: Option<&str>,
-    backfill: Option<&str>,
-) -> Result<(), IntegrationError> {
-    if let Some(s) = schedule {
-        crate::schedule::parse_schedule(s).map_err(|m| invalid("schedule", m))?;
-    }
-    if let Some(b) = backfill {
-        if super::iso_duration(b).is_none() {
-            return Err(invalid(
-                "backfill",
-                format!("not an ISO 8601 duration (e.g. P30D, PT12H): {b:?}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_pace(rpm: Option<u32>) -> Result<(), IntegrationError> {
-    if rpm == Some(0) {
-        return Err(invalid("requests_per_minute", "must be at least 1"));
-    }
-    Ok(())
 }
 
 impl Integrations {
@@ -742,93 +437,5 @@ impl Integrations {
             cache.remove(id);
         }
         Ok(record)
-    }
-
-    pub fn status(&self, id: &str) -> Result<Status, IntegrationError> {
-        Ok(match self.tree.get(status_key(id))? {
-            Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
-            None => Status::default(),
-        })
-    }
-
-    /// Saves a status unless the integration was deleted meanwhile.
-    pub fn save_status(&self, id: &str, status: &Status) -> Result<(), IntegrationError> {
-        if self.tree.get(record_key(id))?.is_none() {
-            return Ok(());
-        }
-        let value = serde_json::to_vec(status).expect("a status serialises");
-        self.tree.insert(status_key(id), value)?;
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integration_requests_do_not_debug_print_credentials() {
-        let planted = "planted-credential-value-1234";
-        let new: NewIntegration = serde_json::from_value(serde_json::json!({
-            "name": "acme", "connector": "okta", "config": {"base_url": "https://acme.okta.com"},
-            "credentials": {"token": planted, "webhook_secret": planted},
-        }))
-        .expect("parses");
-        let patch: IntegrationPatch =
-            serde_json::from_value(serde_json::json!({"credentials": {"token": planted}}))
-                .expect("parses");
-        for shown in [
-            format!("{new:?}"),
-            format!("{patch:?}"),
-            format!("{new:#?}"),
-        ] {
-            assert!(!shown.contains(planted), "{shown}");
-            assert!(shown.contains("token"), "names are shown: {shown}");
-        }
-    }
-    use crate::time::DAY;
-
-    fn record(backfill: Option<&str>) -> IntegrationRecord {
-        IntegrationRecord {
-            v: RECORD_VERSION,
-            id: "int_x".into(),
-            name: "x".into(),
-            connector: "okta".into(),
-            config: BTreeMap::new(),
-            credential_names: Vec::new(),
-            sealed_credentials: String::new(),
-            schedule: None,
-            backfill: backfill.map(str::to_string),
-            idle_backoff: None,
-            requests_per_minute: None,
-            paused: false,
-            allow_insecure_http: false,
-            created_at: 0,
-            updated_at: 0,
-        }
-    }
-
-    #[test]
-    fn backfill_is_clamped_to_retention() {
-        let registry = Registry::builtin().expect("valid");
-        let okta = registry.get("okta").expect("okta");
-        assert_eq!(record(Some("P30D")).backfill_micros(&okta), 30 * DAY);
-        assert_eq!(record(Some("P2Y")).backfill_micros(&okta), 90 * DAY);
-        assert_eq!(record(None).backfill_micros(&okta), 7 * DAY);
-        let slack = registry.get("slack").expect("slack");
-        assert_eq!(record(Some("P2Y")).backfill_micros(&slack), 730 * DAY);
-    }
-
-    #[test]
-    fn status_states() {
-        let mut s = Status::default();
-        assert_eq!(s.state(false), State::Backfilling);
-        s.backfill_done = true;
-        assert_eq!(s.state(false), State::Live);
-        s.last_error = Some("credentials rejected (HTTP 401)".into());
-        assert_eq!(s.state(false), State::Error);
-        assert_eq!(s.state(true), State::Paused);
-        s.caught_up_at = Some(10 * crate::time::MICROS_PER_SEC);
-        assert_eq!(s.lag_seconds(25 * crate::time::MICROS_PER_SEC), Some(15));
     }
 }

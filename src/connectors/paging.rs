@@ -48,10 +48,10 @@ pub fn next_page(
     } else {
         serde_json::Value::Null
     };
-    let text_at = |path: &str| {
-        JsonPath::parse(path)
-            .ok()
-            .and_then(|p| p.get(&parsed).and_then(|v| v.as_str()).map(str::to_string))
+    let text_at = |path: &JsonPath| {
+        path.get(&parsed)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
             .filter(|t| !t.is_empty())
     };
     let next = match &connector.pagination {
@@ -163,12 +163,12 @@ pub fn post_request(
 fn last_record_next(
     url: &str,
     records: &[Box<RawValue>],
-    path: &str,
+    path: &JsonPath,
     param: &str,
 ) -> Result<Option<String>, PagingError> {
     let value = records.last().and_then(|last| {
         let parsed: serde_json::Value = serde_json::from_str(last.get()).ok()?;
-        let v = JsonPath::parse(path).ok()?.get(&parsed)?.clone();
+        let v = path.get(&parsed)?.clone();
         match v {
             serde_json::Value::String(s) if !s.is_empty() => Some(s),
             serde_json::Value::Number(n) => Some(n.to_string()),
@@ -273,7 +273,7 @@ mod tests {
         let next = last_record_next(
             "https://t.example/api/v2/logs?take=100&from=9000",
             &records,
-            "log_id",
+            &JsonPath::parse("log_id").expect("path"),
             "from",
         )
         .expect("ok");
@@ -281,8 +281,13 @@ mod tests {
             next.as_deref(),
             Some("https://t.example/api/v2/logs?take=100&from=900b")
         );
-        let same =
-            last_record_next("https://t.example/l?from=1", &[], "log_id", "from").expect("ok");
+        let same = last_record_next(
+            "https://t.example/l?from=1",
+            &[],
+            &JsonPath::parse("log_id").expect("path"),
+            "from",
+        )
+        .expect("ok");
         assert_eq!(same.as_deref(), Some("https://t.example/l?from=1"));
     }
     #[test]

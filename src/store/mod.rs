@@ -17,15 +17,16 @@ pub mod bloom;
 pub mod dedup;
 pub mod keys;
 pub mod migrate;
+mod open;
 pub mod postings;
 pub mod prepare;
 pub mod query;
+mod sealer;
 pub mod segment;
 pub mod tail;
 pub mod verify;
 mod writer;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
@@ -36,6 +37,7 @@ use tokio::sync::{oneshot, Semaphore};
 use writer::{Reply, WriteJob};
 
 pub use keys::{Dimension, Field, Granularity};
+pub use open::open_db;
 pub use prepare::{prepare, PreparedEvent};
 
 use crate::schema::Event;
@@ -313,268 +315,7 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn read_meta_u64(tree: &sled::Tree, name: &str) -> Result<Option<u64>, StoreError> {
-    match tree.get(keys::meta_key(name))? {
-        None => Ok(None),
-        Some(v) if v.len() == 8 => Ok(Some(keys::decode_u64(&v))),
-        Some(_) => Err(StoreError::Corrupt(format!("meta `{name}` is not 8 bytes"))),
-    }
-}
-
-/// The layout of an opened log: written by this code, by the format before it, or empty.
-fn check_format(log: &sled::Tree) -> Result<(), StoreError> {
-    match log.get(keys::meta_key(keys::META_FORMAT))? {
-        Some(v) if v.as_ref() == keys::FORMAT.to_be_bytes() => Ok(()),
-        Some(v) => Err(StoreError::NeedsMigration(format!(
-            "the data dir was written in store format {:?}, which this version cannot read",
-            v.as_ref()
-        ))),
-        None => {
-            let v1 = log.scan_prefix([keys::V1_EVENT]).next().is_some()
-                || log.get(keys::meta_key(keys::META_MIGRATED))?.is_some();
-            if v1 {
-                return Err(StoreError::NeedsMigration(
-                    "the data dir holds events in store format 1; run `trailhub migrate` (with the same data dir) to convert it, then start again".into(),
-                ));
-            }
-            log.insert(
-                keys::meta_key(keys::META_FORMAT),
-                &keys::FORMAT.to_be_bytes(),
-            )?;
-            Ok(())
-        }
-    }
-}
-
-/// sled's segment size for a new database. sled writes a page larger than a quarter of a
-/// segment to a blob file of its own and then counts it in its page cache by the size of the
-/// pointer (tens of bytes), so the cache never evicts it: with the default 512 KiB segments a
-/// leaf of event blocks (up to 16 blocks of ~80 KiB) went to a blob, and reading 10M events kept
-/// 1.5 GiB resident whatever `cache_capacity` said. With 8 MiB segments such a leaf is written
-/// inline and counted at its size.
-const SEGMENT_BYTES: usize = 8 << 20;
-
-/// The segment size an existing database was created with (sled refuses to open it with
-/// another), from sled's `conf` file.
-fn existing_segment_size(path: &Path) -> Option<usize> {
-    let conf = std::fs::read_to_string(path.join("conf")).ok()?;
-    conf.lines()
-        .find_map(|l| l.strip_prefix("segment_size: "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Opens a store's sled database (`<data dir>/db`) the way the hub does; tools and tests that
-/// read the raw trees use this too, since sled refuses a database opened with another segment
-/// size.
-pub fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    let segment_size = existing_segment_size(path).unwrap_or(SEGMENT_BYTES);
-    let open = || {
-        sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .segment_size(segment_size)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(StoreError::from)
-    };
-    // a handle of this same process closed a moment ago (`migrate`, then the store it built) may
-    // still hold the directory's lock while its flusher thread winds down: wait a little for it
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        match open() {
-            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            other => return other,
-        }
-    }
-}
-
 impl Store {
-    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let started = std::time::Instant::now();
-        let db = open_db(path, options.cache_bytes)?;
-        let log = db.open_tree(keys::TREE_LOG)?;
-        let index = db.open_tree(keys::TREE_INDEX)?;
-        check_format(&log)?;
-        let head = read_head(&log)?;
-
-        let dicts = block::Dictionaries::default();
-        let mut persisted = HashSet::new();
-        let mut latest = None;
-        for item in log.scan_prefix([keys::DICTIONARY]) {
-            let (k, v) = item?;
-            let id = u32::from_be_bytes(
-                k[1..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("dictionary key".into()))?,
-            );
-            dicts.add(block::Dictionary::new(id, v.to_vec()), false);
-            persisted.insert(id);
-            latest = Some(latest.unwrap_or(0).max(id));
-        }
-        if let Some(id) = latest {
-            if let Some(d) = dicts.get(id) {
-                dicts.add(d, true);
-            }
-        }
-        let mut counts = HashMap::new();
-        for item in log.scan_prefix([keys::COUNT]) {
-            let (k, v) = item?;
-            if v.len() == 8 {
-                counts.insert(
-                    String::from_utf8_lossy(&k[1..]).into_owned(),
-                    keys::decode_u64(&v),
-                );
-            }
-        }
-
-        let sealed = read_meta_u64(&index, keys::META_SEALED)?.unwrap_or(0);
-        let next_run = read_meta_u64(&index, keys::META_NEXT_RUN)?.unwrap_or(1);
-        let garbage = index
-            .get(keys::meta_key(keys::META_GARBAGE))?
-            .map(|v| writer::decode_ids(&v))
-            .unwrap_or_default();
-        if sealed > head.seq {
-            return Err(StoreError::Corrupt(format!(
-                "the index is sealed through {sealed} but the log ends at {}",
-                head.seq
-            )));
-        }
-        if let Some(merging) = read_meta_u64(&index, keys::META_MERGING)? {
-            if index.get(keys::run_key(merging))?.is_none() {
-                dedup::delete_run_data(&index, merging)?;
-                tracing::info!(
-                    run = merging,
-                    "removed the run of a dedup merge that did not finish"
-                );
-            }
-            index.remove(keys::meta_key(keys::META_MERGING))?;
-        }
-        let orphans = writer::remove_orphans(&index, sealed, next_run)?;
-        if orphans > 0 {
-            tracing::info!(
-                keys = orphans,
-                "removed index keys an interrupted seal left"
-            );
-        }
-        let segments = writer::load_segments(&index)?;
-        let runs: Vec<Arc<dedup::Run>> = dedup::load_runs(&index)?
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-
-        let shared = Arc::new(Shared {
-            path: path.to_path_buf(),
-            tokens: db.open_tree(keys::TREE_TOKENS)?,
-            settings: db.open_tree(keys::TREE_SETTINGS)?,
-            integrations: db.open_tree(keys::TREE_INTEGRATIONS)?,
-            db,
-            log,
-            index,
-            dicts,
-            frames: block::FrameCache::default(),
-            stats: StoreStats::default(),
-            view: RwLock::new(Arc::new(View::new(segments, Vec::new()))),
-            seal_lock: RwLock::new(()),
-            min_free_bytes: options.min_free_bytes,
-            hash_mask: options.dedup_hash_mask,
-            seal_events: options.seal_events.clamp(1, tail::SEAL_EVENTS),
-        });
-        shared.stats.last_seq.store(head.seq, Ordering::Relaxed);
-        let mut recent = dedup::Recent::default();
-        let mut sealer_state = writer::SealerState {
-            runs,
-            next_run,
-            garbage: garbage.clone(),
-        };
-        let live = writer::rebuild_tail(&shared, &mut sealer_state, sealed, head.seq, &mut recent)?;
-
-        let (job_tx, job_rx) = mpsc::channel::<WriteJob>();
-        let (index_tx, index_rx) = mpsc::channel();
-        let (flush_tx, flush_rx) = mpsc::channel();
-        let (sealer_tx, sealer_rx) = mpsc::channel();
-        let (note_tx, note_rx) = mpsc::channel();
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(f)
-                .map_err(|e| StoreError::Io(e.to_string()))
-        };
-        let state = writer::WriterState {
-            head,
-            recent,
-            runs: sealer_state.runs.clone(),
-            counts,
-            persisted_dictionaries: persisted,
-        };
-        let writer_thread = {
-            let sh = shared.clone();
-            let ch = writer::WriterChannels {
-                jobs: job_rx,
-                notes: note_rx,
-                indexer: index_tx,
-                sealer: sealer_tx.clone(),
-            };
-            spawn(
-                "trailhub-writer",
-                Box::new(move || writer::run_writer(sh, state, ch)),
-            )?
-        };
-        let indexer_thread = {
-            let sh = shared.clone();
-            let ch = writer::IndexerChannels {
-                jobs: index_rx,
-                flusher: flush_tx,
-                sealer: sealer_tx.clone(),
-            };
-            spawn(
-                "trailhub-indexer",
-                Box::new(move || writer::run_indexer(sh, live, ch)),
-            )?
-        };
-        let flusher_thread = {
-            let sh = shared.clone();
-            spawn(
-                "trailhub-flusher",
-                Box::new(move || writer::run_flusher(sh, flush_rx)),
-            )?
-        };
-        let garbage = sealer_state.garbage.clone();
-        let sealer_thread = {
-            let sh = shared.clone();
-            spawn(
-                "trailhub-sealer",
-                Box::new(move || writer::run_sealer(sh, sealer_state, sealer_rx, note_tx)),
-            )?
-        };
-        if !garbage.is_empty() {
-            let _ = sealer_tx.send(writer::SealerJob::Garbage(garbage));
-        }
-        let max_queued = options.max_queued_events.max(1);
-        tracing::debug!(
-            events = head.seq,
-            sealed,
-            millis = started.elapsed().as_millis() as u64,
-            "store opened"
-        );
-        Ok(Store {
-            inner: Arc::new(Inner {
-                shared,
-                jobs: Mutex::new(Some(job_tx)),
-                sealer: Mutex::new(Some(sealer_tx)),
-                room: Arc::new(Semaphore::new(max_queued)),
-                max_queued,
-                threads: Mutex::new(vec![
-                    writer_thread,
-                    indexer_thread,
-                    flusher_thread,
-                    sealer_thread,
-                ]),
-            }),
-        })
-    }
-
     fn sh(&self) -> &Shared {
         &self.inner.shared
     }

@@ -66,42 +66,61 @@ fn the_store_and_the_pipeline_import_nothing_above_them() {
     assert!(bad.is_empty(), "the store imports higher modules: {bad:?}");
 }
 
-/// The modules a source text names: `crate::a` (as `("crate", "a")`) and `super::b` (as
-/// `("super", "b")`), including each item of a `{...}` group; test-only code is left out.
-fn names_used(text: &str) -> Vec<(&'static str, String)> {
+/// The module paths a source text names, as written after `crate::` or `super::` (including
+/// each item of a `{...}` group), with which of the two it was; test-only code is left out.
+fn paths_used(text: &str) -> Vec<(&'static str, Vec<String>)> {
     let text = match text.find("#[cfg(test)]\nmod tests") {
         Some(at) => &text[..at],
         None => text,
     };
-    let ident = |s: &str| -> String {
-        s.trim_start()
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect()
+    // `a::b::Item` → [a, b, Item]: identifiers joined by `::`
+    let chain = |s: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = s.trim_start();
+        loop {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name.is_empty() {
+                return out;
+            }
+            rest = &rest[name.len()..];
+            out.push(name);
+            match rest.strip_prefix("::") {
+                Some(r) => rest = r,
+                None => return out,
+            }
+        }
     };
     let mut out = Vec::new();
     for root in ["crate", "super"] {
         let marker = format!("{root}::");
         let mut rest = text;
         while let Some(at) = rest.find(&marker) {
-            // `super::super::x` is a grandparent: not a sibling of this file
             let before = &rest[..at];
             rest = &rest[at + marker.len()..];
-            if before.ends_with("super::") || rest.starts_with("super::") {
+            let ident_before = before
+                .chars()
+                .last()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            // `super::super::x` and `a::super` are not a path from this file's parent
+            if ident_before || rest.starts_with("super::") {
                 continue;
             }
+            let root: &'static str = if root == "crate" { "crate" } else { "super" };
             if let Some(group) = rest.strip_prefix('{') {
                 let end = group.find('}').unwrap_or(group.len());
                 for part in group[..end].split(',') {
-                    let name = ident(part);
-                    if !name.is_empty() {
-                        out.push((if root == "crate" { "crate" } else { "super" }, name));
+                    let c = chain(part);
+                    if !c.is_empty() {
+                        out.push((root, c));
                     }
                 }
             } else {
-                let name = ident(rest);
-                if !name.is_empty() {
-                    out.push((if root == "crate" { "crate" } else { "super" }, name));
+                let c = chain(rest);
+                if !c.is_empty() {
+                    out.push((root, c));
                 }
             }
         }
@@ -109,13 +128,13 @@ fn names_used(text: &str) -> Vec<(&'static str, String)> {
     out
 }
 
-/// The first circle of a directed graph, if any (depth-first, by name order for stable output).
-fn find_circle(
-    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
-) -> Option<Vec<String>> {
+type Graph = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// The first circle of a directed graph, if any (depth-first, in name order for stable output).
+fn find_circle(graph: &Graph) -> Option<Vec<String>> {
     fn visit(
         node: &str,
-        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        graph: &Graph,
         path: &mut Vec<String>,
         done: &mut std::collections::BTreeSet<String>,
     ) -> Option<Vec<String>> {
@@ -146,93 +165,72 @@ fn find_circle(
     None
 }
 
-/// No import circles, at two levels: between the crate's top-level modules (`crate::x`), and
-/// between the files of each directory module (`super::x`, `crate::dir::x`; the directory's
-/// `mod.rs`, which declares them, is left out). A new circle fails here with its path.
+/// No import circles at any level: the modules inside each module (the crate's top-level
+/// modules, the files of `connectors/`, of `connectors/definition/validate/`, ...) must import
+/// each other without a circle. A file's use of `crate::a::b::c` or `super::x` is an edge, at
+/// the level where the two paths part, between the children they go through; a module's use of
+/// its own parent or children is none. A new circle fails here with its path.
 #[test]
 fn no_import_circles() {
     use std::collections::{BTreeMap, BTreeSet};
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    let mut top: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut inner: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    let stem = |p: &Path| {
-        p.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    for file in &files {
-        let rel = file.strip_prefix(&src).expect("under src");
-        let parts: Vec<String> = rel
+    // each file's module path: `connectors/definition/mod.rs` is connectors::definition
+    let mut modules: Vec<(Vec<String>, PathBuf)> = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).expect("under src").to_path_buf();
+        let mut parts: Vec<String> = rel
             .iter()
             .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
             .collect();
         if parts.len() == 1 && matches!(parts[0].as_str(), "main" | "lib") {
             continue;
         }
-        let module = parts[0].clone();
+        if parts.last().is_some_and(|p| p == "mod") {
+            parts.pop();
+        }
+        modules.push((parts, file));
+    }
+    let known: BTreeSet<Vec<String>> = modules.iter().map(|(m, _)| m.clone()).collect();
+    let mut levels: BTreeMap<String, Graph> = BTreeMap::new();
+    for (module, file) in &modules {
         let text = std::fs::read_to_string(file).expect("readable source");
-        let siblings: BTreeSet<String> = match file.parent() {
-            Some(dir) if parts.len() > 1 => std::fs::read_dir(dir)
-                .expect("dir")
-                .flatten()
-                .map(|e| stem(&e.path()))
-                .filter(|s| s != "mod")
-                .collect(),
-            _ => BTreeSet::new(),
-        };
-        let me = stem(file);
-        for (root, name) in names_used(&text) {
-            match root {
-                "crate" if name != module => {
-                    top.entry(module.clone()).or_default().insert(name);
-                }
-                "crate" if parts.len() == 2 && me != "mod" => {
-                    // crate::<module>::<sibling>: the file after the module's name
-                    let needle = format!("crate::{module}::");
-                    for (at, _) in text.match_indices(&needle) {
-                        let sib: String = text[at + needle.len()..]
-                            .chars()
-                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                            .collect();
-                        if sib != me && siblings.contains(&sib) {
-                            inner
-                                .entry(module.clone())
-                                .or_default()
-                                .entry(me.clone())
-                                .or_default()
-                                .insert(sib);
-                        }
-                    }
-                }
-                "super"
-                    if parts.len() == 2
-                        && me != "mod"
-                        && name != me
-                        && siblings.contains(&name) =>
-                {
-                    inner
-                        .entry(module.clone())
-                        .or_default()
-                        .entry(me.clone())
-                        .or_default()
-                        .insert(name);
-                }
-                _ => {}
+        for (root, path) in paths_used(&text) {
+            let mut target: Vec<String> = match root {
+                "crate" => path,
+                _ => module[..module.len() - 1]
+                    .iter()
+                    .cloned()
+                    .chain(path)
+                    .collect(),
+            };
+            // the longest prefix that is a module (the rest names items)
+            while !target.is_empty() && !known.contains(&target) {
+                target.pop();
+            }
+            let common = module
+                .iter()
+                .zip(&target)
+                .take_while(|(a, b)| a == b)
+                .count();
+            if common < module.len() && common < target.len() {
+                levels
+                    .entry(module[..common].join("::"))
+                    .or_default()
+                    .entry(module[common].clone())
+                    .or_default()
+                    .insert(target[common].clone());
             }
         }
     }
-    assert_eq!(
-        find_circle(&top),
-        None,
-        "a circle between top-level modules"
-    );
-    for (module, graph) in &inner {
+    assert!(levels.contains_key(""), "the top level was read");
+    for (level, graph) in &levels {
+        let level = if level.is_empty() { "crate" } else { level };
         assert_eq!(
             find_circle(graph),
             None,
-            "a circle between the files of {module}/"
+            "a circle between the modules of {level}"
         );
     }
 }
