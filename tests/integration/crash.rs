@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::*;
+use crate::support::data::*;
+use crate::support::hub::*;
 
 const BATCH: usize = 20;
 
@@ -55,7 +56,7 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
     let total_batches = 400;
 
     for round in 0..3 {
-        let mut child = spawn_hub(dir.path(), port);
+        let mut child = HubProcess::spawn(dir.path(), port);
         wait_ready(&http, &url).await;
         let acked = Arc::new(Mutex::new(HashSet::new()));
         let next = Arc::new(Mutex::new(round * 40));
@@ -100,7 +101,7 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         );
 
         // Restart and check.
-        let mut child = spawn_hub(dir.path(), port);
+        let mut child = HubProcess::spawn(dir.path(), port);
         wait_ready(&http, &url).await;
         let per_batch = events_per_batch(&http, &url).await;
         for b in &acked {
@@ -131,7 +132,7 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
     }
 
     // Re-posting everything after the crashes stores each event exactly once.
-    let mut child = spawn_hub(dir.path(), port);
+    let mut child = HubProcess::spawn(dir.path(), port);
     wait_ready(&http, &url).await;
     for batch in 1..=130 {
         assert!(post_batch(&http, &url, batch).await, "repost {batch}");
@@ -183,7 +184,7 @@ async fn kill_9_during_a_webhook_flood_loses_nothing_acknowledged() {
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client");
-    let mut child = spawn_hub_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
+    let mut child = HubProcess::spawn_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
     wait_ready(&http, &url).await;
     let secret = trailhub::webhooks::new_standard_webhooks_secret();
     let created: Value = http
@@ -238,7 +239,7 @@ async fn kill_9_during_a_webhook_flood_loses_nothing_acknowledged() {
     let acked: HashSet<usize> = acked.lock().expect("lock").clone();
     assert!(acked.len() >= 400, "{} acknowledged", acked.len());
 
-    let mut child = spawn_hub_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
+    let mut child = HubProcess::spawn_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
     wait_ready(&http, &url).await;
     let stored = |text: String| -> HashMap<String, usize> {
         let mut seen = HashMap::new();
