@@ -29,14 +29,12 @@ async fn entra_token_filter_next_link_and_retry_after() {
     emu.fault(Fault::Status(429, Some(1)));
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(emu.integration_with("entra", oauth_credentials()))
+    let id = api
+        .create(emu.integration_with("entra", oauth_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 23, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     // more cycles run (every second); still the one token
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let tokens = emu.token_requests();
@@ -90,10 +88,9 @@ async fn entra_token_401_refused_client_and_expiry() {
     emu.add_recent(5, 600);
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(emu.integration_with("entra-signins", oauth_credentials()))
+    let id = api
+        .create(emu.integration_with("entra-signins", oauth_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     api.wait_for_events(&id, 5, 20).await;
     assert_eq!(emu.token_requests().len(), 1);
     // the vendor revokes the token: one 401, a new token, the same page again
@@ -148,10 +145,9 @@ async fn entra_token_401_refused_client_and_expiry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(emu.integration_with("entra-short-tokens", oauth_credentials()))
+    let id = api
+        .create(emu.integration_with("entra-short-tokens", oauth_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     api.wait_for_events(&id, 4, 20).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while emu.token_requests().len() < 3 && tokio::time::Instant::now() < deadline {
@@ -178,15 +174,12 @@ async fn auth0_checkpoint_walk_and_token_audience() {
     emu.add_recent(11, 3600);
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(emu.integration_with("auth0", oauth_credentials()))
+    let id = api
+        .create(emu.integration_with("auth0", oauth_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 11, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     let next = v["cursor"]["next"].as_str().expect("a saved checkpoint");
     assert!(next.contains("from=900"), "{next}");
     let tokens = emu.token_requests();
@@ -221,8 +214,7 @@ async fn gitlab_keyset_walk_and_level_choice() {
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let mut body = emu.integration_with("gitlab-group", json!({"token": SECRET}));
-    let created = api.create_integration(body.clone()).await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(body.clone()).await;
     let events = api.wait_for_events(&id, 10, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.api_requests();
@@ -248,8 +240,7 @@ async fn gitlab_keyset_walk_and_level_choice() {
     // the instance endpoint
     body["name"] = json!("gitlab-instance");
     body["config"] = json!({"base_url": emu.url, "level": "instance"});
-    let created = api.create_integration(body).await;
-    let instance_id = created["id"].as_str().expect("id").to_string();
+    let instance_id = api.create(body).await;
     api.wait_for_events(&instance_id, 10, 20).await;
     assert!(emu
         .api_requests()
@@ -272,10 +263,9 @@ async fn onepassword_post_cursor_stream() {
     emu.add_recent(9, 3600);
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(emu.integration_with("1password", json!({"token": SECRET})))
+    let id = api
+        .create(emu.integration_with("1password", json!({"token": SECRET})))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 9, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.api_requests();
@@ -295,9 +285,7 @@ async fn onepassword_post_cursor_stream() {
         let keys: Vec<&String> = b.as_object().expect("object").keys().collect();
         assert_eq!(keys, ["cursor"], "{b}");
     }
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert!(v["cursor"]["next"]
         .as_str()
         .unwrap_or("")
@@ -317,13 +305,12 @@ async fn jira_and_cloudflare_offset_walks() {
     let api = Api::new(&hub);
     let jira = Emulator::start_as(Jira, "admin@example.com", SECRET, 4).await;
     jira.add_recent(10, 3600);
-    let created = api
-        .create_integration(jira.integration_with(
+    let id = api
+        .create(jira.integration_with(
             "jira",
             json!({"email": "admin@example.com", "api_token": SECRET}),
         ))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 10, 20).await;
     assert_eq!(unique_source_ids(&events), jira.ids());
     let offsets: Vec<String> = jira
@@ -341,10 +328,9 @@ async fn jira_and_cloudflare_offset_walks() {
 
     let cf = Emulator::start_as(Cloudflare, "", SECRET, 4).await;
     cf.add_recent(9, 3600);
-    let created = api
-        .create_integration(cf.integration_with("cloudflare", json!({"token": SECRET})))
+    let id = api
+        .create(cf.integration_with("cloudflare", json!({"token": SECRET})))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 9, 20).await;
     assert_eq!(unique_source_ids(&events), cf.ids());
     let pages: Vec<String> = cf
@@ -377,8 +363,7 @@ async fn github_enterprise_walk_and_restart() {
     let id = {
         let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api.create_integration(body).await;
-        let id = created["id"].as_str().expect("id").to_string();
+        let id = api.create(body).await;
         let events = api.wait_for_events(&id, 20, 30).await;
         assert_eq!(unique_source_ids(&events), emu.ids());
         hub.stop().await.expect("stops");
@@ -416,10 +401,9 @@ async fn google_workspace_jwt_bearer_and_page_tokens() {
     emu.add_recent(10, 3600);
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(emu.integration_with("google", google_credentials()))
+    let id = api
+        .create(emu.integration_with("google", google_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 10, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let tokens = emu.token_requests();
@@ -481,10 +465,9 @@ async fn atlassian_admin_stream_cursor() {
     emu.add_recent(9, 3600);
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(emu.integration_with("atlassian", json!({"api_key": SECRET})))
+    let id = api
+        .create(emu.integration_with("atlassian", json!({"api_key": SECRET})))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 9, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.api_requests();
@@ -496,9 +479,7 @@ async fn atlassian_admin_stream_cursor() {
     let from: i64 = first["from"].parse().expect("epoch ms");
     assert!(from > 1_600_000_000_000, "{from}");
     assert!(reqs[1].query.contains("cursor=a"));
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert!(v["cursor"]["next"]
         .as_str()
         .unwrap_or("")

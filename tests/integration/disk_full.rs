@@ -110,15 +110,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     assert_eq!(health.status().as_u16(), 503);
     let health: Value = health.json().await.expect("json");
     assert_eq!(health["status"], "degraded", "{health}");
-    let page: Value = http
-        .get(format!("{url}/api/v1/events?limit=5"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("read")
-        .json()
-        .await
-        .expect("json");
+    let page = Api::at(&url, ADMIN).get("/api/v1/events?limit=5").await;
     assert_eq!(page["events"].as_array().map(Vec::len), Some(5));
     let again = http
         .post(format!("{url}/api/v1/events"))
@@ -161,7 +153,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     let url = format!("http://127.0.0.1:{port}");
     let mut child = HubProcess::spawn(&roomy.path().join("data"), port);
     wait_ready(&http, &url).await;
-    let per_batch = events_per_batch(&http, &url).await;
+    let per_batch = events_per_batch(&url).await;
     for n in &acked {
         assert_eq!(
             per_batch.get(n),
@@ -173,15 +165,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
         per_batch.values().all(|c| *c == 100),
         "a batch is partial or doubled"
     );
-    let integrity: Value = http
-        .get(format!("{url}/api/v1/integrity"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("integrity")
-        .json()
-        .await
-        .expect("json");
+    let integrity = Api::at(&url, ADMIN).get("/api/v1/integrity").await;
     assert_eq!(integrity["ok"], true, "{integrity}");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");

@@ -193,12 +193,9 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
     let id = {
         let hub = start_hub_with(dir.path(), |s| s.master_key = Some(Secret::new(&key_a))).await;
         let api = Api::new(&hub);
-        let created = api
-            .create_integration(json!({"name": "slack-mk", "connector": "slack",
+        let id = api.create(json!({"name": "slack-mk", "connector": "slack",
                 "config": {"base_url": emu.url}, "credentials": {"token": "tok-mk"},
-                "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": true}))
-            .await;
-        let id = created["id"].as_str().expect("id").to_string();
+                "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": true})).await;
         api.wait_for_events(&id, 3, 20).await;
         hub.stop().await.expect("stops");
         id

@@ -25,15 +25,10 @@ async fn backfill_then_live(vendor: impl Vendor) {
     let api = Api::new(&hub);
     let emu = Emulator::start(vendor, "tok-1", 7).await;
     emu.add_recent(60, 2 * 86_400);
-    let created = api
-        .create_integration(integration_body("acme", &emu, "tok-1"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("acme", &emu, "tok-1")).await;
     let events = api.wait_for_events(&id, 60, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert!(v["last_success_at"].is_string(), "{v}");
     assert!(v["lag_seconds"].is_number(), "{v}");
     assert_eq!(v["events_ingested"], 60, "{v}");
@@ -42,14 +37,7 @@ async fn backfill_then_live(vendor: impl Vendor) {
     let now = chrono::Utc::now().timestamp_micros();
     emu.add_events(&[now - 60_000_000, now - 2_000_000, now - 1_000_000]);
     emu.add_recent(10, 30);
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+    api.poll_now(&id).await;
     let events = api.wait_for_events(&id, 73, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     // a few more cycles change nothing
@@ -92,14 +80,9 @@ async fn okta_restart_resumes_from_the_persisted_next_link() {
     let id = {
         let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api
-            .create_integration(integration_body("okta", &emu, "tok-okta"))
-            .await;
-        let id = created["id"].as_str().expect("id").to_string();
+        let id = api.create(integration_body("okta", &emu, "tok-okta")).await;
         api.wait_for_events(&id, 35, 20).await;
-        let v = api
-            .wait_for(&id, "live", 10, |v| v["state"] == "live")
-            .await;
+        let v = api.wait_live(&id).await;
         assert!(
             v["cursor"]["next"]
                 .as_str()
@@ -139,10 +122,7 @@ async fn github_restart_mid_walk_loses_nothing() {
     let id = {
         let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api
-            .create_integration(integration_body("gh", &emu, "tok-gh"))
-            .await;
-        let id = created["id"].as_str().expect("id").to_string();
+        let id = api.create(integration_body("gh", &emu, "tok-gh")).await;
         api.wait_for_events(&id, 10, 20).await;
         hub.stop().await.expect("stops");
         id
@@ -151,9 +131,7 @@ async fn github_restart_mid_walk_loses_nothing() {
     let api = Api::new(&hub);
     let events = api.wait_for_events(&id, 40, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert!(v["cursor"]["high_water"].is_string(), "{v}");
     hub.stop().await.expect("stops");
 }
@@ -172,15 +150,12 @@ async fn faults_are_retried_and_nothing_is_stored_twice() {
     emu.fault(Fault::Slow(Duration::from_millis(1200)));
     emu.fault(Fault::Truncated);
     emu.fault(Fault::Status(503, Some(0)));
-    let created = api
-        .create_integration(integration_body("slack", &emu, "tok-slack"))
+    let id = api
+        .create(integration_body("slack", &emu, "tok-slack"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 30, 30).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert_eq!(v["last_error"], Value::Null);
     let metrics = reqwest::get(format!("{}/metrics", hub.url()))
         .await
@@ -215,10 +190,9 @@ async fn rate_limit_headers_are_respected() {
     emu.add_recent(12, 600);
     emu.fault(Fault::BudgetSpent(2));
     emu.fault(Fault::RateLimitedUntilReset(2));
-    let created = api
-        .create_integration(integration_body("okta-rl", &emu, "tok-rl"))
+    let id = api
+        .create(integration_body("okta-rl", &emu, "tok-rl"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 12, 30).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.requests();
@@ -255,10 +229,9 @@ async fn rejected_credentials(vendor: impl Vendor) {
     let api = Api::new(&hub);
     let emu = Emulator::start(vendor, "right-token", 50).await;
     emu.add_recent(5, 3600);
-    let created = api
-        .create_integration(integration_body("bad-creds", &emu, "wrong-token"))
+    let id = api
+        .create(integration_body("bad-creds", &emu, "wrong-token"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let v = api
         .wait_for(&id, "error", 10, |v| v["state"] == "error")
         .await;
@@ -285,8 +258,7 @@ async fn rejected_credentials(vendor: impl Vendor) {
     assert_eq!(status, 200, "{v}");
     let events = api.wait_for_events(&id, 5, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     hub.stop().await.expect("stops");
 }
 
@@ -301,10 +273,7 @@ async fn server_errors_end_in_error_state_and_recover() {
     for _ in 0..4 {
         emu.fault(Fault::Status(502, None));
     }
-    let created = api
-        .create_integration(integration_body("slack-5xx", &emu, "tok"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("slack-5xx", &emu, "tok")).await;
     let v = api
         .wait_for(&id, "error", 10, |v| v["state"] == "error")
         .await;
@@ -314,8 +283,7 @@ async fn server_errors_end_in_error_state_and_recover() {
     );
     let events = api.wait_for_events(&id, 4, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     hub.stop().await.expect("stops");
 }
 
@@ -327,10 +295,7 @@ async fn delete_stops_collection_and_keeps_events() {
     let api = Api::new(&hub);
     let emu = Emulator::start(Github::Org, "tok", 50).await;
     emu.add_recent(6, 3600);
-    let created = api
-        .create_integration(integration_body("gh-del", &emu, "tok"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("gh-del", &emu, "tok")).await;
     api.wait_for_events(&id, 6, 20).await;
     let (status, _) = api
         .call(Method::DELETE, &format!("/api/v1/integrations/{id}"), None)
@@ -370,25 +335,16 @@ async fn idle_cycles_space_out() {
     let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let emu = Emulator::start(Slack, "tok", 50).await;
-    let created = api
-        .create_integration(integration_body("slack-idle", &emu, "tok"))
+    let id = api
+        .create(integration_body("slack-idle", &emu, "tok"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let polls = emu.requests().len();
     // every second without backoff would be ~7; with it (bounded at 2 s in tests) about 4
     assert!(polls <= 5, "{polls} polls in ~6 s of idleness");
     let before = emu.requests().len();
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+    api.poll_now(&id).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(emu.requests().len() > before, "manual poll did not go out");
     hub.stop().await.expect("stops");
@@ -403,10 +359,7 @@ async fn saved_link_is_not_followed_to_a_previous_host() {
     let api = Api::new(&hub);
     let old = Emulator::start(Okta, "tok", 50).await;
     old.add_recent(3, 600);
-    let created = api
-        .create_integration(integration_body("okta-move", &old, "tok"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("okta-move", &old, "tok")).await;
     api.wait_for_events(&id, 3, 20).await;
     let new = Emulator::start(Okta, "tok", 50).await;
     new.add_recent(2, 60);
@@ -518,10 +471,9 @@ async fn duplicates_across_pages_and_events_arriving_mid_walk() {
         for _ in 0..6 {
             emu.fault(Fault::Slow(Duration::from_millis(100)));
         }
-        let created = api
-            .create_integration(integration_body(emu.connector(), &emu, "tok"))
+        let id = api
+            .create(integration_body(emu.connector(), &emu, "tok"))
             .await;
-        let id = created["id"].as_str().expect("id").to_string();
         let late = emu.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -552,13 +504,11 @@ async fn refused_saved_link_restarts_from_time_with_overlap() {
     let api = Api::new(&hub);
     let emu = Emulator::start(Okta, "tok", 50).await;
     emu.add_recent(10, 600);
-    let created = api
-        .create_integration(integration_body("okta-refused", &emu, "tok"))
+    let id = api
+        .create(integration_body("okta-refused", &emu, "tok"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     api.wait_for_events(&id, 10, 20).await;
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     emu.fault(Fault::Status(400, None));
     emu.add_recent(3, 30);
     let events = api.wait_for_events(&id, 13, 20).await;
@@ -598,10 +548,9 @@ async fn slack_invalid_cursor_restarts_the_walk() {
     let id = {
         let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api
-            .create_integration(integration_body("slack-cursor", &emu, "tok"))
+        let id = api
+            .create(integration_body("slack-cursor", &emu, "tok"))
             .await;
-        let id = created["id"].as_str().expect("id").to_string();
         api.wait_for_events(&id, 4, 20).await;
         let v = api.integration(&id).await;
         hub.stop().await.expect("stops");
@@ -614,9 +563,7 @@ async fn slack_invalid_cursor_restarts_the_walk() {
     let api = Api::new(&hub);
     let events = api.wait_for_events(&id, 40, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert_eq!(v["last_error"], Value::Null);
     hub.stop().await.expect("stops");
 }
@@ -632,13 +579,9 @@ async fn a_future_timestamp_does_not_stall_the_cursor() {
     emu.add_recent(10, 3600);
     let now = chrono::Utc::now().timestamp_micros();
     emu.add_events(&[now + 10 * 365 * 86_400_000_000]);
-    let created = api
-        .create_integration(integration_body("gh-future", &emu, "tok"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("gh-future", &emu, "tok")).await;
     api.wait_for_events(&id, 11, 20).await;
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     emu.add_recent(12, 10);
     let events = api.wait_for_events(&id, 23, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
@@ -692,10 +635,9 @@ async fn github_secondary_limit_403_waits_and_a_plain_403_is_rejected() {
         403,
         json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
     ));
-    let created = api
-        .create_integration(integration_body("gh-secondary", &emu, "tok"))
+    let id = api
+        .create(integration_body("gh-secondary", &emu, "tok"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 5, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.requests();
@@ -713,14 +655,7 @@ async fn github_secondary_limit_403_waits_and_a_plain_403_is_rejected() {
             json!({"message": "Resource not accessible by integration"}),
         ));
     }
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+    api.poll_now(&id).await;
     let v = api
         .wait_for(&id, "error", 20, |v| v["state"] == "error")
         .await;

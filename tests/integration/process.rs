@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::emu::{Emulator, Fault};
-use crate::support::hub::{free_port, unique_source_ids, wait_ready, HubProcess, ADMIN, BIN};
+use crate::support::hub::{free_port, unique_source_ids, wait_ready, Api, HubProcess, ADMIN, BIN};
 use crate::support::vendors::{Github, Okta};
 
 /// The binary serving `dir` with small index segments, so that a kill lands around seals too.
@@ -18,17 +18,7 @@ async fn serve(dir: &std::path::Path, port: u16) -> HubProcess {
 }
 
 async fn events(url: &str, id: &str) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let v: Value = client
-        .get(format!("{url}/api/v1/events?integration={id}&limit=1000"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json");
-    v["events"].as_array().cloned().unwrap_or_default()
+    Api::at(url, ADMIN).events(id).await
 }
 
 fn cli(url: &str, args: &[&str]) -> (bool, String) {

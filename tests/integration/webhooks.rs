@@ -48,15 +48,14 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
     let api = Api::new(&hub);
     let url = hub.url();
     let emu = Emulator::start(Okta, "tok", 50).await;
-    let created = api
-        .create_integration(json!({
+    let id = api
+        .create(json!({
             "name": "okta-hooks", "connector": "okta", "config": {"base_url": emu.url},
             "credentials": {"token": "tok", "webhook_secret": "hook-secret-1"},
             "schedule": EVERY_SECOND, "backfill": "P1D", "requests_per_minute": 6000,
             "allow_insecure_http": true,
         }))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let (_, connectors) = api.json(Method::GET, "/api/v1/connectors", None).await;
     let okta = connectors["connectors"]
         .as_array()
@@ -228,23 +227,13 @@ async fn github_webhook_deliveries_nudge_a_poll() {
     let api = Api::new(&hub);
     let url = hub.url();
     let emu = Emulator::start(Github::Org, "tok", 50).await;
-    let created = api
-        .create_integration(json!({
+    let id = api.create(json!({
             "name": "gh-hooks", "connector": "github", "config": {"base_url": emu.url, "org": "octo-corp"},
             "credentials": {"token": "tok", "webhook_secret": "It's a Secret to Everybody"},
             // hourly: only the nudge can explain a prompt second poll
             "schedule": "0 0 * * * *", "backfill": "P1D", "allow_insecure_http": true,
-        }))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+        })).await;
+    api.poll_now(&id).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before = emu.requests().len();
     emu.add_recent(2, 30);
@@ -332,7 +321,8 @@ async fn in_house_applications_push_signed_unified_events() {
     let url = hub.url();
     let secret = trailhub::webhooks::new_standard_webhooks_secret();
     let created = api
-        .create_integration(json!({"name": "billing-app", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}}))
+        .create_integration(json!({"name": "billing-app", "connector": "webhook",
+            "credentials": {"signing_secret": secret.expose()}}))
         .await;
     let id = created["id"].as_str().expect("id").to_string();
     assert_eq!(created["state"], "live", "{created}");
@@ -440,10 +430,7 @@ async fn a_flood_of_forged_deliveries_is_refused_and_the_hub_keeps_serving() {
     let url = hub.url();
     let secret = trailhub::webhooks::new_standard_webhooks_secret();
     let forger = trailhub::webhooks::new_standard_webhooks_secret();
-    let created = api
-        .create_integration(json!({"name": "flooded", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}}))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(json!({"name": "flooded", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}})).await;
     let now = chrono::Utc::now().timestamp();
     let tasks: Vec<_> = (0..16)
         .map(|t| {

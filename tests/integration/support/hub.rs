@@ -141,13 +141,7 @@ impl TestHub {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(req).await
     }
 
     pub async fn ingest(&self, lines: &[Value]) -> Value {
@@ -168,13 +162,7 @@ impl TestHub {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(req).await
     }
 
     pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
@@ -223,6 +211,17 @@ impl TestHub {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().expect("token").to_string()
     }
+}
+
+/// Status and body of an answer: JSON, or the text as a JSON string.
+async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// The API of a running hub as one token, with waits on an integration's state.
@@ -326,6 +325,19 @@ impl Api {
                 None => return out,
             }
         }
+    }
+
+    /// The integration's events as the NDJSON export.
+    pub async fn export(&self, integration: &str) -> String {
+        let (status, text) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/events/export?format=ndjson&integration={integration}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "export: {text}");
+        text
     }
 
     pub async fn integration(&self, id: &str) -> Value {
@@ -486,21 +498,8 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str) {
 
 /// Events of the `custom` integration per batch, for source ids shaped `b<batch>-e<index>`;
 /// panics if any source id is stored twice.
-pub async fn events_per_batch(
-    http: &reqwest::Client,
-    url: &str,
-) -> std::collections::HashMap<usize, usize> {
-    let text = http
-        .get(format!(
-            "{url}/api/v1/events/export?format=ndjson&integration=custom"
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("export")
-        .text()
-        .await
-        .expect("body");
+pub async fn events_per_batch(url: &str) -> std::collections::HashMap<usize, usize> {
+    let text = Api::at(url, ADMIN).export("custom").await;
     let mut per_batch = std::collections::HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for line in text.lines() {

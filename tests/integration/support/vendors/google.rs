@@ -60,7 +60,7 @@ impl Vendor for Google {
             .expect("test public key");
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.set_audience(&[format!("{}/token", state.base)]);
-        validation.set_issuer(&[state.client_id.clone()]);
+        validation.set_issuer(std::slice::from_ref(&state.client_id));
         let assertion = form.get("assertion").map(String::as_str).unwrap_or("");
         let claims = match jsonwebtoken::decode::<Value>(assertion, &key, &validation) {
             Ok(d) => d.claims,
