@@ -20,7 +20,7 @@ use trailhub::config::{Secret, Settings};
 
 // the emulator core and GitHub vendor the integration tests use
 #[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the bench uses a part of the test support
+#[allow(dead_code, unused_imports)] // the bench uses a part of the test support
 mod support;
 
 use support::emu::Emulator;
