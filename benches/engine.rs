@@ -12,99 +12,33 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Uri};
-use axum::response::IntoResponse;
-use axum::Router;
+use axum::http::header;
 use serde_json::{json, Value};
 use trailhub::config::{Secret, Settings};
 
+// the emulator core and GitHub vendor the integration tests use
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code, unused_imports)] // the bench uses a part of the test support
+mod support;
+
+use support::emu::Emulator;
+use support::vendors::Github;
+
 const TOKEN: &str = "bench-admin-token-0123456789";
 const PER_PAGE: usize = 100;
+/// The GitHub token the hub and Grove send.
+const GH_TOKEN: &str = "ghp_bench";
 
-/// A GitHub audit-log emulator that serves pre-built pages (newest first, `after=o<offset>`
-/// Link-header cursors), so that its own cost stays out of the engine's figure.
-#[derive(Clone)]
-struct Emulator {
-    pages: Arc<Vec<Bytes>>,
-    hits: Arc<Mutex<Vec<Instant>>>,
-    /// path and query of each request without a cursor (each client's first page)
-    first_requests: Arc<Mutex<Vec<String>>>,
-    url: String,
-}
-
-async fn page(State(emu): State<Emulator>, uri: Uri) -> impl IntoResponse {
-    emu.hits.lock().expect("lock").push(Instant::now());
-    // Any path and query is taken (the hub's and Grove's differ in `include` and `order`); only
-    // `after` picks the page, so both are served the same pages.
-    let here = reqwest::Url::parse(&format!("{}{uri}", emu.url)).expect("url");
-    let after = here
-        .query_pairs()
-        .find(|(k, _)| k == "after")
-        .map(|(_, v)| v.into_owned());
-    if after.is_none() {
-        emu.first_requests
-            .lock()
-            .expect("lock")
-            .push(uri.to_string());
-    }
-    let offset: usize = after
-        .as_deref()
-        .and_then(|a| a.strip_prefix('o'))
-        .and_then(|o| o.parse().ok())
-        .unwrap_or(0);
-    let index = offset / PER_PAGE;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    // "No rate limit": a budget far larger than the run needs, resetting each minute (the hub
-    // spreads requests over the advertised window, so a far-off reset would pace it down).
-    let reset = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 60;
-    headers.insert(
-        "x-ratelimit-remaining",
-        HeaderValue::from_static("10000000"),
-    );
-    headers.insert(
-        "x-ratelimit-reset",
-        HeaderValue::from_str(&reset.to_string()).expect("digits"),
-    );
-    if index + 1 < emu.pages.len() {
-        // the request's own path and query, with the next `after` cursor (as GitHub does)
-        let mut next_url = here.clone();
-        next_url
-            .query_pairs_mut()
-            .clear()
-            .extend_pairs(here.query_pairs().filter(|(k, _)| k != "after"))
-            .append_pair("after", &format!("o{}", offset + PER_PAGE));
-        let next = format!("<{next_url}>; rel=\"next\"");
-        headers.insert(
-            header::LINK,
-            HeaderValue::from_str(&next).expect("ascii link"),
-        );
-    }
-    let body = emu
-        .pages
-        .get(index)
-        .cloned()
-        .unwrap_or_else(|| Bytes::from_static(b"[]"));
-    (headers, body)
-}
-
+/// A GitHub audit-log emulator (newest first, `after=o<offset>` Link-header cursors) holding `n`
+/// events over five days, with a budget far larger than the run needs.
 async fn start_emulator(n: usize, tag: &str) -> Emulator {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let emu = Emulator::start(Github::Org, GH_TOKEN, PER_PAGE).await;
+    // "No rate limit": resetting each minute (the hub spreads requests over the advertised
+    // window, so a far-off reset would pace it down).
+    emu.state.lock().expect("lock").budget_remaining = 10_000_000;
+    let now_ms = now_ms();
     let span_ms: i64 = 5 * 86_400_000;
     let actions = [
         "repo.create",
@@ -114,70 +48,28 @@ async fn start_emulator(n: usize, tag: &str) -> Emulator {
         "repo.access",
         "org.update_member",
     ];
-    let records: Vec<Value> = (0..n)
-        .map(|i| {
-            // newest first
-            let t = now_ms - 60_000 - (i as i64) * span_ms / n as i64;
-            json!({
-                "@timestamp": t, "created_at": t, "_document_id": format!("{tag}-{i:08}"),
-                "action": actions[i % actions.len()], "actor": format!("user{}", i % 50), "actor_id": 1000 + (i % 50),
-                "actor_location": {"country_name": "Norway"}, "org": "bench", "org_id": 42,
-                "repo": format!("bench/repo-{}", i % 300), "user": format!("member{}", i % 500), "visibility": "private",
-                "operation_type": "create", "transport_protocol_name": "http",
-            })
-        })
-        .collect();
-    let pages: Vec<Bytes> = records
-        .chunks(PER_PAGE)
-        .map(|c| Bytes::from(serde_json::to_vec(c).expect("json")))
-        .collect();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let emu = Emulator {
-        pages: Arc::new(pages),
-        hits: Arc::new(Mutex::new(Vec::new())),
-        first_requests: Arc::new(Mutex::new(Vec::new())),
-        url,
-    };
-    let app = Router::new().fallback(page).with_state(emu.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    for i in 0..n {
+        // newest first
+        let t = now_ms - 60_000 - (i as i64) * span_ms / n as i64;
+        let id = format!("{tag}-{i:08}");
+        emu.add_record(t * 1000, &id, json!({
+            "@timestamp": t, "created_at": t, "_document_id": id,
+            "action": actions[i % actions.len()], "actor": format!("user{}", i % 50), "actor_id": 1000 + (i % 50),
+            "actor_location": {"country_name": "Norway"}, "org": "bench", "org_id": 42,
+            "repo": format!("bench/repo-{}", i % 300), "user": format!("member{}", i % 500), "visibility": "private",
+            "operation_type": "create", "transport_protocol_name": "http",
+        }));
+    }
     emu
 }
 
-/// A GitHub emulator whose records change while the hub polls it (newest first, one page).
-#[derive(Clone)]
-struct LiveEmulator {
-    records: Arc<Mutex<Vec<Value>>>,
-    url: String,
-}
-
-async fn live_page(State(emu): State<LiveEmulator>) -> impl IntoResponse {
-    let records = emu.records.lock().expect("lock");
-    let page: Vec<&Value> = records.iter().rev().take(PER_PAGE).collect();
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&page).expect("json"),
-    )
-}
-
-async fn start_live_emulator() -> LiveEmulator {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let emu = LiveEmulator {
-        records: Arc::new(Mutex::new(Vec::new())),
-        url,
-    };
-    let app = Router::new().fallback(live_page).with_state(emu.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    emu
+/// Path and query of each request without a cursor (each client's first page).
+fn first_requests(emu: &Emulator) -> Vec<String> {
+    emu.requests()
+        .into_iter()
+        .filter(|r| !r.query.contains("after="))
+        .map(|r| format!("{}?{}", r.path, r.query))
+        .collect()
 }
 
 fn now_ms() -> i64 {
@@ -192,12 +84,12 @@ async fn time_to_timeline(
     http: &reqwest::Client,
     hub: &str,
     id: &str,
-    emu: &LiveEmulator,
+    emu: &Emulator,
     n: usize,
 ) -> f64 {
     let doc = format!("live-{id}-{n}");
     let t = now_ms();
-    emu.records.lock().expect("lock").push(json!({"@timestamp": t, "created_at": t, "_document_id": doc, "action": "repo.create", "actor": "octocat", "org": "bench"}));
+    emu.add_record(t * 1000, &doc, json!({"@timestamp": t, "created_at": t, "_document_id": doc, "action": "repo.create", "actor": "octocat", "org": "bench"}));
     let started = Instant::now();
     loop {
         let page: Value = http
@@ -223,12 +115,14 @@ async fn latency(
     rounds: usize,
     quiet: Duration,
 ) -> Vec<f64> {
-    let emu = start_live_emulator().await;
+    // a GitHub emulator whose records change while the hub polls it
+    let emu = Emulator::start(Github::Org, GH_TOKEN, PER_PAGE).await;
     let t = now_ms() - 3_600_000;
-    emu.records.lock().expect("lock").push(json!({"@timestamp": t, "created_at": t, "_document_id": format!("seed-{}", emu.url), "action": "org.create", "actor": "octocat", "org": "bench"}));
+    let seed = format!("seed-{}", emu.url);
+    emu.add_record(t * 1000, &seed, json!({"@timestamp": t, "created_at": t, "_document_id": seed, "action": "org.create", "actor": "octocat", "org": "bench"}));
     let mut body = json!({
         "name": format!("bench-live-{}", emu.url.rsplit(':').next().unwrap_or("x")), "connector": "github",
-        "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": "ghp_bench"},
+        "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": GH_TOKEN},
         "schedule": "* * * * * *", "backfill": "P1D", "allow_insecure_http": true,
     });
     if let Some(b) = idle_backoff {
@@ -271,7 +165,12 @@ async fn walk_alone(emu: &Emulator, http: &reqwest::Client) -> (usize, f64) {
     let mut url = format!("{}/orgs/bench/audit-log?per_page={PER_PAGE}", emu.url);
     let mut events = 0;
     loop {
-        let resp = http.get(&url).send().await.expect("page");
+        let resp = http
+            .get(&url)
+            .bearer_auth(GH_TOKEN)
+            .send()
+            .await
+            .expect("page");
         let next = resp
             .headers()
             .get(header::LINK)
@@ -299,7 +198,7 @@ async fn create(
 ) -> String {
     let body = json!({
         "name": name, "connector": "github",
-        "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": "ghp_bench"},
+        "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": GH_TOKEN},
         "schedule": "* * * * * *", "backfill": "P7D", "requests_per_minute": per_minute, "idle_backoff": 0,
         "allow_insecure_http": true,
     });
@@ -375,7 +274,7 @@ async fn run(n: usize) {
     let id = create(&http, &url, "bench-backfill", &backfill_emu, 1_000_000).await;
     let secs = wait_ingested(&http, &url, &id, n as u64).await;
     let total = started.elapsed().as_secs_f64();
-    let requests = backfill_emu.hits.lock().expect("lock").len();
+    let requests = backfill_emu.requests().len();
     let hub_rate = n as f64 / total;
     println!(
         "backfill through the hub, no rate limit: {n} events in {total:.2}s = {hub_rate:.0} events/s ({requests} requests; status polled every 10 ms, {secs:.2}s after creation returned)",
@@ -386,7 +285,7 @@ async fn run(n: usize) {
     let emu = start_emulator(limited_events, "c").await;
     let id = create(&http, &url, "bench-limited", &emu, 600).await;
     wait_ingested(&http, &url, &id, limited_events as u64).await;
-    let hits = emu.hits.lock().expect("lock").clone();
+    let hits: Vec<Instant> = emu.requests().iter().map(|r| r.at).collect();
     let span = hits
         .last()
         .expect("hits")
@@ -534,7 +433,7 @@ fn run_grove(python: &std::path::Path, emu_url: &str) -> Result<GroveRun, String
     let fqdn = emu_url.trim_start_matches("http://");
     let connector = json!({
         "name": "bench-github", "connector": "github_audit_log", "identity": "bench",
-        "scope": "orgs", "fqdn": fqdn, "key": "ghp_bench", "operation": "all",
+        "scope": "orgs", "fqdn": fqdn, "key": GH_TOKEN, "operation": "all",
     });
     std::fs::write(config.join("github.json"), connector.to_string()).map_err(|e| e.to_string())?;
     let log = std::fs::File::create(dir.path().join("grove.log")).map_err(|e| e.to_string())?;
@@ -625,14 +524,14 @@ async fn race_grove(emu: &Emulator, n: usize, hub_rate: f64) {
             return;
         }
     };
-    let hits_before = emu.hits.lock().expect("lock").len();
-    let firsts_before = emu.first_requests.lock().expect("lock").len();
+    let hits_before = emu.requests().len();
+    let firsts_before = first_requests(emu).len();
     let url = emu.url.clone();
     let ran = tokio::task::spawn_blocking(move || run_grove(&python, &url))
         .await
         .expect("join");
-    let requests = emu.hits.lock().expect("lock").len() - hits_before;
-    let firsts = emu.first_requests.lock().expect("lock").clone();
+    let requests = emu.requests().len() - hits_before;
+    let firsts = first_requests(emu);
     match ran {
         Err(reason) => println!("grove: FAILED ({reason}; {requests} requests)"),
         Ok(GroveRun {

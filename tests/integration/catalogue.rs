@@ -1,27 +1,18 @@
 //! The connector catalogue against its loopback emulators: pagination, cursor and auth flow of
-//! each vendor (the token endpoint included for OAuth2 vendors), plus the conformance cases
-//! every connector passes (duplicates across pages, 429, 5xx, truncated JSON, restart, late
-//! events inside the overlap, empty polls)
+//! each vendor (the token endpoint included for OAuth2 vendors); the cases every connector
+//! passes are in conformance.rs
 
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::catalogue_emu::{CatEmu, CatFault, CatVendor};
-use crate::helpers::{captured_logs, files_containing, spawn_hub, unique_source_ids, Api};
-
-/// Asks for a cycle now (idle backoff would otherwise skip fires).
-async fn poll_now(api: &Api, id: &str) {
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
-}
+use crate::support::emu::{Emulator, Fault};
+use crate::support::hub::{captured_logs, files_containing, start_hub, unique_source_ids, Api};
+use crate::support::vendors::{
+    AtlassianAdmin, Auth0, Cloudflare, Entra, Github, Gitlab, Google, Jira, OnePassword,
+    GOOGLE_TEST_KEY,
+};
 
 const CLIENT_ID: &str = "8a1c7e4e-client";
 const SECRET: &str = "client-secret-for-tests";
@@ -30,98 +21,20 @@ fn oauth_credentials() -> Value {
     json!({"client_id": CLIENT_ID, "client_secret": SECRET})
 }
 
-pub(crate) fn integration(
-    emu: &CatEmu,
-    vendor: CatVendor,
-    name: &str,
-    credentials: Value,
-) -> Value {
-    json!({"name": name, "connector": vendor.connector(), "config": emu.config(),
-        "credentials": credentials, "schedule": "* * * * * *", "backfill": "P2D",
-        "requests_per_minute": 6000, "allow_insecure_http": true})
-}
-
-/// The conformance cases of tests/integration/conformance.rs, for a catalogue emulator.
-async fn conformance(vendor: CatVendor, credentials: Value) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let emu = CatEmu::start(vendor, CLIENT_ID, SECRET, 6).await;
-    emu.state.lock().expect("lock").repeat_across_pages = true;
-    emu.add_recent(40, 86_400);
-    emu.fault(CatFault::Status(429, Some(1)));
-    emu.fault(CatFault::Status(500, None));
-    emu.fault(CatFault::Truncated);
-    let name = format!("conformance-{}", vendor.connector());
-    let id = {
-        let hub = spawn_hub(dir.path()).await;
-        let api = Api::new(&hub);
-        let created = api
-            .create_integration(integration(&emu, vendor, &name, credentials.clone()))
-            .await;
-        let id = created["id"].as_str().expect("id").to_string();
-        let events = api.wait_for_events(&id, 40, 30).await;
-        assert_eq!(unique_source_ids(&events), emu.ids(), "backfill");
-        api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-            .await;
-        hub.stop().await.expect("stops");
-        id
-    };
-    let now = chrono::Utc::now().timestamp_micros();
-    emu.add_events(&[now - 120_000_000, now - 5_000_000]);
-    emu.add_recent(9, 20);
-    let hub = spawn_hub(dir.path()).await;
-    let api = Api::new(&hub);
-    let events = api.wait_for_events(&id, 51, 30).await;
-    assert_eq!(unique_source_ids(&events), emu.ids(), "after restart");
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(api.events(&id).await.len(), 51);
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
-    assert_eq!(v["last_error"], Value::Null);
-    hub.stop().await.expect("stops");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entra_audits_conformance() {
-    conformance(CatVendor::EntraAudits, oauth_credentials()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entra_signins_conformance() {
-    conformance(CatVendor::EntraSignIns, oauth_credentials()).await;
-}
-
-/// Client credentials at the token endpoint, one token for every page and cycle while it is
-/// valid, `$filter ... ge`, `$orderby`, `@odata.nextLink` followed as is, 429 Retry-After.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entra_token_filter_next_link_and_retry_after() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = CatEmu::start(CatVendor::EntraAudits, CLIENT_ID, SECRET, 5).await;
+    let emu = Emulator::start_as(Entra::Audits, CLIENT_ID, SECRET, 5).await;
     emu.add_recent(23, 3600);
-    emu.fault(CatFault::Status(429, Some(1)));
-    let hub = spawn_hub(dir.path()).await;
+    emu.fault(Fault::Status(429, Some(1)));
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::EntraAudits,
-            "entra",
-            oauth_credentials(),
-        ))
+    let id = api
+        .create(emu.integration_with("entra", oauth_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 23, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     // more cycles run (every second); still the one token
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let tokens = emu.token_requests();
@@ -171,19 +84,13 @@ async fn entra_token_filter_next_link_and_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entra_token_401_refused_client_and_expiry() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = CatEmu::start(CatVendor::EntraSignIns, CLIENT_ID, SECRET, 50).await;
+    let emu = Emulator::start_as(Entra::SignIns, CLIENT_ID, SECRET, 50).await;
     emu.add_recent(5, 600);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::EntraSignIns,
-            "entra-signins",
-            oauth_credentials(),
-        ))
+    let id = api
+        .create(emu.integration_with("entra-signins", oauth_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     api.wait_for_events(&id, 5, 20).await;
     assert_eq!(emu.token_requests().len(), 1);
     // the vendor revokes the token: one 401, a new token, the same page again
@@ -202,9 +109,7 @@ async fn entra_token_401_refused_client_and_expiry() {
 
     // a client the token endpoint refuses: credentials rejected, the vendor's text left out
     let bad = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::EntraSignIns,
+        .create_integration(emu.integration_with(
             "entra-bad",
             json!({"client_id": CLIENT_ID, "client_secret": "wrong"}),
         ))
@@ -224,7 +129,7 @@ async fn entra_token_401_refused_client_and_expiry() {
 
     // a rate-limited token endpoint is waited out, not a credentials error
     emu.revoke_tokens();
-    emu.fault(CatFault::TokenStatus(429, Some(1)));
+    emu.fault(Fault::TokenStatus(429, Some(1)));
     emu.add_recent(2, 5);
     api.wait_for_events(&id, 10, 20).await;
     let v = api.integration(&id).await;
@@ -234,26 +139,20 @@ async fn entra_token_401_refused_client_and_expiry() {
 
     // tokens that live 3 s: cycles every second replace them before they expire, so the API
     // never sees an expired one
-    let emu = CatEmu::start(CatVendor::EntraSignIns, CLIENT_ID, SECRET, 50).await;
+    let emu = Emulator::start_as(Entra::SignIns, CLIENT_ID, SECRET, 50).await;
     emu.state.lock().expect("lock").token_lifetime = 3;
     emu.add_recent(4, 600);
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::EntraSignIns,
-            "entra-short-tokens",
-            oauth_credentials(),
-        ))
+    let id = api
+        .create(emu.integration_with("entra-short-tokens", oauth_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     api.wait_for_events(&id, 4, 20).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while emu.token_requests().len() < 3 && tokio::time::Instant::now() < deadline {
         emu.add_recent(1, 1);
-        poll_now(&api, &id).await;
+        api.poll_now(&id).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(
@@ -265,35 +164,22 @@ async fn entra_token_401_refused_client_and_expiry() {
     hub.stop().await.expect("stops");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth0_conformance() {
-    conformance(CatVendor::Auth0, oauth_credentials()).await;
-}
-
 /// Auth0: a client-credentials token with the Management API audience; the walk is seeded by a
 /// date search, then continues with `from=<last log_id>&take=100`; the request with the newest
 /// log_id is the cursor, polled again after an empty page, and finds late-stamped events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth0_checkpoint_walk_and_token_audience() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = CatEmu::start(CatVendor::Auth0, CLIENT_ID, SECRET, 4).await;
+    let emu = Emulator::start_as(Auth0, CLIENT_ID, SECRET, 4).await;
     emu.add_recent(11, 3600);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::Auth0,
-            "auth0",
-            oauth_credentials(),
-        ))
+    let id = api
+        .create(emu.integration_with("auth0", oauth_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 11, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     let next = v["cursor"]["next"].as_str().expect("a saved checkpoint");
     assert!(next.contains("from=900"), "{next}");
     let tokens = emu.token_requests();
@@ -318,28 +204,17 @@ async fn auth0_checkpoint_walk_and_token_audience() {
     hub.stop().await.expect("stops");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gitlab_conformance() {
-    conformance(CatVendor::Gitlab, json!({"token": SECRET})).await;
-}
-
 /// GitLab: `PRIVATE-TOKEN`, keyset newest first with `created_after`, Link rel=next; the
 /// instance endpoint chosen by `config.level`, whose values are checked when saved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitlab_keyset_walk_and_level_choice() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = CatEmu::start(CatVendor::Gitlab, "", SECRET, 4).await;
+    let emu = Emulator::start_as(Gitlab, "", SECRET, 4).await;
     emu.add_recent(10, 3600);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let mut body = integration(
-        &emu,
-        CatVendor::Gitlab,
-        "gitlab-group",
-        json!({"token": SECRET}),
-    );
-    let created = api.create_integration(body.clone()).await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let mut body = emu.integration_with("gitlab-group", json!({"token": SECRET}));
+    let id = api.create(body.clone()).await;
     let events = api.wait_for_events(&id, 10, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.api_requests();
@@ -365,8 +240,7 @@ async fn gitlab_keyset_walk_and_level_choice() {
     // the instance endpoint
     body["name"] = json!("gitlab-instance");
     body["config"] = json!({"base_url": emu.url, "level": "instance"});
-    let created = api.create_integration(body).await;
-    let instance_id = created["id"].as_str().expect("id").to_string();
+    let instance_id = api.create(body).await;
     api.wait_for_events(&instance_id, 10, 20).await;
     assert!(emu
         .api_requests()
@@ -380,29 +254,18 @@ async fn gitlab_keyset_walk_and_level_choice() {
     hub.stop().await.expect("stops");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn onepassword_conformance() {
-    conformance(CatVendor::OnePassword, json!({"token": SECRET})).await;
-}
-
 /// 1Password: a reset cursor body first, then `{cursor}` bodies; the cursor is kept after
 /// `has_more: false` and posted again, so events that arrive later (even stamped earlier) come.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onepassword_post_cursor_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = CatEmu::start(CatVendor::OnePassword, "", SECRET, 4).await;
+    let emu = Emulator::start_as(OnePassword::AuditEvents, "", SECRET, 4).await;
     emu.add_recent(9, 3600);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::OnePassword,
-            "1password",
-            json!({"token": SECRET}),
-        ))
+    let id = api
+        .create(emu.integration_with("1password", json!({"token": SECRET})))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 9, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.api_requests();
@@ -422,9 +285,7 @@ async fn onepassword_post_cursor_stream() {
         let keys: Vec<&String> = b.as_object().expect("object").keys().collect();
         assert_eq!(keys, ["cursor"], "{b}");
     }
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert!(v["cursor"]["next"]
         .as_str()
         .unwrap_or("")
@@ -435,39 +296,21 @@ async fn onepassword_post_cursor_stream() {
     hub.stop().await.expect("stops");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jira_conformance() {
-    // the emulator's basic auth is CLIENT_ID:SECRET
-    conformance(
-        CatVendor::Jira,
-        json!({"email": CLIENT_ID, "api_token": SECRET}),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cloudflare_conformance() {
-    conformance(CatVendor::Cloudflare, json!({"token": SECRET})).await;
-}
-
 /// Jira (basic auth, offset/limit, `from`) and Cloudflare (bearer, `since`, `direction=asc`,
 /// `page` until an empty `result`) walk their offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jira_and_cloudflare_offset_walks() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let jira = CatEmu::start(CatVendor::Jira, "admin@example.com", SECRET, 4).await;
+    let jira = Emulator::start_as(Jira, "admin@example.com", SECRET, 4).await;
     jira.add_recent(10, 3600);
-    let created = api
-        .create_integration(integration(
-            &jira,
-            CatVendor::Jira,
+    let id = api
+        .create(jira.integration_with(
             "jira",
             json!({"email": "admin@example.com", "api_token": SECRET}),
         ))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 10, 20).await;
     assert_eq!(unique_source_ids(&events), jira.ids());
     let offsets: Vec<String> = jira
@@ -483,17 +326,11 @@ async fn jira_and_cloudflare_offset_walks() {
         .collect();
     assert_eq!(offsets, ["", "4", "8", "10"]);
 
-    let cf = CatEmu::start(CatVendor::Cloudflare, "", SECRET, 4).await;
+    let cf = Emulator::start_as(Cloudflare, "", SECRET, 4).await;
     cf.add_recent(9, 3600);
-    let created = api
-        .create_integration(integration(
-            &cf,
-            CatVendor::Cloudflare,
-            "cloudflare",
-            json!({"token": SECRET}),
-        ))
+    let id = api
+        .create(cf.integration_with("cloudflare", json!({"token": SECRET})))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 9, 20).await;
     assert_eq!(unique_source_ids(&events), cf.ids());
     let pages: Vec<String> = cf
@@ -516,22 +353,17 @@ async fn jira_and_cloudflare_offset_walks() {
 /// (same shape): the walk, a 429 and a 5xx on the way, a restart that adds late events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_enterprise_walk_and_restart() {
-    use crate::emulator::{Emulator, Fault, Vendor};
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(Vendor::Github, "tok-ent", 6).await;
-    emu.state.lock().expect("lock").repeat_across_pages = true;
+    let emu = Emulator::start(Github::Enterprise, "tok-ent", 6).await;
+    emu.set_repeat_across_pages();
     emu.add_recent(20, 86_400);
     emu.fault(Fault::Status(429, Some(1)));
     emu.fault(Fault::Status(502, None));
-    let body = json!({"name": "ghe", "connector": "github_enterprise",
-        "config": {"base_url": emu.url, "enterprise": "octo-ent"},
-        "credentials": {"token": "tok-ent"}, "schedule": "* * * * * *", "backfill": "P2D",
-        "requests_per_minute": 6000, "allow_insecure_http": true});
+    let body = emu.integration("ghe");
     let id = {
-        let hub = spawn_hub(dir.path()).await;
+        let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api.create_integration(body).await;
-        let id = created["id"].as_str().expect("id").to_string();
+        let id = api.create(body).await;
         let events = api.wait_for_events(&id, 20, 30).await;
         assert_eq!(unique_source_ids(&events), emu.ids());
         hub.stop().await.expect("stops");
@@ -540,7 +372,7 @@ async fn github_enterprise_walk_and_restart() {
     let now = chrono::Utc::now().timestamp_micros();
     emu.add_events(&[now - 120_000_000]);
     emu.add_recent(3, 10);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let events = api.wait_for_events(&id, 24, 30).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
@@ -556,12 +388,7 @@ async fn github_enterprise_walk_and_restart() {
 }
 
 fn google_credentials() -> Value {
-    json!({"client_email": CLIENT_ID, "private_key": crate::catalogue_emu::GOOGLE_TEST_KEY})
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn google_workspace_conformance() {
-    conformance(CatVendor::Google, google_credentials()).await;
+    json!({"client_email": CLIENT_ID, "private_key": GOOGLE_TEST_KEY})
 }
 
 /// Google: the RS256 assertion (iss, sub, scope, aud) is accepted, one token serves every page;
@@ -570,19 +397,13 @@ async fn google_workspace_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_workspace_jwt_bearer_and_page_tokens() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = CatEmu::start(CatVendor::Google, CLIENT_ID, SECRET, 4).await;
+    let emu = Emulator::start_as(Google, CLIENT_ID, SECRET, 4).await;
     emu.add_recent(10, 3600);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::Google,
-            "google",
-            google_credentials(),
-        ))
+    let id = api
+        .create(emu.integration_with("google", google_credentials()))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 10, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let tokens = emu.token_requests();
@@ -598,7 +419,7 @@ async fn google_workspace_jwt_bearer_and_page_tokens() {
     assert!(reqs[0].query.contains("startTime=20"));
     assert!(reqs[1].query.contains("pageToken=p4"), "{}", reqs[1].query);
 
-    let mut wrong_sub = integration(&emu, CatVendor::Google, "google-sub", google_credentials());
+    let mut wrong_sub = emu.integration_with("google-sub", google_credentials());
     wrong_sub["config"]["admin_email"] = json!("intruder@example.com");
     let bad = api.create_integration(wrong_sub).await;
     let bad_id = bad["id"].as_str().expect("id").to_string();
@@ -610,9 +431,7 @@ async fn google_workspace_jwt_bearer_and_page_tokens() {
     assert!(err.contains("unauthorized_client"), "{err}");
 
     let garbage = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::Google,
+        .create_integration(emu.integration_with(
             "google-garbage",
             json!({"client_email": CLIENT_ID, "private_key": "not a key"}),
         ))
@@ -630,19 +449,11 @@ async fn google_workspace_jwt_bearer_and_page_tokens() {
     );
     let (_, listing) = api.call(Method::GET, "/api/v1/integrations", None).await;
     hub.stop().await.expect("stops");
-    let key_body = crate::catalogue_emu::GOOGLE_TEST_KEY
-        .lines()
-        .nth(1)
-        .expect("key line");
+    let key_body = GOOGLE_TEST_KEY.lines().nth(1).expect("key line");
     for out in [listing, captured_logs()] {
         assert!(!out.contains(key_body), "the private key leaked");
     }
     assert!(files_containing(dir.path(), key_body.as_bytes()).is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn atlassian_admin_conformance() {
-    conformance(CatVendor::AtlassianAdmin, json!({"api_key": SECRET})).await;
 }
 
 /// Atlassian organization events-stream: `from` in epoch ms seeds the walk, `meta.next` goes back
@@ -650,19 +461,13 @@ async fn atlassian_admin_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn atlassian_admin_stream_cursor() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = CatEmu::start(CatVendor::AtlassianAdmin, "", SECRET, 4).await;
+    let emu = Emulator::start_as(AtlassianAdmin, "", SECRET, 4).await;
     emu.add_recent(9, 3600);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let created = api
-        .create_integration(integration(
-            &emu,
-            CatVendor::AtlassianAdmin,
-            "atlassian",
-            json!({"api_key": SECRET}),
-        ))
+    let id = api
+        .create(emu.integration_with("atlassian", json!({"api_key": SECRET})))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 9, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.api_requests();
@@ -674,9 +479,7 @@ async fn atlassian_admin_stream_cursor() {
     let from: i64 = first["from"].parse().expect("epoch ms");
     assert!(from > 1_600_000_000_000, "{from}");
     assert!(reqs[1].query.contains("cursor=a"));
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert!(v["cursor"]["next"]
         .as_str()
         .unwrap_or("")

@@ -1,43 +1,42 @@
-//! The cases every connector must pass against its emulator: pagination with duplicates across
-//! pages, 429 with Retry-After, 5xx, truncated JSON, restart from the committed cursor, late
-//! events inside the overlap, and empty polls that change nothing
+//! The cases every polling connector must pass against its vendor's emulator: pagination with
+//! duplicates across pages, 429 with Retry-After, 5xx, truncated JSON, restart from the
+//! committed cursor, late events inside the overlap, and empty polls that change nothing
+//!
+//! The suite walks the built-in registry, so a new polling connector fails here until its
+//! vendor is emulated (tests/integration/support/vendors); push-only connectors are skipped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Method;
-use serde_json::json;
+use serde_json::Value;
+use trailhub::connectors::Registry;
 
-use crate::emulator::{Emulator, Fault, Vendor};
-use crate::helpers::{spawn_hub, unique_source_ids, Api};
+use crate::support::emu::{Emulator, Fault, Vendor};
+use crate::support::hub::{start_hub, unique_source_ids, Api};
+use crate::support::vendors;
 
-fn body(vendor: Vendor, emu: &Emulator) -> serde_json::Value {
-    let (connector, config) = match vendor {
-        Vendor::Github => ("github", json!({"base_url": emu.url, "org": "octo-corp"})),
-        Vendor::Okta => ("okta", json!({"base_url": emu.url})),
-        Vendor::Slack => ("slack", json!({"base_url": emu.url})),
-    };
-    json!({"name": format!("conformance-{connector}"), "connector": connector, "config": config,
-        "credentials": {"token": "tok-conf"}, "schedule": "* * * * * *", "backfill": "P2D",
-        "requests_per_minute": 6000, "allow_insecure_http": true})
-}
+const CLIENT_ID: &str = "8a1c7e4e-client";
+const SECRET: &str = "client-secret-for-tests";
+/// Cases run at once: each mostly waits (Retry-After, schedules), two cores are enough for this.
+const AT_ONCE: usize = 5;
 
-async fn conformance(vendor: Vendor) {
+async fn conformance(vendor: Arc<dyn Vendor>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(vendor, "tok-conf", 6).await;
-    emu.state.lock().expect("lock").repeat_across_pages = true;
+    let emu = Emulator::start_shared(vendor, CLIENT_ID, SECRET, 6).await;
+    emu.set_repeat_across_pages();
     emu.add_recent(40, 86_400);
     emu.fault(Fault::Status(429, Some(1)));
     emu.fault(Fault::Status(500, None));
     emu.fault(Fault::Truncated);
     let id = {
-        let hub = spawn_hub(dir.path()).await;
+        let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api.create_integration(body(vendor, &emu)).await;
-        let id = created["id"].as_str().expect("id").to_string();
+        let id = api
+            .create(emu.integration(&format!("conformance-{}", emu.connector())))
+            .await;
         let events = api.wait_for_events(&id, 40, 30).await;
         assert_eq!(unique_source_ids(&events), emu.ids(), "backfill");
-        api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-            .await;
+        api.wait_live(&id).await;
         hub.stop().await.expect("stops");
         id
     };
@@ -45,39 +44,74 @@ async fn conformance(vendor: Vendor) {
     let now = chrono::Utc::now().timestamp_micros();
     emu.add_events(&[now - 120_000_000, now - 5_000_000]);
     emu.add_recent(9, 20);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let events = api.wait_for_events(&id, 51, 30).await;
     assert_eq!(unique_source_ids(&events), emu.ids(), "after restart");
     // empty polls change nothing
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+    api.poll_now(&id).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(api.events(&id).await.len(), 51);
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
-    assert_eq!(v["last_error"], serde_json::Value::Null);
+    let v = api.wait_live(&id).await;
+    assert_eq!(v["last_error"], Value::Null);
     hub.stop().await.expect("stops");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn github_conformance() {
-    conformance(Vendor::Github).await;
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic".into()),
+        Err(e) => e.to_string(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn okta_conformance() {
-    conformance(Vendor::Okta).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slack_conformance() {
-    conformance(Vendor::Slack).await;
+async fn every_polling_connector_passes_the_conformance_cases() {
+    let registry = Registry::builtin().expect("builtin definitions are valid");
+    for vendor in vendors::all() {
+        assert!(
+            registry.get(vendor.connector()).is_ok(),
+            "an emulated vendor serves {:?}, which is no built-in connector",
+            vendor.connector()
+        );
+    }
+    let mut polling = Vec::new();
+    let mut missing = Vec::new();
+    for connector in registry.all() {
+        // pushed, never polled: nothing here applies
+        if connector.push_only {
+            continue;
+        }
+        match vendors::for_connector(&connector.name) {
+            Some(vendor) => polling.push((connector.name.clone(), vendor)),
+            None => missing.push(connector.name.clone()),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "built-in polling connectors without an emulated vendor, so without conformance cases: \
+         {missing:?} (add one in tests/integration/support/vendors)"
+    );
+    let permits = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
+    let mut cases = tokio::task::JoinSet::new();
+    for (name, vendor) in polling {
+        let permits = permits.clone();
+        cases.spawn(async move {
+            let _permit = permits.acquire().await.expect("semaphore open");
+            // its own task, so that a failing case is told apart by its connector
+            let outcome = tokio::spawn(conformance(vendor)).await;
+            (name, outcome.map_err(panic_message))
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = cases.join_next().await {
+        let (name, outcome) = done.expect("case runner");
+        if let Err(why) = outcome {
+            failed.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(failed.is_empty(), "conformance failed: {failed:#?}");
 }

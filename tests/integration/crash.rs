@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::*;
+use crate::support::data::*;
+use crate::support::hub::*;
 
 const BATCH: usize = 20;
 
@@ -55,7 +56,7 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
     let total_batches = 400;
 
     for round in 0..3 {
-        let mut child = spawn_hub(dir.path(), port);
+        let mut child = HubProcess::spawn(dir.path(), port);
         wait_ready(&http, &url).await;
         let acked = Arc::new(Mutex::new(HashSet::new()));
         let next = Arc::new(Mutex::new(round * 40));
@@ -100,9 +101,9 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         );
 
         // Restart and check.
-        let mut child = spawn_hub(dir.path(), port);
+        let mut child = HubProcess::spawn(dir.path(), port);
         wait_ready(&http, &url).await;
-        let per_batch = events_per_batch(&http, &url).await;
+        let per_batch = events_per_batch(&url).await;
         for b in &acked {
             assert_eq!(
                 per_batch.get(b).copied(),
@@ -116,27 +117,19 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
                 "round {round}: batch {b} half stored ({n} of {BATCH})"
             );
         }
-        let integrity: Value = http
-            .get(format!("{url}/api/v1/integrity"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("integrity")
-            .json()
-            .await
-            .expect("json");
+        let integrity = Api::at(&url, ADMIN).get("/api/v1/integrity").await;
         assert_eq!(integrity["ok"], true, "round {round}: {integrity}");
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
     }
 
     // Re-posting everything after the crashes stores each event exactly once.
-    let mut child = spawn_hub(dir.path(), port);
+    let mut child = HubProcess::spawn(dir.path(), port);
     wait_ready(&http, &url).await;
     for batch in 1..=130 {
         assert!(post_batch(&http, &url, batch).await, "repost {batch}");
     }
-    let per_batch = events_per_batch(&http, &url).await;
+    let per_batch = events_per_batch(&url).await;
     assert!(
         (1..=130).all(|b| per_batch.get(&b) == Some(&BATCH)),
         "a re-posted batch is missing or doubled"
@@ -183,7 +176,7 @@ async fn kill_9_during_a_webhook_flood_loses_nothing_acknowledged() {
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client");
-    let mut child = spawn_hub_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
+    let mut child = HubProcess::spawn_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
     wait_ready(&http, &url).await;
     let secret = trailhub::webhooks::new_standard_webhooks_secret();
     let created: Value = http
@@ -238,7 +231,7 @@ async fn kill_9_during_a_webhook_flood_loses_nothing_acknowledged() {
     let acked: HashSet<usize> = acked.lock().expect("lock").clone();
     assert!(acked.len() >= 400, "{} acknowledged", acked.len());
 
-    let mut child = spawn_hub_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
+    let mut child = HubProcess::spawn_with(dir.path(), port, &[("TRAILHUB_SEAL_EVENTS", "100")]);
     wait_ready(&http, &url).await;
     let stored = |text: String| -> HashMap<String, usize> {
         let mut seen = HashMap::new();
@@ -250,19 +243,8 @@ async fn kill_9_during_a_webhook_flood_loses_nothing_acknowledged() {
         }
         seen
     };
-    let export = |http: reqwest::Client, url: String, id: String| async move {
-        http.get(format!(
-            "{url}/api/v1/events/export?format=ndjson&integration={id}"
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("export")
-        .text()
-        .await
-        .expect("body")
-    };
-    let seen = stored(export(http.clone(), url.clone(), id.clone()).await);
+    let api = Api::at(&url, ADMIN);
+    let seen = stored(api.export(&id).await);
     for n in &acked {
         assert_eq!(
             seen.get(&format!("hook-{n}")),
@@ -279,28 +261,14 @@ async fn kill_9_during_a_webhook_flood_loses_nothing_acknowledged() {
             "redelivery {n}"
         );
     }
-    let seen = stored(export(http.clone(), url.clone(), id.clone()).await);
+    let seen = stored(api.export(&id).await);
     assert_eq!(seen.len(), max);
     assert!(seen.values().all(|c| *c == 1), "a delivery stored twice");
-    let shown: Value = http
-        .get(format!("{url}/api/v1/integrations/{id}"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("integration")
-        .json()
-        .await
-        .expect("json");
+    let shown = Api::at(&url, ADMIN)
+        .get(&format!("/api/v1/integrations/{id}"))
+        .await;
     assert_eq!(shown["events_ingested"], max, "{shown}");
-    let integrity: Value = http
-        .get(format!("{url}/api/v1/integrity"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("integrity")
-        .json()
-        .await
-        .expect("json");
+    let integrity = Api::at(&url, ADMIN).get("/api/v1/integrity").await;
     assert_eq!(integrity["ok"], true, "{integrity}");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::*;
+use crate::support::data::*;
+use crate::support::hub::*;
 
 struct Mount(std::path::PathBuf);
 
@@ -64,7 +65,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     // Ballast to delete later, to show that writes resume once there is room again.
     let ballast = mount_point.path().join("ballast");
     std::fs::write(&ballast, vec![7u8; 8 * 1024 * 1024]).expect("ballast");
-    let mut child = spawn_hub_with(&data, port, &[("TRAILHUB_MIN_FREE_MB", "6")]);
+    let mut child = HubProcess::spawn_with(&data, port, &[("TRAILHUB_MIN_FREE_MB", "6")]);
     wait_ready(&http, &url).await;
 
     let mut acked = Vec::new();
@@ -109,15 +110,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     assert_eq!(health.status().as_u16(), 503);
     let health: Value = health.json().await.expect("json");
     assert_eq!(health["status"], "degraded", "{health}");
-    let page: Value = http
-        .get(format!("{url}/api/v1/events?limit=5"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("read")
-        .json()
-        .await
-        .expect("json");
+    let page = Api::at(&url, ADMIN).get("/api/v1/events?limit=5").await;
     assert_eq!(page["events"].as_array().map(Vec::len), Some(5));
     let again = http
         .post(format!("{url}/api/v1/events"))
@@ -158,9 +151,9 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
     assert!(copied.success());
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_hub(&roomy.path().join("data"), port);
+    let mut child = HubProcess::spawn(&roomy.path().join("data"), port);
     wait_ready(&http, &url).await;
-    let per_batch = events_per_batch(&http, &url).await;
+    let per_batch = events_per_batch(&url).await;
     for n in &acked {
         assert_eq!(
             per_batch.get(n),
@@ -172,15 +165,7 @@ async fn a_full_disk_refuses_writes_and_loses_nothing_acknowledged() {
         per_batch.values().all(|c| *c == 100),
         "a batch is partial or doubled"
     );
-    let integrity: Value = http
-        .get(format!("{url}/api/v1/integrity"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("integrity")
-        .json()
-        .await
-        .expect("json");
+    let integrity = Api::at(&url, ADMIN).get("/api/v1/integrity").await;
     assert_eq!(integrity["ok"], true, "{integrity}");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");

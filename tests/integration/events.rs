@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::*;
+use crate::support::data::*;
+use crate::support::hub::*;
 
 fn time_secs(e: &Value) -> f64 {
     let t = e["time"].as_str().expect("time");

@@ -6,7 +6,8 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::*;
+use crate::support::data::*;
+use crate::support::hub::*;
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use trailhub::config::Secret;
 
-use crate::emulator::{Emulator, Vendor};
-use crate::helpers::{spawn_hub, spawn_hub_with_key, unique_source_ids, Api};
+use crate::support::emu::Emulator;
+use crate::support::hub::{start_hub, start_hub_with, unique_source_ids, Api};
+use crate::support::vendors::{Okta, Slack};
 
 async fn expect_400(api: &Api, body: Value, names: &str) {
     let (status, v) = api
@@ -21,7 +23,7 @@ async fn expect_400(api: &Api, body: Value, names: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_is_validated_against_the_connector() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let c = api.get("/api/v1/connectors").await;
     let names: Vec<&str> = c["connectors"]
@@ -186,17 +188,14 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
     let key_a = "a".repeat(64);
     let key_b = "b".repeat(64);
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(Vendor::Slack, "tok-mk", 50).await;
+    let emu = Emulator::start(Slack, "tok-mk", 50).await;
     emu.add_recent(3, 600);
     let id = {
-        let hub = spawn_hub_with_key(dir.path(), Some(&key_a)).await;
+        let hub = start_hub_with(dir.path(), |s| s.master_key = Some(Secret::new(&key_a))).await;
         let api = Api::new(&hub);
-        let created = api
-            .create_integration(json!({"name": "slack-mk", "connector": "slack",
+        let id = api.create(json!({"name": "slack-mk", "connector": "slack",
                 "config": {"base_url": emu.url}, "credentials": {"token": "tok-mk"},
-                "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": true}))
-            .await;
-        let id = created["id"].as_str().expect("id").to_string();
+                "schedule": "* * * * * *", "requests_per_minute": 6000, "allow_insecure_http": true})).await;
         api.wait_for_events(&id, 3, 20).await;
         hub.stop().await.expect("stops");
         id
@@ -205,7 +204,7 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
         !dir.path().join("master.key").exists(),
         "the env key is used, no file is made"
     );
-    let hub = spawn_hub_with_key(dir.path(), Some(&key_b)).await;
+    let hub = start_hub_with(dir.path(), |s| s.master_key = Some(Secret::new(&key_b))).await;
     let api = Api::new(&hub);
     let v = api
         .wait_for(&id, "error", 10, |v| v["state"] == "error")
@@ -249,11 +248,11 @@ async fn moving_an_outbound_host_needs_the_credentials_again() {
     const SEALED: &str = "sealed-okta-t0ken-8d31c7";
     const NEW: &str = "attacker-chosen-t0ken-2b";
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let legit = Emulator::start(Vendor::Okta, SEALED, 50).await;
+    let legit = Emulator::start(Okta, SEALED, 50).await;
     legit.add_recent(2, 600);
-    let evil = Emulator::start(Vendor::Okta, NEW, 50).await;
+    let evil = Emulator::start(Okta, NEW, 50).await;
     evil.add_recent(1, 600);
 
     // https only; http only with the opt-in, and only for loopback hosts
@@ -329,7 +328,7 @@ async fn moving_an_outbound_host_needs_the_credentials_again() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhub"))
             .args(["integrations", "update", &id])
             .args(args)
-            .args(["--hub", &hub.url(), "--token", crate::helpers::ADMIN])
+            .args(["--hub", &hub.url(), "--token", crate::support::hub::ADMIN])
             .env("NEW_TOKEN_FOR_TEST", NEW)
             .output()
             .expect("cli runs");

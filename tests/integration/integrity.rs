@@ -3,7 +3,8 @@
 use serde_json::Value;
 use trailhub::store::block::{get_varint, BlockView, Dictionaries, CHAIN_PREFIX};
 
-use crate::common::*;
+use crate::support::data::*;
+use crate::support::hub::*;
 
 fn verify(dir: &std::path::Path) -> (i32, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhub"))

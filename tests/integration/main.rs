@@ -2,16 +2,12 @@
 //! dir and drives it over HTTP; vendors are emulated on loopback
 
 mod catalogue;
-mod catalogue_emu;
-mod common;
 mod conformance;
 mod crash;
 mod disk_full;
-mod emulator;
 mod events;
 mod fuzz;
 mod hardening;
-mod helpers;
 mod integrations_api;
 mod integrity;
 mod layering;
@@ -21,4 +17,5 @@ mod route_matrix;
 mod schema;
 mod secret_leak;
 mod store;
+mod support;
 mod webhooks;

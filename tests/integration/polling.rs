@@ -6,53 +6,29 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::emulator::{Emulator, Fault, Vendor};
-use crate::helpers::{spawn_hub, unique_source_ids, Api};
+use std::sync::Arc;
+
+use crate::support::emu::{Emulator, Fault, Vendor};
+use crate::support::hub::{fast_tuning, start_hub, start_hub_with, unique_source_ids, Api};
+use crate::support::vendors::{Github, Okta, Slack};
 
 const EVERY_SECOND: &str = "* * * * * *";
 
-fn integration_body(name: &str, vendor: Vendor, emu: &Emulator, token: &str) -> Value {
-    match vendor {
-        Vendor::Github => json!({
-            "name": name, "connector": "github",
-            "config": {"base_url": emu.url, "org": "octo-corp"},
-            "credentials": {"token": token},
-            "schedule": EVERY_SECOND, "backfill": "P3D", "requests_per_minute": 6000,
-            "allow_insecure_http": true,
-        }),
-        Vendor::Okta => json!({
-            "name": name, "connector": "okta",
-            "config": {"base_url": emu.url},
-            "credentials": {"token": token},
-            "schedule": EVERY_SECOND, "backfill": "P3D", "requests_per_minute": 6000,
-            "allow_insecure_http": true,
-        }),
-        Vendor::Slack => json!({
-            "name": name, "connector": "slack",
-            "config": {"base_url": emu.url},
-            "credentials": {"token": token},
-            "schedule": EVERY_SECOND, "backfill": "P3D", "requests_per_minute": 6000,
-            "allow_insecure_http": true,
-        }),
-    }
+fn integration_body(name: &str, emu: &Emulator, token: &str) -> Value {
+    emu.integration_with(name, json!({"token": token}))
 }
 
 /// Backfill, then live events (some late, inside the overlap), each stored exactly once.
-async fn backfill_then_live(vendor: Vendor) {
+async fn backfill_then_live(vendor: impl Vendor) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let emu = Emulator::start(vendor, "tok-1", 7).await;
     emu.add_recent(60, 2 * 86_400);
-    let created = api
-        .create_integration(integration_body("acme", vendor, &emu, "tok-1"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("acme", &emu, "tok-1")).await;
     let events = api.wait_for_events(&id, 60, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert!(v["last_success_at"].is_string(), "{v}");
     assert!(v["lag_seconds"].is_number(), "{v}");
     assert_eq!(v["events_ingested"], 60, "{v}");
@@ -61,14 +37,7 @@ async fn backfill_then_live(vendor: Vendor) {
     let now = chrono::Utc::now().timestamp_micros();
     emu.add_events(&[now - 60_000_000, now - 2_000_000, now - 1_000_000]);
     emu.add_recent(10, 30);
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+    api.poll_now(&id).await;
     let events = api.wait_for_events(&id, 73, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     // a few more cycles change nothing
@@ -82,51 +51,38 @@ async fn backfill_then_live(vendor: Vendor) {
         "user agent"
     );
     let e = &events[0];
-    assert_eq!(e["integration"]["connector"], json!(vendor_name(vendor)));
+    assert_eq!(e["integration"]["connector"], json!(emu.connector()));
     assert!(e["raw"].is_object());
     hub.stop().await.expect("stops");
 }
 
-fn vendor_name(v: Vendor) -> &'static str {
-    match v {
-        Vendor::Github => "github",
-        Vendor::Okta => "okta",
-        Vendor::Slack => "slack",
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_backfill_then_live_exactly_once() {
-    backfill_then_live(Vendor::Github).await;
+    backfill_then_live(Github::Org).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn okta_backfill_then_live_exactly_once() {
-    backfill_then_live(Vendor::Okta).await;
+    backfill_then_live(Okta).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_backfill_then_live_exactly_once() {
-    backfill_then_live(Vendor::Slack).await;
+    backfill_then_live(Slack).await;
 }
 
 /// Okta's next link is the cursor: after a restart the hub continues from it, not from `since`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn okta_restart_resumes_from_the_persisted_next_link() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(Vendor::Okta, "tok-okta", 10).await;
+    let emu = Emulator::start(Okta, "tok-okta", 10).await;
     emu.add_recent(35, 3600);
     let id = {
-        let hub = spawn_hub(dir.path()).await;
+        let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api
-            .create_integration(integration_body("okta", Vendor::Okta, &emu, "tok-okta"))
-            .await;
-        let id = created["id"].as_str().expect("id").to_string();
+        let id = api.create(integration_body("okta", &emu, "tok-okta")).await;
         api.wait_for_events(&id, 35, 20).await;
-        let v = api
-            .wait_for(&id, "live", 10, |v| v["state"] == "live")
-            .await;
+        let v = api.wait_live(&id).await;
         assert!(
             v["cursor"]["next"]
                 .as_str()
@@ -139,7 +95,7 @@ async fn okta_restart_resumes_from_the_persisted_next_link() {
     };
     let before = emu.requests().len();
     emu.add_recent(12, 60);
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let events = api.wait_for_events(&id, 47, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
@@ -157,30 +113,25 @@ async fn okta_restart_resumes_from_the_persisted_next_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_restart_mid_walk_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(Vendor::Github, "tok-gh", 5).await;
+    let emu = Emulator::start(Github::Org, "tok-gh", 5).await;
     emu.add_recent(40, 86_400);
     // slow pages so the stop lands inside the walk
     for _ in 0..4 {
         emu.fault(Fault::Slow(Duration::from_millis(150)));
     }
     let id = {
-        let hub = spawn_hub(dir.path()).await;
+        let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api
-            .create_integration(integration_body("gh", Vendor::Github, &emu, "tok-gh"))
-            .await;
-        let id = created["id"].as_str().expect("id").to_string();
+        let id = api.create(integration_body("gh", &emu, "tok-gh")).await;
         api.wait_for_events(&id, 10, 20).await;
         hub.stop().await.expect("stops");
         id
     };
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let events = api.wait_for_events(&id, 40, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert!(v["cursor"]["high_water"].is_string(), "{v}");
     hub.stop().await.expect("stops");
 }
@@ -190,24 +141,21 @@ async fn github_restart_mid_walk_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_are_retried_and_nothing_is_stored_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Slack, "tok-slack", 6).await;
+    let emu = Emulator::start(Slack, "tok-slack", 6).await;
     emu.add_recent(30, 7200);
     emu.fault(Fault::Status(429, Some(1)));
     emu.fault(Fault::Status(500, None));
     emu.fault(Fault::Slow(Duration::from_millis(1200)));
     emu.fault(Fault::Truncated);
     emu.fault(Fault::Status(503, Some(0)));
-    let created = api
-        .create_integration(integration_body("slack", Vendor::Slack, &emu, "tok-slack"))
+    let id = api
+        .create(integration_body("slack", &emu, "tok-slack"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 30, 30).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert_eq!(v["last_error"], Value::Null);
     let metrics = reqwest::get(format!("{}/metrics", hub.url()))
         .await
@@ -236,16 +184,15 @@ async fn faults_are_retried_and_nothing_is_stored_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_headers_are_respected() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Okta, "tok-rl", 4).await;
+    let emu = Emulator::start(Okta, "tok-rl", 4).await;
     emu.add_recent(12, 600);
     emu.fault(Fault::BudgetSpent(2));
     emu.fault(Fault::RateLimitedUntilReset(2));
-    let created = api
-        .create_integration(integration_body("okta-rl", Vendor::Okta, &emu, "tok-rl"))
+    let id = api
+        .create(integration_body("okta-rl", &emu, "tok-rl"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 12, 30).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.requests();
@@ -268,24 +215,23 @@ async fn rate_limit_headers_are_respected() {
 /// rejected`, no hot loop; new credentials recover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_credentials_error_without_hot_loop_then_recover() {
-    rejected_credentials(Vendor::Github).await;
+    rejected_credentials(Github::Org).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_invalid_auth_is_rejected_credentials() {
-    rejected_credentials(Vendor::Slack).await;
+    rejected_credentials(Slack).await;
 }
 
-async fn rejected_credentials(vendor: Vendor) {
+async fn rejected_credentials(vendor: impl Vendor) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let emu = Emulator::start(vendor, "right-token", 50).await;
     emu.add_recent(5, 3600);
-    let created = api
-        .create_integration(integration_body("bad-creds", vendor, &emu, "wrong-token"))
+    let id = api
+        .create(integration_body("bad-creds", &emu, "wrong-token"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let v = api
         .wait_for(&id, "error", 10, |v| v["state"] == "error")
         .await;
@@ -312,8 +258,7 @@ async fn rejected_credentials(vendor: Vendor) {
     assert_eq!(status, 200, "{v}");
     let events = api.wait_for_events(&id, 5, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     hub.stop().await.expect("stops");
 }
 
@@ -321,17 +266,14 @@ async fn rejected_credentials(vendor: Vendor) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_end_in_error_state_and_recover() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Slack, "tok", 50).await;
+    let emu = Emulator::start(Slack, "tok", 50).await;
     emu.add_recent(4, 3600);
     for _ in 0..4 {
         emu.fault(Fault::Status(502, None));
     }
-    let created = api
-        .create_integration(integration_body("slack-5xx", Vendor::Slack, &emu, "tok"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("slack-5xx", &emu, "tok")).await;
     let v = api
         .wait_for(&id, "error", 10, |v| v["state"] == "error")
         .await;
@@ -341,8 +283,7 @@ async fn server_errors_end_in_error_state_and_recover() {
     );
     let events = api.wait_for_events(&id, 4, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     hub.stop().await.expect("stops");
 }
 
@@ -350,14 +291,11 @@ async fn server_errors_end_in_error_state_and_recover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_stops_collection_and_keeps_events() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Github, "tok", 50).await;
+    let emu = Emulator::start(Github::Org, "tok", 50).await;
     emu.add_recent(6, 3600);
-    let created = api
-        .create_integration(integration_body("gh-del", Vendor::Github, &emu, "tok"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("gh-del", &emu, "tok")).await;
     api.wait_for_events(&id, 6, 20).await;
     let (status, _) = api
         .call(Method::DELETE, &format!("/api/v1/integrations/{id}"), None)
@@ -394,28 +332,19 @@ async fn delete_stops_collection_and_keeps_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_cycles_space_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Slack, "tok", 50).await;
-    let created = api
-        .create_integration(integration_body("slack-idle", Vendor::Slack, &emu, "tok"))
+    let emu = Emulator::start(Slack, "tok", 50).await;
+    let id = api
+        .create(integration_body("slack-idle", &emu, "tok"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let polls = emu.requests().len();
     // every second without backoff would be ~7; with it (bounded at 2 s in tests) about 4
     assert!(polls <= 5, "{polls} polls in ~6 s of idleness");
     let before = emu.requests().len();
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+    api.poll_now(&id).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(emu.requests().len() > before, "manual poll did not go out");
     hub.stop().await.expect("stops");
@@ -426,16 +355,13 @@ async fn idle_cycles_space_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_link_is_not_followed_to_a_previous_host() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let old = Emulator::start(Vendor::Okta, "tok", 50).await;
+    let old = Emulator::start(Okta, "tok", 50).await;
     old.add_recent(3, 600);
-    let created = api
-        .create_integration(integration_body("okta-move", Vendor::Okta, &old, "tok"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("okta-move", &old, "tok")).await;
     api.wait_for_events(&id, 3, 20).await;
-    let new = Emulator::start(Vendor::Okta, "tok", 50).await;
+    let new = Emulator::start(Okta, "tok", 50).await;
     new.add_recent(2, 60);
     // moving to another host takes the credentials along only if they are given again
     let (status, v) = api
@@ -493,9 +419,9 @@ async fn redirector(target: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_do_not_carry_credentials_to_another_host() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let elsewhere = Emulator::start(Vendor::Okta, "tok-redirect", 50).await;
+    let elsewhere = Emulator::start(Okta, "tok-redirect", 50).await;
     elsewhere.add_recent(2, 60);
     let redirect = redirector(&elsewhere.url).await;
     let okta = api
@@ -534,20 +460,20 @@ async fn redirects_do_not_carry_credentials_to_another_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_across_pages_and_events_arriving_mid_walk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let mut running = Vec::new();
-    for vendor in [Vendor::Github, Vendor::Okta, Vendor::Slack] {
-        let emu = Emulator::start(vendor, "tok", 4).await;
-        emu.state.lock().expect("lock").repeat_across_pages = true;
+    let vendors: [Arc<dyn Vendor>; 3] = [Arc::new(Github::Org), Arc::new(Okta), Arc::new(Slack)];
+    for vendor in vendors {
+        let emu = Emulator::start_shared(vendor, "", "tok", 4).await;
+        emu.set_repeat_across_pages();
         emu.add_recent(30, 7200);
         for _ in 0..6 {
             emu.fault(Fault::Slow(Duration::from_millis(100)));
         }
-        let created = api
-            .create_integration(integration_body(vendor_name(vendor), vendor, &emu, "tok"))
+        let id = api
+            .create(integration_body(emu.connector(), &emu, "tok"))
             .await;
-        let id = created["id"].as_str().expect("id").to_string();
         let late = emu.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -574,17 +500,15 @@ async fn duplicates_across_pages_and_events_arriving_mid_walk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_saved_link_restarts_from_time_with_overlap() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Okta, "tok", 50).await;
+    let emu = Emulator::start(Okta, "tok", 50).await;
     emu.add_recent(10, 600);
-    let created = api
-        .create_integration(integration_body("okta-refused", Vendor::Okta, &emu, "tok"))
+    let id = api
+        .create(integration_body("okta-refused", &emu, "tok"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     api.wait_for_events(&id, 10, 20).await;
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     emu.fault(Fault::Status(400, None));
     emu.add_recent(3, 30);
     let events = api.wait_for_events(&id, 13, 20).await;
@@ -616,33 +540,30 @@ async fn refused_saved_link_restarts_from_time_with_overlap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_invalid_cursor_restarts_the_walk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(Vendor::Slack, "tok", 4).await;
+    let emu = Emulator::start(Slack, "tok", 4).await;
     emu.add_recent(40, 86_400);
     for _ in 0..5 {
         emu.fault(Fault::Slow(Duration::from_millis(200)));
     }
     let id = {
-        let hub = spawn_hub(dir.path()).await;
+        let hub = start_hub(dir.path()).await;
         let api = Api::new(&hub);
-        let created = api
-            .create_integration(integration_body("slack-cursor", Vendor::Slack, &emu, "tok"))
+        let id = api
+            .create(integration_body("slack-cursor", &emu, "tok"))
             .await;
-        let id = created["id"].as_str().expect("id").to_string();
         api.wait_for_events(&id, 4, 20).await;
         let v = api.integration(&id).await;
         hub.stop().await.expect("stops");
         assert!(v["cursor"]["next"].is_string(), "stopped mid-walk: {v}");
         id
     };
-    emu.state.lock().expect("lock").faults.clear();
+    emu.clear_faults();
     emu.fault(Fault::Body(json!({"ok": false, "error": "invalid_cursor"})));
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let events = api.wait_for_events(&id, 40, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
-    let v = api
-        .wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    let v = api.wait_live(&id).await;
     assert_eq!(v["last_error"], Value::Null);
     hub.stop().await.expect("stops");
 }
@@ -652,19 +573,15 @@ async fn slack_invalid_cursor_restarts_the_walk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_future_timestamp_does_not_stall_the_cursor() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Github, "tok", 4).await;
+    let emu = Emulator::start(Github::Org, "tok", 4).await;
     emu.add_recent(10, 3600);
     let now = chrono::Utc::now().timestamp_micros();
     emu.add_events(&[now + 10 * 365 * 86_400_000_000]);
-    let created = api
-        .create_integration(integration_body("gh-future", Vendor::Github, &emu, "tok"))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(integration_body("gh-future", &emu, "tok")).await;
     api.wait_for_events(&id, 11, 20).await;
-    api.wait_for(&id, "live", 10, |v| v["state"] == "live")
-        .await;
+    api.wait_live(&id).await;
     emu.add_recent(12, 10);
     let events = api.wait_for_events(&id, 23, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
@@ -676,17 +593,17 @@ async fn a_future_timestamp_does_not_stall_the_cursor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integrations_on_one_okta_org_share_the_budget() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Okta, "tok", 50).await;
+    let emu = Emulator::start(Okta, "tok", 50).await;
     emu.add_recent(3, 600);
     emu.fault(Fault::BudgetSpent(2));
     let a = api
-        .create_integration(integration_body("okta-a", Vendor::Okta, &emu, "tok"))
+        .create_integration(integration_body("okta-a", &emu, "tok"))
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let b = api
-        .create_integration(integration_body("okta-b", Vendor::Okta, &emu, "tok"))
+        .create_integration(integration_body("okta-b", &emu, "tok"))
         .await;
     for v in [a, b] {
         let id = v["id"].as_str().expect("id");
@@ -706,27 +623,21 @@ async fn integrations_on_one_okta_org_share_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_secondary_limit_403_waits_and_a_plain_403_is_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tuning = trailhub::connectors::engine::PollTuning {
+    let tuning = trailhub::config::PollTuning {
         max_wait: Duration::from_millis(1200),
-        ..crate::helpers::fast_tuning()
+        ..fast_tuning()
     };
-    let hub = crate::helpers::spawn_hub_tuned(dir.path(), tuning).await;
+    let hub = start_hub_with(dir.path(), |s| s.poll = tuning).await;
     let api = Api::new(&hub);
-    let emu = Emulator::start(Vendor::Github, "tok", 50).await;
+    let emu = Emulator::start(Github::Org, "tok", 50).await;
     emu.add_recent(5, 600);
     emu.fault(Fault::StatusBody(
         403,
         json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
     ));
-    let created = api
-        .create_integration(integration_body(
-            "gh-secondary",
-            Vendor::Github,
-            &emu,
-            "tok",
-        ))
+    let id = api
+        .create(integration_body("gh-secondary", &emu, "tok"))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let events = api.wait_for_events(&id, 5, 20).await;
     assert_eq!(unique_source_ids(&events), emu.ids());
     let reqs = emu.requests();
@@ -744,14 +655,7 @@ async fn github_secondary_limit_403_waits_and_a_plain_403_is_rejected() {
             json!({"message": "Resource not accessible by integration"}),
         ));
     }
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+    api.poll_now(&id).await;
     let v = api
         .wait_for(&id, "error", 20, |v| v["state"] == "error")
         .await;

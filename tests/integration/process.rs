@@ -1,67 +1,30 @@
 //! The real binary: `serve` killed with SIGKILL in the middle of a backfill and restarted gives
 //! the same event set, none twice; the `integrations` CLI drives it through the API
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::emulator::{Emulator, Fault, Vendor};
-use crate::helpers::unique_source_ids;
+use crate::support::emu::{Emulator, Fault};
+use crate::support::hub::{free_port, unique_source_ids, wait_ready, Api, HubProcess, ADMIN, BIN};
+use crate::support::vendors::{Github, Okta};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trailhub");
-const TOKEN: &str = "test-admin-token-for-process-hubs";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn serve(dir: &std::path::Path, port: u16) -> Child {
-    Command::new(BIN)
-        .arg("serve")
-        .env("TRAILHUB_DATA_DIR", dir)
-        .env("TRAILHUB_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TRAILHUB_ADMIN_TOKEN", TOKEN)
-        .env("TRAILHUB_LOG", "warn")
-        // small index segments: the kill lands around seals too
-        .env("TRAILHUB_SEAL_EVENTS", "32")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts")
-}
-
-async fn wait_healthy(url: &str) {
-    for _ in 0..100 {
-        if let Ok(r) = reqwest::get(format!("{url}/healthz")).await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("hub at {url} did not come up");
+/// The binary serving `dir` with small index segments, so that a kill lands around seals too.
+async fn serve(dir: &std::path::Path, port: u16) -> HubProcess {
+    let hub = HubProcess::spawn_with(dir, port, &[("TRAILHUB_SEAL_EVENTS", "32")]);
+    wait_ready(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    hub
 }
 
 async fn events(url: &str, id: &str) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let v: Value = client
-        .get(format!("{url}/api/v1/events?integration={id}&limit=1000"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json");
-    v["events"].as_array().cloned().unwrap_or_default()
+    Api::at(url, ADMIN).events(id).await
 }
 
 fn cli(url: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN)
         .args(args)
-        .args(["--hub", url, "--token", TOKEN])
+        .args(["--hub", url, "--token", ADMIN])
         .env("GH_TOKEN_FOR_TEST", "tok-kill")
         .output()
         .expect("cli runs");
@@ -74,15 +37,14 @@ fn cli(url: &str, args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_backfill_then_restart_gives_each_event_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(Vendor::Github, "tok-kill", 5).await;
+    let emu = Emulator::start(Github::Org, "tok-kill", 5).await;
     emu.add_recent(150, 2 * 86_400);
     for _ in 0..30 {
         emu.fault(Fault::Slow(Duration::from_millis(60)));
     }
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut hub = serve(dir.path(), port);
-    wait_healthy(&url).await;
+    let mut hub = serve(dir.path(), port).await;
 
     let base = format!("base_url={}", emu.url);
     let (ok, out) = cli(
@@ -133,8 +95,7 @@ async fn kill_9_mid_backfill_then_restart_gives_each_event_once() {
         "kill did not land mid-backfill ({seen} events)"
     );
 
-    let mut hub = serve(dir.path(), port);
-    wait_healthy(&url).await;
+    let mut hub = serve(dir.path(), port).await;
     let mut all = Vec::new();
     for _ in 0..150 {
         all = events(&url, &id).await;
@@ -165,15 +126,14 @@ async fn kill_9_mid_backfill_then_restart_gives_each_event_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_the_page_in_hand() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(Vendor::Okta, "tok-kill", 5).await;
+    let emu = Emulator::start(Okta, "tok-kill", 5).await;
     emu.add_recent(100, 3600);
     for _ in 0..100 {
         emu.fault(Fault::Slow(Duration::from_millis(400)));
     }
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut hub = serve(dir.path(), port);
-    wait_healthy(&url).await;
+    let hub = serve(dir.path(), port).await;
     let base = format!("base_url={}", emu.url);
     let (ok, out) = cli(
         &url,
@@ -213,10 +173,13 @@ async fn sigterm_commits_the_page_in_hand() {
         .status()
         .expect("kill runs");
     assert!(term.success());
-    let status = tokio::task::spawn_blocking(move || hub.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let status = tokio::task::spawn_blocking(move || {
+        let mut hub = hub;
+        hub.wait()
+    })
+    .await
+    .expect("join")
+    .expect("wait");
     assert!(status.success(), "hub exited with {status}");
     let served: usize = emu.requests().iter().filter(|r| r.status == 200).count();
     let started = emu.state.lock().expect("lock").started;

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_hub, Api, ADMIN};
+use crate::support::hub::{start_hub, Api, ADMIN};
 
 /// Columns of a row: the status for no token, a viewer, an ingest token, an admin.
 type Expect = [u16; 4];
@@ -131,7 +131,7 @@ async fn every_route_answers_every_role_as_it_must() {
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let mut tokens = Vec::new();
     for role in ["viewer", "ingest", "viewer"] {

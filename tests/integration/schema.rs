@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::common::*;
+use crate::support::data::*;
+use crate::support::hub::*;
 
 fn schema() -> Value {
     let text = std::fs::read_to_string(concat!(

@@ -13,9 +13,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::catalogue_emu::{CatEmu, CatFault, CatVendor};
-use crate::emulator::{Emulator, Fault, Vendor};
-use crate::helpers::{captured_logs, files_containing, spawn_hub, Api, ADMIN};
+use crate::support::emu::{Emulator, Fault};
+use crate::support::hub::{captured_logs, files_containing, start_hub, Api, ADMIN};
+use crate::support::vendors::{Entra, Jira, Okta};
 use crate::webhooks::{post_hook, signed};
 
 const REDACTED: &str = "[redacted]";
@@ -144,7 +144,7 @@ impl Said {
 /// A hub on a temp dir, its API as admin, and a record of what it says.
 async fn start() -> (tempfile::TempDir, trailhub::server::RunningHub, Api, Said) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let said = Said::new(hub.url());
     (dir, hub, api, said)
@@ -179,7 +179,7 @@ async fn planted_credentials_never_leak_through_polls_failures_changes_or_webhoo
     const REJECTED: &str = "rejected-s3cret-0d0d0d";
     const HOOK: &str = "planted-hook-s3cret-6e2f";
     let (dir, hub, api, mut said) = start().await;
-    let emu = Emulator::start(Vendor::Okta, PLANTED, 5).await;
+    let emu = Emulator::start(Okta, PLANTED, 5).await;
     emu.add_recent(8, 3600);
     emu.fault(Fault::EchoInRecord);
 
@@ -217,7 +217,7 @@ async fn planted_credentials_never_leak_through_polls_failures_changes_or_webhoo
     wait_for_error(&api, &id, "gave up").await;
 
     // a second integration whose vendor refuses its token, with an echo
-    let refusing = Emulator::start(Vendor::Okta, PLANTED, 5).await;
+    let refusing = Emulator::start(Okta, PLANTED, 5).await;
     refusing.fault(Fault::EchoAuthorization(401));
     let bad = json!({"name": "okta-bad", "connector": "okta", "config": {"base_url": refusing.url},
         "credentials": {"token": REJECTED}, "schedule": EVERY_SECOND, "allow_insecure_http": true});
@@ -285,7 +285,7 @@ async fn planted_credentials_never_leak_through_polls_failures_changes_or_webhoo
         .await;
     assert!(status < 500);
     let record = {
-        let template = emu.state.lock().expect("lock").events[0].record.clone();
+        let template = emu.record(0);
         let mut r = template;
         r["uuid"] = json!("hook-echo-1");
         r["displayMessage"] = json!(format!("hook said {HOOK} with SSWS {ROTATED}"));
@@ -344,29 +344,26 @@ async fn oauth2_secrets_tokens_and_basic_auth_never_leak() {
     const REJECTED: &str = "rejected-client-s3cret-11aa";
     const JIRA_TOKEN: &str = "planted-jira-api-t0ken-71";
     let (dir, hub, api, mut said) = start().await;
-    let emu = CatEmu::start(CatVendor::EntraAudits, CLIENT_ID, PLANTED_SECRET, 4).await;
+    let emu = Emulator::start_as(Entra::Audits, CLIENT_ID, PLANTED_SECRET, 4).await;
     emu.state.lock().expect("lock").token_prefix = TOKEN_PREFIX.into();
     emu.add_recent(9, 3600);
     let credentials = json!({"client_id": CLIENT_ID, "client_secret": PLANTED_SECRET});
-    let body =
-        crate::catalogue::integration(&emu, CatVendor::EntraAudits, "entra-leak", credentials);
+    let body = emu.integration_with("entra-leak", credentials);
     let id = said.create(body).await;
     api.wait_for_events(&id, 9, 20).await;
 
     // the API echoes the bearer token into an error page
-    emu.fault(CatFault::EchoStatus(422));
+    emu.fault(Fault::EchoAuthorization(422));
     wait_for_scrubbed_error(&api, &id, "HTTP 422").await;
     assert!(emu.api_requests().iter().all(|r| r
         .authorization
         .starts_with(&format!("Bearer {TOKEN_PREFIX}"))));
     // the token endpoint answers with the client secret as its error code
-    emu.fault(CatFault::TokenEcho(400));
+    emu.fault(Fault::TokenEcho(400));
     emu.revoke_tokens();
     wait_for_scrubbed_error(&api, &id, "token endpoint HTTP 400").await;
     // a client the endpoint refuses
-    let bad = crate::catalogue::integration(
-        &emu,
-        CatVendor::EntraAudits,
+    let bad = emu.integration_with(
         "entra-leak-bad",
         json!({"client_id": CLIENT_ID, "client_secret": REJECTED}),
     );
@@ -375,11 +372,9 @@ async fn oauth2_secrets_tokens_and_basic_auth_never_leak() {
     assert!(emu.token_requests().len() >= 3, "tokens were fetched again");
 
     // basic auth (`email:api_token`, base64) echoed by a Jira proxy
-    let jira = CatEmu::start(CatVendor::Jira, "admin@example.com", JIRA_TOKEN, 4).await;
-    jira.fault(CatFault::EchoStatus(422));
-    let body = crate::catalogue::integration(
-        &jira,
-        CatVendor::Jira,
+    let jira = Emulator::start_as(Jira, "admin@example.com", JIRA_TOKEN, 4).await;
+    jira.fault(Fault::EchoAuthorization(422));
+    let body = jira.integration_with(
         "jira-leak",
         json!({"email": "admin@example.com", "api_token": JIRA_TOKEN}),
     );

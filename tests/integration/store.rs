@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::*;
+use crate::support::data::*;
+use crate::support::hub::*;
 
 /// Only two bits of the dedup hash kept: hundreds of events share each hash, so every lookup
 /// meets collisions — in memory, in sealed runs and in merged runs. Each must be resolved by

@@ -8,8 +8,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::emulator::{Emulator, Vendor};
-use crate::helpers::{spawn_hub, unique_source_ids, Api};
+use crate::support::emu::Emulator;
+use crate::support::hub::{start_hub, unique_source_ids, Api};
+use crate::support::vendors::{Github, Okta};
 
 const EVERY_SECOND: &str = "* * * * * *";
 
@@ -43,19 +44,18 @@ fn metric(text: &str, integration: &str, result: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_polls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let url = hub.url();
-    let emu = Emulator::start(Vendor::Okta, "tok", 50).await;
-    let created = api
-        .create_integration(json!({
+    let emu = Emulator::start(Okta, "tok", 50).await;
+    let id = api
+        .create(json!({
             "name": "okta-hooks", "connector": "okta", "config": {"base_url": emu.url},
             "credentials": {"token": "tok", "webhook_secret": "hook-secret-1"},
             "schedule": EVERY_SECOND, "backfill": "P1D", "requests_per_minute": 6000,
             "allow_insecure_http": true,
         }))
         .await;
-    let id = created["id"].as_str().expect("id").to_string();
     let (_, connectors) = api.json(Method::GET, "/api/v1/connectors", None).await;
     let okta = connectors["connectors"]
         .as_array()
@@ -83,7 +83,7 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
     let ids = emu.add_recent(1, 30);
     // Held back from the vendor's poll answers until the hook has delivered it, so that the
     // delivery is the first copy the hub sees (the every-second poll would otherwise race it).
-    let held = emu.state.lock().expect("lock").events.remove(0);
+    let held = emu.withhold(0);
     let record = held.record.clone();
     let delivery =
         json!({"eventType": "com.okta.event_hook", "data": {"events": [record]}}).to_string();
@@ -159,7 +159,7 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
     );
 
     // The poll brings the same event: still one.
-    emu.state.lock().expect("lock").events.push(held);
+    emu.restore(held);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let events = api.events(&id).await;
     assert_eq!(unique_source_ids(&events), ids.into_iter().collect());
@@ -223,27 +223,17 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_webhook_deliveries_nudge_a_poll() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let url = hub.url();
-    let emu = Emulator::start(Vendor::Github, "tok", 50).await;
-    let created = api
-        .create_integration(json!({
+    let emu = Emulator::start(Github::Org, "tok", 50).await;
+    let id = api.create(json!({
             "name": "gh-hooks", "connector": "github", "config": {"base_url": emu.url, "org": "octo-corp"},
             "credentials": {"token": "tok", "webhook_secret": "It's a Secret to Everybody"},
             // hourly: only the nudge can explain a prompt second poll
             "schedule": "0 0 * * * *", "backfill": "P1D", "allow_insecure_http": true,
-        }))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
-    let (status, _) = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/integrations/{id}/poll"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202);
+        })).await;
+    api.poll_now(&id).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before = emu.requests().len();
     emu.add_recent(2, 30);
@@ -326,12 +316,13 @@ pub(crate) async fn post_signed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_house_applications_push_signed_unified_events() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let url = hub.url();
     let secret = trailhub::webhooks::new_standard_webhooks_secret();
     let created = api
-        .create_integration(json!({"name": "billing-app", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}}))
+        .create_integration(json!({"name": "billing-app", "connector": "webhook",
+            "credentials": {"signing_secret": secret.expose()}}))
         .await;
     let id = created["id"].as_str().expect("id").to_string();
     assert_eq!(created["state"], "live", "{created}");
@@ -434,15 +425,12 @@ async fn in_house_applications_push_signed_unified_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_forged_deliveries_is_refused_and_the_hub_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(dir.path()).await;
+    let hub = start_hub(dir.path()).await;
     let api = Api::new(&hub);
     let url = hub.url();
     let secret = trailhub::webhooks::new_standard_webhooks_secret();
     let forger = trailhub::webhooks::new_standard_webhooks_secret();
-    let created = api
-        .create_integration(json!({"name": "flooded", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}}))
-        .await;
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = api.create(json!({"name": "flooded", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}})).await;
     let now = chrono::Utc::now().timestamp();
     let tasks: Vec<_> = (0..16)
         .map(|t| {
@@ -472,7 +460,7 @@ async fn a_flood_of_forged_deliveries_is_refused_and_the_hub_keeps_serving() {
         .expect("text");
     assert_eq!(metric(&metrics, &id, "bad_signature"), 800, "{metrics}");
     // One log line for the flood, not 800.
-    let logs = crate::helpers::captured_logs();
+    let logs = crate::support::hub::captured_logs();
     let lines = logs
         .lines()
         .filter(|l| l.contains("webhook delivery rejected") && l.contains(&id))

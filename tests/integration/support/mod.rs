@@ -1,0 +1,7 @@
+//! The one test-support layer: the hub harness, the vendor emulators (a core and one vendor
+//! per API) and test data; the integration tests use it, and the benches include it by `#[path]`
+
+pub mod data;
+pub mod emu;
+pub mod hub;
+pub mod vendors;
