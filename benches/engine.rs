@@ -4,6 +4,7 @@
 //!
 //! cargo bench --bench engine                 # 100,000 events, 100 per page
 //! cargo bench --bench engine -- 20000        # a quicker run
+//! cargo bench --bench engine -- windows      # backfill windows against one sequential walk
 //!
 //! Last, Grove 2.2.0 (HashiCorp's Python SaaS log collector, in a virtualenv under target/)
 //! collects the same emulated history, once the hub has stopped; see docs/PERFORMANCE.md.
@@ -24,7 +25,7 @@ use trailhub::config::{Secret, Settings};
 mod support;
 
 use support::emu::Emulator;
-use support::vendors::Github;
+use support::vendors::{Github, Slack};
 
 const TOKEN: &str = "bench-admin-token-0123456789";
 const PER_PAGE: usize = 100;
@@ -238,15 +239,99 @@ async fn wait_ingested(http: &reqwest::Client, hub: &str, id: &str, n: u64) -> f
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(100_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(n));
+    if args.iter().any(|a| a == "windows") {
+        runtime.block_on(windows());
+    } else {
+        runtime.block_on(run(n));
+    }
+}
+
+/// The vendor's budget in the windows benchmark, requests per second.
+const WINDOWS_BUDGET: u32 = 20;
+
+/// One backfill of `n` Slack events over 30 days from a vendor answering each page in
+/// `latency`, under a budget of `WINDOWS_BUDGET` requests/s: seconds to the last event, and the
+/// busiest second the vendor saw.
+async fn backfill_once(
+    http: &reqwest::Client,
+    n: usize,
+    latency: Duration,
+    tuning: trailhub::config::PollTuning,
+) -> (f64, usize, usize) {
+    let emu = Emulator::start(Slack, "xoxp-bench", PER_PAGE).await;
+    emu.state.lock().expect("lock").latency = latency;
+    emu.add_recent(n, 30 * 86_400);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::for_data_dir(dir.path());
+    settings.admin_token = Some(Secret::new(TOKEN));
+    settings.poll = tuning;
+    let hub = trailhub::server::start(settings).await.expect("hub");
+    let url = hub.url();
+    let body = json!({
+        "name": "bench-windows", "connector": "slack", "config": {"base_url": emu.url},
+        "credentials": {"token": "xoxp-bench"}, "schedule": "* * * * * *", "backfill": "P30D",
+        "requests_per_minute": WINDOWS_BUDGET * 60, "idle_backoff": 0, "allow_insecure_http": true,
+    });
+    let started = Instant::now();
+    let resp = http
+        .post(format!("{url}/api/v1/integrations"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    let v: Value = resp.json().await.expect("json");
+    let id = v["id"].as_str().expect("id").to_string();
+    wait_ingested(http, &url, &id, n as u64).await;
+    let secs = started.elapsed().as_secs_f64();
+    hub.stop().await.expect("stop");
+    (secs, emu.api_requests().len(), emu.busiest_second())
+}
+
+/// Backfill windows (issue 9): the same history walked once sequentially and once in windows,
+/// at a vendor latency of 100 ms and of 1 s per page, under a budget of 20 requests/s.
+async fn windows() {
+    let http = reqwest::Client::new();
+    println!(
+        "# backfill windows: Slack-shaped events, {PER_PAGE} per page, budget {WINDOWS_BUDGET} requests/s, {} cores",
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
+    );
+    for (latency_ms, n) in [(100u64, 20_000usize), (1000, 4_000)] {
+        let latency = Duration::from_millis(latency_ms);
+        let sequential = trailhub::config::PollTuning {
+            backfill_slices: 1,
+            ..Default::default()
+        };
+        let (seq_secs, seq_requests, seq_busiest) =
+            backfill_once(&http, n, latency, sequential).await;
+        let defaults = trailhub::config::PollTuning::default();
+        let (lanes, slices) = (defaults.backfill_lanes, defaults.backfill_slices);
+        let (win_secs, win_requests, win_busiest) =
+            backfill_once(&http, n, latency, defaults).await;
+        let over = |busiest: usize| {
+            if busiest > WINDOWS_BUDGET as usize {
+                "OVER BUDGET"
+            } else {
+                "0 violations"
+            }
+        };
+        println!(
+            "{latency_ms} ms/page, {n} events: sequential walk {seq_secs:.1} s ({seq_requests} requests, {:.1} req/s, busiest second {seq_busiest}: {}); {slices} windows in {lanes} lanes {win_secs:.1} s ({win_requests} requests, {:.1} req/s, busiest second {win_busiest}: {}); windows / sequential = {:.2}x (the budget allows at most {:.1}x here)",
+            seq_requests as f64 / seq_secs,
+            over(seq_busiest),
+            win_requests as f64 / win_secs,
+            over(win_busiest),
+            seq_secs / win_secs,
+            // one request at a time takes `latency`; the budget caps every walk together
+            (WINDOWS_BUDGET as f64 * latency.as_secs_f64()).max(1.0),
+        );
+    }
 }
 
 async fn run(n: usize) {
@@ -292,17 +377,7 @@ async fn run(n: usize) {
         .duration_since(hits[0])
         .as_secs_f64();
     let achieved = (hits.len() - 1) as f64 / span;
-    let busiest = hits
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            hits[i..]
-                .iter()
-                .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
+    let busiest = emu.busiest_second();
     println!(
         "with requests_per_minute = 600 (10/s): {} requests in {span:.2}s = {achieved:.2} requests/s ({:.0}% of the limit); busiest 1 s window: {busiest} requests",
         hits.len(),

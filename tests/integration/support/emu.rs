@@ -150,6 +150,7 @@ pub struct EmuEvent {
 /// One request as the emulator saw it.
 #[derive(Debug, Clone)]
 pub struct Req {
+    /// When the request arrived.
     pub at: Instant,
     pub method: String,
     pub path: String,
@@ -205,6 +206,16 @@ pub struct TimeView<'a> {
 }
 
 impl<'a> TimeView<'a> {
+    /// Those stamped at or before `until` (a vendor's inclusive upper bound).
+    pub fn until(self, until: i64) -> TimeView<'a> {
+        let list = self.list;
+        let end = self.order.partition_point(|&i| list[i].time <= until);
+        TimeView {
+            list,
+            order: &self.order[..end],
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }
@@ -256,6 +267,8 @@ pub struct EmuState {
     pub token_prefix: String,
     /// Where the emulator listens (next links and token audiences name it).
     pub base: String,
+    /// How long every API answer takes (a real vendor's 100 ms to 1 s per page).
+    pub latency: Duration,
     next_seq: u64,
     tag: u64,
 }
@@ -330,6 +343,14 @@ impl Request<'_> {
         }
     }
 
+    /// An RFC 3339 upper bound in micros (inclusive); absent: no bound; unreadable: 400.
+    pub fn until(&self, name: &str) -> Result<i64, Refusal> {
+        match self.param(name) {
+            Some(_) => self.time(name),
+            None => Ok(i64::MAX),
+        }
+    }
+
     /// The bearer token of the `Authorization` header ("" without one).
     pub fn bearer(&self) -> &str {
         self.authorization.strip_prefix("Bearer ").unwrap_or("")
@@ -400,6 +421,7 @@ impl Emulator {
             token_lifetime: 3599,
             token_prefix: "emu-access-token".into(),
             base: url.clone(),
+            latency: Duration::ZERO,
             next_seq: 0,
             tag: EMULATORS.fetch_add(1, Ordering::Relaxed),
         }));
@@ -530,6 +552,17 @@ impl Emulator {
         self.state.lock().expect("lock").valid_tokens.clear();
     }
 
+    /// The most requests that arrived within any one second (`[t, t + 1 s)`): what a vendor
+    /// counting a per-second budget sees at its busiest.
+    pub fn busiest_second(&self) -> usize {
+        let mut at: Vec<Instant> = self.requests().iter().map(|r| r.at).collect();
+        at.sort();
+        (0..at.len())
+            .map(|i| at[i..].partition_point(|t| t.duration_since(at[i]) < Duration::from_secs(1)))
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn ids(&self) -> BTreeSet<String> {
         self.state
             .lock()
@@ -574,6 +607,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // requests are timed as they arrive (what a vendor's rate limit counts)
+    let arrived = Instant::now();
     let body = String::from_utf8_lossy(&body).into_owned();
     let header = |name: &str| {
         headers
@@ -586,7 +621,7 @@ async fn handle(
     let user_agent = header("user-agent");
     let log = |status: u16| {
         emu.state.lock().expect("lock").requests.push(Req {
-            at: Instant::now(),
+            at: arrived,
             method: method.to_string(),
             path: uri.path().to_string(),
             query: uri.query().unwrap_or("").to_string(),
@@ -671,6 +706,10 @@ async fn handle(
             log(status);
             return reply(status, HeaderMap::new(), v.to_string());
         }
+    }
+    let latency = emu.state.lock().expect("lock").latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     let authorized = vendor.authorized(&req, &emu.state.lock().expect("lock"));
     if !authorized {

@@ -52,7 +52,7 @@ impl Vendor for Cloudflare {
             .unwrap_or(1)
             .max(1);
         let per_page = req.page_size("per_page", 25, state);
-        let matching = state.events.since(since);
+        let matching = state.events.since(since).until(req.until("before")?);
         let skip = state.repeat_offset((page_no - 1) * per_page);
         let page = matching.oldest(skip, per_page);
         Ok(Page::body(

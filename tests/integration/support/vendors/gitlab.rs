@@ -58,6 +58,7 @@ impl Vendor for Gitlab {
             }
         }
         let since = req.time("created_after")?;
+        let until = req.until("created_before")?;
         let before: u64 = req
             .param("cursor")
             .and_then(|c| c.strip_prefix('k'))
@@ -68,7 +69,7 @@ impl Vendor for Gitlab {
         let mut matching: Vec<&EmuEvent> = state
             .events
             .iter()
-            .filter(|e| e.time >= since && numeric_id(e) < before)
+            .filter(|e| e.time >= since && e.time <= until && numeric_id(e) < before)
             .collect();
         matching.sort_by_key(|e| std::cmp::Reverse(numeric_id(e)));
         let page: Vec<&EmuEvent> = matching.iter().take(n).copied().collect();

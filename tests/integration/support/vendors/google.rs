@@ -93,7 +93,7 @@ impl Vendor for Google {
         let since = req.time("startTime")?;
         let n = req.page_size("maxResults", 1000, state);
         let offset = req.offset("pageToken", "p", state);
-        let matching = state.events.since(since);
+        let matching = state.events.since(since).until(req.until("endTime")?);
         let mut body = json!({"kind": "admin#reports#activities", "items": records(&matching.newest(offset, n))});
         if offset + n < matching.len() {
             body["nextPageToken"] = json!(format!("p{}", offset + n));

@@ -49,7 +49,7 @@ impl Vendor for Jira {
         let since = req.time("from")?;
         let offset = req.offset("offset", "", state);
         let limit = req.page_size("limit", 1000, state);
-        let matching = state.events.since(since);
+        let matching = state.events.since(since).until(req.until("to")?);
         let page = matching.newest(offset, limit);
         Ok(Page::body(
             json!({"offset": offset, "limit": limit, "total": matching.len(), "records": records(&page)}),

@@ -1,4 +1,4 @@
-//! Slack's audit logs: newest first, `oldest` (epoch s), `limit`, the next cursor in
+//! Slack's audit logs: newest first, `oldest` and `latest` (epoch s, inclusive), `limit`, the next cursor in
 //! `response_metadata.next_cursor`; bad tokens are a 200 with `ok: false`
 
 use serde_json::{json, Value};
@@ -55,7 +55,13 @@ impl Vendor for Slack {
             .and_then(|o| o.parse::<i64>().ok())
             .map(|o| o * 1_000_000)
             .unwrap_or(i64::MIN);
-        let matching = state.events.since(oldest);
+        // both bounds inclusive
+        let latest = req
+            .param("latest")
+            .and_then(|l| l.parse::<i64>().ok())
+            .map(|l| l.saturating_mul(1_000_000))
+            .unwrap_or(i64::MAX);
+        let matching = state.events.since(oldest).until(latest);
         let offset = req.offset("cursor", "c", state);
         let n = req.page_size("limit", state.page_size, state);
         let page = matching.newest(offset, n);
