@@ -4,6 +4,8 @@
 //!
 //! The suite walks the built-in registry, so a new polling connector fails here until its
 //! vendor is emulated (tests/integration/support/vendors); push-only connectors are skipped.
+//! A connector that takes a time window (`request.until`) passes them twice: walked in one
+//! sequence, and with its backfill split into windows walked concurrently.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use serde_json::Value;
 use trailhub::connectors::Registry;
 
 use crate::support::emu::{Emulator, Fault, Vendor};
-use crate::support::hub::{start_hub, unique_source_ids, Api};
+use crate::support::hub::{fast_tuning, start_hub_with, unique_source_ids, Api};
 use crate::support::vendors;
 
 const CLIENT_ID: &str = "8a1c7e4e-client";
@@ -20,7 +22,22 @@ const SECRET: &str = "client-secret-for-tests";
 /// Cases run at once: each mostly waits (Retry-After, schedules), two cores are enough for this.
 const AT_ONCE: usize = 5;
 
-async fn conformance(vendor: Arc<dyn Vendor>) {
+/// A hub on `dir`: one sequential walk, or backfill windows (4, two at a time).
+async fn hub(dir: &std::path::Path, windows: bool) -> trailhub::server::RunningHub {
+    start_hub_with(dir, |s| {
+        if windows {
+            s.poll = trailhub::config::PollTuning {
+                backfill_slices: 4,
+                backfill_lanes: 2,
+                ..fast_tuning()
+            };
+        }
+    })
+    .await
+}
+
+async fn conformance(vendor: Arc<dyn Vendor>, until: Option<String>) {
+    let windows = until.is_some();
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::start_shared(vendor, CLIENT_ID, SECRET, 6).await;
     emu.set_repeat_across_pages();
@@ -29,13 +46,21 @@ async fn conformance(vendor: Arc<dyn Vendor>) {
     emu.fault(Fault::Status(500, None));
     emu.fault(Fault::Truncated);
     let id = {
-        let hub = start_hub(dir.path()).await;
+        let hub = hub(dir.path(), windows).await;
         let api = Api::new(&hub);
         let id = api
             .create(emu.integration(&format!("conformance-{}", emu.connector())))
             .await;
         let events = api.wait_for_events(&id, 40, 30).await;
         assert_eq!(unique_source_ids(&events), emu.ids(), "backfill");
+        if let Some(param) = &until {
+            let bounded = emu
+                .api_requests()
+                .iter()
+                .filter(|r| r.query.contains(&format!("{param}=")))
+                .count();
+            assert!(bounded >= 4, "{bounded} requests asked for a window");
+        }
         api.wait_live(&id).await;
         hub.stop().await.expect("stops");
         id
@@ -44,7 +69,7 @@ async fn conformance(vendor: Arc<dyn Vendor>) {
     let now = chrono::Utc::now().timestamp_micros();
     emu.add_events(&[now - 120_000_000, now - 5_000_000]);
     emu.add_recent(9, 20);
-    let hub = start_hub(dir.path()).await;
+    let hub = hub(dir.path(), windows).await;
     let api = Api::new(&hub);
     let events = api.wait_for_events(&id, 51, 30).await;
     assert_eq!(unique_source_ids(&events), emu.ids(), "after restart");
@@ -86,7 +111,13 @@ async fn every_polling_connector_passes_the_conformance_cases() {
             continue;
         }
         match vendors::for_connector(&connector.name) {
-            Some(vendor) => polling.push((connector.name.clone(), vendor)),
+            Some(vendor) => {
+                if let Some(until) = &connector.request.until {
+                    let name = format!("{} (backfill windows)", connector.name);
+                    polling.push((name, vendor.clone(), Some(until.param.clone())));
+                }
+                polling.push((connector.name.clone(), vendor, None));
+            }
             None => missing.push(connector.name.clone()),
         }
     }
@@ -97,12 +128,12 @@ async fn every_polling_connector_passes_the_conformance_cases() {
     );
     let permits = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
     let mut cases = tokio::task::JoinSet::new();
-    for (name, vendor) in polling {
+    for (name, vendor, until) in polling {
         let permits = permits.clone();
         cases.spawn(async move {
             let _permit = permits.acquire().await.expect("semaphore open");
             // its own task, so that a failing case is told apart by its connector
-            let outcome = tokio::spawn(conformance(vendor)).await;
+            let outcome = tokio::spawn(conformance(vendor, until)).await;
             (name, outcome.map_err(panic_message))
         });
     }
