@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::connectors::definition::LimitScope;
+use crate::connectors::definition::{LimitScope, Poll};
 use crate::connectors::engine::{
     self, CursorCell, CycleError, PollContext, PollTuning, Progress, Transport,
 };
@@ -123,11 +123,11 @@ impl Scheduler {
             tracing::error!(integration = %record.id, connector = %record.connector, "integration names an unknown connector; not scheduled");
             return;
         };
-        if connector.push_only {
+        let Some(poll) = &connector.poll else {
             // its vendor pushes to /hooks/<id>; there is nothing to poll
             return;
-        }
-        let schedule = match parse_schedule(record.schedule_text(&connector)) {
+        };
+        let schedule = match parse_schedule(record.schedule_text(poll)) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(integration = %record.id, error = %e, "bad schedule; not scheduled");
@@ -136,7 +136,7 @@ impl Scheduler {
         };
         let now = Utc::now();
         let next_fire = schedule.after(&now).next().unwrap_or(now);
-        let gate = self.gate_for(&connector, &record);
+        let gate = self.gate_for(&connector, poll, &record);
         let Ok(mut slots) = self.inner.slots.lock() else {
             return;
         };
@@ -196,8 +196,13 @@ impl Scheduler {
     /// The rate gate an integration waits at: its own, or the one every integration of the
     /// same connector and vendor host shares (`rate_limit.scope = "host"`: the vendor counts
     /// the budget per org host). A different pace override gets a gate of its own.
-    fn gate_for(&self, connector: &Connector, record: &IntegrationRecord) -> Arc<RateGate> {
-        let owner = match connector.rate_limit.scope {
+    fn gate_for(
+        &self,
+        connector: &Connector,
+        poll: &Poll,
+        record: &IntegrationRecord,
+    ) -> Arc<RateGate> {
+        let owner = match poll.rate_limit.scope {
             LimitScope::Integration => format!("integration {}", record.id),
             LimitScope::Host => {
                 let config = record.effective_config(connector);
@@ -211,18 +216,12 @@ impl Scheduler {
         };
         let key = format!("{owner} {:?}", record.requests_per_minute);
         let Ok(mut gates) = self.inner.gates.lock() else {
-            return Arc::new(RateGate::new(
-                &connector.rate_limit,
-                record.requests_per_minute,
-            ));
+            return Arc::new(RateGate::new(&poll.rate_limit, record.requests_per_minute));
         };
         gates
             .entry(key)
             .or_insert_with(|| {
-                Arc::new(RateGate::new(
-                    &connector.rate_limit,
-                    record.requests_per_minute,
-                ))
+                Arc::new(RateGate::new(&poll.rate_limit, record.requests_per_minute))
             })
             .clone()
     }
@@ -408,6 +407,12 @@ impl Scheduler {
         };
         let registry = self.inner.integrations.registry();
         let connector = registry.get(&record.connector).map_err(|e| e.to_string())?;
+        let poll = connector.poll.clone().ok_or_else(|| {
+            format!(
+                "the {} connector is push-only: there is nothing to poll",
+                connector.name
+            )
+        })?;
         let credentials = self
             .inner
             .integrations
@@ -427,6 +432,7 @@ impl Scheduler {
                     scrubber: std::sync::Mutex::new(scrubber),
                     config,
                     connector: connector.clone(),
+                    poll: poll.clone(),
                     credentials,
                     allow_insecure_http: record.allow_insecure_http,
                     http: self.inner.http.clone(),
@@ -435,7 +441,7 @@ impl Scheduler {
                     metrics: self.inner.metrics.clone(),
                     stop,
                 },
-                backfill: record.backfill_micros(&connector),
+                backfill: record.backfill_micros(&poll, connector.retention),
                 store: self.inner.store.clone(),
                 progress,
                 cursor,

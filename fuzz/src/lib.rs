@@ -530,20 +530,23 @@ pub fn vendor_page(data: &[u8]) {
             "a next link comes from the header"
         );
     }
-    let rate = RateHeaders::read(&connector.rate_limit, &headers, NOW);
-    let gate = RateGate::new(&connector.rate_limit, None);
-    gate.observe(rate.remaining, rate.reset_in);
-    if let Some(wait) = rate.retry_after.or(rate.reset_in) {
-        gate.close_for(wait);
-    }
-    let _ = gate.next_wait();
-    for now in [i64::MIN, 0, i64::MAX] {
-        let _ = RateHeaders::read(&connector.rate_limit, &headers, now);
+    // a push-only connector is never polled: only replay's refusal is checked for it
+    let poll = connector.poll.as_deref();
+    if let Some(poll) = poll {
+        let rate = RateHeaders::read(&poll.rate_limit, &headers, NOW);
+        let gate = RateGate::new(&poll.rate_limit, None);
+        gate.observe(rate.remaining, rate.reset_in);
+        if let Some(wait) = rate.retry_after.or(rate.reset_in) {
+            gate.close_for(wait);
+        }
+        let _ = gate.next_wait();
+        for now in [i64::MIN, 0, i64::MAX] {
+            let _ = RateHeaders::read(&poll.rate_limit, &headers, now);
+        }
     }
 
     // the body: records, normalised
     let body = String::from_utf8_lossy(body);
-    let records = page_records(&body, &connector.records);
     match replay(connector, &body) {
         Err(e) => assert!(!e.to_string().trim().is_empty(), "a refused page says why"),
         Ok(results) => {
@@ -566,6 +569,10 @@ pub fn vendor_page(data: &[u8]) {
     }
 
     // paging helpers on what the page gave
+    let Some(poll) = poll else {
+        return;
+    };
+    let records = page_records(&body, &poll.records);
     let owned: Vec<Box<RawValue>> = records
         .map(|r| r.into_iter().map(|r| r.to_owned()).collect())
         .unwrap_or_default();
@@ -593,22 +600,15 @@ pub fn vendor_page(data: &[u8]) {
         (u.host_str() == base.host_str()).then(|| u.to_string())
     };
     let headers = reqwest::header::HeaderMap::new();
-    if let Ok(next) = next_page(connector, &url, &body, &headers, &owned, same_origin) {
+    if let Ok(next) = next_page(poll, &url, &body, &headers, &owned, same_origin) {
         checked(next.next);
     }
-    if let Pagination::Offset { param, .. } = &connector.pagination {
+    if let Pagination::Offset { param, .. } = &poll.pagination {
         // a page number at the top of its range must not overflow
         let mut top = reqwest::Url::parse(&url).expect("a URL");
         top.query_pairs_mut()
             .append_pair(param, &u64::MAX.to_string());
-        let _ = next_page(
-            connector,
-            top.as_str(),
-            &body,
-            &headers,
-            &owned,
-            same_origin,
-        );
+        let _ = next_page(poll, top.as_str(), &body, &headers, &owned, same_origin);
     }
 }
 

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::{ApiError, AppState, ErrorCode, Routes};
-use crate::connectors::definition::{RecordsSpec, WebhookSpec};
+use crate::connectors::definition::{Mapping, RecordsSpec, WebhookSpec};
 use crate::connectors::integrations::{IntegrationError, IntegrationRecord};
 use crate::connectors::normalise::{normalise, page_records};
 use crate::connectors::Connector;
@@ -289,10 +289,19 @@ async fn receive_inner(
         .map(|text| opened.scrubber.scrub_json(text).into_owned())
         .map_err(|_| ApiError::new(ErrorCode::InvalidBody, "delivery is not UTF-8"))?;
     let reference = record.reference();
-    let (connector, records_spec, unified) =
-        (connector.clone(), records_spec.clone(), spec.unified);
+    // records that are not unified events go through the poll part's mapping
+    let mapped = match (spec.unified, &connector.poll) {
+        (true, _) => None,
+        (false, Some(poll)) => Some(poll.clone()),
+        (false, None) => return Err(ApiError::new(
+            ErrorCode::Internal,
+            "this connector's deliveries are not unified events, and it has no [map] to read them",
+        )),
+    };
+    let records_spec = records_spec.clone();
     let prepared = pipeline::prepare_off_runtime(move || {
-        prepare_delivery(&connector, &records_spec, unified, &reference, &scrubbed)
+        let map = mapped.as_ref().map(|poll| &poll.map);
+        prepare_delivery(&records_spec, map, &reference, &scrubbed)
     })
     .await??;
     for r in &prepared.rejected {
@@ -311,11 +320,11 @@ async fn receive_inner(
 }
 
 /// A verified delivery's records as events, validated as `POST /api/v1/events` lines when the
-/// connector is `unified`, normalised by its mapping otherwise (CPU work: run off the runtime).
+/// connector is `unified` (`map` is `None`), normalised by the mapping otherwise (CPU work: run
+/// off the runtime).
 fn prepare_delivery(
-    connector: &Connector,
     records_spec: &RecordsSpec,
-    unified: bool,
+    map: Option<&Mapping>,
     reference: &IntegrationRef,
     text: &str,
 ) -> Result<Prepared, ApiError> {
@@ -334,11 +343,10 @@ fn prepare_delivery(
     let ingested_at = crate::time::now_micros();
     let mut prepared = Prepared::default();
     for (i, raw) in records.into_iter().enumerate() {
-        let event = if unified {
+        let event = match map {
+            Some(map) => normalise(map, reference, raw, i, ingested_at).map_err(|e| e.to_string()),
             // an in-house application's events: validated exactly as POST /api/v1/events lines
-            crate::ingest::parse_line(raw.get(), reference, ingested_at)
-        } else {
-            normalise(&connector.map, reference, raw, i, ingested_at).map_err(|e| e.to_string())
+            None => crate::ingest::parse_line(raw.get(), reference, ingested_at),
         };
         match event {
             Ok(event) => prepared.events.push(prepare(&event)),

@@ -72,7 +72,7 @@ fn connector_json(c: &Connector) -> Value {
         "config": c.config.iter().map(field_json).collect::<Vec<_>>(),
         "credentials": c.credentials.iter().map(field_json).collect::<Vec<_>>(),
         "webhook": c.webhook.is_some(),
-        "default_schedule": c.default_schedule,
+        "default_schedule": c.poll.as_ref().map(|p| &p.default_schedule),
         "retention_days": c.retention.map(|r| r / crate::time::DAY),
     })
 }
@@ -97,11 +97,11 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
     let cursor = CursorState::decode(state.store.cursor(&r.id)?.as_deref());
     let connector = state.integrations.registry().get(&r.connector).ok();
     let now = now_micros();
-    let push_only = connector.as_ref().is_some_and(|c| c.push_only);
+    let push_only = connector.as_ref().is_some_and(|c| c.push_only());
+    let poll = connector.as_ref().and_then(|c| c.poll.as_deref());
     // the next fires, so an admin sees what a cron expression means (idle backoff may skip some)
-    let next_polls: Vec<String> = connector
-        .as_ref()
-        .and_then(|c| crate::schedule::parse_schedule(r.schedule_text(c)).ok())
+    let next_polls: Vec<String> = poll
+        .and_then(|p| crate::schedule::parse_schedule(r.schedule_text(p)).ok())
         .map(|s| {
             s.upcoming(chrono::Utc)
                 .take(3)
@@ -115,14 +115,14 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "connector": r.connector,
         "config": r.config,
         "credentials": r.credential_names,
-        "schedule": connector.as_ref().map(|c| r.schedule_text(c).to_string()).or(r.schedule.clone()),
-        "backfill": r.backfill.clone().or(connector.as_ref().map(|c| c.default_backfill_text.clone())),
+        "schedule": poll.map(|p| r.schedule_text(p).to_string()).or(r.schedule.clone()),
+        "backfill": r.backfill.clone().or(poll.map(|p| p.default_backfill_text.clone())),
         // the window actually used: clamped to the vendor's retention
-        "backfill_seconds": connector.as_ref().map(|c| r.backfill_micros(c) / crate::time::MICROS_PER_SEC),
+        "backfill_seconds": connector.as_ref().zip(poll).map(|(c, p)| r.backfill_micros(p, c.retention) / crate::time::MICROS_PER_SEC),
         "next_polls": if r.paused || push_only { Vec::new() } else { next_polls },
         "push_only": push_only,
         "idle_backoff": r.idle_backoff.unwrap_or(crate::scheduler::DEFAULT_IDLE_BACKOFF),
-        "requests_per_minute": r.requests_per_minute.or(connector.as_ref().map(|c| c.rate_limit.requests_per_minute)),
+        "requests_per_minute": r.requests_per_minute.or(poll.map(|p| p.rate_limit.requests_per_minute)),
         "paused": r.paused,
         "allow_insecure_http": r.allow_insecure_http,
         "created_at": format_micros(r.created_at),
@@ -318,7 +318,7 @@ async fn poll(
         .integrations
         .registry()
         .get(&record.connector)
-        .is_ok_and(|c| c.push_only)
+        .is_ok_and(|c| c.push_only())
     {
         return Err(ApiError::new(
             ErrorCode::Conflict,

@@ -379,10 +379,13 @@ pub fn connectors(command: &ConnectorsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConnectorsCommand::List => {
             for c in Registry::builtin()?.all() {
-                println!(
-                    "{:<8}  {}  (schedule {})",
-                    c.name, c.title, c.default_schedule
-                );
+                match &c.poll {
+                    Some(poll) => println!(
+                        "{:<8}  {}  (schedule {})",
+                        c.name, c.title, poll.default_schedule
+                    ),
+                    None => println!("{:<8}  {}  (push-only)", c.name, c.title),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -413,8 +413,9 @@ fn onepassword_requests_match_the_spec_examples() {
     // the engine's reset and cursor bodies have the shapes of the spec's examples
     let r = Registry::builtin().expect("builtin");
     let c = r.get("onepassword_audit").expect("known");
+    let c = c.poll.as_ref().expect("polled");
     let reset = super::paging::post_request(
-        &c,
+        c,
         "https://events.1password.com/api/v1/auditevents#since=2021-06-11T19%3A32%3A50.000Z",
     )
     .expect("reset");
@@ -433,7 +434,7 @@ fn onepassword_requests_match_the_spec_examples() {
     assert_eq!(reset.1["limit"], 1000);
     let token = "aGVsbG8hIGlzIGl0IG1lIHlvdSBhcmUgbG9va2luZyBmb3IK";
     let next = super::paging::next_page(
-        &c,
+        c,
         &reset.0,
         &format!(r#"{{"cursor":"{token}","has_more":true,"items":[]}}"#),
         &reqwest::header::HeaderMap::new(),
@@ -443,7 +444,7 @@ fn onepassword_requests_match_the_spec_examples() {
     .expect("pages")
     .next
     .expect("next");
-    let cursor = super::paging::post_request(&c, &next).expect("cursor");
+    let cursor = super::paging::post_request(c, &next).expect("cursor");
     let example: Value = serde_json::from_str(include_str!(
         "../../fixtures/onepassword_audit/requests/cursor.json"
     ))
@@ -551,8 +552,9 @@ fn atlassian_admin_events_normalise() {
 fn github_enterprise_uses_the_org_log_shape() {
     let r = Registry::builtin().expect("builtin");
     let c = r.get("github_enterprise").expect("known");
+    let poll = c.poll.as_ref().expect("polled");
     assert_eq!(
-        c.request
+        poll.request
             .path
             .render(
                 &super::template::Values {

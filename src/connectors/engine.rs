@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use super::cursor::{self, PageView};
-use super::definition::Connector;
+use super::definition::{Mapping, Poll};
 use super::normalise::normalise;
 use super::transport::Page;
 use crate::metrics::IntegrationLabels;
@@ -133,8 +133,8 @@ impl PollContext {
         &self.transport.integration.id
     }
 
-    fn connector(&self) -> &Connector {
-        &self.transport.connector
+    fn poll(&self) -> &Poll {
+        &self.transport.poll
     }
 
     fn labels(&self) -> IntegrationLabels {
@@ -201,7 +201,7 @@ struct Normalised {
 }
 
 fn normalise_page(
-    connector: &Connector,
+    map: &Mapping,
     integration: &IntegrationRef,
     records: &[Box<RawValue>],
     ingested_at: Micros,
@@ -210,7 +210,7 @@ fn normalise_page(
     let mut rejected = Vec::new();
     let (mut page_min, mut page_max) = (None::<Micros>, None::<Micros>);
     for (i, raw) in records.iter().enumerate() {
-        match normalise(&connector.map, integration, raw, i, ingested_at) {
+        match normalise(map, integration, raw, i, ingested_at) {
             Ok(e) => {
                 page_min = Some(page_min.map_or(e.time, |m| m.min(e.time)));
                 page_max = Some(page_max.map_or(e.time, |m| m.max(e.time)));
@@ -235,9 +235,9 @@ async fn normalise_off_runtime(
 ) -> Result<Normalised, CycleError> {
     let ingested_at = now_micros();
     let t = &ctx.transport;
-    let (connector, integration) = (t.connector.clone(), t.integration.clone());
+    let (poll, integration) = (t.poll.clone(), t.integration.clone());
     let normalised = tokio::task::spawn_blocking(move || {
-        normalise_page(&connector, &integration, &records, ingested_at)
+        normalise_page(&poll.map, &integration, &records, ingested_at)
     })
     .await
     .map_err(|_| CycleError::Store(StoreError::Closed))?;
@@ -356,7 +356,7 @@ async fn plan_backfill(
     backfill_from: Micros,
     now: Micros,
 ) -> Result<(), CycleError> {
-    let Some(until) = &ctx.connector().request.until else {
+    let Some(until) = &ctx.poll().request.until else {
         return Ok(());
     };
     let tuning = &ctx.transport.tuning;
@@ -448,12 +448,12 @@ async fn walk_slice<'a>(
     in_flight: &mut VecDeque<InFlight<'a>>,
 ) -> Result<(), CycleError> {
     let t = &ctx.transport;
-    let Some(until) = &ctx.connector().request.until else {
+    let Some(until) = &ctx.poll().request.until else {
         return Err(CycleError::Config(
             "the cursor holds backfill windows, but the connector takes no request.until".into(),
         ));
     };
-    let overlap = ctx.connector().cursor.overlap;
+    let overlap = ctx.poll().cursor.overlap;
     let since = slice.from.saturating_sub(overlap).max(MIN_TIME);
     let to = slice
         .to
@@ -511,7 +511,7 @@ async fn walk_pages<'a>(
     in_flight: &mut VecDeque<InFlight<'a>>,
 ) -> Result<(), CycleError> {
     let t = &ctx.transport;
-    let spec = &ctx.connector().cursor;
+    let spec = &ctx.poll().cursor;
     t.check_outbound()?;
     let mut cursor = ctx.cursor.current(&ctx.store, ctx.id()).await?;
     let mut restarted_from_time = false;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::definition::Poll;
 use super::{Connector, Registry};
 use crate::config::Secret;
 use crate::schema::IntegrationRef;
@@ -111,20 +112,20 @@ impl IntegrationRecord {
         with_defaults(connector, &self.config)
     }
 
-    pub fn schedule_text<'a>(&'a self, connector: &'a Connector) -> &'a str {
-        self.schedule
-            .as_deref()
-            .unwrap_or(&connector.default_schedule)
+    /// The cron schedule in force: the integration's, else the poll part's default.
+    pub fn schedule_text<'a>(&'a self, poll: &'a Poll) -> &'a str {
+        self.schedule.as_deref().unwrap_or(&poll.default_schedule)
     }
 
-    /// The backfill window, clamped to the vendor's retention.
-    pub fn backfill_micros(&self, connector: &Connector) -> Micros {
+    /// The backfill window (the integration's, else the poll part's default), clamped to the
+    /// vendor's retention.
+    pub fn backfill_micros(&self, poll: &Poll, retention: Option<Micros>) -> Micros {
         let wanted = self
             .backfill
             .as_deref()
             .and_then(super::iso_duration)
-            .unwrap_or(connector.default_backfill);
-        match connector.retention {
+            .unwrap_or(poll.default_backfill);
+        match retention {
             Some(r) => wanted.min(r),
             None => wanted,
         }

@@ -155,18 +155,18 @@ pub fn replay(
         name: format!("replay-{}", connector.name),
         connector: connector.name.clone(),
     };
-    if connector.push_only {
+    let Some(poll) = &connector.poll else {
         return Err(normalise::RecordError::NotReplayable(format!(
             "{} is push-only: its deliveries are unified events, validated like POST /api/v1/events lines",
             connector.name
         )));
-    }
+    };
     let now = crate::time::now_micros();
-    let records = normalise::page_records(body, &connector.records)?;
+    let records = normalise::page_records(body, &poll.records)?;
     Ok(records
         .into_iter()
         .enumerate()
-        .map(|(i, raw)| normalise::normalise(&connector.map, &integration, raw, i, now))
+        .map(|(i, raw)| normalise::normalise(&poll.map, &integration, raw, i, now))
         .collect())
 }
 

@@ -6,7 +6,7 @@
 use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 
-use super::definition::{Connector, HttpMethod, OffsetUnit, Pagination};
+use super::definition::{HttpMethod, OffsetUnit, Pagination, Poll};
 use super::path::JsonPath;
 
 /// A page's paging data the hub cannot use (a URL that does not parse, a POST position that
@@ -32,7 +32,7 @@ pub struct Next {
 /// and only for the kinds that read it; `same_origin` resolves a link against the configured
 /// host and refuses any other (credentials never leave for another host).
 pub fn next_page(
-    connector: &Connector,
+    poll: &Poll,
     url: &str,
     body: &str,
     headers: &HeaderMap,
@@ -40,9 +40,9 @@ pub fn next_page(
     same_origin: impl Fn(&str) -> Option<String>,
 ) -> Result<Next, PagingError> {
     let reads_body = matches!(
-        connector.pagination,
+        poll.pagination,
         Pagination::BodyCursor { .. } | Pagination::NextUrlInBody { .. }
-    ) || connector.pagination_more.is_some();
+    ) || poll.pagination_more.is_some();
     let parsed: serde_json::Value = if reads_body {
         serde_json::from_str(body).unwrap_or_default()
     } else {
@@ -54,9 +54,9 @@ pub fn next_page(
             .map(str::to_string)
             .filter(|t| !t.is_empty())
     };
-    let next = match &connector.pagination {
+    let next = match &poll.pagination {
         Pagination::LinkHeader => next_link(headers).and_then(|l| same_origin(&l)),
-        Pagination::BodyCursor { path, .. } if connector.request.method == HttpMethod::Post => {
+        Pagination::BodyCursor { path, .. } if poll.request.method == HttpMethod::Post => {
             match text_at(path) {
                 Some(token) => {
                     let mut u = page_url(url)?;
@@ -77,7 +77,7 @@ pub fn next_page(
         Pagination::NextUrlInBody { path } => text_at(path).and_then(|l| same_origin(&l)),
         Pagination::None => None,
     };
-    let more = connector
+    let more = poll
         .pagination_more
         .as_ref()
         .and_then(|p| p.get(&parsed)?.as_bool());
@@ -123,17 +123,14 @@ pub fn post_position(kind: PostPosition, value: &str) -> String {
 }
 
 /// The endpoint to POST to and the JSON body for a position URL.
-pub fn post_request(
-    connector: &Connector,
-    url: &str,
-) -> Result<(String, serde_json::Value), PagingError> {
+pub fn post_request(poll: &Poll, url: &str) -> Result<(String, serde_json::Value), PagingError> {
     let mut u = page_url(url)?;
     let fragment = u.fragment().unwrap_or("").to_string();
     u.set_fragment(None);
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&fragment).unwrap_or_default();
     let body = match pairs.first() {
         Some((k, v)) if k == PostPosition::Cursor.key() => {
-            let Pagination::BodyCursor { param, .. } = &connector.pagination else {
+            let Pagination::BodyCursor { param, .. } = &poll.pagination else {
                 return Err(PagingError(
                     "a cursor position needs pagination.kind = body_cursor".into(),
                 ));
@@ -141,9 +138,9 @@ pub fn post_request(
             serde_json::json!({ param.as_str(): v })
         }
         Some((k, v)) if k == PostPosition::Since.key() => {
-            let mut body = connector.request.body.clone();
+            let mut body = poll.request.body.clone();
             body.insert(
-                connector.request.since.param.clone(),
+                poll.request.since.param.clone(),
                 serde_json::Value::String(v.clone()),
             );
             serde_json::Value::Object(body)
@@ -413,11 +410,12 @@ mod tests {
         ];
         for (name, url, body, link, records, next, more) in cases {
             let connector = registry.get(name).expect("built in");
+            let poll = connector.poll.as_ref().expect("a polled connector");
             let mut headers = HeaderMap::new();
             if let Some(l) = link {
                 headers.insert(reqwest::header::LINK, l.parse().expect("header"));
             }
-            let got = next_page(&connector, url, body, &headers, &records, same).expect("pages");
+            let got = next_page(poll, url, body, &headers, &records, same).expect("pages");
             assert_eq!(got.next.as_deref(), next, "{name} {url}");
             assert_eq!(got.more, more, "{name} {url}");
         }

@@ -50,7 +50,7 @@ impl Transport {
     /// and for a window (`request.until`) the until parameter.
     pub fn first_url(&self, since: Micros, until: Option<Micros>) -> Result<String, CycleError> {
         let mut url = self.base_url()?;
-        let c = &self.connector.request;
+        let c = &self.poll.request;
         let path_template = c
             .path_choice
             .as_ref()
@@ -115,23 +115,23 @@ impl Transport {
     }
 
     pub(super) fn request(&self, url: &str) -> Result<reqwest::RequestBuilder, CycleError> {
-        let mut req = match self.connector.request.method {
+        let mut req = match self.poll.request.method {
             HttpMethod::Get => self.http.get(url),
             HttpMethod::Post => {
-                let (endpoint, body) = super::paging::post_request(&self.connector, url)
+                let (endpoint, body) = super::paging::post_request(&self.poll, url)
                     .map_err(|e| CycleError::Config(e.0))?;
                 self.http.post(endpoint).json(&body)
             }
         };
-        for (name, t) in &self.connector.request.headers {
+        for (name, t) in &self.poll.request.headers {
             if let Some(v) = t.render(&self.values(None), no_escape) {
                 req = req.header(name.as_str(), v);
             }
         }
         let missing = || CycleError::Config("a credential the connector needs is not set".into());
-        req = match &self.connector.auth {
+        req = match &self.poll.auth {
             Auth::Header { header, .. } => {
-                let value = self.connector.auth_templates[0]
+                let value = self.poll.auth_templates[0]
                     .render(&self.values(None), no_escape)
                     .ok_or_else(missing)?;
                 let mut hv = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
@@ -143,10 +143,10 @@ impl Transport {
             // the bearer token is added by `attempt` (fetching it is async)
             Auth::OAuth2ClientCredentials(_) | Auth::OAuth2JwtBearer(_) => req,
             Auth::Basic { .. } => {
-                let user = self.connector.auth_templates[0]
+                let user = self.poll.auth_templates[0]
                     .render(&self.values(None), no_escape)
                     .ok_or_else(missing)?;
-                let pass = self.connector.auth_templates[1]
+                let pass = self.poll.auth_templates[1]
                     .render(&self.values(None), no_escape)
                     .ok_or_else(missing)?;
                 req.basic_auth(user, Some(pass))
@@ -164,12 +164,12 @@ impl Transport {
             credentials: Some(&self.credentials),
             time: None,
         };
-        let request = oauth::token_request(&self.integration.id, &self.connector.auth, &values)?;
+        let request = oauth::token_request(&self.integration.id, &self.poll.auth, &values)?;
         // the secret goes only to https (or an allowed loopback http) at a URL field's origin
         let url = super::outbound::check_destination(request.token_url(), self.allow_insecure_http)
             .map_err(|m| TokenError::Config(format!("auth.token_url: {m}")))?;
         let fixed = self
-            .connector
+            .poll
             .auth
             .token_url()
             .and_then(|t| t.literal_prefix())
@@ -210,7 +210,7 @@ impl Transport {
             Err(TokenError::Transient(m)) => Err(Attempt::Transient(self.scrub(&m))),
             Err(TokenError::RateLimited(wait, why)) => Err(Attempt::RateLimited(
                 wait.unwrap_or(Duration::from_micros(
-                    self.connector.rate_limit.default_wait.max(0) as u64,
+                    self.poll.rate_limit.default_wait.max(0) as u64,
                 )),
                 why,
             )),

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
-use super::definition::{Auth, Connector};
+use super::definition::{Auth, Connector, Poll};
 use super::normalise::{page_records, RecordError};
 use super::paging::Next;
 use super::ratelimit::{RateGate, RateHeaders};
@@ -65,6 +65,8 @@ impl CycleError {
 pub struct Transport {
     pub integration: IntegrationRef,
     pub connector: Arc<Connector>,
+    /// The connector's poll part: a transport exists only for a polled connector.
+    pub poll: Arc<Poll>,
     pub config: BTreeMap<String, String>,
     pub credentials: BTreeMap<String, Secret>,
     /// http is accepted for URL fields on a loopback host (see `outbound`).
@@ -97,13 +99,17 @@ pub fn secrets_scrubber(
         .secret_values(credentials)
         .map(str::to_string)
         .collect();
-    let mut rendered: Vec<String> = connector
-        .auth_templates
-        .iter()
-        .filter_map(|t| t.render(&values, no_escape))
-        .collect();
-    if let Auth::Basic { .. } = connector.auth {
-        rendered.push(rendered.join(":"));
+    // a push-only connector sends no request: nothing is rendered from its credentials
+    let mut rendered: Vec<String> = Vec::new();
+    if let Some(poll) = &connector.poll {
+        rendered.extend(
+            poll.auth_templates
+                .iter()
+                .filter_map(|t| t.render(&values, no_escape)),
+        );
+        if let Auth::Basic { .. } = poll.auth {
+            rendered.push(rendered.join(":"));
+        }
     }
     // only what carries a secret: a basic-auth user name alone is an identifier
     rendered.retain(|r| secrets.iter().any(|s| r.contains(s.as_str())));
@@ -200,7 +206,7 @@ impl Transport {
     async fn attempt(&self, url: &str, from_saved_link: bool) -> Result<Attempt, CycleError> {
         let started = Instant::now();
         let mut req = self.request(url)?;
-        if self.connector.auth.fetches_tokens() {
+        if self.poll.auth.fetches_tokens() {
             match self.oauth2_bearer().await {
                 Ok(value) => req = req.header(reqwest::header::AUTHORIZATION, value),
                 Err(a) => return Ok(a),
@@ -230,7 +236,7 @@ impl Transport {
             })
             .inc();
         let headers = response.headers().clone();
-        let rate = RateHeaders::read(&self.connector.rate_limit, &headers, now_micros());
+        let rate = RateHeaders::read(&self.poll.rate_limit, &headers, now_micros());
         self.gate.observe(rate.remaining, rate.reset_in);
         let body = match read_body(response).await {
             Ok(b) => b,
@@ -253,21 +259,19 @@ impl Transport {
             rate,
             body: &body,
         };
-        if let Some(outcome) = classify(&self.connector, &answer, from_saved_link) {
+        if let Some(outcome) = classify(&self.poll, &answer, from_saved_link) {
             return Ok(outcome.into_attempt(|| self.quote(&body)));
         }
-        let records: Vec<Box<RawValue>> = match page_records(&body, &self.connector.records) {
+        let records: Vec<Box<RawValue>> = match page_records(&body, &self.poll.records) {
             Ok(r) => r.into_iter().map(|r| r.to_owned()).collect(),
-            Err(RecordError::Vendor(m))
-                if self.connector.records.credential_errors.contains(&m) =>
-            {
+            Err(RecordError::Vendor(m)) if self.poll.records.credential_errors.contains(&m) => {
                 return Ok(Attempt::Fatal(CycleError::CredentialsRejected(format!(
                     "vendor error {}",
                     self.quote(&m)
                 ))))
             }
             Err(RecordError::Vendor(m))
-                if from_saved_link && self.connector.records.cursor_errors.contains(&m) =>
+                if from_saved_link && self.poll.records.cursor_errors.contains(&m) =>
             {
                 return Ok(Attempt::LinkRefused(status.as_u16()))
             }
@@ -281,7 +285,7 @@ impl Transport {
             Err(e) => return Ok(Attempt::Transient(self.scrub(&e.to_string()))),
         };
         let Next { next, more } =
-            super::paging::next_page(&self.connector, url, &body, &headers, &records, |link| {
+            super::paging::next_page(&self.poll, url, &body, &headers, &records, |link| {
                 self.same_origin(link)
             })
             .map_err(|e| CycleError::Config(e.0))?;
@@ -465,13 +469,9 @@ impl Refusal {
 
 /// Classifies an answer by its status, rate headers and (for a 403) body markers: `None` for a
 /// success whose body is the page. Pure: the same answer always means the same thing.
-pub fn classify(
-    connector: &Connector,
-    answer: &Answer<'_>,
-    from_saved_link: bool,
-) -> Option<Refusal> {
+pub fn classify(poll: &Poll, answer: &Answer<'_>, from_saved_link: bool) -> Option<Refusal> {
     let status = answer.status;
-    let spec = &connector.rate_limit;
+    let spec = &poll.rate_limit;
     let RateHeaders {
         remaining,
         reset_in,
@@ -502,7 +502,7 @@ pub fn classify(
             ));
         }
     }
-    if status == StatusCode::UNAUTHORIZED && connector.auth.fetches_tokens() {
+    if status == StatusCode::UNAUTHORIZED && poll.auth.fetches_tokens() {
         return Some(Refusal::StaleToken);
     }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

@@ -138,7 +138,7 @@ fn every_connector_fixture_normalises_into_valid_events() {
     let schema = schema();
     let v = validator(&schema);
     let registry = trailhub::connectors::Registry::builtin().expect("definitions load");
-    for connector in registry.all().filter(|c| !c.push_only) {
+    for connector in registry.all().filter(|c| !c.push_only()) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures")
             .join(&connector.name);

@@ -1,6 +1,10 @@
 //! Connector definition files (`connectors/<vendor>.toml`): parsed strictly with serde, then
 //! validated into the closed types the engine interprets, with errors naming file and key
 //!
+//! A connector has a poll part (the polling keys: how the hub fetches records), a push part
+//! (`[webhook]`: how the vendor sends them), or both; a file that writes no polling key is
+//! push-only (it may say so with `push_only = true`, and then must not write one).
+//!
 //! `raw` is the file as serde reads it, `model` the validated types the engine interprets,
 //! `validate` the checks between them; this module is the public surface (every type other
 //! modules name is re-exported here) and the entry point `parse`.
@@ -14,11 +18,12 @@ mod validate;
 pub use model::{
     ActorSpec, Auth, ChangesSpec, ClientAuth, Connector, CursorKind, CursorSpec, FieldKind,
     FieldSpec, HttpMethod, JwtBearerSpec, LimitScope, Lookup, Mapping, OAuth2Spec, OffsetUnit,
-    Order, OutcomeSpec, Pagination, RateLimitSpec, RecordsSpec, RequestSpec, ResetFormat, Rule,
-    SinceSpec, TargetSpec, TimeFormat, TimeParamFormat, WebhookSpec, WEBHOOK_BODY_BYTES_RANGE,
+    Order, OutcomeSpec, Pagination, Poll, RateLimitSpec, RecordsSpec, RequestSpec, ResetFormat,
+    Rule, SinceSpec, TargetSpec, TimeFormat, TimeParamFormat, WebhookSpec,
+    WEBHOOK_BODY_BYTES_RANGE,
 };
 
-use raw::RawDefinition;
+use raw::{RawDefinition, POLLING_KEYS};
 use validate::Validator;
 
 /// Why a definition file was refused; `key` is the dotted TOML key at fault.
@@ -30,67 +35,22 @@ pub struct DefinitionError {
     pub message: String,
 }
 
-/// What a push-only definition leaves out: inert polling tables that are never used (the
-/// scheduler does not schedule push-only integrations) and a mapping that `webhook.unified`
-/// replaces with the unified-event validator.
-const PUSH_ONLY_STUB: &str = r#"
-default_schedule = "0 0 0 1 1 *"
-default_backfill = "P1D"
-[auth]
-kind = "header"
-header = "X-Trailhub-Push-Only"
-value = "push-only"
-[request]
-path = "/"
-[request.since]
-param = "since"
-template = "{time}"
-format = "rfc3339"
-[pagination]
-kind = "link_header"
-[cursor]
-kind = "time"
-order = "ascending"
-overlap = "PT0S"
-[rate_limit]
-requests_per_minute = 1
-default_wait = "PT1M"
-[records]
-path = ""
-[map]
-source_id = "source_id"
-event_type = "event_type"
-default_category = "other"
-default_action = "other"
-[map.time]
-path = "time"
-format = "rfc3339"
-[map.actor]
-id = "actor.id"
-[map.outcome]
-default = "unknown"
-"#;
-
-const POLLING_KEYS: &[&str] = &[
-    "default_schedule",
-    "default_backfill",
-    "auth",
-    "request",
-    "pagination",
-    "cursor",
-    "rate_limit",
-    "records",
-    "map",
-];
-
 /// Parses and validates one definition file.
 pub fn parse(file: &str, text: &str) -> Result<Connector, DefinitionError> {
-    let push_only = toml::from_str::<toml::Table>(text)
-        .ok()
-        .and_then(|t| t.get("push_only").and_then(toml::Value::as_bool))
-        .unwrap_or(false);
-    if push_only {
-        return parse_push_only(file, text);
+    // a file that says it is push-only and writes a polling key anyway is told so, whatever
+    // that key holds (before serde reads the key's table and finds fault with it)
+    if let Ok(table) = toml::from_str::<toml::Table>(text) {
+        let push_only = table.get("push_only").and_then(toml::Value::as_bool);
+        if let (Some(true), Some(key)) = (
+            push_only,
+            POLLING_KEYS.iter().find(|k| table.contains_key(**k)),
+        ) {
+            return Err(DefinitionError {
+                file: file.to_string(),
+                key: key.to_string(),
+                message: "a push_only connector is never polled: leave this out".into(),
+            });
+        }
     }
     let raw: RawDefinition = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
     Validator { file }.build(raw)
@@ -122,39 +82,6 @@ fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> DefinitionError {
             .map(|s| key_at(text, s.start))
             .unwrap_or_else(|| "(file)".into()),
         message,
-    }
-}
-
-/// A push-only definition: the polling tables must be absent, and inert ones stand in for them.
-fn parse_push_only(file: &str, text: &str) -> Result<Connector, DefinitionError> {
-    let err = |key: &str, message: String| DefinitionError {
-        file: file.to_string(),
-        key: key.to_string(),
-        message,
-    };
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
-    for key in POLLING_KEYS {
-        if table.contains_key(*key) {
-            return Err(err(
-                key,
-                "a push_only connector is never polled: leave this out".into(),
-            ));
-        }
-    }
-    let stub: toml::Table =
-        toml::from_str(PUSH_ONLY_STUB).expect("the push-only stub is valid TOML");
-    table.extend(stub);
-    let raw: RawDefinition = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| err("(file)", e.message().trim().to_string()))?;
-    let connector = Validator { file }.build(raw)?;
-    match &connector.webhook {
-        Some(w) if w.unified && w.records.is_some() => Ok(connector),
-        _ => Err(err(
-            "webhook",
-            "a push_only connector needs a [webhook] table with `records` and `unified = true`"
-                .into(),
-        )),
     }
 }
 

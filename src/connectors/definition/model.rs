@@ -4,6 +4,7 @@
 //! from the file by serde, so they derive `Deserialize` too.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -179,19 +180,31 @@ pub struct Mapping {
     pub rules: Vec<Rule>,
 }
 
+/// A connector: what every one has (its name, fields and retention), and its two optional
+/// parts, at least one of which is there: `poll`, how the hub fetches the vendor's records, and
+/// `webhook`, how the vendor pushes them (or nudges a poll).
 #[derive(Debug, Clone)]
 pub struct Connector {
     pub name: String,
     pub title: String,
     /// Where the definition came from, for messages.
     pub file: String,
+    pub retention: Option<Micros>,
+    pub config: Vec<FieldSpec>,
+    pub credentials: Vec<FieldSpec>,
+    /// `None`: the vendor only pushes; integrations of this connector are never polled.
+    /// Shared: a poll cycle holds it for its whole walk.
+    pub poll: Option<Arc<Poll>>,
+    pub webhook: Option<WebhookSpec>,
+}
+
+/// The poll part: when and how the hub fetches a vendor's records and turns them into events.
+#[derive(Debug, Clone)]
+pub struct Poll {
     pub default_schedule: String,
     pub default_backfill: Micros,
     /// `default_backfill` as written, for display.
     pub default_backfill_text: String,
-    pub retention: Option<Micros>,
-    pub config: Vec<FieldSpec>,
-    pub credentials: Vec<FieldSpec>,
     pub auth: Auth,
     pub auth_templates: Vec<Template>,
     pub request: RequestSpec,
@@ -201,10 +214,9 @@ pub struct Connector {
     pub cursor: CursorSpec,
     pub rate_limit: RateLimitSpec,
     pub records: RecordsSpec,
+    /// `[map]`: a vendor record → the unified event. Webhook deliveries that are not `unified`
+    /// go through it too, which is why such a webhook needs the poll part.
     pub map: Mapping,
-    pub webhook: Option<WebhookSpec>,
-    /// The vendor only pushes; integrations of this connector are never polled.
-    pub push_only: bool,
 }
 
 /// How the vendor's pushed deliveries are verified and read.
@@ -224,6 +236,11 @@ pub struct WebhookSpec {
 pub const WEBHOOK_BODY_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=64 * 1024 * 1024;
 
 impl Connector {
+    /// The vendor only pushes: there is nothing to poll (no poll part).
+    pub fn push_only(&self) -> bool {
+        self.poll.is_none()
+    }
+
     pub fn config_field(&self, name: &str) -> Option<&FieldSpec> {
         self.config.iter().find(|f| f.name == name)
     }

@@ -14,18 +14,39 @@ use super::model::{
 use crate::connectors::path::PathList;
 use crate::schema::{Action, Category, Outcome, Severity};
 
+/// The polling keys are each optional here: a file has all of them (the poll part) or none (a
+/// push-only connector), which `RawDefinition::take_poll` sorts out with the missing key named.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDefinition {
     pub(super) name: String,
     pub(super) title: String,
-    pub(super) default_schedule: String,
-    pub(super) default_backfill: String,
+    pub(super) default_schedule: Option<String>,
+    pub(super) default_backfill: Option<String>,
     pub(super) retention: Option<String>,
     #[serde(default)]
     pub(super) config: Vec<RawField>,
     #[serde(default)]
     pub(super) credentials: Vec<RawField>,
+    pub(super) auth: Option<RawAuth>,
+    pub(super) request: Option<RawRequest>,
+    pub(super) pagination: Option<RawPagination>,
+    pub(super) cursor: Option<RawCursor>,
+    pub(super) rate_limit: Option<RawRateLimit>,
+    pub(super) records: Option<RawRecords>,
+    pub(super) map: Option<RawMap>,
+    pub(super) webhook: Option<RawWebhook>,
+    /// `true`: the vendor only pushes, and the file says so (no polling key may then be
+    /// written); `false`: it is polled (every polling key must be). Absent: whichever the
+    /// polling keys say.
+    pub(super) push_only: Option<bool>,
+}
+
+/// The polling keys of a file, all present: what the poll part is checked from.
+#[derive(Debug)]
+pub(super) struct RawPoll {
+    pub(super) default_schedule: String,
+    pub(super) default_backfill: String,
     pub(super) auth: RawAuth,
     pub(super) request: RawRequest,
     pub(super) pagination: RawPagination,
@@ -33,10 +54,60 @@ pub(super) struct RawDefinition {
     pub(super) rate_limit: RawRateLimit,
     pub(super) records: RawRecords,
     pub(super) map: RawMap,
-    pub(super) webhook: Option<RawWebhook>,
-    /// The vendor only pushes: no polling tables are written, and the hub never polls.
-    #[serde(default)]
-    pub(super) push_only: bool,
+}
+
+/// The top-level keys of the poll part, in the order they are checked.
+pub(super) const POLLING_KEYS: [&str; 9] = [
+    "default_schedule",
+    "default_backfill",
+    "auth",
+    "request",
+    "pagination",
+    "cursor",
+    "rate_limit",
+    "records",
+    "map",
+];
+
+impl RawDefinition {
+    /// The polling keys the file writes, in the order they are checked.
+    pub(super) fn polling_keys(&self) -> Vec<&'static str> {
+        let present = [
+            self.default_schedule.is_some(),
+            self.default_backfill.is_some(),
+            self.auth.is_some(),
+            self.request.is_some(),
+            self.pagination.is_some(),
+            self.cursor.is_some(),
+            self.rate_limit.is_some(),
+            self.records.is_some(),
+            self.map.is_some(),
+        ];
+        POLLING_KEYS
+            .into_iter()
+            .zip(present)
+            .filter_map(|(key, present)| present.then_some(key))
+            .collect()
+    }
+
+    /// Takes the polling keys out as one part: `Ok(None)` when the file writes none of them,
+    /// `Err(key)` naming the first one missing when it writes some.
+    pub(super) fn take_poll(&mut self) -> Result<Option<RawPoll>, &'static str> {
+        if self.polling_keys().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(RawPoll {
+            default_schedule: self.default_schedule.take().ok_or("default_schedule")?,
+            default_backfill: self.default_backfill.take().ok_or("default_backfill")?,
+            auth: self.auth.take().ok_or("auth")?,
+            request: self.request.take().ok_or("request")?,
+            pagination: self.pagination.take().ok_or("pagination")?,
+            cursor: self.cursor.take().ok_or("cursor")?,
+            rate_limit: self.rate_limit.take().ok_or("rate_limit")?,
+            records: self.records.take().ok_or("records")?,
+            map: self.map.take().ok_or("map")?,
+        }))
+    }
 }
 
 /// `[webhook]`: the vendor pushes deliveries to `/hooks/{integration_id}`.

@@ -235,7 +235,8 @@ fn a_time_window_is_validated() {
     let until = "[request.until]\n# inclusive, like oldest: backfill windows ask for one window each\nparam = \"latest\"";
     assert!(slack.contains(until), "slack.toml declares its window");
     let c = parse(file, slack).expect("valid");
-    let spec = c.request.until.as_ref().expect("a window");
+    let poll = c.poll.as_ref().expect("polled");
+    let spec = poll.request.until.as_ref().expect("a window");
     assert_eq!(spec.param, "latest");
     let e = parse(
         file,
@@ -270,4 +271,99 @@ fn a_time_window_is_validated() {
     let e = parse("connectors/onepassword_audit.toml", &with_until).expect_err("POST");
     assert_eq!(e.key, "request.until");
     assert!(e.to_string().contains("GET"), "{e}");
+}
+
+const WEBHOOK: &str = include_str!("../../../connectors/webhook.toml");
+
+/// A connector is its parts: every built-in one is polled except `webhook`, which only
+/// receives; a file that writes no polling key is push-only whether it says so or not.
+#[test]
+fn a_connector_has_a_poll_part_a_push_part_or_both() {
+    for (file, text) in super::super::BUILTIN {
+        let c = parse(file, text).expect("valid");
+        assert_eq!(c.push_only(), c.name == "webhook", "{file}");
+        assert!(c.poll.is_some() || c.webhook.is_some(), "{file}");
+    }
+    let c = parse("connectors/webhook.toml", WEBHOOK).expect("valid");
+    assert!(c.poll.is_none());
+    assert!(c.webhook.as_ref().is_some_and(|w| w.unified));
+    assert!(WEBHOOK.contains("push_only = true\n"));
+    let derived = parse(
+        "connectors/webhook.toml",
+        &WEBHOOK.replace("push_only = true\n", ""),
+    )
+    .expect("push-only without saying so");
+    assert!(derived.poll.is_none() && derived.webhook.is_some());
+    let github = parse("connectors/github.toml", GITHUB).expect("valid");
+    assert!(github.poll.is_some() && github.webhook.is_some());
+}
+
+/// `push_only = true` and a polling key: refused naming the key, whatever the key holds.
+#[test]
+fn a_push_only_file_writes_no_polling_key() {
+    let tables = [
+        ("default_schedule", "default_schedule = \"0 */5 * * * *\"\n"),
+        ("default_backfill", "default_backfill = \"P1D\"\n"),
+        ("auth", "[auth]\nkind = \"header\"\n"),
+        ("request", "[request]\npath = \"/\"\n"),
+        ("pagination", "[pagination]\nkind = \"link_header\"\n"),
+        ("cursor", "[cursor]\nkind = \"time\"\n"),
+        ("rate_limit", "[rate_limit]\nrequests_per_minute = 1\n"),
+        ("records", "[records]\npath = \"\"\n"),
+        ("map", "[map]\nsource_id = \"id\"\n"),
+    ];
+    for (key, snippet) in tables {
+        // top-level keys before the first table, tables at the end
+        let text = if snippet.starts_with('[') {
+            format!("{WEBHOOK}\n{snippet}")
+        } else {
+            WEBHOOK.replace(
+                "push_only = true\n",
+                &format!("push_only = true\n{snippet}"),
+            )
+        };
+        let e = parse("connectors/webhook.toml", &text).expect_err(key);
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains("never polled"), "{e}");
+    }
+}
+
+/// Neither part, part of the poll part, a push part that needs a poll: each refused, named.
+#[test]
+fn the_parts_of_a_file_are_checked_first() {
+    let neither = "name = \"x\"\ntitle = \"X\"\n[[config]]\nname = \"base_url\"\n";
+    let e = parse("connectors/x.toml", neither).expect_err("no part");
+    assert_eq!(e.key, "(file)", "{e}");
+    assert!(e.message.contains("neither"), "{e}");
+    let e = parse(
+        "connectors/x.toml",
+        &format!("push_only = false\n{neither}"),
+    )
+    .expect_err("no part");
+    assert_eq!(e.key, "(file)", "{e}");
+
+    let start = GITHUB.find("[cursor]").expect("a cursor table");
+    let end = start + GITHUB[start..].find("\n\n").expect("a blank line after it");
+    let e = parse(
+        "connectors/github.toml",
+        &format!("{}{}", &GITHUB[..start], &GITHUB[end..]),
+    )
+    .expect_err("no cursor");
+    assert_eq!(e.key, "cursor", "{e}");
+    assert!(e.message.starts_with("missing"), "{e}");
+
+    let e = parse(
+        "connectors/webhook.toml",
+        &WEBHOOK.replace("push_only = true", "push_only = false"),
+    )
+    .expect_err("says it polls");
+    assert_eq!(e.key, "push_only", "{e}");
+    let nudge = WEBHOOK
+        .replace("records = \"\"\n", "")
+        .replace("unified = true\n", "");
+    let e = parse("connectors/webhook.toml", &nudge).expect_err("a nudge with nothing to poll");
+    assert_eq!(e.key, "webhook", "{e}");
+    let mapped = WEBHOOK.replace("unified = true\n", "");
+    let e = parse("connectors/webhook.toml", &mapped).expect_err("records with no [map]");
+    assert_eq!(e.key, "webhook", "{e}");
 }

@@ -47,12 +47,15 @@ fn record(backfill: Option<&str>) -> IntegrationRecord {
 #[test]
 fn backfill_is_clamped_to_retention() {
     let registry = Registry::builtin().expect("valid");
-    let okta = registry.get("okta").expect("okta");
-    assert_eq!(record(Some("P30D")).backfill_micros(&okta), 30 * DAY);
-    assert_eq!(record(Some("P2Y")).backfill_micros(&okta), 90 * DAY);
-    assert_eq!(record(None).backfill_micros(&okta), 7 * DAY);
-    let slack = registry.get("slack").expect("slack");
-    assert_eq!(record(Some("P2Y")).backfill_micros(&slack), 730 * DAY);
+    let backfill = |name: &str, wanted: Option<&str>| {
+        let c = registry.get(name).expect("built in");
+        let poll = c.poll.as_ref().expect("a polled connector");
+        record(wanted).backfill_micros(poll, c.retention)
+    };
+    assert_eq!(backfill("okta", Some("P30D")), 30 * DAY);
+    assert_eq!(backfill("okta", Some("P2Y")), 90 * DAY);
+    assert_eq!(backfill("okta", None), 7 * DAY);
+    assert_eq!(backfill("slack", Some("P2Y")), 730 * DAY);
 }
 
 #[test]
