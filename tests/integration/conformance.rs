@@ -107,12 +107,12 @@ async fn every_polling_connector_passes_the_conformance_cases() {
     let mut missing = Vec::new();
     for connector in registry.all() {
         // pushed, never polled: nothing here applies
-        if connector.push_only {
+        let Some(poll) = &connector.poll else {
             continue;
-        }
+        };
         match vendors::for_connector(&connector.name) {
             Some(vendor) => {
-                if let Some(until) = &connector.request.until {
+                if let Some(until) = &poll.request.until {
                     let name = format!("{} (backfill windows)", connector.name);
                     polling.push((name, vendor.clone(), Some(until.param.clone())));
                 }
