@@ -25,6 +25,7 @@ use trailhub::config::{Secret, Settings};
 mod support;
 
 use support::emu::Emulator;
+use support::hub::Api;
 use support::vendors::{Github, Slack};
 
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -129,17 +130,7 @@ async fn latency(
     if let Some(b) = idle_backoff {
         body["idle_backoff"] = json!(b);
     }
-    let v: Value = http
-        .post(format!("{hub}/api/v1/integrations"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let id = v["id"].as_str().expect("id").to_string();
+    let id = Api::at(hub, TOKEN).create(body).await;
     wait_ingested(http, hub, &id, 1).await;
     let mut out = Vec::new();
     for n in 0..rounds {
@@ -190,30 +181,14 @@ async fn walk_alone(emu: &Emulator, http: &reqwest::Client) -> (usize, f64) {
     }
 }
 
-async fn create(
-    http: &reqwest::Client,
-    hub: &str,
-    name: &str,
-    emu: &Emulator,
-    per_minute: u32,
-) -> String {
+async fn create(hub: &str, name: &str, emu: &Emulator, per_minute: u32) -> String {
     let body = json!({
         "name": name, "connector": "github",
         "config": {"base_url": emu.url, "org": "bench"}, "credentials": {"token": GH_TOKEN},
         "schedule": "* * * * * *", "backfill": "P7D", "requests_per_minute": per_minute, "idle_backoff": 0,
         "allow_insecure_http": true,
     });
-    let resp = http
-        .post(format!("{hub}/api/v1/integrations"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("create");
-    let status = resp.status();
-    let v: Value = resp.json().await.expect("json");
-    assert!(status.is_success(), "{v}");
-    v["id"].as_str().expect("id").to_string()
+    Api::at(hub, TOKEN).create(body).await
 }
 
 async fn wait_ingested(http: &reqwest::Client, hub: &str, id: &str, n: u64) -> f64 {
@@ -285,15 +260,7 @@ async fn backfill_once(
         "requests_per_minute": WINDOWS_BUDGET * 60, "idle_backoff": 0, "allow_insecure_http": true,
     });
     let started = Instant::now();
-    let resp = http
-        .post(format!("{url}/api/v1/integrations"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("create");
-    let v: Value = resp.json().await.expect("json");
-    let id = v["id"].as_str().expect("id").to_string();
+    let id = Api::at(&url, TOKEN).create(body).await;
     wait_ingested(http, &url, &id, n as u64).await;
     let secs = started.elapsed().as_secs_f64();
     hub.stop().await.expect("stop");
@@ -368,7 +335,7 @@ async fn run(n: usize) {
     // kept to the end: Grove collects the same pages once the hub has stopped
     let backfill_emu = start_emulator(n, "b").await;
     let started = Instant::now();
-    let id = create(&http, &url, "bench-backfill", &backfill_emu, 1_000_000).await;
+    let id = create(&url, "bench-backfill", &backfill_emu, 1_000_000).await;
     let secs = wait_ingested(&http, &url, &id, n as u64).await;
     let total = started.elapsed().as_secs_f64();
     let requests = backfill_emu.requests().len();
@@ -380,7 +347,7 @@ async fn run(n: usize) {
     // A limit of 10 requests/s: the achieved rate and the busiest second.
     let limited_events = 80 * PER_PAGE;
     let emu = start_emulator(limited_events, "c").await;
-    let id = create(&http, &url, "bench-limited", &emu, 600).await;
+    let id = create(&url, "bench-limited", &emu, 600).await;
     wait_ingested(&http, &url, &id, limited_events as u64).await;
     let hits: Vec<Instant> = emu.requests().iter().map(|r| r.at).collect();
     let span = hits

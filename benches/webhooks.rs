@@ -16,6 +16,13 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use trailhub::config::{Secret, Settings};
 
+// the integration tests' hub client
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code, unused_imports)] // the bench uses a part of the test support
+mod support;
+
+use support::hub::Api;
+
 const TOKEN: &str = "bench-admin-token-0123456789";
 const CLIENTS: usize = 32;
 const SECRET: &str = "bench-hook-secret";
@@ -46,21 +53,8 @@ struct Delivery {
     headers: Vec<(String, String)>,
 }
 
-async fn create(http: &reqwest::Client, url: &str, body: Value) -> String {
-    let created: Value = http
-        .post(format!("{url}/api/v1/integrations"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    created["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("created: {created}"))
-        .to_string()
+async fn create(url: &str, body: Value) -> String {
+    Api::at(url, TOKEN).create(body).await
 }
 
 /// Sends every delivery from `CLIENTS` concurrent clients; prints rate and latency.
@@ -156,7 +150,7 @@ async fn run(n: usize) {
 
     // In-house application: unified events signed with Standard Webhooks (HMAC-SHA256).
     let secret = trailhub::webhooks::new_standard_webhooks_secret();
-    let id = create(&http, &url, json!({"name": "app-hooks", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}})).await;
+    let id = create(&url, json!({"name": "app-hooks", "connector": "webhook", "credentials": {"signing_secret": secret.expose()}})).await;
     let now = chrono::Utc::now().timestamp();
     let deliveries: Arc<Vec<Delivery>> = Arc::new(
         (0..n)
@@ -198,7 +192,6 @@ async fn run(n: usize) {
 
     // Okta event hooks: System Log events, the shared secret in Authorization.
     let id = create(
-        &http,
         &url,
         json!({
             "name": "okta-hooks", "connector": "okta", "config": {"base_url": "http://127.0.0.1:9"},

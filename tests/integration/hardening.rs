@@ -371,16 +371,6 @@ fn forged_headers() -> reqwest::header::HeaderMap {
     h
 }
 
-fn webhook_metric(text: &str, integration: &str, result: &str) -> u64 {
-    let needle = format!(
-        "trailhub_webhook_deliveries_total{{integration=\"{integration}\",result=\"{result}\"}} "
-    );
-    text.lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn an_oversized_webhook_delivery_is_refused_413_before_its_signature_is_checked() {
     let hub = TestHub::start().await;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::support::emu::Emulator;
-use crate::support::hub::{start_hub, unique_source_ids, Api};
+use crate::support::hub::{start_hub, unique_source_ids, webhook_metric, Api};
 use crate::support::vendors::{Github, Okta};
 
 const EVERY_SECOND: &str = "* * * * * *";
@@ -29,16 +29,6 @@ pub(crate) async fn post_hook(
     let resp = req.send().await.expect("hub answers");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-fn metric(text: &str, integration: &str, result: &str) -> u64 {
-    let needle = format!(
-        "trailhub_webhook_deliveries_total{{integration=\"{integration}\",result=\"{result}\"}} "
-    );
-    text.lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,8 +201,8 @@ async fn okta_event_hook_deliveries_are_verified_stored_once_and_merge_with_poll
         .text()
         .await
         .expect("text");
-    assert!(metric(&metrics, &id, "bad_token") >= 1, "{metrics}");
-    assert!(metric(&metrics, &id, "stored") >= 4, "{metrics}");
+    assert!(webhook_metric(&metrics, &id, "bad_token") >= 1, "{metrics}");
+    assert!(webhook_metric(&metrics, &id, "stored") >= 4, "{metrics}");
     assert!(
         !metrics.contains("hook-secret"),
         "a secret leaked into /metrics"
@@ -458,7 +448,11 @@ async fn a_flood_of_forged_deliveries_is_refused_and_the_hub_keeps_serving() {
         .text()
         .await
         .expect("text");
-    assert_eq!(metric(&metrics, &id, "bad_signature"), 800, "{metrics}");
+    assert_eq!(
+        webhook_metric(&metrics, &id, "bad_signature"),
+        800,
+        "{metrics}"
+    );
     // One log line for the flood, not 800.
     let logs = crate::support::hub::captured_logs();
     let lines = logs

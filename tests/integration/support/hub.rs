@@ -426,6 +426,18 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
+/// The `trailhub_webhook_deliveries_total` count of an integration and result in a `/metrics`
+/// text (0 when absent).
+pub fn webhook_metric(text: &str, integration: &str, result: &str) -> u64 {
+    let needle = format!(
+        "trailhub_webhook_deliveries_total{{integration=\"{integration}\",result=\"{result}\"}} "
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The real binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_trailhub");
 

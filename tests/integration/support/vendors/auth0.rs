@@ -6,8 +6,7 @@
 use serde_json::{json, Value};
 
 use super::super::emu::{
-    client_credentials, records, rfc3339_millis, Budget, EmuEvent, EmuState, Page, Refusal,
-    Request, Vendor,
+    client_credentials, rfc3339_millis, Budget, EmuEvent, EmuState, Page, Refusal, Request, Vendor,
 };
 
 pub struct Auth0;
@@ -74,14 +73,12 @@ impl Vendor for Auth0 {
             }
             let last = page.last().map_or(from, |e| e.id.as_str());
             let take = req.param("take").unwrap_or("50");
-            return Ok(Page {
-                body: Value::Array(records(&page)),
-                link: Some(super::super::emu::next_link(
-                    &state.base,
-                    "/api/v2/logs",
-                    &[("take", take), ("from", last)],
-                )),
-            });
+            let link = super::super::emu::next_link(
+                &state.base,
+                "/api/v2/logs",
+                &[("take", take), ("from", last)],
+            );
+            return Ok(Page::records(&page, Some(link)));
         }
         // search: q=date:[<t> TO *], sort=date:1, per_page ≤ 100, page 0 (no Link)
         let since = match req.param("q") {
@@ -101,7 +98,7 @@ impl Vendor for Auth0 {
         }
         let n = req.page_size("per_page", 50, state);
         let page = state.events.since(since).oldest(0, n);
-        Ok(Page::body(Value::Array(records(&page))))
+        Ok(Page::records(&page, None))
     }
 
     fn budget(&self) -> Option<Budget> {

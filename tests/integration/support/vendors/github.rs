@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::super::emu::{records, Budget, EmuState, Page, Refusal, Request, Vendor};
+use super::super::emu::{Budget, EmuState, Page, Refusal, Request, Vendor};
 
 #[derive(Clone, Copy)]
 pub enum Github {
@@ -88,10 +88,7 @@ impl Vendor for Github {
             pairs.push(("after", after.as_str()));
             super::super::emu::next_link(&state.base, req.path, &pairs)
         });
-        Ok(Page {
-            body: Value::Array(records(&page)),
-            link,
-        })
+        Ok(Page::records(&page, link))
     }
 
     fn budget(&self) -> Option<Budget> {

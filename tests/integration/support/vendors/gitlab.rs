@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::super::emu::{
-    records, rfc3339_millis, Budget, EmuEvent, EmuState, Page, Refusal, Request, Vendor,
+    rfc3339_millis, Budget, EmuEvent, EmuState, Page, Refusal, Request, Vendor,
 };
 
 pub struct Gitlab;
@@ -88,10 +88,7 @@ impl Vendor for Gitlab {
             }
             _ => None,
         };
-        Ok(Page {
-            body: Value::Array(records(&page)),
-            link,
-        })
+        Ok(Page::records(&page, link))
     }
 
     fn budget(&self) -> Option<Budget> {

@@ -71,12 +71,8 @@ impl Vendor for Okta {
         if let Some(since) = req.param("since") {
             next.query_pairs_mut().append_pair("since", since);
         }
-        Ok(Page {
-            body: Value::Array(super::super::emu::records(&page)),
-            link: Some(format!(
-                "<{base}/api/v1/logs?self=1>; rel=\"self\", <{next}>; rel=\"next\""
-            )),
-        })
+        let link = format!("<{base}/api/v1/logs?self=1>; rel=\"self\", <{next}>; rel=\"next\"");
+        Ok(Page::records(&page, Some(link)))
     }
 
     fn budget(&self) -> Option<Budget> {
