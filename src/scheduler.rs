@@ -539,12 +539,7 @@ impl Scheduler {
                 }
             }
         }
-        if let Some(s) = save {
-            if let Err(e) = self.inner.integrations.save_status(&id, &s) {
-                tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
-            }
-        }
-        self.inner.wake.notify_one();
+        self.finished(&id, save);
     }
 }
 
@@ -602,8 +597,16 @@ impl Scheduler {
                 }
             }
         }
-        if let Some(s) = save {
-            if let Err(e) = self.inner.integrations.save_status(&id, &s) {
+        self.finished(&id, save);
+    }
+}
+
+impl Scheduler {
+    /// After a cycle or a backfill: saves the status it left, and wakes the loop (the
+    /// integration may be due again).
+    fn finished(&self, id: &str, status: Option<Status>) {
+        if let Some(s) = status {
+            if let Err(e) = self.inner.integrations.save_status(id, &s) {
                 tracing::warn!(integration = %id, error = %e, "cannot save the integration status");
             }
         }
