@@ -152,20 +152,10 @@ async fn config_is_validated_against_the_connector() {
         .await;
     assert_eq!(status, 401);
 
-    let (status, v) = api
-        .json(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{id}"),
-            Some(json!({"config": {"colour": "red"}})),
-        )
-        .await;
+    let (status, v) = api.patch(&id, json!({"config": {"colour": "red"}})).await;
     assert_eq!(status, 400, "{v}");
     let (status, v) = api
-        .json(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{id}"),
-            Some(json!({"schedule": "0 0 9 * * 2", "paused": false})),
-        )
+        .patch(&id, json!({"schedule": "0 0 9 * * 2", "paused": false}))
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["schedule"], "0 0 9 * * 2");
@@ -218,11 +208,7 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
     );
     emu.add_recent(2, 10);
     let (status, v) = api
-        .json(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{id}"),
-            Some(json!({"credentials": {"token": "tok-mk"}})),
-        )
+        .patch(&id, json!({"credentials": {"token": "tok-mk"}}))
         .await;
     assert_eq!(status, 200, "{v}");
     let events = api.wait_for_events(&id, 5, 20).await;

@@ -249,11 +249,7 @@ async fn rejected_credentials(vendor: impl Vendor) {
         "{attempts} requests in ~3 s with a 1 s schedule: a hot loop"
     );
     let (status, v) = api
-        .json(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{id}"),
-            Some(json!({"credentials": {"token": "right-token"}})),
-        )
+        .patch(&id, json!({"credentials": {"token": "right-token"}}))
         .await;
     assert_eq!(status, 200, "{v}");
     let events = api.wait_for_events(&id, 5, 20).await;
@@ -365,18 +361,13 @@ async fn saved_link_is_not_followed_to_a_previous_host() {
     new.add_recent(2, 60);
     // moving to another host takes the credentials along only if they are given again
     let (status, v) = api
-        .json(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{id}"),
-            Some(json!({"config": {"base_url": new.url}})),
-        )
+        .patch(&id, json!({"config": {"base_url": new.url}}))
         .await;
     assert_eq!(status, 422, "{v}");
     let (status, v) = api
-        .json(
-            Method::PATCH,
-            &format!("/api/v1/integrations/{id}"),
-            Some(json!({"config": {"base_url": new.url}, "credentials": {"token": "tok"}})),
+        .patch(
+            &id,
+            json!({"config": {"base_url": new.url}, "credentials": {"token": "tok"}}),
         )
         .await;
     assert_eq!(status, 200, "{v}");

@@ -280,6 +280,16 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `PATCH /api/v1/integrations/{id}` with `changes`.
+    pub async fn patch(&self, id: &str, changes: Value) -> (u16, Value) {
+        self.json(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/integrations/{id}"),
+            Some(changes),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let (status, v) = self.json(reqwest::Method::GET, path, None).await;
         assert_eq!(status, 200, "GET {path}: {v}");
