@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod evidence;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -66,6 +66,17 @@ fn the_store_and_the_pipeline_import_nothing_above_them() {
     assert!(bad.is_empty(), "the store imports higher modules: {bad:?}");
 }
 
+/// `evidence` is a pure library of hashes, proofs and signed notes: the store builds on it, so
+/// it may use nothing of the crate but `time`.
+#[test]
+fn evidence_imports_nothing_above_it() {
+    let bad: Vec<_> = crate_modules_used(&["evidence"])
+        .into_iter()
+        .filter(|(m, _)| m != "time" && m != "evidence")
+        .collect();
+    assert!(bad.is_empty(), "evidence imports higher modules: {bad:?}");
+}
+
 /// The module paths a source text names, as written after `crate::` or `super::` (including
 /// each item of a `{...}` group), with which of the two it was; test-only code is left out.
 fn paths_used(text: &str) -> Vec<(&'static str, Vec<String>)> {
