@@ -299,7 +299,7 @@ async fn receive_inner(
         )),
     };
     let records_spec = records_spec.clone();
-    let prepared = pipeline::prepare_off_runtime(move || {
+    let prepared = pipeline::prepare_for(scrubbed.len(), move || {
         let map = mapped.as_ref().map(|poll| &poll.map);
         prepare_delivery(&records_spec, map, &reference, &scrubbed)
     })
