@@ -13,7 +13,8 @@
 //! | log | `C` integration | the integration's cursor |
 //! | log | `N` integration | events stored for the integration (u64) |
 //! | log | `Z` dictionary id (u32) | a zstd dictionary |
-//! | log | `M` name | `head` (seq, chain hash), `format` (u32), `migrated` (seq) |
+//! | log | `M` name | `head` (seq, chain hash), `format` (u32), `migrated` (seq), `tree` (the Merkle nodes are kept) |
+//! | log | `H` level (u8), index (u64) | the hash of a perfect Merkle subtree of `2^level` events, level >= 8 (see `merkle`) |
 //! | index | `G` segment | a sealed segment's description (see `segment`) |
 //! | index | `S` segment, kind, ... | its doc table chunks (`d`), postings (`p`), hashed buckets (`h`) |
 //! | index | `V` run | a dedup run's description (see `dedup`) |
@@ -32,6 +33,8 @@ pub const TREE_INDEX: &str = "index";
 pub const TREE_TOKENS: &str = "tokens";
 pub const TREE_SETTINGS: &str = "settings";
 pub const TREE_INTEGRATIONS: &str = "integrations";
+/// Signed checkpoints, by tree size (see `crate::checkpoints`).
+pub const TREE_CHECKPOINTS: &str = "checkpoints";
 
 /// The layout this code writes, kept under `M format` in the log.
 pub const FORMAT: u32 = 2;
@@ -41,6 +44,7 @@ pub const CURSOR: u8 = b'C';
 pub const COUNT: u8 = b'N';
 pub const DICTIONARY: u8 = b'Z';
 pub const META: u8 = b'M';
+pub const TREE_NODE: u8 = b'H';
 pub const SEGMENT: u8 = b'G';
 pub const SEGMENT_DATA: u8 = b'S';
 pub const RUN: u8 = b'V';
@@ -142,6 +146,16 @@ pub fn decode_u64(b: &[u8]) -> u64 {
 
 pub fn block_key(first_seq: u64) -> [u8; 9] {
     seq_key(BLOCK, first_seq)
+}
+
+/// The key of the Merkle subtree `index` at `level`: level first, so one level's nodes sort by
+/// index.
+pub fn node_key(level: u32, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = TREE_NODE;
+    k[1] = level.min(255) as u8;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
 }
 
 fn seq_key(prefix: u8, n: u64) -> [u8; 9] {
@@ -354,6 +368,9 @@ pub const META_HEAD: &str = "head";
 pub const META_FORMAT: &str = "format";
 /// While `migrate` runs: the last format-1 event already moved into blocks.
 pub const META_MIGRATED: &str = "migrated";
+/// Present once the log keeps its Merkle nodes: every batch since writes the nodes its events
+/// complete. A store written before them builds them on start.
+pub const META_TREE: &str = "tree";
 /// In the index tree: the last sequence number covered by sealed segments and dedup runs.
 pub const META_SEALED: &str = "sealed";
 pub const META_NEXT_RUN: &str = "next_run";

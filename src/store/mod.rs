@@ -16,6 +16,7 @@ pub mod block;
 pub mod bloom;
 pub mod dedup;
 pub mod keys;
+pub mod merkle;
 pub mod migrate;
 mod open;
 pub mod postings;
@@ -37,6 +38,7 @@ use tokio::sync::{oneshot, Semaphore};
 use writer::{Reply, WriteJob};
 
 pub use keys::{Dimension, Field, Granularity};
+pub use merkle::{ProofRequestError, TreeHead};
 pub use open::open_db;
 pub use prepare::{prepare, PreparedEvent};
 
@@ -193,6 +195,9 @@ pub(crate) struct Shared {
     tokens: sled::Tree,
     settings: sled::Tree,
     integrations: sled::Tree,
+    checkpoints: sled::Tree,
+    /// The Merkle tree over the applied events, published by the writer after each batch.
+    tree_head: RwLock<TreeHead>,
     dicts: block::Dictionaries,
     frames: block::FrameCache,
     stats: StoreStats,
@@ -285,6 +290,18 @@ impl Shared {
         *guard = Arc::new(next);
     }
 
+    /// Makes `tree` the tree readers and checkpoints see.
+    fn publish_tree(&self, tree: &crate::evidence::merkle::CompactTree) {
+        let head = TreeHead {
+            size: tree.size(),
+            root: tree.root(),
+        };
+        match self.tree_head.write() {
+            Ok(mut h) => *h = head,
+            Err(p) => *p.into_inner() = head,
+        }
+    }
+
     /// Refuses a write while the data dir's disk is below its free-space reserve.
     fn check_free_space(&self) -> Result<(), StoreError> {
         if self.min_free_bytes == 0 {
@@ -350,6 +367,11 @@ impl Store {
 
     pub fn settings_tree(&self) -> &sled::Tree {
         &self.sh().settings
+    }
+
+    /// Signed checkpoints of the Merkle log (see `crate::checkpoints`).
+    pub fn checkpoints_tree(&self) -> &sled::Tree {
+        &self.sh().checkpoints
     }
 
     /// Integration records and status (see `connectors::integrations`).

@@ -176,6 +176,11 @@ impl Store {
             tokens: db.open_tree(keys::TREE_TOKENS)?,
             settings: db.open_tree(keys::TREE_SETTINGS)?,
             integrations: db.open_tree(keys::TREE_INTEGRATIONS)?,
+            checkpoints: db.open_tree(keys::TREE_CHECKPOINTS)?,
+            tree_head: RwLock::new(super::TreeHead {
+                size: 0,
+                root: crate::evidence::merkle::empty_root(),
+            }),
             db,
             log,
             index,
@@ -189,6 +194,8 @@ impl Store {
             seal_events: options.seal_events.clamp(1, tail::SEAL_EVENTS),
         });
         shared.stats.last_seq.store(head.seq, Ordering::Relaxed);
+        let tree = super::merkle::open_tree(&shared, head.seq)?;
+        shared.publish_tree(&tree);
         let mut recent = dedup::Recent::default();
         let mut sealer_state = SealerState {
             runs,
@@ -214,6 +221,7 @@ impl Store {
             runs: sealer_state.runs.clone(),
             counts,
             persisted_dictionaries: persisted,
+            tree,
         };
         let writer_thread = {
             let sh = shared.clone();

@@ -253,10 +253,8 @@ pub fn group_value_of_json(json: &[u8], d: Dimension) -> Result<String, serde_js
 
 /// The complete JSON of a stored event: its id spliced in front of the stored body.
 pub fn full_json(seq: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 28);
-    out.extend_from_slice(b"{\"id\":\"");
-    out.extend_from_slice(format!("{seq:016x}").as_bytes());
-    out.extend_from_slice(b"\",");
+    let mut out = Vec::with_capacity(body.len() + 25);
+    out.extend_from_slice(&id_prefix(seq));
     out.extend_from_slice(body);
     out
 }
@@ -289,11 +287,30 @@ pub fn chain_hash_of(prev: &[u8; 32], seq: u64, body: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(prev);
-    h.update(b"{\"id\":\"");
-    h.update(format!("{seq:016x}").as_bytes());
-    h.update(b"\",");
+    h.update(id_prefix(seq));
     h.update(body);
     h.finalize().into()
+}
+
+/// The event's Merkle leaf hash: SHA-256(0x00 ‖ its complete JSON), the bytes `full_json`
+/// builds and the API serves, so that anyone holding an exported line can hash it.
+pub fn leaf_hash_of(seq: u64, body: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update([0x00]);
+    h.update(id_prefix(seq));
+    h.update(body);
+    h.finalize().into()
+}
+
+/// `{"id":"<seq as 16 hex digits>",`: what comes before the stored body in an event's JSON.
+fn id_prefix(seq: u64) -> [u8; 25] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"{\"id\":\"0000000000000000\",";
+    for (i, byte) in out[7..23].iter_mut().enumerate() {
+        *byte = HEX[(seq >> (60 - 4 * i) & 0xf) as usize];
+    }
+    out
 }
 
 /// Search tokens of an event: its normalised text fields in full, and the first string values

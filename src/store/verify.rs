@@ -1,12 +1,20 @@
-//! Walking the integrity hash chain: every event's hash must equal
-//! SHA-256(previous hash ‖ the event's JSON) — checked against the prefix stored beside each
-//! event and the full hash stored at the end of each block — sequence numbers must be
-//! contiguous, and the last hash must equal the stored chain head
+//! Walking the log: every event's hash must equal SHA-256(previous hash ‖ the event's JSON) —
+//! checked against the prefix stored beside each event and the full hash stored at the end of
+//! each block — sequence numbers must be contiguous, and the last hash must equal the stored
+//! chain head. The same walk rebuilds the Merkle tree from the event bytes: every kept node
+//! must equal the one recomputed, and the root at the size of every checkpoint handed in (those
+//! the hub signed, one published elsewhere) must equal the checkpoint's.
+//!
+//! The chain alone cannot catch someone with disk access who deletes the newest events and sets
+//! the head back, or rewrites the whole chain: a checkpoint signed before, and kept where they
+//! cannot reach it, does.
 
 use serde::Serialize;
 
 use super::block::{BlockView, CHAIN_PREFIX};
+use super::merkle::{kept, read_node};
 use super::{keys, prepare, Store, StoreError};
+use crate::evidence::merkle::{CompactTree, Hash, NodeId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BrokenLink {
@@ -21,7 +29,21 @@ pub struct VerifyReport {
     pub events_checked: u64,
     pub head_seq: u64,
     pub head_hash: String,
+    /// The Merkle tree rebuilt from the events: its size and root.
+    pub tree_size: u64,
+    pub tree_root: String,
+    /// Checkpoints whose root was compared with the rebuilt tree's at their size.
+    pub checkpoints_checked: u64,
     pub first_broken: Option<BrokenLink>,
+}
+
+/// A root someone vouches for: the store must have `size` events whose tree has this root.
+#[derive(Debug, Clone)]
+pub struct TreeClaim {
+    pub size: u64,
+    pub root: Hash,
+    /// What vouches for it, for the report: "checkpoint 1200 (stored)", a file name...
+    pub source: String,
 }
 
 fn broken(seq: u64, reason: impl Into<String>) -> BrokenLink {
@@ -32,14 +54,107 @@ fn broken(seq: u64, reason: impl Into<String>) -> BrokenLink {
     }
 }
 
+/// The Merkle side of the walk: the tree rebuilt leaf by leaf, each kept node compared with the
+/// stored one, each claim compared when the tree reaches its size.
+struct TreeCheck<'a> {
+    log: &'a sled::Tree,
+    tree: CompactTree,
+    /// Claims by size, smallest last (popped as the walk reaches them).
+    claims: Vec<&'a TreeClaim>,
+    checked: u64,
+}
+
+impl<'a> TreeCheck<'a> {
+    fn new(log: &'a sled::Tree, claims: &'a [TreeClaim]) -> Self {
+        let mut claims: Vec<&TreeClaim> = claims.iter().collect();
+        claims.sort_by(|a, b| b.size.cmp(&a.size));
+        TreeCheck {
+            log,
+            tree: CompactTree::new(),
+            claims,
+            checked: 0,
+        }
+    }
+
+    /// Adds event `seq`'s leaf; a broken link when a kept node or a claim disagrees.
+    fn push(&mut self, seq: u64, body: &[u8]) -> Result<Option<BrokenLink>, StoreError> {
+        let mut nodes: Vec<(NodeId, Hash)> = Vec::new();
+        self.tree
+            .push_with(prepare::leaf_hash_of(seq, body), |id, hash| {
+                if kept(id) {
+                    nodes.push((id, *hash));
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for (id, hash) in nodes {
+            if read_node(self.log, id)? != Some(hash) {
+                let first = id.first_leaf().unwrap_or(0) + 1;
+                return Ok(Some(broken(
+                    seq,
+                    format!(
+                        "the stored Merkle node over events {first:016x}..={seq:016x} is missing or does not match them"
+                    ),
+                )));
+            }
+        }
+        Ok(self.claims_at_size())
+    }
+
+    fn claims_at_size(&mut self) -> Option<BrokenLink> {
+        while let Some(claim) = self.claims.last() {
+            if claim.size != self.tree.size() {
+                break;
+            }
+            self.checked += 1;
+            if claim.root != self.tree.root() {
+                return Some(broken(
+                    claim.size,
+                    format!(
+                        "the events up to {:016x} do not have the root {} signed in {}: the history it covers was rewritten",
+                        claim.size,
+                        hex::encode(claim.root),
+                        claim.source
+                    ),
+                ));
+            }
+            self.claims.pop();
+        }
+        None
+    }
+
+    /// Claims past the end of the log: events they cover were removed.
+    fn past_end(&self) -> Option<BrokenLink> {
+        let claim = self.claims.first()?;
+        let have = self.tree.size();
+        Some(broken(
+            have + 1,
+            format!(
+                "{} covers {} events but the log holds {have}: events were removed from its end",
+                claim.source, claim.size
+            ),
+        ))
+    }
+}
+
 impl Store {
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_against(&[])
+    }
+
+    /// Walks the log, rebuilding the chain and the Merkle tree, and checks the roots `claims`
+    /// vouch for.
+    pub fn verify_against(&self, claims: &[TreeClaim]) -> Result<VerifyReport, StoreError> {
         let sh = self.shared();
         let head = self.head()?;
+        let mut tree = TreeCheck::new(&sh.log, claims);
         let mut prev = [0u8; 32];
         let mut checked = 0u64;
-        let mut first_broken = None;
+        // a claim on the empty tree is settled before any event
+        let mut first_broken = tree.claims_at_size();
         'blocks: for item in sh.log.range(keys::block_key(0)..=keys::block_key(u64::MAX)) {
+            if first_broken.is_some() {
+                break;
+            }
             let (k, v) = item?;
             let first = keys::decode_u64(&k[1..]);
             let expected = checked + 1;
@@ -77,6 +192,10 @@ impl Store {
                         ));
                         break 'blocks;
                     }
+                    if let Some(b) = tree.push(seq, frame.body(i))? {
+                        first_broken = Some(b);
+                        break 'blocks;
+                    }
                     prev = computed;
                     checked += 1;
                     seq += 1;
@@ -89,6 +208,9 @@ impl Store {
                 ));
                 break;
             }
+        }
+        if first_broken.is_none() {
+            first_broken = tree.past_end();
         }
         if first_broken.is_none() {
             if checked != head.seq {
@@ -111,6 +233,9 @@ impl Store {
             events_checked: checked,
             head_seq: head.seq,
             head_hash: hex::encode(head.hash),
+            tree_size: tree.tree.size(),
+            tree_root: hex::encode(tree.tree.root()),
+            checkpoints_checked: tree.checked,
             first_broken,
         })
     }

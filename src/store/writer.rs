@@ -1,7 +1,8 @@
 //! The write path, in four threads:
 //!
 //! - the writer turns each group of queued jobs into one atomic batch of the `log` tree: it
-//!   deduplicates (`dedup`), assigns sequence numbers, extends the hash chain, packs the stored
+//!   deduplicates (`dedup`), assigns sequence numbers, extends the hash chain and the Merkle
+//!   tree (`merkle`, whose kept nodes go in the same batch), packs the stored
 //!   events into compressed blocks (`block`), and writes the chain head, the per-integration
 //!   counts and the cursors in the same batch — everything exactly-once rests on;
 //! - the indexer appends the same events to the in-memory tail (`tail`) that readers query, and
@@ -29,8 +30,10 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use super::block::{Packer, BLOCK_EVENTS};
 use super::dedup::{Recent, Run};
 use super::keys;
+use super::merkle::kept;
 use super::tail::{Tail, TailEntry};
 use super::{prepare, AppendOutcome, Commit, Head, PreparedEvent, Shared, StoreError};
+use crate::evidence::merkle::CompactTree;
 
 /// Most events merged into one batch.
 const GROUP_MAX_EVENTS: usize = 8192;
@@ -99,6 +102,8 @@ pub(super) struct WriterState {
     pub runs: Vec<Arc<Run>>,
     pub counts: HashMap<String, u64>,
     pub persisted_dictionaries: HashSet<u32>,
+    /// The Merkle tree over the stored events.
+    pub tree: CompactTree,
 }
 
 pub(super) struct WriterChannels {
@@ -146,6 +151,8 @@ pub(super) fn run_writer(sh: Arc<Shared>, mut st: WriterState, ch: WriterChannel
         match built {
             Ok(built) => {
                 st.head = built.head;
+                st.tree = built.tree;
+                sh.publish_tree(&st.tree);
                 for (integration, n) in built.counts {
                     st.counts.insert(integration, n);
                 }
@@ -222,6 +229,7 @@ struct BuiltBatch {
     seen: Vec<(u64, u64, Vec<u8>)>,
     counts: Vec<(String, u64)>,
     dictionary: Option<u32>,
+    tree: CompactTree,
 }
 
 /// The stored event with this identity, looking at events earlier in the group, the unsealed
@@ -277,6 +285,7 @@ fn build_log_batch(
     // (job, event index, chain hash after it) of each stored event, in sequence order
     let mut stored: Vec<(usize, usize, [u8; 32])> = Vec::new();
     let mut counts: HashMap<String, u64> = HashMap::new();
+    let mut tree = st.tree.clone();
     for (j, job) in group.iter_mut().enumerate() {
         let mut outcome = AppendOutcome::default();
         for (index, event) in job.events.iter_mut().enumerate() {
@@ -288,6 +297,14 @@ fn build_log_batch(
             }
             seq += 1;
             hash = prepare::chain_hash_of(&hash, seq, &event.body);
+            let leaf = prepare::leaf_hash_of(seq, &event.body);
+            tree.push_with(leaf, |id, node| {
+                if kept(id) {
+                    batch.insert(&keys::node_key(id.level, id.index)[..], &node[..]);
+                    keys_written += 1;
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             in_group.entry(h).or_default().push((seq, identities.len()));
             identities.push(event.identity.clone());
             let count = match counts.get_mut(&event.integration) {
@@ -355,6 +372,7 @@ fn build_log_batch(
         seen,
         counts: counts.into_iter().collect(),
         dictionary: new_dictionary,
+        tree,
     })
 }
 
