@@ -31,6 +31,10 @@ pub const DEFAULT_AUTH_FAILURE_WINDOW_SECS: u64 = 60;
 /// Shortest admin token accepted from settings: long enough that guessing it (even at the
 /// throttled rate) is hopeless. Minted tokens are 43 characters.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
+/// Events between two signed checkpoints (at most; see `checkpoint_interval_secs`).
+pub const DEFAULT_CHECKPOINT_EVERY_EVENTS: u64 = 10_000;
+/// Seconds between two signed checkpoints while events arrive.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -93,6 +97,91 @@ pub struct Settings {
     /// Wrong tokens per client address per `auth_failure_window` before `429`; 0 = no limit.
     pub auth_failure_limit: u32,
     pub auth_failure_window: Duration,
+    /// The checkpoint signing key, how often the log is checkpointed, where checkpoints go.
+    pub checkpoints: CheckpointSettings,
+}
+
+/// The signed checkpoints: the key that signs them, how often, and where they are published
+/// (places the hub's host cannot rewrite, so that a rewritten history shows).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// Where the signing key file is (`signing_key_file`); `None`: `<data_dir>/signing.key`.
+    pub signing_key_file: Option<PathBuf>,
+    /// The checkpoint origin line and key name (`log_origin`); `None`: the key file's name, or
+    /// for a new key `trailhub/<16 hex digits of the public key's SHA-256>`.
+    pub log_origin: Option<String>,
+    /// At most this many events between checkpoints (`checkpoint_every_events`).
+    pub every_events: u64,
+    /// At most this long between checkpoints while events arrive (`checkpoint_interval_secs`).
+    pub interval: Duration,
+    /// A directory to write each checkpoint to (`checkpoint_publish_dir`), best on storage the
+    /// host cannot rewrite (another machine's mount, WORM storage).
+    pub publish_dir: Option<PathBuf>,
+    /// An http(s) URL each newest checkpoint is POSTed to (`checkpoint_publish_url`); checked
+    /// when settings are resolved. It may carry credentials: `Debug` hides them.
+    pub publish_url: Option<String>,
+    /// Also log each checkpoint at info (`checkpoint_publish_log`), for log shipping.
+    pub publish_log: bool,
+}
+
+impl Default for CheckpointSettings {
+    fn default() -> Self {
+        CheckpointSettings {
+            signing_key_file: None,
+            log_origin: None,
+            every_events: DEFAULT_CHECKPOINT_EVERY_EVENTS,
+            interval: Duration::from_secs(DEFAULT_CHECKPOINT_INTERVAL_SECS),
+            publish_dir: None,
+            publish_url: None,
+            publish_log: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for CheckpointSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointSettings")
+            .field("signing_key_file", &self.signing_key_file)
+            .field("log_origin", &self.log_origin)
+            .field("every_events", &self.every_events)
+            .field("interval", &self.interval)
+            .field("publish_dir", &self.publish_dir)
+            .field(
+                "publish_url",
+                &self.publish_url.as_deref().map(url_for_logs),
+            )
+            .field("publish_log", &self.publish_log)
+            .finish()
+    }
+}
+
+/// A URL as logs and messages may show it: without user info (credentials), query or fragment,
+/// which may carry secrets. Text that does not parse is not shown at all.
+pub fn url_for_logs(text: &str) -> String {
+    match reqwest::Url::parse(text) {
+        Ok(mut url) => {
+            // both fail only for URLs that cannot have user info, which then have none
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => "<not a URL>".to_string(),
+    }
+}
+
+/// Checks `checkpoint_publish_url`: an http or https URL naming a host.
+fn check_publish_url(text: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| ConfigError::PublishUrl(url_for_logs(text), why.to_string());
+    let url = reqwest::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("it must be an http or https URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it must name a host"));
+    }
+    Ok(())
 }
 
 /// What flags and the environment said; `None` falls through to the file, then the default.
@@ -117,6 +206,13 @@ pub struct Overrides {
     pub shutdown_drain_secs: Option<u64>,
     pub auth_failure_limit: Option<u32>,
     pub auth_failure_window_secs: Option<u64>,
+    pub signing_key_file: Option<PathBuf>,
+    pub log_origin: Option<String>,
+    pub checkpoint_every_events: Option<u64>,
+    pub checkpoint_interval_secs: Option<u64>,
+    pub checkpoint_publish_dir: Option<PathBuf>,
+    pub checkpoint_publish_url: Option<Secret>,
+    pub checkpoint_publish_log: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +236,14 @@ struct FileSettings {
     shutdown_drain_secs: Option<u64>,
     auth_failure_limit: Option<u32>,
     auth_failure_window_secs: Option<u64>,
+    /// Outside the data dir, so that whoever can write the data dir cannot also sign.
+    signing_key_file: Option<PathBuf>,
+    log_origin: Option<String>,
+    checkpoint_every_events: Option<u64>,
+    checkpoint_interval_secs: Option<u64>,
+    checkpoint_publish_dir: Option<PathBuf>,
+    checkpoint_publish_url: Option<String>,
+    checkpoint_publish_log: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +269,10 @@ pub enum ConfigError {
     Timeout(&'static str),
     #[error("{0} must be between {1} and {2}")]
     OutOfRange(&'static str, usize, usize),
+    #[error("log_origin {0:?} cannot name a checkpoint signing key: {1}")]
+    LogOrigin(String, crate::evidence::note::NoteError),
+    #[error("checkpoint_publish_url {0}: {1}")]
+    PublishUrl(String, String),
 }
 
 /// Refuses an admin token too short to resist guessing.
@@ -198,6 +306,7 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
+        let checkpoints = resolve_checkpoints(&o, &file)?;
         let listen_text = o
             .listen
             .or(file.listen)
@@ -317,6 +426,7 @@ impl Settings {
             shutdown_drain: Duration::from_secs(shutdown_drain_secs),
             auth_failure_limit,
             auth_failure_window,
+            checkpoints,
         })
     }
 
@@ -343,6 +453,7 @@ impl Settings {
             shutdown_drain: Duration::from_secs(DEFAULT_SHUTDOWN_DRAIN_SECS),
             auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
             auth_failure_window: Duration::from_secs(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
+            checkpoints: CheckpointSettings::default(),
         }
     }
 
@@ -363,20 +474,96 @@ impl Settings {
 
     /// True when the key that opens the credentials is read from a file inside the data dir.
     pub fn master_key_inside_data_dir(&self) -> bool {
-        if self.master_key.is_some() {
-            return false;
-        }
-        let key = self.master_key_path();
+        self.master_key.is_none() && self.inside_data_dir(&self.master_key_path())
+    }
+
+    /// The checkpoint signing key file: `signing_key_file`, else `<data_dir>/signing.key`.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.checkpoints
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(SIGNING_KEY_FILE))
+    }
+
+    /// True when `file` (which may not exist yet) is inside the data dir.
+    pub fn inside_data_dir(&self, file: &Path) -> bool {
         // the file may not exist yet: compare the directories that hold it
-        let key_dir = key
+        let file_dir = file
             .parent()
             .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
         let data = self
             .data_dir
             .canonicalize()
             .unwrap_or_else(|_| self.data_dir.clone());
-        key_dir.is_some_and(|d| d.starts_with(&data))
+        file_dir.is_some_and(|d| d.starts_with(&data))
     }
+}
+
+fn resolve_checkpoints(
+    o: &Overrides,
+    file: &FileSettings,
+) -> Result<CheckpointSettings, ConfigError> {
+    let defaults = CheckpointSettings::default();
+    let log_origin = o
+        .log_origin
+        .clone()
+        .or_else(|| file.log_origin.clone())
+        .filter(|s| !s.is_empty());
+    if let Some(origin) = &log_origin {
+        crate::evidence::note::check_key_name(origin)
+            .map_err(|e| ConfigError::LogOrigin(origin.clone(), e))?;
+    }
+    let every_events = o
+        .checkpoint_every_events
+        .or(file.checkpoint_every_events)
+        .unwrap_or(defaults.every_events);
+    if !(1..=10_000_000).contains(&every_events) {
+        return Err(ConfigError::OutOfRange(
+            "checkpoint_every_events",
+            1,
+            10_000_000,
+        ));
+    }
+    let interval_secs = o
+        .checkpoint_interval_secs
+        .or(file.checkpoint_interval_secs)
+        .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_SECS);
+    if !(1..=86_400).contains(&interval_secs) {
+        return Err(ConfigError::OutOfRange(
+            "checkpoint_interval_secs",
+            1,
+            86_400,
+        ));
+    }
+    let publish_url = o
+        .checkpoint_publish_url
+        .as_ref()
+        .map(|s| s.expose().to_string())
+        .or_else(|| file.checkpoint_publish_url.clone())
+        .filter(|s| !s.is_empty());
+    if let Some(url) = &publish_url {
+        check_publish_url(url)?;
+    }
+    Ok(CheckpointSettings {
+        signing_key_file: o
+            .signing_key_file
+            .clone()
+            .or_else(|| file.signing_key_file.clone())
+            .filter(|p| !p.as_os_str().is_empty()),
+        log_origin,
+        every_events,
+        interval: Duration::from_secs(interval_secs),
+        publish_dir: o
+            .checkpoint_publish_dir
+            .clone()
+            .or_else(|| file.checkpoint_publish_dir.clone())
+            .filter(|p| !p.as_os_str().is_empty()),
+        publish_url,
+        publish_log: o
+            .checkpoint_publish_log
+            .or(file.checkpoint_publish_log)
+            .unwrap_or(defaults.publish_log),
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
@@ -392,6 +579,8 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
 
 /// The master key's file name in the data dir when `master_key_file` is not set.
 pub const MASTER_KEY_FILE: &str = "master.key";
+/// The checkpoint signing key's file name in the data dir when `signing_key_file` is not set.
+pub const SIGNING_KEY_FILE: &str = "signing.key";
 
 /// Knobs of the engine and scheduler (tests shorten them).
 #[derive(Debug, Clone)]
@@ -529,6 +718,110 @@ mod tests {
         })
         .expect("defaults");
         assert!(s.master_key_inside_data_dir());
+    }
+
+    #[test]
+    fn checkpoint_settings_layer_and_are_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let defaults = Settings::resolve(Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("defaults");
+        assert_eq!(defaults.checkpoints, CheckpointSettings::default());
+        assert_eq!(
+            Settings::for_data_dir(dir.path()).checkpoints,
+            CheckpointSettings::default()
+        );
+        assert_eq!(defaults.checkpoints.every_events, 10_000);
+        assert_eq!(defaults.checkpoints.interval, Duration::from_secs(60));
+        assert!(defaults.checkpoints.publish_log);
+        assert_eq!(
+            defaults.signing_key_path(),
+            dir.path().join(SIGNING_KEY_FILE)
+        );
+
+        let path = dir.path().join("trailhub.toml");
+        std::fs::write(
+            &path,
+            "signing_key_file = \"/etc/trailhub/signing.key\"\nlog_origin = \"example.com/audit\"\n\
+             checkpoint_every_events = 500\ncheckpoint_interval_secs = 30\n\
+             checkpoint_publish_dir = \"/mnt/worm/checkpoints\"\n\
+             checkpoint_publish_url = \"https://witness.example/add\"\n\
+             checkpoint_publish_log = false\n",
+        )
+        .expect("write");
+        let s = Settings::resolve(Overrides {
+            config: Some(path.clone()),
+            checkpoint_every_events: Some(1000),
+            log_origin: Some("example.com/flag".into()),
+            ..Default::default()
+        })
+        .expect("valid");
+        let c = &s.checkpoints;
+        assert_eq!(c.every_events, 1000, "flags win over the file");
+        assert_eq!(c.log_origin.as_deref(), Some("example.com/flag"));
+        assert_eq!(c.interval, Duration::from_secs(30));
+        assert_eq!(
+            c.publish_dir.as_deref(),
+            Some(Path::new("/mnt/worm/checkpoints"))
+        );
+        assert_eq!(
+            c.publish_url.as_deref(),
+            Some("https://witness.example/add")
+        );
+        assert!(!c.publish_log);
+        assert_eq!(
+            s.signing_key_path(),
+            PathBuf::from("/etc/trailhub/signing.key")
+        );
+
+        let refused = |o: Overrides| Settings::resolve(o).expect_err("invalid").to_string();
+        let message = refused(Overrides {
+            checkpoint_every_events: Some(0),
+            ..Default::default()
+        });
+        assert!(message.contains("checkpoint_every_events"), "{message}");
+        assert!(Settings::resolve(Overrides {
+            checkpoint_every_events: Some(10_000_001),
+            ..Default::default()
+        })
+        .is_err());
+        let message = refused(Overrides {
+            checkpoint_interval_secs: Some(86_401),
+            ..Default::default()
+        });
+        assert!(message.contains("checkpoint_interval_secs"), "{message}");
+        let message = refused(Overrides {
+            log_origin: Some("two words".into()),
+            ..Default::default()
+        });
+        assert!(message.contains("log_origin"), "{message}");
+        for bad in [
+            "ftp://user:pw-secret-1234@witness.example/",
+            "witness.example/add",
+            "https://",
+        ] {
+            let message = refused(Overrides {
+                checkpoint_publish_url: Some(Secret::new(bad)),
+                ..Default::default()
+            });
+            assert!(message.contains("checkpoint_publish_url"), "{message}");
+            assert!(!message.contains("pw-secret-1234"), "{message}");
+        }
+        let with_secret = Settings::resolve(Overrides {
+            checkpoint_publish_url: Some(Secret::new(
+                "https://user:pw-secret-1234@witness.example/add?key=query-secret-5678",
+            )),
+            ..Default::default()
+        })
+        .expect("valid");
+        let shown = format!("{with_secret:?}");
+        assert!(shown.contains("https://witness.example/add"), "{shown}");
+        assert!(
+            !shown.contains("pw-secret-1234") && !shown.contains("query-secret-5678"),
+            "{shown}"
+        );
     }
 
     #[test]

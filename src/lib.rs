@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod checkpoints;
 pub mod cli;
 pub mod config;
 pub mod connectors;

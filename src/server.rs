@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::auth::{BootstrapError, Tokens};
+use crate::checkpoints::{KeyError, SigningKey};
 use crate::config::{Secret, Settings};
 use crate::connectors::integrations::Integrations;
 use crate::connectors::{DefinitionError, Registry};
@@ -37,6 +38,8 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    SigningKey(#[from] KeyError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -46,6 +49,8 @@ pub struct RunningHub {
     /// The admin token minted on first start, if this start minted one.
     pub minted_admin_token: Option<Secret>,
     pub scheduler: Scheduler,
+    /// The key checkpoints of this hub's log are signed with.
+    pub signing_key: Arc<SigningKey>,
     ready: Arc<AtomicBool>,
     shutdown_drain: std::time::Duration,
     stop: Option<oneshot::Sender<()>>,
@@ -115,6 +120,18 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
             "the master key is inside the data dir it protects: anyone with a copy of the data dir (a backup, a disk image) can open every stored credential; set master_key_file (TRAILHUB_MASTER_KEY_FILE) to a path outside it, or TRAILHUB_MASTER_KEY"
         );
     }
+    let signing_key = Arc::new(SigningKey::load_or_create(&settings)?);
+    if crate::checkpoints::signing_key::inside_data_dir(&settings) {
+        tracing::warn!(
+            key_file = %signing_key.path().display(),
+            "the checkpoint signing key is inside the data dir whose log it signs: anyone with access to that disk can rewrite the history and sign checkpoints for it; set signing_key_file (TRAILHUB_SIGNING_KEY_FILE) to a path outside it (another volume, a secrets mount)"
+        );
+    }
+    tracing::info!(
+        origin = %signing_key.origin(),
+        vkey = %signing_key.vkey(),
+        "checkpoint signing key (give the vkey to auditors and witnesses to verify checkpoints)"
+    );
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),
@@ -171,6 +188,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         store,
         minted_admin_token,
         scheduler,
+        signing_key,
         ready,
         shutdown_drain: settings.shutdown_drain,
         stop: Some(stop),

@@ -25,7 +25,9 @@ pub struct Cli {
     /// TOML config file (listen, data_dir, max_body_bytes, cache_mb, min_free_mb, poll_workers,
     /// header_timeout_secs, body_timeout_secs, max_connections, webhook_max_body_bytes,
     /// webhook_concurrency, shutdown_drain_secs, auth_failure_limit, auth_failure_window_secs,
-    /// master_key_file)
+    /// master_key_file, signing_key_file, log_origin, checkpoint_every_events,
+    /// checkpoint_interval_secs, checkpoint_publish_dir, checkpoint_publish_url,
+    /// checkpoint_publish_log)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -74,6 +76,34 @@ struct ServeArgs {
     /// The master key file that seals credentials, best outside the data dir [default: <data_dir>/master.key]
     #[arg(long, global = true, env = "TRAILHUB_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// The key that signs checkpoints, best outside the data dir (whoever can write the data dir
+    /// should not also be able to sign) [default: <data_dir>/signing.key]
+    #[arg(long, global = true, env = "TRAILHUB_SIGNING_KEY_FILE")]
+    signing_key_file: Option<PathBuf>,
+    /// The log's name: the origin line of its checkpoints and the signing key's name, e.g.
+    /// example.com/trailhub [default: the key file's, or trailhub/<hash of the public key>]
+    #[arg(long, global = true, env = "TRAILHUB_LOG_ORIGIN")]
+    log_origin: Option<String>,
+    /// Sign a checkpoint after at most this many new events [default: 10000]
+    #[arg(long, global = true, env = "TRAILHUB_CHECKPOINT_EVERY_EVENTS")]
+    checkpoint_every_events: Option<u64>,
+    /// Sign a checkpoint at least this often while events arrive, seconds [default: 60]
+    #[arg(long, global = true, env = "TRAILHUB_CHECKPOINT_INTERVAL_SECS")]
+    checkpoint_interval_secs: Option<u64>,
+    /// Write each signed checkpoint to this directory, best one the hub's host cannot rewrite
+    #[arg(long, global = true, env = "TRAILHUB_CHECKPOINT_PUBLISH_DIR")]
+    checkpoint_publish_dir: Option<PathBuf>,
+    /// POST each newest signed checkpoint to this http(s) URL (a witness, another machine)
+    #[arg(
+        long,
+        global = true,
+        env = "TRAILHUB_CHECKPOINT_PUBLISH_URL",
+        hide_env_values = true
+    )]
+    checkpoint_publish_url: Option<Secret>,
+    /// Log each signed checkpoint at info, for log shipping [default: true]
+    #[arg(long, global = true, env = "TRAILHUB_CHECKPOINT_PUBLISH_LOG")]
+    checkpoint_publish_log: Option<bool>,
     /// Bootstrap admin token; without it one is minted on first start and saved to <data_dir>/admin.token
     #[arg(
         long,
@@ -198,6 +228,13 @@ fn resolve_settings(cli: &Cli) -> anyhow::Result<Settings> {
         shutdown_drain_secs: serve.shutdown_drain_secs,
         auth_failure_limit: serve.auth_failure_limit,
         auth_failure_window_secs: serve.auth_failure_window_secs,
+        signing_key_file: serve.signing_key_file.clone(),
+        log_origin: serve.log_origin.clone(),
+        checkpoint_every_events: serve.checkpoint_every_events,
+        checkpoint_interval_secs: serve.checkpoint_interval_secs,
+        checkpoint_publish_dir: serve.checkpoint_publish_dir.clone(),
+        checkpoint_publish_url: serve.checkpoint_publish_url.clone(),
+        checkpoint_publish_log: serve.checkpoint_publish_log,
     })?)
 }
 
@@ -336,8 +373,10 @@ mod tests {
     fn parsed_arguments_do_not_debug_print_secrets() {
         let planted = "planted-secret-value-0123456789";
         let credential = format!("token={planted}");
+        let publish_url = format!("https://witness.example/add?key={planted}");
         let parsed = [
             vec!["trailhub", "--admin-token", planted, "serve"],
+            vec!["trailhub", "--checkpoint-publish-url", &publish_url],
             vec![
                 "trailhub", "events", "--hub", "http://h", "--token", planted,
             ],

@@ -75,7 +75,8 @@ pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
 }
 
 /// Checks a key name: non-empty, bounded, and without spaces, plus signs or control characters.
-fn check_key_name(name: &str) -> Result<(), NoteError> {
+/// Public so that settings naming a key (`log_origin`) are refused when read, not at first use.
+pub fn check_key_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() {
         return Err(NoteError::BadKeyName("it is empty"));
     }

@@ -1,0 +1,1002 @@
+//! Publishing signed checkpoints where the hub's host cannot rewrite them
+//!
+//! A checkpoint kept only on the hub proves nothing against whoever controls the hub: they can
+//! rewrite the log and sign new checkpoints. Once a checkpoint is elsewhere (a directory on
+//! another machine or WORM storage, an HTTP endpoint such as a witness, the shipped logs), a
+//! rewritten history no longer matches it. Three sinks, each optional:
+//!
+//! - directory: every checkpoint as `checkpoint-<size, 20 digits>.txt`, never overwritten with
+//!   different bytes (that would be a rewrite, or two hubs sharing the directory), and
+//!   `latest.txt`;
+//! - HTTP: the newest checkpoint POSTed to a URL, retried in the background with backoff; a
+//!   newer checkpoint replaces an older one not yet sent, since it commits to everything
+//!   before it;
+//! - log: each checkpoint as one info line.
+//!
+//! What each sink has is recorded durably (`published:<sink>` → newest size, u64 big-endian,
+//! in the tree the caller gives), so that after a restart [`Publisher::catch_up`] sends what a
+//! sink missed, instead of the checkpoint being lost with the memory that held it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{url_for_logs, CheckpointSettings};
+use crate::redact::Scrubber;
+
+/// Where a checkpoint is published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    Dir,
+    Http,
+    Log,
+}
+
+impl Sink {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sink::Dir => "dir",
+            Sink::Http => "http",
+            Sink::Log => "log",
+        }
+    }
+
+    /// The key of this sink's mark in the marks tree.
+    fn mark_key(self) -> String {
+        format!("published:{}", self.name())
+    }
+}
+
+/// The newest checkpoint in the publish directory.
+pub const LATEST_FILE: &str = "latest.txt";
+/// First wait after a failed POST; it doubles per failure.
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between two POSTs of a checkpoint.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(300);
+/// The time a POST may take, connecting included.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds on a `Retry-After` the endpoint asks for, seconds.
+const RETRY_AFTER_SECS: std::ops::RangeInclusive<u64> = 1..=600;
+/// The most of a response body read (the rest is ignored).
+const MAX_RESPONSE_BYTES: usize = 4096;
+/// The most of a response body quoted in a log line.
+const MAX_QUOTED_BYTES: usize = 200;
+
+/// The file a checkpoint of `size` is written to in the publish directory.
+pub fn checkpoint_file_name(size: u64) -> String {
+    format!("checkpoint-{size:020}.txt")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("checkpoint_publish_dir: cannot write {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} already holds a different checkpoint of size {size}: the log was rewritten, or two hubs publish to one directory", path.display())]
+    Conflict { path: PathBuf, size: u64 },
+    #[error("cannot record which checkpoints were published: {0}")]
+    Marks(#[from] sled::Error),
+    #[error("checkpoint_publish_url {0}: {1}")]
+    Url(String, String),
+}
+
+/// A checkpoint waiting for the HTTP endpoint.
+#[derive(Clone)]
+struct Pending {
+    size: u64,
+    note: Arc<str>,
+}
+
+/// Publishes signed checkpoints to the configured sinks. The HTTP sink's deliveries run in a
+/// background task, started with the first checkpoint and ended when the publisher is dropped
+/// (what it had not delivered is sent by the next start's [`Publisher::catch_up`]).
+pub struct Publisher {
+    dir: Option<DirSink>,
+    http: Option<HttpSink>,
+    log: bool,
+    marks: sled::Tree,
+    retry_base: Duration,
+    retry_max: Duration,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("dir", &self.dir.as_ref().map(|d| &d.path))
+            .field("url", &self.http.as_ref().map(|h| &h.target.shown))
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+struct DirSink {
+    path: PathBuf,
+    /// One writer at a time: `latest.txt` and the mark follow the newest checkpoint.
+    lock: tokio::sync::Mutex<()>,
+}
+
+struct HttpSink {
+    target: Arc<HttpTarget>,
+    /// The newest checkpoint handed to the HTTP sink; the delivery task takes it from here.
+    newest: watch::Sender<Option<Pending>>,
+    worker: OnceLock<()>,
+}
+
+struct HttpTarget {
+    url: reqwest::Url,
+    /// The URL as logs show it: no user info, query or fragment.
+    shown: String,
+    client: reqwest::Client,
+    /// The URL's secrets, scrubbed from any response body quoted in a log line.
+    scrubber: Scrubber,
+}
+
+impl Publisher {
+    /// The sinks `settings` configures; `marks` keeps what each has.
+    pub fn new(
+        settings: &CheckpointSettings,
+        marks: sled::Tree,
+    ) -> Result<Publisher, PublishError> {
+        let http = match &settings.publish_url {
+            Some(text) => Some(HttpSink::new(text)?),
+            None => None,
+        };
+        Ok(Publisher {
+            dir: settings.publish_dir.clone().map(|path| DirSink {
+                path,
+                lock: tokio::sync::Mutex::new(()),
+            }),
+            http,
+            log: settings.publish_log,
+            marks,
+            retry_base: DEFAULT_RETRY_BASE,
+            retry_max: DEFAULT_RETRY_MAX,
+        })
+    }
+
+    /// Other waits between POSTs (tests shorten them). Takes effect for a delivery task not
+    /// yet started, so call it before the first checkpoint.
+    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Publisher {
+        self.retry_base = base;
+        self.retry_max = max.max(base);
+        self
+    }
+
+    /// The sinks checkpoints go to.
+    pub fn sinks(&self) -> Vec<Sink> {
+        let mut sinks = Vec::new();
+        if self.dir.is_some() {
+            sinks.push(Sink::Dir);
+        }
+        if self.http.is_some() {
+            sinks.push(Sink::Http);
+        }
+        if self.log {
+            sinks.push(Sink::Log);
+        }
+        sinks
+    }
+
+    /// The size of the newest checkpoint `sink` is known to have.
+    pub fn published(&self, sink: Sink) -> Result<Option<u64>, PublishError> {
+        read_mark(&self.marks, sink)
+    }
+
+    /// The checkpoints some sink may lack are those larger than this (`None`: all of them);
+    /// what to pass to [`Publisher::catch_up`].
+    pub fn pending_after(&self) -> Result<Option<u64>, PublishError> {
+        let mut lowest = u64::MAX;
+        for sink in self.sinks() {
+            match self.published(sink)? {
+                Some(size) => lowest = lowest.min(size),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(lowest))
+    }
+
+    /// Publishes a newly signed checkpoint (`note_text`: the whole signed note) of tree size
+    /// `size`. The directory is written before this returns; the HTTP endpoint is sent to in
+    /// the background. Fails when the directory cannot be written or already holds a
+    /// different checkpoint of this size (logged at error too: an operator must look).
+    pub async fn publish(&self, size: u64, note_text: &str) -> Result<(), PublishError> {
+        let mut first_error = None;
+        if self.log {
+            if let Err(e) = self.log_checkpoint(size, note_text) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(http) = &self.http {
+            self.hand_to_http(http, size, note_text);
+        }
+        if let Some(dir) = &self.dir {
+            let _one_writer = dir.lock.lock().await;
+            let newest = read_mark(&self.marks, Sink::Dir)?.is_none_or(|m| size >= m);
+            if let Err(e) = self
+                .write_to_dir(dir, vec![(size, note_text.to_string())], newest)
+                .await
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// After a restart: publishes to each sink what it has not got of `pending` (checkpoints
+    /// as `(size, signed note)`, those after [`Publisher::pending_after`]). The directory gets
+    /// every checkpoint whose file is missing; HTTP and the log only the newest, which commits
+    /// to all before it.
+    pub async fn catch_up(
+        &self,
+        pending: impl Iterator<Item = (u64, String)>,
+    ) -> Result<(), PublishError> {
+        let mut pending: Vec<(u64, String)> = pending.collect();
+        pending.sort_by_key(|(size, _)| *size);
+        pending.dedup_by_key(|(size, _)| *size);
+        let Some((newest_size, newest_note)) = pending.last().cloned() else {
+            return Ok(());
+        };
+        let mut first_error = None;
+        if self.log && read_mark(&self.marks, Sink::Log)?.is_none_or(|m| newest_size > m) {
+            if let Err(e) = self.log_checkpoint(newest_size, &newest_note) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(http) = &self.http {
+            if read_mark(&self.marks, Sink::Http)?.is_none_or(|m| newest_size > m) {
+                self.hand_to_http(http, newest_size, &newest_note);
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let _one_writer = dir.lock.lock().await;
+            let mark = read_mark(&self.marks, Sink::Dir)?;
+            let newest = mark.is_none_or(|m| newest_size >= m);
+            // at or below the mark a file is rewritten only if it went missing
+            let missing: Vec<(u64, String)> = pending
+                .into_iter()
+                .filter(|(size, _)| {
+                    mark.is_none_or(|m| *size > m)
+                        || !dir.path.join(checkpoint_file_name(*size)).exists()
+                })
+                .collect();
+            if let Err(e) = self.write_to_dir(dir, missing, newest).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn log_checkpoint(&self, size: u64, note_text: &str) -> Result<(), PublishError> {
+        tracing::info!(size, checkpoint = %note_text.escape_debug(), "checkpoint signed");
+        raise_mark(&self.marks, Sink::Log, size)
+    }
+
+    /// Makes `size` the checkpoint the delivery task sends next, unless it has a newer one.
+    fn hand_to_http(&self, http: &HttpSink, size: u64, note_text: &str) {
+        http.worker.get_or_init(|| {
+            tokio::spawn(deliver_newest(
+                http.target.clone(),
+                http.newest.subscribe(),
+                self.marks.clone(),
+                Backoff {
+                    base: self.retry_base,
+                    max: self.retry_max,
+                },
+            ));
+        });
+        http.newest.send_if_modified(|current| {
+            if current.as_ref().is_some_and(|c| c.size >= size) {
+                return false;
+            }
+            *current = Some(Pending {
+                size,
+                note: Arc::from(note_text),
+            });
+            true
+        });
+    }
+
+    /// Writes `checkpoints` (ascending sizes) to the directory; with `newest`, the last one
+    /// also becomes `latest.txt` and the mark. Every checkpoint is tried; the first failure is
+    /// returned, each is logged.
+    async fn write_to_dir(
+        &self,
+        dir: &DirSink,
+        checkpoints: Vec<(u64, String)>,
+        newest: bool,
+    ) -> Result<(), PublishError> {
+        let Some(last) = checkpoints.last().map(|(size, _)| *size) else {
+            return Ok(());
+        };
+        let path = dir.path.clone();
+        let count = checkpoints.len();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut first_error = None;
+            let mut written = 0usize;
+            for (size, note) in &checkpoints {
+                match write_checkpoint(&path, *size, note) {
+                    Ok(true) => written += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        log_dir_error(&e);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            if newest {
+                let latest = path.join(LATEST_FILE);
+                let (_, note) = checkpoints.last().expect("not empty: checked above");
+                if let Err(source) = super::files::replace(&latest, note.as_bytes()) {
+                    let e = PublishError::Io {
+                        path: latest,
+                        source,
+                    };
+                    log_dir_error(&e);
+                    return Err(e);
+                }
+            }
+            Ok(written)
+        })
+        .await
+        .map_err(|e| PublishError::Io {
+            path: dir.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let written = written?;
+        if newest {
+            raise_mark(&self.marks, Sink::Dir, last)?;
+        }
+        if count > 1 {
+            tracing::info!(dir = %dir.path.display(), written, newest = last, "checkpoint directory caught up");
+        }
+        Ok(())
+    }
+}
+
+/// Logs a failure to publish to the directory: an operator must look.
+fn log_dir_error(e: &PublishError) {
+    match e {
+        PublishError::Conflict { path, size } => tracing::error!(
+            file = %path.display(),
+            size,
+            "a published checkpoint differs from the one signed now for the same size: the log was rewritten, or two hubs publish to one directory; the file is left as it was"
+        ),
+        other => tracing::error!(error = %other, "cannot publish a checkpoint to the directory"),
+    }
+}
+
+/// Writes one checkpoint file; `Ok(false)` when it is there already with the same bytes.
+fn write_checkpoint(dir: &Path, size: u64, note: &str) -> Result<bool, PublishError> {
+    let path = dir.join(checkpoint_file_name(size));
+    if same_or_conflict(&path, size, note)? {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+    match super::files::create_new(&path, note.as_bytes(), false) {
+        Ok(()) => Ok(true),
+        // written meanwhile by someone else: the same bytes are fine, others are not
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if same_or_conflict(&path, size, note)? {
+                Ok(false)
+            } else {
+                Err(io_at(&path)(e))
+            }
+        }
+        Err(e) => Err(io_at(&path)(e)),
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError {
+    let path = path.to_path_buf();
+    move |source| PublishError::Io { path, source }
+}
+
+/// `true` if `path` holds `note`, `false` if there is no such file, `Conflict` if it holds
+/// something else.
+fn same_or_conflict(path: &Path, size: u64, note: &str) -> Result<bool, PublishError> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(PublishError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    // one byte more than the note tells a longer file apart without reading all of it
+    let mut existing = Vec::with_capacity(note.len() + 1);
+    file.take(note.len() as u64 + 1)
+        .read_to_end(&mut existing)
+        .map_err(|source| PublishError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if existing == note.as_bytes() {
+        Ok(true)
+    } else {
+        Err(PublishError::Conflict {
+            path: path.to_path_buf(),
+            size,
+        })
+    }
+}
+
+fn read_mark(marks: &sled::Tree, sink: Sink) -> Result<Option<u64>, PublishError> {
+    Ok(marks
+        .get(sink.mark_key())?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes))
+}
+
+/// Records that `sink` has the checkpoint of `size`; the mark only grows.
+fn raise_mark(marks: &sled::Tree, sink: Sink, size: u64) -> Result<(), PublishError> {
+    marks.fetch_and_update(sink.mark_key(), |old| {
+        let old = old
+            .and_then(|v| <[u8; 8]>::try_from(v).ok())
+            .map(u64::from_be_bytes);
+        Some(old.map_or(size, |o| o.max(size)).to_be_bytes().to_vec())
+    })?;
+    Ok(())
+}
+
+impl HttpSink {
+    fn new(text: &str) -> Result<HttpSink, PublishError> {
+        let shown = url_for_logs(text);
+        let bad = |why: String| PublishError::Url(shown.clone(), why);
+        let url = reqwest::Url::parse(text).map_err(|e| bad(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("it must be an http or https URL naming a host".into()));
+        }
+        let mut secrets: Vec<String> = url.query_pairs().map(|(_, v)| v.into_owned()).collect();
+        secrets.extend(url.query().map(str::to_string));
+        secrets.extend(url.password().map(str::to_string));
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("trailhub/", env!("CARGO_PKG_VERSION")))
+            // a redirect would take the URL's credentials elsewhere
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(HTTP_TIMEOUT)
+            .connect_timeout(HTTP_TIMEOUT)
+            .build()
+            .expect("the TLS backend initialises");
+        let (newest, _) = watch::channel(None);
+        Ok(HttpSink {
+            target: Arc::new(HttpTarget {
+                url,
+                shown: shown.clone(),
+                client,
+                scrubber: Scrubber::new(secrets),
+            }),
+            newest,
+            worker: OnceLock::new(),
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Backoff {
+    base: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// The wait after the `failures`-th failure in a row: doubling from `base` up to `max`,
+    /// with jitter (between half and all of it) so that hubs restarted together spread out.
+    fn delay(self, failures: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
+            .min(self.max);
+        let mut b = [0u8; 2];
+        let r = match getrandom::fill(&mut b) {
+            Ok(()) => f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX),
+            Err(_) => 1.0,
+        };
+        exp.mul_f64(0.5 + r / 2.0)
+    }
+}
+
+/// What an attempt to POST a checkpoint came to.
+enum Outcome {
+    Delivered,
+    /// Worth trying again; with the wait the endpoint asked for, if it did.
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
+    /// The endpoint refused this checkpoint; sending it again would not change that.
+    Refused(String),
+}
+
+impl HttpTarget {
+    async fn post(&self, pending: &Pending) -> Outcome {
+        let sent = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(pending.note.to_string())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_builder() => return Outcome::Refused(describe(&e)),
+            Err(e) => {
+                return Outcome::Retry {
+                    why: describe(&e),
+                    after: None,
+                }
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Outcome::Delivered;
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|secs| {
+                Duration::from_secs(secs.clamp(*RETRY_AFTER_SECS.start(), *RETRY_AFTER_SECS.end()))
+            });
+        let body = read_bounded(response).await;
+        let quoted = self.scrubber.quote(&body, MAX_QUOTED_BYTES);
+        let why = if quoted.is_empty() {
+            format!("HTTP {}", status.as_u16())
+        } else {
+            format!("HTTP {}: {}", status.as_u16(), quoted.escape_debug())
+        };
+        let code = status.as_u16();
+        if code == 408 || code == 429 || status.is_server_error() {
+            Outcome::Retry {
+                why,
+                after: retry_after,
+            }
+        } else {
+            Outcome::Refused(why)
+        }
+    }
+}
+
+/// At most `MAX_RESPONSE_BYTES` of a response body; the rest is not read.
+async fn read_bounded(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_RESPONSE_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_RESPONSE_BYTES - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A reqwest error without its URL (which may hold a query string): the innermost cause.
+fn describe(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut text = String::new();
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if text.is_empty() {
+        "connection error".into()
+    } else {
+        text
+    }
+}
+
+/// The newest checkpoint handed over that is newer than `done`; `None` once the publisher is
+/// gone.
+async fn next_newer(
+    newest: &mut watch::Receiver<Option<Pending>>,
+    done: Option<u64>,
+) -> Option<Pending> {
+    loop {
+        let current = newest.borrow_and_update().clone();
+        if let Some(p) = current.filter(|p| done.is_none_or(|d| p.size > d)) {
+            return Some(p);
+        }
+        newest.changed().await.ok()?;
+    }
+}
+
+/// The HTTP sink's delivery task: sends the newest checkpoint until the endpoint takes it or
+/// refuses it, switching to a newer one whenever one is handed over meanwhile.
+async fn deliver_newest(
+    target: Arc<HttpTarget>,
+    mut newest: watch::Receiver<Option<Pending>>,
+    marks: sled::Tree,
+    backoff: Backoff,
+) {
+    // delivered or refused: nothing at or below it is sent again
+    let mut done = read_mark(&marks, Sink::Http).ok().flatten();
+    while let Some(mut current) = next_newer(&mut newest, done).await {
+        let mut failures = 0u32;
+        loop {
+            match target.post(&current).await {
+                Outcome::Delivered => {
+                    if let Err(e) = raise_mark(&marks, Sink::Http, current.size) {
+                        tracing::warn!(error = %e, size = current.size, "checkpoint delivered but not recorded; it will be sent again after a restart");
+                    }
+                    tracing::info!(size = current.size, url = %target.shown, attempts = failures + 1, "checkpoint delivered");
+                    done = Some(current.size);
+                    break;
+                }
+                Outcome::Refused(why) => {
+                    tracing::error!(size = current.size, url = %target.shown, reason = %why, "the checkpoint endpoint refused a checkpoint; not retried, the next checkpoint will be sent");
+                    done = Some(current.size);
+                    break;
+                }
+                Outcome::Retry { why, after } => {
+                    failures += 1;
+                    let wait = after.unwrap_or_else(|| backoff.delay(failures));
+                    tracing::warn!(size = current.size, url = %target.shown, reason = %why, attempt = failures, retry_in_ms = wait.as_millis() as u64, "checkpoint not delivered; retrying");
+                    let sleep = tokio::time::sleep(wait);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            () = &mut sleep => break,
+                            changed = newest.changed() => {
+                                // the publisher is gone: the next start's catch_up sends it
+                                if changed.is_err() {
+                                    return;
+                                }
+                                let handed = newest.borrow_and_update().clone();
+                                if let Some(newer) = handed.filter(|n| n.size > current.size) {
+                                    current = newer;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use axum::extract::State;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use axum::Router;
+
+    /// How the test endpoint answers the n-th POST (0-based); past the list, `200`.
+    #[derive(Clone)]
+    struct Script(Vec<(u16, Option<&'static str>)>);
+
+    /// One request the test endpoint received, and its answer.
+    #[derive(Clone)]
+    struct Post {
+        at: Instant,
+        /// Method, path and query.
+        request: String,
+        content_type: String,
+        body: String,
+        status: u16,
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        posts: Vec<Post>,
+    }
+
+    #[derive(Clone)]
+    struct Endpoint {
+        script: Script,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    async fn receive(
+        State(endpoint): State<Endpoint>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: String,
+    ) -> (StatusCode, HeaderMap, &'static str) {
+        let mut seen = endpoint.seen.lock().expect("not poisoned");
+        let n = seen.posts.len();
+        let (status, retry_after) = endpoint.script.0.get(n).copied().unwrap_or((200, None));
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        seen.posts.push(Post {
+            at: Instant::now(),
+            request: format!("{method} {uri}"),
+            content_type,
+            body,
+            status,
+        });
+        let mut answer = HeaderMap::new();
+        if let Some(secs) = retry_after {
+            answer.insert("retry-after", secs.parse().expect("header value"));
+        }
+        (
+            StatusCode::from_u16(status).expect("status"),
+            answer,
+            "answer with the secret-query-value-123 echoed",
+        )
+    }
+
+    /// A loopback endpoint answering as `script` says; its URL and what it received.
+    async fn endpoint(script: Vec<(u16, Option<&'static str>)>) -> (String, Arc<Mutex<Seen>>) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        // a fallback, not a route: routes join a router only through crate::api::Routes
+        let app = Router::new().fallback(receive).with_state(Endpoint {
+            script: Script(script),
+            seen: seen.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (
+            format!("http://user:pw-secret-1234@{addr}/checkpoints?token=secret-query-value-123"),
+            seen,
+        )
+    }
+
+    fn marks() -> sled::Tree {
+        sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("temporary sled")
+            .open_tree("marks")
+            .expect("tree")
+    }
+
+    fn http_publisher(url: &str) -> Publisher {
+        let settings = CheckpointSettings {
+            publish_url: Some(url.to_string()),
+            publish_log: false,
+            ..Default::default()
+        };
+        Publisher::new(&settings, marks())
+            .expect("valid URL")
+            .with_backoff(Duration::from_millis(10), Duration::from_millis(40))
+    }
+
+    fn note(size: u64) -> String {
+        format!("example.com/log\n{size}\nroot\n\n\u{2014} example.com/log sig{size}\n")
+    }
+
+    /// Waits until the HTTP mark reaches `size`.
+    async fn delivered(publisher: &Publisher, size: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while publisher.published(Sink::Http).expect("mark") != Some(size) {
+            assert!(Instant::now() < deadline, "size {size} was not delivered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn posts(seen: &Mutex<Seen>) -> Vec<Post> {
+        seen.lock().expect("not poisoned").posts.clone()
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_retried_through_503s_and_arrives_once() {
+        let (url, seen) = endpoint(vec![(503, None), (503, None), (500, None)]).await;
+        let publisher = http_publisher(&url);
+        publisher.publish(7, &note(7)).await.expect("handed over");
+        delivered(&publisher, 7).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let posts = posts(&seen);
+        let statuses: Vec<u16> = posts.iter().map(|p| p.status).collect();
+        assert_eq!(statuses, [503, 503, 500, 200]);
+        assert!(posts.iter().all(|p| p.body == note(7)), "the note, exactly");
+        assert!(posts
+            .iter()
+            .all(|p| p.request == "POST /checkpoints?token=secret-query-value-123"));
+        assert!(posts
+            .iter()
+            .all(|p| p.content_type == "text/plain; charset=utf-8"));
+        // an older checkpoint handed over later is not sent
+        publisher.publish(5, &note(5)).await.expect("handed over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(seen.lock().expect("not poisoned").posts.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_400_is_not_retried_and_the_next_checkpoint_is_sent() {
+        let (url, seen) = endpoint(vec![(400, None)]).await;
+        let publisher = http_publisher(&url);
+        publisher.publish(1, &note(1)).await.expect("handed over");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(posts(&seen).len(), 1, "no retry after a 400");
+        assert_eq!(publisher.published(Sink::Http).expect("mark"), None);
+        publisher.publish(2, &note(2)).await.expect("handed over");
+        delivered(&publisher, 2).await;
+        let posts = posts(&seen);
+        assert_eq!(posts.len(), 2);
+        assert_eq!(posts[1].body, note(2));
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_honoured() {
+        let (url, seen) = endpoint(vec![(429, Some("1"))]).await;
+        let publisher = http_publisher(&url);
+        publisher.publish(3, &note(3)).await.expect("handed over");
+        delivered(&publisher, 3).await;
+        let posts = posts(&seen);
+        assert_eq!(posts.len(), 2);
+        let gap = posts[1].at - posts[0].at;
+        assert!(gap >= Duration::from_millis(950), "waited {gap:?}");
+    }
+
+    #[tokio::test]
+    async fn a_newer_checkpoint_replaces_one_not_yet_delivered() {
+        let failing = vec![(503, None); 3];
+        let (url, seen) = endpoint(failing).await;
+        let publisher = http_publisher(&url)
+            .with_backoff(Duration::from_millis(200), Duration::from_millis(200));
+        publisher.publish(10, &note(10)).await.expect("handed over");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while posts(&seen).is_empty() {
+            assert!(Instant::now() < deadline, "nothing was sent");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        publisher.publish(20, &note(20)).await.expect("handed over");
+        delivered(&publisher, 20).await;
+        let posts = posts(&seen);
+        let delivered: Vec<&str> = posts
+            .iter()
+            .filter(|p| p.status == 200)
+            .map(|p| p.body.as_str())
+            .collect();
+        assert_eq!(delivered, [note(20).as_str()]);
+        assert_eq!(posts[0].body, note(10));
+    }
+
+    #[tokio::test]
+    async fn catch_up_sends_only_the_newest_to_http() {
+        let (url, seen) = endpoint(vec![]).await;
+        let publisher = http_publisher(&url);
+        raise_mark(&publisher.marks, Sink::Http, 2).expect("mark");
+        assert_eq!(publisher.pending_after().expect("marks"), Some(2));
+        publisher
+            .catch_up((3..=5).map(|s| (s, note(s))))
+            .await
+            .expect("handed over");
+        delivered(&publisher, 5).await;
+        let bodies: Vec<String> = posts(&seen).into_iter().map(|p| p.body).collect();
+        assert_eq!(bodies, [note(5)]);
+        // nothing newer than the mark: nothing sent
+        publisher
+            .catch_up((1..=5).map(|s| (s, note(s))))
+            .await
+            .expect("nothing to do");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(posts(&seen).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_directory_gets_every_checkpoint_and_never_a_different_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let publish_dir = dir.path().join("published");
+        let settings = CheckpointSettings {
+            publish_dir: Some(publish_dir.clone()),
+            publish_log: true,
+            ..Default::default()
+        };
+        let publisher = Publisher::new(&settings, marks()).expect("no URL");
+        assert_eq!(publisher.sinks(), [Sink::Dir, Sink::Log]);
+        assert_eq!(publisher.pending_after().expect("marks"), None);
+        let file = |size| publish_dir.join(checkpoint_file_name(size));
+        let read = |p: PathBuf| std::fs::read_to_string(p).expect("read");
+        publisher.publish(1, &note(1)).await.expect("written");
+        publisher.publish(2, &note(2)).await.expect("written");
+        assert_eq!(
+            file(2).file_name().and_then(|n| n.to_str()),
+            Some("checkpoint-00000000000000000002.txt")
+        );
+        assert_eq!(read(file(1)), note(1));
+        assert_eq!(read(file(2)), note(2));
+        assert_eq!(read(publish_dir.join(LATEST_FILE)), note(2));
+        assert_eq!(publisher.published(Sink::Dir).expect("mark"), Some(2));
+        assert_eq!(publisher.published(Sink::Log).expect("mark"), Some(2));
+        // the same again is fine; different bytes for a published size are refused
+        publisher.publish(2, &note(2)).await.expect("same bytes");
+        let forged = note(2).replace("root", "toor");
+        let err = publisher.publish(2, &forged).await.expect_err("rewrite");
+        assert!(
+            matches!(err, PublishError::Conflict { size: 2, .. }),
+            "{err:?}"
+        );
+        assert!(err
+            .to_string()
+            .contains("checkpoint-00000000000000000002.txt"));
+        assert_eq!(read(file(2)), note(2), "left as it was");
+        assert_eq!(read(publish_dir.join(LATEST_FILE)), note(2));
+
+        // after a restart: a file deleted below the mark and those above it are written
+        std::fs::remove_file(file(1)).expect("delete");
+        let restarted = Publisher::new(&settings, publisher.marks.clone()).expect("no URL");
+        assert_eq!(restarted.pending_after().expect("marks"), Some(2));
+        restarted
+            .catch_up([4, 3, 1, 2].into_iter().map(|s| (s, note(s))))
+            .await
+            .expect("caught up");
+        for size in 1..=4 {
+            assert_eq!(read(file(size)), note(size));
+        }
+        assert_eq!(read(publish_dir.join(LATEST_FILE)), note(4));
+        assert_eq!(restarted.published(Sink::Dir).expect("mark"), Some(4));
+        assert_eq!(restarted.published(Sink::Log).expect("mark"), Some(4));
+        // an older checkpoint published late does not move latest.txt back
+        restarted.publish(0, &note(0)).await.expect("written");
+        assert_eq!(read(publish_dir.join(LATEST_FILE)), note(4));
+        assert_eq!(restarted.published(Sink::Dir).expect("mark"), Some(4));
+        let mut names: Vec<String> = std::fs::read_dir(&publish_dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 6, "five checkpoints and latest.txt: {names:?}");
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        // a conflict met while catching up is reported too, and latest.txt stays
+        std::fs::write(file(6), "something else\n").expect("plant");
+        let err = restarted
+            .catch_up((5..=6).map(|s| (s, note(s))))
+            .await
+            .expect_err("conflict");
+        assert!(
+            matches!(err, PublishError::Conflict { size: 6, .. }),
+            "{err:?}"
+        );
+        assert_eq!(read(file(5)), note(5), "the others are still written");
+        assert_eq!(read(file(6)), "something else\n");
+        assert_eq!(read(publish_dir.join(LATEST_FILE)), note(4));
+        assert_eq!(restarted.published(Sink::Dir).expect("mark"), Some(4));
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        let url = "https://user:pw-secret-1234@witness.example/add?token=secret-query-value-123#f";
+        let shown = url_for_logs(url);
+        assert_eq!(shown, "https://witness.example/add");
+        let settings = CheckpointSettings {
+            publish_url: Some(url.into()),
+            ..Default::default()
+        };
+        let publisher = Publisher::new(&settings, marks()).expect("valid");
+        for debug in [format!("{settings:?}"), format!("{publisher:?}")] {
+            assert!(!debug.contains("pw-secret-1234"), "{debug}");
+            assert!(!debug.contains("secret-query-value-123"), "{debug}");
+        }
+        let target = &publisher.http.as_ref().expect("http").target;
+        assert_eq!(
+            target
+                .scrubber
+                .quote("echo secret-query-value-123 back", 100),
+            "echo [redacted] back"
+        );
+        for bad in ["ftp://witness.example/", "not a url", "http://"] {
+            let settings = CheckpointSettings {
+                publish_url: Some(bad.into()),
+                ..Default::default()
+            };
+            assert!(Publisher::new(&settings, marks()).is_err(), "{bad}");
+        }
+    }
+}
