@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::auth::{BootstrapError, Tokens};
-use crate::checkpoints::{KeyError, SigningKey};
+use crate::checkpoints::{Cadence, Checkpointer, KeyError, PublishError, Publisher, SigningKey};
 use crate::config::{Secret, Settings};
 use crate::connectors::integrations::Integrations;
 use crate::connectors::{DefinitionError, Registry};
@@ -40,6 +40,8 @@ pub enum ServeError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     SigningKey(#[from] KeyError),
+    #[error("checkpoint publishing: {0}")]
+    Publish(#[from] PublishError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -51,6 +53,8 @@ pub struct RunningHub {
     pub scheduler: Scheduler,
     /// The key checkpoints of this hub's log are signed with.
     pub signing_key: Arc<SigningKey>,
+    /// Signs the log's checkpoints.
+    pub checkpointer: Checkpointer,
     ready: Arc<AtomicBool>,
     shutdown_drain: std::time::Duration,
     stop: Option<oneshot::Sender<()>>,
@@ -132,6 +136,27 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         vkey = %signing_key.vkey(),
         "checkpoint signing key (give the vkey to auditors and witnesses to verify checkpoints)"
     );
+    let publisher = if settings.checkpoints.publish_dir.is_some()
+        || settings.checkpoints.publish_url.is_some()
+        || settings.checkpoints.publish_log
+    {
+        Some(Arc::new(Publisher::new(
+            &settings.checkpoints,
+            store.settings_tree().clone(),
+        )?))
+    } else {
+        None
+    };
+    let checkpoint_cadence = Cadence {
+        every_events: settings.checkpoints.every_events,
+        interval: settings.checkpoints.interval,
+    };
+    let checkpointer = Checkpointer::start(
+        store.clone(),
+        signing_key.clone(),
+        checkpoint_cadence,
+        publisher,
+    );
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),
@@ -156,6 +181,8 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         )),
         ready: ready.clone(),
         started: Instant::now(),
+        checkpointer: checkpointer.clone(),
+        checkpoint_cadence,
     };
     let app = api::router(state);
     let limits = ConnectionLimits {
@@ -171,6 +198,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     let (stop, stopped) = oneshot::channel::<()>();
     let task_store = store.clone();
     let task_scheduler = scheduler.clone();
+    let task_checkpointer = checkpointer.clone();
     let task = tokio::spawn(async move {
         crate::http::serve(listener, app, limits, metrics, async {
             let _ = stopped.await;
@@ -178,6 +206,8 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         .await;
         // the scheduler's cycles finish the page in hand and commit before the store closes
         task_scheduler.shutdown().await;
+        // what the last cycles committed is signed before the store closes
+        task_checkpointer.shutdown().await;
         let closed = task_store.shutdown();
         tracing::info!("hub stopped");
         closed.map_err(|e| ServeError::Store(task_store.path().to_path_buf(), e))
@@ -189,6 +219,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         minted_admin_token,
         scheduler,
         signing_key,
+        checkpointer,
         ready,
         shutdown_drain: settings.shutdown_drain,
         stop: Some(stop),

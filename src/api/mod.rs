@@ -4,6 +4,7 @@
 mod console;
 mod error;
 mod events;
+mod evidence;
 mod hooks;
 mod integrations;
 mod routes;
@@ -46,6 +47,9 @@ pub struct AppState {
     /// True from when the hub listens until it starts shutting down (`/readyz`).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
     pub started: Instant,
+    /// Signs the evidence log's checkpoints and keeps their history.
+    pub checkpointer: crate::checkpoints::Checkpointer,
+    pub checkpoint_cadence: crate::checkpoints::Cadence,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -57,6 +61,7 @@ fn routes() -> Routes<AppState> {
         .merge(console::routes())
         .merge(hooks::routes())
         .merge(integrations::routes())
+        .merge(evidence::routes())
 }
 
 /// Every (path template, method) the router serves, from the same calls that build it: the

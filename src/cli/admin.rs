@@ -1,6 +1,6 @@
-//! `trailhub verify`, `trailhub migrate` and `trailhub tokens`: the data dir's integrity and
-//! format, and API tokens, through the running hub or on the data dir directly (`migrate` only
-//! on a stopped hub's data dir).
+//! `trailhub migrate` and `trailhub tokens`: the data dir's format, and API tokens, through the
+//! running hub or on the data dir directly (`migrate` only on a stopped hub's data dir).
+//! `trailhub verify` is `verify`.
 
 use std::process::ExitCode;
 
@@ -84,35 +84,6 @@ pub(super) fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
         report.events_checked, report.head_hash
     );
     Ok(ExitCode::SUCCESS)
-}
-
-pub(super) async fn verify(settings: &Settings, args: &RemoteArgs) -> anyhow::Result<ExitCode> {
-    let report: serde_json::Value = match target(settings, args)? {
-        Target::Remote(client) => client.get_json("/api/v1/integrity", &[]).await?,
-        Target::Local(store) => {
-            let report = store.verify();
-            close(store)?;
-            serde_json::to_value(report?)?
-        }
-    };
-    if report["ok"].as_bool() == Some(true) {
-        println!(
-            "ok: {} events verified, chain head {}",
-            report["events_checked"],
-            report["head_hash"].as_str().unwrap_or("")
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        let b = &report["first_broken"];
-        println!(
-            "BROKEN at event {} (seq {}): {}",
-            b["id"].as_str().unwrap_or("?"),
-            b["seq"],
-            b["reason"].as_str().unwrap_or("")
-        );
-        println!("{} events before it verified", report["events_checked"]);
-        Ok(ExitCode::from(1))
-    }
 }
 
 pub(super) async fn tokens(

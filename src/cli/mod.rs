@@ -9,6 +9,7 @@ mod admin;
 mod events;
 mod integrations;
 mod remote;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,8 +51,8 @@ enum Command {
     Events(Box<events::EventsArgs>),
     /// Store the events of an NDJSON file (or a JSON array) in the `custom` integration
     Ingest(events::IngestArgs),
-    /// Walk the integrity hash chain and report the first broken link
-    Verify(RemoteArgs),
+    /// Check the log: hash chain, Merkle tree, signed checkpoints, and (--against) checkpoints kept elsewhere
+    Verify(verify::VerifyArgs),
     /// Convert a data dir written by an earlier store format (resumable; the hub must be stopped)
     Migrate,
     /// Manage API tokens
@@ -251,7 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None | Some(Command::Serve) => serve(settings(&cli)?).await,
         Some(Command::Events(args)) => events::events(&settings(&cli)?, args).await,
         Some(Command::Ingest(args)) => events::ingest(&settings(&cli)?, args).await,
-        Some(Command::Verify(args)) => admin::verify(&settings(&cli)?, args).await,
+        Some(Command::Verify(args)) => verify::verify(&settings(&cli)?, args).await,
         Some(Command::Migrate) => admin::migrate(&settings(&cli)?),
         Some(Command::Tokens { command }) => admin::tokens(&settings(&cli)?, command).await,
         Some(Command::Integrations { command }) => {

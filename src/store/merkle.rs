@@ -89,7 +89,7 @@ impl HashSource for StoreHashes<'_> {
         if !kept(id) {
             return Ok(None);
         }
-        Ok(read_node(&self.sh.log, id)?)
+        read_node(&self.sh.log, id)
     }
 }
 

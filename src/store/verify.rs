@@ -67,7 +67,7 @@ struct TreeCheck<'a> {
 impl<'a> TreeCheck<'a> {
     fn new(log: &'a sled::Tree, claims: &'a [TreeClaim]) -> Self {
         let mut claims: Vec<&TreeClaim> = claims.iter().collect();
-        claims.sort_by(|a, b| b.size.cmp(&a.size));
+        claims.sort_by_key(|c| std::cmp::Reverse(c.size));
         TreeCheck {
             log,
             tree: CompactTree::new(),

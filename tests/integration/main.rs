@@ -7,6 +7,7 @@ mod conformance;
 mod crash;
 mod disk_full;
 mod events;
+mod evidence;
 mod fuzz;
 mod hardening;
 mod integrations_api;

@@ -153,21 +153,7 @@ fn format_1_events(n: usize) -> Vec<trailhub::schema::Event> {
 }
 
 fn cli(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailhub"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("TRAILHUB_SEAL_EVENTS", "500")
-        .output()
-        .expect("cli runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    cli_with(dir, args, &[("TRAILHUB_SEAL_EVENTS", "500")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

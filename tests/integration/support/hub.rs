@@ -451,6 +451,30 @@ pub fn webhook_metric(text: &str, integration: &str, result: &str) -> u64 {
 /// The real binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_trailhub");
 
+/// Runs the CLI on a (stopped hub's) data dir: whether it exited 0, and stdout then stderr.
+pub fn cli(dir: &Path, args: &[&str]) -> (bool, String) {
+    cli_with(dir, args, &[])
+}
+
+/// The same with environment variables of its own.
+pub fn cli_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("cli runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,158 @@
+//! The hub's own copy of every checkpoint it signed, by tree size, in the store's
+//! `checkpoints` tree: the API serves them, proofs are made against them, and `verify` checks
+//! the log against each (after checking its signature, since whoever can write the data dir can
+//! write this tree too — what they cannot rewrite is a copy published elsewhere).
+
+use crate::evidence::checkpoint::Checkpoint;
+use crate::evidence::note::{Note, NoteVerifier};
+use crate::store::verify::TreeClaim;
+use crate::store::StoreError;
+use crate::time::{parse_rfc3339, Micros};
+
+/// The extension line that carries a checkpoint's signing time: `time <RFC 3339>`.
+pub const TIME_PREFIX: &str = "time ";
+
+/// One stored checkpoint, read back.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub checkpoint: Checkpoint,
+    /// When it was signed (its `time` extension line), if it has one.
+    pub time: Option<Micros>,
+    /// The signed note, exactly as signed and published.
+    pub note: String,
+}
+
+impl Stored {
+    pub fn parse(note_text: &str) -> Result<Stored, StoreError> {
+        let note = Note::parse(note_text.as_bytes())
+            .map_err(|e| StoreError::Corrupt(format!("a stored checkpoint: {e}")))?;
+        let checkpoint = Checkpoint::from_text(note.text())
+            .map_err(|e| StoreError::Corrupt(format!("a stored checkpoint: {e}")))?;
+        let time = checkpoint
+            .extensions()
+            .iter()
+            .find_map(|l| l.strip_prefix(TIME_PREFIX))
+            .and_then(parse_rfc3339);
+        Ok(Stored {
+            checkpoint,
+            time,
+            note: note_text.to_string(),
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.checkpoint.size()
+    }
+
+    /// Whether `verifier` signed it.
+    pub fn signed_by(&self, verifier: &NoteVerifier) -> bool {
+        Note::parse(self.note.as_bytes())
+            .ok()
+            .is_some_and(|n| n.verify(std::slice::from_ref(verifier)).is_ok())
+    }
+}
+
+/// The stored checkpoints.
+#[derive(Clone)]
+pub struct History {
+    tree: sled::Tree,
+}
+
+impl History {
+    pub fn new(tree: sled::Tree) -> History {
+        History { tree }
+    }
+
+    /// Keeps a signed checkpoint; durable when this returns.
+    pub fn put(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        self.tree.insert(size.to_be_bytes(), note.as_bytes())?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    pub fn get(&self, size: u64) -> Result<Option<Stored>, StoreError> {
+        self.tree
+            .get(size.to_be_bytes())?
+            .map(|v| Stored::parse(&String::from_utf8_lossy(&v)))
+            .transpose()
+    }
+
+    pub fn latest(&self) -> Result<Option<Stored>, StoreError> {
+        self.tree
+            .last()?
+            .map(|(_, v)| Stored::parse(&String::from_utf8_lossy(&v)))
+            .transpose()
+    }
+
+    /// The first checkpoint whose tree holds event `seq` (size >= seq): the smallest proof.
+    pub fn covering(&self, seq: u64) -> Result<Option<Stored>, StoreError> {
+        self.tree
+            .range(seq.to_be_bytes()..)
+            .next()
+            .transpose()?
+            .map(|(_, v)| Stored::parse(&String::from_utf8_lossy(&v)))
+            .transpose()
+    }
+
+    /// Up to `limit` checkpoints with a size below `before`, newest first.
+    pub fn page(&self, before: Option<u64>, limit: usize) -> Result<Vec<Stored>, StoreError> {
+        let end = before.unwrap_or(u64::MAX);
+        self.tree
+            .range(..end.to_be_bytes())
+            .rev()
+            .take(limit)
+            .map(|item| {
+                let (_, v) = item?;
+                Stored::parse(&String::from_utf8_lossy(&v))
+            })
+            .collect()
+    }
+
+    /// Every checkpoint after tree size `after` (all of them for `None`), as (size, signed
+    /// note), oldest first.
+    pub fn after(&self, after: Option<u64>) -> Result<Vec<(u64, String)>, StoreError> {
+        let items = match after {
+            Some(size) => self.tree.range(size.saturating_add(1).to_be_bytes()..),
+            None => self.tree.range::<[u8; 8], _>(..),
+        };
+        items
+            .map(|item| {
+                let (k, v) = item?;
+                let size = crate::store::keys::decode_u64(&k);
+                Ok((size, String::from_utf8_lossy(&v).into_owned()))
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Every stored checkpoint as a claim for `Store::verify_against`, each with its signature
+    /// checked by `verifier` first: one that does not verify is reported, not trusted.
+    pub fn claims(
+        &self,
+        verifier: &NoteVerifier,
+    ) -> Result<(Vec<TreeClaim>, Vec<u64>), StoreError> {
+        let mut claims = Vec::new();
+        let mut unsigned = Vec::new();
+        for item in self.tree.iter() {
+            let (_, v) = item?;
+            let stored = Stored::parse(&String::from_utf8_lossy(&v))?;
+            if !stored.signed_by(verifier) {
+                unsigned.push(stored.size());
+                continue;
+            }
+            claims.push(TreeClaim {
+                size: stored.size(),
+                root: *stored.checkpoint.root(),
+                source: format!("stored checkpoint {}", stored.size()),
+            });
+        }
+        Ok((claims, unsigned))
+    }
+}
