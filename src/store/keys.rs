@@ -13,7 +13,7 @@
 //! | log | `C` integration | the integration's cursor |
 //! | log | `N` integration | events stored for the integration (u64) |
 //! | log | `Z` dictionary id (u32) | a zstd dictionary |
-//! | log | `M` name | `head` (seq, chain hash), `format` (u32), `migrated` (seq), `tree` (the Merkle nodes are kept) |
+//! | log | `M` name | `head` (seq, chain hash), `format` (u32), `migrated` (seq), `tree` (the Merkle nodes are kept), `frontier` (see `merkle`) |
 //! | log | `H` level (u8), index (u64) | the hash of a perfect Merkle subtree of `2^level` events, level >= 8 (see `merkle`) |
 //! | index | `G` segment | a sealed segment's description (see `segment`) |
 //! | index | `S` segment, kind, ... | its doc table chunks (`d`), postings (`p`), hashed buckets (`h`) |
@@ -33,7 +33,7 @@ pub const TREE_INDEX: &str = "index";
 pub const TREE_TOKENS: &str = "tokens";
 pub const TREE_SETTINGS: &str = "settings";
 pub const TREE_INTEGRATIONS: &str = "integrations";
-/// Signed checkpoints, by tree size (see `crate::checkpoints`).
+/// Signed checkpoints, by tree size (the checkpoints module keeps them).
 pub const TREE_CHECKPOINTS: &str = "checkpoints";
 
 /// The layout this code writes, kept under `M format` in the log.
@@ -371,6 +371,9 @@ pub const META_MIGRATED: &str = "migrated";
 /// Present once the log keeps its Merkle nodes: every batch since writes the nodes its events
 /// complete. A store written before them builds them on start.
 pub const META_TREE: &str = "tree";
+/// The Merkle tree's size and the frontier hashes below the kept level (at most 8), written
+/// with every batch, so that opening the store reads no event.
+pub const META_FRONTIER: &str = "frontier";
 /// In the index tree: the last sequence number covered by sealed segments and dedup runs.
 pub const META_SEALED: &str = "sealed";
 pub const META_NEXT_RUN: &str = "next_run";

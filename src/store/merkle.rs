@@ -107,11 +107,56 @@ pub(super) fn read_node(log: &sled::Tree, id: NodeId) -> Result<Option<Hash>, St
     }
 }
 
+/// The `frontier` meta value of a tree: its size, then its frontier hashes below the kept level
+/// (the last ones, one per set bit of `size % 256`).
+pub(super) fn lower_frontier(tree: &CompactTree) -> Vec<u8> {
+    let below = (tree.size() & ((1 << KEPT_LEVEL) - 1)).count_ones() as usize;
+    let frontier = tree.frontier();
+    let mut value = Vec::with_capacity(8 + 32 * below);
+    value.extend_from_slice(&tree.size().to_be_bytes());
+    for hash in &frontier[frontier.len() - below..] {
+        value.extend_from_slice(hash);
+    }
+    value
+}
+
+/// The tree from the kept nodes and the stored lower frontier, without reading an event;
+/// `None` when they do not describe a tree of `size` (a store from before the frontier was kept).
+fn stored_tree(sh: &Shared, size: u64) -> Result<Option<CompactTree>, StoreError> {
+    let Some(value) = sh.log.get(keys::meta_key(keys::META_FRONTIER))? else {
+        return Ok(None);
+    };
+    if value.len() < 8 || keys::decode_u64(&value) != size || (value.len() - 8) % 32 != 0 {
+        return Ok(None);
+    }
+    let mut lower = value[8..].chunks_exact(32);
+    let mut frontier = Vec::new();
+    for id in frontier_ids(size) {
+        let hash = if kept(id) {
+            read_node(&sh.log, id)?
+        } else {
+            lower.next().and_then(|h| Hash::try_from(h).ok())
+        };
+        match hash {
+            Some(h) => frontier.push(h),
+            None => return Ok(None),
+        }
+    }
+    if lower.next().is_some() {
+        return Ok(None);
+    }
+    Ok(CompactTree::from_frontier(size, frontier).ok())
+}
+
 /// The tree over the first `size` events at open: its frontier read from the kept nodes and the
-/// last partial subtree's events. A store written before the nodes were kept gets them first.
+/// stored lower frontier, else computed from the last partial subtree's events. A store written
+/// before the nodes were kept gets them first.
 pub(super) fn open_tree(sh: &Shared, size: u64) -> Result<CompactTree, StoreError> {
     if sh.log.get(keys::meta_key(keys::META_TREE))?.is_none() {
         return build_nodes(sh, size);
+    }
+    if let Some(tree) = stored_tree(sh, size)? {
+        return Ok(tree);
     }
     let source = StoreHashes::new(sh);
     let frontier = frontier_ids(size)
@@ -149,6 +194,7 @@ fn build_nodes(sh: &Shared, size: u64) -> Result<CompactTree, StoreError> {
         }
     }
     batch.insert(keys::meta_key(keys::META_TREE), &[1u8][..]);
+    batch.insert(keys::meta_key(keys::META_FRONTIER), lower_frontier(&tree));
     sh.log.apply_batch(batch)?;
     sh.db.flush()?;
     if size > 0 {
@@ -326,7 +372,21 @@ mod tests {
         let store = Store::open(&path, &options()).expect("reopen");
         assert_eq!(store.tree_head(), head);
         append(&store, from, 3).await;
-        assert_eq!(store.tree_head().root, outside_tree(&store).root());
+        let head = store.tree_head();
+        assert_eq!(head.root, outside_tree(&store).root());
+        store.shutdown().expect("shutdown");
+        drop(store);
+
+        // without the stored lower frontier: computed from the last partial subtree's events
+        {
+            let db = super::super::open_db(&path, 16 << 20).expect("db");
+            let log = db.open_tree(keys::TREE_LOG).expect("log");
+            log.remove(keys::meta_key(keys::META_FRONTIER))
+                .expect("remove");
+            db.flush().expect("flush");
+        }
+        let store = Store::open(&path, &options()).expect("reopen");
+        assert_eq!(store.tree_head(), head);
         store.shutdown().expect("shutdown");
     }
 

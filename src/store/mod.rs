@@ -369,7 +369,7 @@ impl Store {
         &self.sh().settings
     }
 
-    /// Signed checkpoints of the Merkle log (see `crate::checkpoints`).
+    /// Signed checkpoints of the Merkle log (the checkpoints module keeps them).
     pub fn checkpoints_tree(&self) -> &sled::Tree {
         &self.sh().checkpoints
     }

@@ -357,6 +357,11 @@ fn build_log_batch(
         keys_written += 1;
     }
     if seq != st.head.seq {
+        batch.insert(
+            keys::meta_key(keys::META_FRONTIER),
+            super::merkle::lower_frontier(&tree),
+        );
+        keys_written += 1;
         let mut head_value = Vec::with_capacity(40);
         head_value.extend_from_slice(&seq.to_be_bytes());
         head_value.extend_from_slice(&hash);

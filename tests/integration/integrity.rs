@@ -13,7 +13,11 @@ fn verify(dir: &std::path::Path) -> (i32, String) {
         .expect("cli runs");
     (
         out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -41,10 +45,10 @@ fn tamper(dir: &std::path::Path, seq: u64, edit: impl FnOnce(&[u8], u64) -> Vec<
 
 /// The id `verify` named as the first broken event.
 fn named(out: &str) -> u64 {
-    let at = out
-        .find("BROKEN at event ")
-        .expect("a broken event is named")
-        + 16;
+    let Some(at) = out.find("BROKEN at event ") else {
+        panic!("a broken event is named: {out}");
+    };
+    let at = at + 16;
     u64::from_str_radix(&out[at..at + 16], 16).expect("hex id")
 }
 

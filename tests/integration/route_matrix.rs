@@ -37,6 +37,13 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
         (M::GET, "/api/v1/events/histogram", VIEWER_READS),
         (M::GET, "/api/v1/events/export", VIEWER_READS),
         (M::GET, "/api/v1/events/{id}", VIEWER_READS),
+        (M::GET, "/api/v1/events/{id}/proof", VIEWER_READS),
+        (M::GET, "/api/v1/checkpoints", VIEWER_READS),
+        (M::GET, "/api/v1/checkpoints/latest", VIEWER_READS),
+        (M::GET, "/api/v1/checkpoints/{size}", VIEWER_READS),
+        (M::GET, "/api/v1/checkpoints/consistency", VIEWER_READS),
+        // after POST /api/v1/events above: the log grew, so the admin's call signs anew
+        (M::POST, "/api/v1/checkpoints", [401, 403, 403, 201]),
         (M::GET, "/api/v1/tokens", ADMIN_ONLY_READ),
         (M::POST, "/api/v1/tokens", [401, 403, 403, 201]),
         (M::DELETE, "/api/v1/tokens/{id}", [401, 403, 403, 204]),
@@ -60,6 +67,8 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
 /// What the requests of the matrix act on.
 struct Fixtures {
     event: String,
+    /// The tree size of a signed checkpoint.
+    checkpoint: u64,
     integration: String,
     doomed_integration: String,
     doomed_token: String,
@@ -71,10 +80,13 @@ impl Fixtures {
         let id = match (method.as_str(), template) {
             ("DELETE", "/api/v1/integrations/{id}") => &self.doomed_integration,
             ("DELETE", "/api/v1/tokens/{id}") => &self.doomed_token,
-            (_, "/api/v1/events/{id}") => &self.event,
+            (_, "/api/v1/events/{id}" | "/api/v1/events/{id}/proof") => &self.event,
             _ => &self.integration,
         };
-        let path = template.replace("{id}", id).replace("{integration_id}", id);
+        let path = template
+            .replace("{id}", id)
+            .replace("{integration_id}", id)
+            .replace("{size}", &self.checkpoint.to_string());
         let json = |v: Value| Some(("application/json", v.to_string()));
         let body = match (method.as_str(), template) {
             ("POST", "/api/v1/events") => Some(("application/x-ndjson", event_line("matrix-2"))),
@@ -87,6 +99,7 @@ impl Fixtures {
         let query = match template {
             "/api/v1/events/histogram" => "?bucket=1h",
             "/api/v1/events/export" => "?format=ndjson",
+            "/api/v1/checkpoints/consistency" => "?from=1",
             _ => "",
         };
         (format!("{path}{query}"), body)
@@ -163,8 +176,11 @@ async fn every_route_answers_every_role_as_it_must() {
         .expect("ingest");
     assert_eq!(stored.status(), 200);
     let events = api.get("/api/v1/events?limit=1").await;
+    let (status, signed) = api.json(Method::POST, "/api/v1/checkpoints", None).await;
+    assert_eq!(status, 201, "{signed}");
     let fixtures = Fixtures {
         event: events["events"][0]["id"].as_str().expect("event").into(),
+        checkpoint: signed["size"].as_u64().expect("size"),
         integration: integration["id"].as_str().expect("id").into(),
         doomed_integration: doomed["id"].as_str().expect("id").into(),
         doomed_token: tokens[2]["id"].as_str().expect("id").into(),
