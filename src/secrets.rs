@@ -5,8 +5,13 @@
 //! key file: `master_key_file` (`TRAILHUB_MASTER_KEY_FILE`) if set, else `<data_dir>/master.key`,
 //! created with mode 0600 on first start. A key beside the data it protects protects nothing
 //! from whoever copies the data dir (a backup, a disk image): the hub warns at start when it is.
+//!
+//! The key files themselves are handled here too: read without minting (`MasterKey::read`),
+//! written beside their final place and moved in (`write_key_file`, `install_key_file`), kept
+//! as a copy (`keep_key_copy`); `trailhub keys rotate-master` builds on these
+//! (`connectors::integrations::rotation`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -32,11 +37,119 @@ pub enum SecretsError {
     Layout,
     #[error("the master key file {configured} does not exist, but the data dir holds {found}: move that file to {configured} (credentials sealed with it do not open with a new key)")]
     Misplaced { configured: String, found: String },
+    #[error("the master key file {0} does not exist")]
+    Missing(String),
 }
 
-/// The key that seals every credential. Debug never shows it.
+/// Where the master key is read from: `TRAILHUB_MASTER_KEY`, or a key file. Shown in messages
+/// (never the key).
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Env(Secret),
+    File(PathBuf),
+}
+
+impl KeySource {
+    /// The environment value if given, else the key file.
+    pub fn new(env_value: Option<&Secret>, key_file: &Path) -> KeySource {
+        match env_value {
+            Some(v) => KeySource::Env(v.clone()),
+            None => KeySource::File(key_file.to_path_buf()),
+        }
+    }
+
+    /// The key, without minting one when the file does not exist (`Ok(None)` then).
+    pub fn read(&self) -> Result<Option<MasterKey>, SecretsError> {
+        match self {
+            KeySource::Env(v) => decode_key(v.expose())
+                .map(|k| Some(MasterKey(k)))
+                .ok_or(SecretsError::BadEnvKey),
+            KeySource::File(path) => read_key_file(path),
+        }
+    }
+
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            KeySource::Env(_) => None,
+            KeySource::File(p) => Some(p),
+        }
+    }
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Env(_) => f.write_str("TRAILHUB_MASTER_KEY (environment)"),
+            KeySource::File(p) => write!(f, "the key file {}", p.display()),
+        }
+    }
+}
+
+/// The key in `path`, `None` if there is no such file.
+pub fn read_key_file(path: &Path) -> Result<Option<MasterKey>, SecretsError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_key(&text)
+            .map(|k| Some(MasterKey(k)))
+            .ok_or(SecretsError::BadKeyFile(shown)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SecretsError::Io(shown, e)),
+    }
+}
+
+/// Writes `key` to `path` (mode 0600, synced, and its directory synced), replacing a file left
+/// there: for the `<key file>.new` of a rotation, which is written before anything is sealed
+/// under the key it holds.
+pub fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    write_private(path, key.encoded().expose().as_bytes())?;
+    sync_parent(path)
+}
+
+/// Moves the key file `from` to `to` (replacing it atomically), and syncs the directory.
+pub fn install_key_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)?;
+    sync_parent(to)
+}
+
+/// Keeps the key file `path` as `copy` too (a hard link, else a copy), mode 0600, synced.
+pub fn keep_key_copy(path: &Path, copy: &Path) -> std::io::Result<()> {
+    if std::fs::hard_link(path, copy).is_err() {
+        let bytes = std::fs::read(path)?;
+        write_private(copy, &bytes)?;
+    }
+    crate::auth::restrict_to_owner(copy)?;
+    sync_parent(copy)
+}
+
+/// A rename or a new file survives a crash only once its directory is synced too.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// The key that seals every credential. Debug never shows it; its bytes are wiped on drop.
 #[derive(Clone)]
 pub struct MasterKey([u8; 32]);
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,6 +176,26 @@ impl MasterKey {
         MasterKey(bytes)
     }
 
+    /// A new key from the OS random source.
+    pub fn generate() -> MasterKey {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the OS random source is available");
+        MasterKey(key)
+    }
+
+    /// The first 8 bytes of the key's SHA-256, hex: names a key in messages and audit events
+    /// without giving it away.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        hex::encode(&sha2::Sha256::digest(self.0)[..8])
+    }
+
+    /// The key as written in a key file (hex). Only for the file and the one documented
+    /// hand-over of a rotated `TRAILHUB_MASTER_KEY`.
+    pub fn encoded(&self) -> Secret {
+        Secret::new(hex::encode(self.0))
+    }
+
     /// The key from the environment value if given, else from (or newly into) `key_file`.
     pub fn load(env_value: Option<&Secret>, key_file: &Path) -> Result<MasterKey, SecretsError> {
         if let Some(v) = env_value {
@@ -82,12 +215,11 @@ impl MasterKey {
                     .ok_or(SecretsError::BadKeyFile(shown))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).expect("the OS random source is available");
-                write_private(path, hex::encode(key).as_bytes())
+                let key = MasterKey::generate();
+                write_private(path, key.encoded().expose().as_bytes())
                     .map_err(|e| SecretsError::Io(shown.clone(), e))?;
                 tracing::info!(path = %shown, "master key created; back it up with the data dir, credentials do not open without it");
-                Ok(MasterKey(key))
+                Ok(key)
             }
             Err(e) => Err(SecretsError::Io(shown, e)),
         }

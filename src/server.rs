@@ -9,15 +9,18 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
-use crate::auth::{BootstrapError, Tokens};
+use crate::auth::{BootstrapError, Principal, Tokens};
 use crate::checkpoints::{Cadence, Checkpointer, KeyError, PublishError, Publisher, SigningKey};
 use crate::config::{Secret, Settings};
+use crate::connectors::integrations::rotation::{
+    self, KeyCheck, PendingRotation, Resume, RotationError,
+};
 use crate::connectors::integrations::Integrations;
 use crate::connectors::{DefinitionError, Registry};
 use crate::http::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
-use crate::secrets::{MasterKey, SecretsError};
+use crate::secrets::{KeySource, MasterKey, SecretsError};
 use crate::store::{Store, StoreError, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,8 @@ pub enum ServeError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     MasterKey(#[from] SecretsError),
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
     #[error("connector definition: {0}")]
     Definition(#[from] DefinitionError),
     #[error("server failed: {0}")]
@@ -102,12 +107,146 @@ pub fn open_integrations(settings: &Settings, store: &Store) -> Result<Integrati
         }
         .into());
     }
+    let tree = store.integrations_tree();
+    // a missing key file is minted afresh only while nothing is sealed under some other key
+    if settings.master_key.is_none() && !key_file.exists() {
+        let sealed = rotation::sealed_count(tree)?;
+        if sealed > 0 {
+            return Err(RotationError::KeyMissing {
+                path: key_file.display().to_string(),
+                sealed,
+            }
+            .into());
+        }
+    }
     let key = MasterKey::load(settings.master_key.as_ref(), &key_file)?;
-    Ok(Integrations::new(
-        store.integrations_tree().clone(),
-        key,
-        Registry::builtin()?,
-    ))
+    if let KeyCheck::OpensNone { sealed, example } = rotation::check_key(tree, &key)? {
+        return Err(rotation::wrong_key(&key_source(settings), &key, sealed, example).into());
+    }
+    let stale = rotation::with_suffix(&key_file, ".new");
+    if stale.exists() {
+        tracing::warn!(file = %stale.display(), "a key file left by an interrupted `trailhub keys rotate-master` is not in use: delete it");
+    }
+    Ok(Integrations::new(tree.clone(), key, Registry::builtin()?))
+}
+
+/// Where the master key is read from with these settings.
+pub fn key_source(settings: &Settings) -> KeySource {
+    KeySource::new(settings.master_key.as_ref(), &settings.master_key_path())
+}
+
+/// An interrupted `trailhub keys rotate-master` met at start (see `rotation`): finished when
+/// all that is left is moving the new key to the key file the hub reads (or the key the hub was
+/// given already is the new one), rolled back when the new key is lost and the hub was given
+/// the old one; otherwise the hub refuses, saying what to run.
+pub async fn resume_rotation(settings: &Settings, store: &Store) -> Result<(), ServeError> {
+    let tree = store.integrations_tree();
+    let Some(marker) = rotation::pending(tree)? else {
+        return Ok(());
+    };
+    let source = key_source(settings);
+    let unfinished = |marker: &PendingRotation| {
+        let key = match &marker.key_file {
+            None => "TRAILHUB_MASTER_KEY set to the new key it prints".to_string(),
+            Some(f) => format!(
+                "the key file {} (master_key_file / TRAILHUB_MASTER_KEY_FILE, and no TRAILHUB_MASTER_KEY)",
+                f.display()
+            ),
+        };
+        RotationError::Unfinished {
+            new_fingerprint: marker.new_fingerprint.clone(),
+            origin: source.to_string(),
+            next: format!("run `trailhub keys rotate-master` with the same settings to finish it (it may be run again safely), then start the hub with {key}"),
+        }
+    };
+    let hub = Principal {
+        token_id: "hub-start".into(),
+        name: "hub start (an interrupted master key rotation)".into(),
+        role: crate::auth::Role::Admin,
+    };
+    match rotation::diagnose(&marker, &source)? {
+        Resume::Installed => {}
+        Resume::Install if marker.key_file.as_deref() == source.file() => {
+            rotation::install(&marker)?;
+        }
+        Resume::RollBack => {
+            record_master_key_rotation(store, &hub, &marker, "at hub start", true).await?;
+            rotation::rollback(tree, &marker)?;
+            tracing::warn!(old_fingerprint = %marker.old_fingerprint, lost_fingerprint = %marker.new_fingerprint, "an interrupted master key rotation was rolled back: its new key was lost before it was installed; the old key opens the credentials again");
+            return Ok(());
+        }
+        Resume::Install | Resume::HandOver(_) => return Err(unfinished(&marker).into()),
+    }
+    if source.read()?.map(|k| k.fingerprint()).as_deref() != Some(&marker.new_fingerprint) {
+        return Err(unfinished(&marker).into());
+    }
+    record_master_key_rotation(
+        store,
+        &hub,
+        &marker,
+        "finished at hub start after an interruption",
+        false,
+    )
+    .await?;
+    rotation::complete(tree, &marker)?;
+    tracing::warn!(new_fingerprint = %marker.new_fingerprint, old_key_kept_as = ?marker.old_copy, "an interrupted master key rotation was finished: the new key is in place");
+    Ok(())
+}
+
+/// The audit event of a master key rotation (`master_key.rotate`) or of its roll-back: counts,
+/// fingerprints and files, never a key.
+pub async fn record_master_key_rotation(
+    store: &Store,
+    who: &Principal,
+    marker: &PendingRotation,
+    how: &str,
+    rolled_back: bool,
+) -> Result<(), ServeError> {
+    let n = marker.resealed;
+    let (event_type, description) = if rolled_back {
+        (
+            "master_key.rotate_rollback",
+            format!(
+                "master key rotation rolled back ({how}): its new key {} was lost before it was installed; {n} credentials are sealed under {} again",
+                marker.new_fingerprint, marker.old_fingerprint
+            ),
+        )
+    } else {
+        (
+            "master_key.rotate",
+            format!(
+                "master key rotated ({how}): {n} credentials re-sealed under the key {} (was {})",
+                marker.new_fingerprint, marker.old_fingerprint
+            ),
+        )
+    };
+    let shown = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    crate::audit::record(
+        store,
+        who,
+        crate::audit::AdminAction {
+            event_type,
+            action: crate::schema::Action::Update,
+            category: crate::schema::Category::Configuration,
+            target: Some(crate::schema::Target {
+                kind: "master_key".into(),
+                id: marker.new_fingerprint.clone(),
+                name: None,
+            }),
+            description,
+            details: serde_json::json!({
+                "resealed": n,
+                "old_fingerprint": marker.old_fingerprint,
+                "new_fingerprint": marker.new_fingerprint,
+                "key_file": shown(&marker.key_file),
+                "old_key_kept_as": shown(&marker.old_copy),
+                "handed_over": marker.key_file.is_none(),
+                "rolled_back": rolled_back,
+            }),
+        },
+    )
+    .await
+    .map_err(|e| ServeError::Rotation(RotationError::Store(e)))
 }
 
 pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
@@ -115,9 +254,20 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         crate::config::check_admin_token(token)?;
     }
     let store = open_store(&settings)?;
+    // the master key is checked before anything else is done: a wrong one stops the start here
+    let opened = match resume_rotation(&settings, &store).await {
+        Ok(()) => open_integrations(&settings, &store),
+        Err(e) => Err(e),
+    };
+    let integrations = match opened {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = store.shutdown();
+            return Err(e);
+        }
+    };
     let tokens = Tokens::new(store.tokens_tree().clone(), settings.admin_token.as_ref());
     let minted_admin_token = tokens.bootstrap(&settings.admin_token_path())?;
-    let integrations = open_integrations(&settings, &store)?;
     if settings.master_key_inside_data_dir() {
         tracing::warn!(
             key_file = %settings.master_key_path().display(),

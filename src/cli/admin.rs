@@ -28,7 +28,7 @@ pub(super) enum TokensCommand {
 
 /// Who acts through a command that opens the data dir directly: the OS user, as far as the
 /// environment says.
-fn local_principal() -> crate::auth::Principal {
+pub(super) fn local_principal() -> crate::auth::Principal {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "unknown user".into());

@@ -3,11 +3,12 @@
 //!
 //! This file parses the arguments and decides where a command runs (`Target`); the commands
 //! live by group: `events` (events, ingest), `admin` (verify, migrate, tokens), `integrations`
-//! (integrations, connectors).
+//! (integrations, connectors), `keys` (the hub's own keys).
 
 mod admin;
 mod events;
 mod integrations;
+mod keys;
 mod remote;
 mod verify;
 
@@ -69,6 +70,11 @@ enum Command {
     Connectors {
         #[command(subcommand)]
         command: integrations::ConnectorsCommand,
+    },
+    /// Rotate the hub's own keys (the hub must be stopped)
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
 }
 
@@ -259,6 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             integrations::integrations(&settings(&cli)?, command).await
         }
         Some(Command::Connectors { command }) => integrations::connectors(command),
+        Some(Command::Keys { command }) => keys::keys(&settings(&cli)?, command).await,
     }
 }
 

@@ -1,12 +1,14 @@
 //! The configured integrations: validated against their connector's declared fields, stored in
 //! their own sled tree with credentials sealed, plus each one's last known status
 //!
-//! Keys: `i<id>` → integration record (JSON), `s<id>` → status (JSON). Values carry `v`.
+//! Keys: `i<id>` → integration record (JSON), `s<id>` → status (JSON), `r` → a master key
+//! rotation in progress (JSON, see `rotation`). Values carry `v`.
 //!
 //! This file is the records' storage and sealing; what an admin sends and its checks are
-//! `input`, the status is `status`.
+//! `input`, the status is `status`, the master key against the sealed credentials `rotation`.
 
 mod input;
+pub mod rotation;
 mod status;
 #[cfg(test)]
 mod tests;

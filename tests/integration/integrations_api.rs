@@ -171,10 +171,12 @@ async fn config_is_validated_against_the_connector() {
     hub.stop().await.expect("stops");
 }
 
-/// Credentials sealed under one master key do not open under another: the integration shows an
-/// error (no crash, no hot loop), and setting the credentials again recovers it.
+/// Credentials sealed under one master key do not open under another: the hub refuses to start
+/// with it; if the key is lost for good, `trailhub keys forget-credentials --yes` lets the hub
+/// start, the integration shows an error (no crash, no hot loop), and setting the credentials
+/// again recovers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_master_key_means_error_until_credentials_are_set_again() {
+async fn another_master_key_is_refused_until_the_lost_credentials_are_forgotten_and_set_again() {
     let key_a = "a".repeat(64);
     let key_b = "b".repeat(64);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -194,6 +196,35 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
         !dir.path().join("master.key").exists(),
         "the env key is used, no file is made"
     );
+    let mut settings = trailhub::config::Settings::for_data_dir(dir.path());
+    settings.admin_token = Some(Secret::new(crate::support::hub::ADMIN));
+    settings.master_key = Some(Secret::new(&key_b));
+    match trailhub::server::start(settings).await {
+        Ok(_) => panic!("started with another master key"),
+        Err(e) => assert!(e.to_string().contains("opens none"), "{e}"),
+    }
+    let forget = |yes: bool| {
+        let mut cmd = std::process::Command::new(crate::support::hub::BIN);
+        cmd.args(["keys", "forget-credentials"])
+            .env("TRAILHUB_DATA_DIR", dir.path())
+            .env("TRAILHUB_MASTER_KEY", &key_b)
+            .env_remove("TRAILHUB_MASTER_KEY_FILE")
+            .env("TRAILHUB_LOG", "off");
+        if yes {
+            cmd.arg("--yes");
+        }
+        let out = cmd.output().expect("runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = forget(false);
+    assert!(listed.contains(&format!("slack-mk ({id})")), "{listed}");
+    assert!(listed.contains("--yes"), "{listed}");
+    let forgotten = forget(true);
+    assert!(
+        forgotten.contains("forgot the credentials of 1 integrations"),
+        "{forgotten}"
+    );
     let hub = start_hub_with(dir.path(), |s| s.master_key = Some(Secret::new(&key_b))).await;
     let api = Api::new(&hub);
     let v = api
@@ -205,6 +236,13 @@ async fn another_master_key_means_error_until_credentials_are_set_again() {
             .unwrap_or("")
             .contains("do not open"),
         "{v}"
+    );
+    let forgotten = api.events("trailhub").await;
+    assert!(
+        forgotten
+            .iter()
+            .any(|e| e["event_type"] == "integration.credentials_forget"),
+        "{forgotten:?}"
     );
     emu.add_recent(2, 10);
     let (status, v) = api

@@ -12,6 +12,7 @@ mod fuzz;
 mod hardening;
 mod integrations_api;
 mod integrity;
+mod keys;
 mod layering;
 mod polling;
 mod process;
