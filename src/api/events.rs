@@ -10,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{query_pairs, ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::audit::{self, AdminAction};
 use crate::auth::Role;
+use crate::evidence::bundle::{BundleEvent, BundleHeader, BUNDLE_FORMAT};
 use crate::ingest::{self, BodyFormat};
 use crate::pipeline::Pipeline;
 use crate::schema::{Action, Category, EventId};
@@ -229,7 +230,17 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let who = caller.require(&[Role::Viewer])?.clone();
     let pairs = query_pairs(q.as_deref())?;
-    let request = timeline::parse(&pairs, &["format"], now_micros())?;
+    let request = timeline::parse(&pairs, &["format", "proofs"], now_micros())?;
+    let proofs = match request.extra.get("proofs").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("`proofs`: expected true or false, got {other:?}"),
+            ))
+        }
+    };
     let format = match request
         .extra
         .get("format")
@@ -246,6 +257,12 @@ async fn export(
             ))
         }
     };
+    if proofs && format != ExportFormat::Ndjson {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "`proofs=true` exports an evidence bundle, which is NDJSON: use format=ndjson",
+        ));
+    }
     let described: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     audit::record(
         &state.store,
@@ -261,11 +278,30 @@ async fn export(
     )
     .await?;
 
+    // a bundle's proofs are against a checkpoint signed now, which covers the export's record too
+    let checkpoint =
+        if proofs {
+            let cp = &state.checkpointer;
+            cp.sign_now().await?;
+            if let Some(why) = cp.diverged() {
+                return Err(ApiError::new(ErrorCode::Conflict, why.to_string()));
+            }
+            Some(cp.history().latest()?.ok_or_else(|| {
+                ApiError::new(ErrorCode::Conflict, "no checkpoint could be signed")
+            })?)
+        } else {
+            None
+        };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let store = state.store.clone();
     let filter = request.filter;
+    let file_name = if proofs {
+        "trailhub-evidence"
+    } else {
+        "trailhub-export"
+    };
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = write_export(&store, &filter, format, &tx) {
+        if let Err(e) = write_export(&store, &filter, format, checkpoint.as_ref(), &tx) {
             tracing::warn!(error = %e, "export stopped early");
             let _ = tx.blocking_send(Err(std::io::Error::other(e)));
         }
@@ -280,7 +316,7 @@ async fn export(
             (header::CONTENT_TYPE, content_type.to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"trailhub-export.{extension}\""),
+                format!("attachment; filename=\"{file_name}.{extension}\""),
             ),
         ],
         Body::from_stream(ReceiverStream::new(rx)),
@@ -289,10 +325,13 @@ async fn export(
 }
 
 /// Streams every matching event in chunks; memory stays at one chunk however many events match.
+/// With a checkpoint, the NDJSON is an evidence bundle (`evidence::bundle`): a header with the
+/// checkpoint, then each event it covers with its inclusion proof.
 fn write_export(
     store: &crate::store::Store,
     filter: &Filter,
     format: ExportFormat,
+    checkpoint: Option<&crate::checkpoints::Stored>,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::with_capacity(EXPORT_CHUNK + 4096);
@@ -313,6 +352,20 @@ fn write_export(
         }
         ExportFormat::Ndjson => {}
     }
+    let prover = match checkpoint {
+        Some(cp) => {
+            let header = BundleHeader {
+                trailhub_bundle: BUNDLE_FORMAT,
+                origin: cp.checkpoint.origin().to_string(),
+                tree_size: cp.size(),
+                checkpoint: cp.note.clone(),
+            };
+            serde_json::to_writer(&mut buf, &header).map_err(|e| e.to_string())?;
+            buf.push(b'\n');
+            Some(store.prover(cp.size()).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let mut first = true;
     for position in store.scan(filter, None) {
         let position = position.map_err(|e| e.to_string())?;
@@ -320,6 +373,17 @@ fn write_export(
             continue;
         };
         match format {
+            ExportFormat::Ndjson if prover.is_some() => {
+                let Some(prover) = &prover else { continue };
+                // events stored after the checkpoint are in the next bundle, not this one
+                if position.seq > prover.size() {
+                    continue;
+                }
+                let proof = prover.inclusion(position.seq).map_err(|e| e.to_string())?;
+                let line = BundleEvent::new(position.seq - 1, &proof, &json);
+                serde_json::to_writer(&mut buf, &line).map_err(|e| e.to_string())?;
+                buf.push(b'\n');
+            }
             ExportFormat::Ndjson => {
                 buf.extend_from_slice(&json);
                 buf.push(b'\n');

@@ -15,6 +15,7 @@ use clap::Args;
 use super::{close, target, RemoteArgs, Target};
 use crate::checkpoints::History;
 use crate::config::Settings;
+use crate::evidence::bundle::verify_bundle;
 use crate::evidence::checkpoint::Checkpoint;
 use crate::evidence::merkle::{verify_consistency, Hash};
 use crate::evidence::note::{NoteSigner, NoteVerifier};
@@ -32,6 +33,10 @@ pub(super) struct VerifyArgs {
     /// a file holding it [default: derived from the hub's signing key file]
     #[arg(long, value_name = "VKEY_OR_FILE")]
     key: Option<String>,
+    /// Check an evidence bundle (an export with `proofs=true`) offline instead of the log:
+    /// every event against the bundle's checkpoint, signed by --key. Needs nothing of the hub.
+    #[arg(long, value_name = "BUNDLE_FILE", conflicts_with_all = ["against", "hub"])]
+    export: Option<PathBuf>,
 }
 
 /// Largest checkpoint file read.
@@ -102,6 +107,9 @@ fn outside_checkpoints(
 }
 
 pub(super) async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(bundle) = &args.export {
+        return verify_export(settings, bundle, args.key.as_deref());
+    }
     let needs_key = !args.against.is_empty() || args.key.is_some();
     match target(settings, &args.remote)? {
         Target::Local(store) => {
@@ -188,6 +196,30 @@ pub(super) async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Re
             } else {
                 ExitCode::SUCCESS
             })
+        }
+    }
+}
+
+/// `verify --export`: an evidence bundle against the key, offline.
+fn verify_export(
+    settings: &Settings,
+    bundle: &std::path::Path,
+    key: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let verifier = verifier(settings, key)?;
+    let file = std::fs::File::open(bundle)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", bundle.display()))?;
+    match verify_bundle(std::io::BufReader::new(file), &verifier) {
+        Ok(report) => {
+            println!(
+                "ok: {} events of {} verified against its signed checkpoint of {} events",
+                report.events, report.origin, report.tree_size
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("BROKEN: {}: {e}", bundle.display());
+            Ok(ExitCode::from(1))
         }
     }
 }

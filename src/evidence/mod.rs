@@ -7,6 +7,7 @@
 //! nothing of the store; the store gives it leaf hashes and keeps the hashes proofs read,
 //! through [`proof::HashSource`].
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;

@@ -93,6 +93,68 @@ impl HashSource for StoreHashes<'_> {
     }
 }
 
+/// Leaf hashes of whole 256-event subtrees, computed once for many proofs (an export proves
+/// neighbouring events against one tree): a few subtrees are kept, each 8 KiB.
+pub struct Prover<'a> {
+    hashes: StoreHashes<'a>,
+    size: u64,
+    blocks: RefCell<Vec<(u64, Vec<Hash>)>>,
+}
+
+/// Subtrees of leaf hashes a prover keeps.
+const PROVER_BLOCKS: usize = 16;
+
+impl Prover<'_> {
+    /// The tree size proofs are made against.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The inclusion proof of event `seq` in the prover's tree.
+    pub fn inclusion(&self, seq: u64) -> Result<Vec<Hash>, ProofRequestError> {
+        if seq == 0 || seq > self.size {
+            return Err(ProofRequestError::Invalid(format!(
+                "event {seq:016x} is not in the tree of {} events",
+                self.size
+            )));
+        }
+        Ok(proof::inclusion_proof(self, seq - 1, self.size)?)
+    }
+}
+
+impl HashSource for Prover<'_> {
+    type Error = StoreError;
+
+    fn leaf(&self, index: u64) -> Result<Hash, StoreError> {
+        let block = index >> KEPT_LEVEL;
+        let at = (index & ((1 << KEPT_LEVEL) - 1)) as usize;
+        let mut blocks = self.blocks.borrow_mut();
+        if let Some((_, leaves)) = blocks.iter().find(|(b, _)| *b == block) {
+            if let Some(h) = leaves.get(at) {
+                return Ok(*h);
+            }
+        }
+        // the whole subtree's leaves below the tree size, in one pass over its events
+        let first = block << KEPT_LEVEL;
+        let end = (first + (1 << KEPT_LEVEL)).min(self.size);
+        let leaves = (first..end)
+            .map(|i| self.hashes.leaf(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hash = leaves.get(at).copied().ok_or_else(|| {
+            StoreError::Corrupt(format!("leaf {index} is past the tree of {}", self.size))
+        })?;
+        if blocks.len() == PROVER_BLOCKS {
+            blocks.remove(0);
+        }
+        blocks.push((block, leaves));
+        Ok(hash)
+    }
+
+    fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        self.hashes.node(id)
+    }
+}
+
 pub(super) fn read_node(log: &sled::Tree, id: NodeId) -> Result<Option<Hash>, StoreError> {
     match log.get(keys::node_key(id.level, id.index))? {
         None => Ok(None),
@@ -265,6 +327,16 @@ impl Store {
         )?)
     }
 
+    /// A prover of inclusion in the tree of the first `size` events, for many proofs at once.
+    pub fn prover(&self, size: u64) -> Result<Prover<'_>, ProofRequestError> {
+        self.check_size(size)?;
+        Ok(Prover {
+            hashes: StoreHashes::new(self.shared()),
+            size,
+            blocks: RefCell::new(Vec::new()),
+        })
+    }
+
     /// The consistency proof from the tree of `from` events to the tree of `to`.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofRequestError> {
         self.check_size(to)?;
@@ -357,6 +429,15 @@ mod tests {
                 .expect("consistency");
             verify_consistency(size, &root, head.size, &head.root, &proof).expect("consistency");
         }
+        let prover = store.prover(head.size).expect("prover");
+        for seq in (1..=head.size).rev().step_by(37) {
+            assert_eq!(
+                prover.inclusion(seq).expect("proof"),
+                store.inclusion_proof(seq, head.size).expect("proof"),
+                "{seq}"
+            );
+        }
+        assert!(prover.inclusion(head.size + 1).is_err());
         assert!(matches!(
             store.inclusion_proof(5, head.size + 1),
             Err(ProofRequestError::PastEnd { .. })
