@@ -55,8 +55,10 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         .expect("client");
     let total_batches = 400;
 
+    // checkpoints every 50 events: many are signed mid-ingest, right up to the kill
+    let frequent = [("TRAILHUB_CHECKPOINT_EVERY_EVENTS", "50")];
     for round in 0..3 {
-        let mut child = HubProcess::spawn(dir.path(), port);
+        let mut child = HubProcess::spawn_with(dir.path(), port, &frequent);
         wait_ready(&http, &url).await;
         let acked = Arc::new(Mutex::new(HashSet::new()));
         let next = Arc::new(Mutex::new(round * 40));
@@ -101,7 +103,7 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         );
 
         // Restart and check.
-        let mut child = HubProcess::spawn(dir.path(), port);
+        let mut child = HubProcess::spawn_with(dir.path(), port, &frequent);
         wait_ready(&http, &url).await;
         let per_batch = events_per_batch(&url).await;
         for b in &acked {
@@ -119,6 +121,16 @@ async fn kill_9_mid_ingest_loses_nothing_acknowledged_and_doubles_nothing() {
         }
         let integrity = Api::at(&url, ADMIN).get("/api/v1/integrity").await;
         assert_eq!(integrity["ok"], true, "round {round}: {integrity}");
+        // only what was on disk was signed: every checkpoint from before the kill still holds
+        assert!(
+            integrity["checkpoints_checked"].as_u64() > Some(0),
+            "round {round}: {integrity}"
+        );
+        let checkpoints = Api::at(&url, ADMIN).get("/api/v1/checkpoints").await;
+        assert_eq!(
+            checkpoints["signing"]["state"], "ok",
+            "round {round}: {checkpoints}"
+        );
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
     }
