@@ -97,7 +97,7 @@ async fn integrity(
         let (claims, _unsigned) = history.claims(&key)?;
         store.verify_against(&claims)
     })
-        .await
-        .map_err(|_| ApiError::new(super::ErrorCode::Internal, "integrity check panicked"))??;
+    .await
+    .map_err(|_| ApiError::new(super::ErrorCode::Internal, "integrity check panicked"))??;
     Ok(Json(report))
 }

@@ -2,7 +2,7 @@
 //! whichever comes first (and only when the log grew), a checkpoint of the durable tree is
 //! signed, kept in the history and handed to the publishers; one more at shutdown.
 //!
-//! Only what is on disk is signed (`Store::durable_tree_head` flushes first): a checkpoint that
+//! Only what is on disk is signed (`Store::durable_tree_head` waits for the group commit first): a checkpoint that
 //! a crash could take back would later look like the hub rewrote its history. For the same
 //! reason the hub refuses to sign a tree smaller than, or different from, one it signed before:
 //! that happens only when the data dir was truncated, rewritten or restored from an older
@@ -19,7 +19,7 @@ use super::publish::Publisher;
 use super::signing_key::SigningKey;
 use crate::evidence::checkpoint::Checkpoint;
 use crate::evidence::note::NoteVerifier;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TreeHead};
 use crate::time::{format_micros, now_micros};
 
 /// When checkpoints are signed.
@@ -150,10 +150,15 @@ impl Checkpointer {
     /// not (or when the log diverged from what was signed, see [`Diverged`]).
     pub async fn sign_now(&self) -> Result<Option<Stored>, StoreError> {
         let _one = self.inner.signing.lock().await;
+        let head = self.inner.store.durable_tree_head().await?;
         let inner = self.inner.clone();
-        let signed = tokio::task::spawn_blocking(move || inner.sign_blocking())
+        let signed = tokio::task::spawn_blocking(move || inner.sign_blocking(head))
             .await
             .map_err(|e| StoreError::Io(format!("the signing task failed: {e}")))??;
+        if signed.is_some() {
+            // the checkpoint is on disk before anyone outside sees it
+            self.inner.store.sync().await?;
+        }
         if let (Some(stored), Some(publisher)) = (&signed, &self.inner.publisher) {
             if let Err(e) = publisher.publish(stored.size(), &stored.note).await {
                 tracing::error!(size = stored.size(), error = %e, "publishing a checkpoint failed");
@@ -197,8 +202,7 @@ impl Checkpointer {
 }
 
 impl Inner {
-    fn sign_blocking(&self) -> Result<Option<Stored>, StoreError> {
-        let head = self.store.durable_tree_head()?;
+    fn sign_blocking(&self, head: TreeHead) -> Result<Option<Stored>, StoreError> {
         if head.size == 0 {
             return Ok(None);
         }

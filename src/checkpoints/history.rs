@@ -63,10 +63,9 @@ impl History {
         History { tree }
     }
 
-    /// Keeps a signed checkpoint; durable when this returns.
+    /// Keeps a signed checkpoint; durable after the next `Store::sync`.
     pub fn put(&self, size: u64, note: &str) -> Result<(), StoreError> {
         self.tree.insert(size.to_be_bytes(), note.as_bytes())?;
-        self.tree.flush()?;
         Ok(())
     }
 

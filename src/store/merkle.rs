@@ -279,12 +279,26 @@ impl Store {
     }
 
     /// The tree over every applied event, made durable first: what a checkpoint may sign, since
-    /// a crash cannot take any of it back.
-    pub fn durable_tree_head(&self) -> Result<TreeHead, StoreError> {
+    /// a crash cannot take any of it back. The flush is the writer's own (an empty durable job
+    /// behind every batch applied before the head was read), not one more flush beside it.
+    pub async fn durable_tree_head(&self) -> Result<TreeHead, StoreError> {
         let head = self.tree_head();
-        // every batch applied before the read above is covered by this flush
-        self.shared().db.flush()?;
+        self.sync().await?;
         Ok(head)
+    }
+
+    /// Waits until everything written to the store before the call is on disk (whatever tree it
+    /// went to), through the group commit.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.append(
+            Vec::new(),
+            super::Commit {
+                cursor: None,
+                durable: true,
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     fn check_size(&self, size: u64) -> Result<(), ProofRequestError> {
@@ -414,7 +428,7 @@ mod tests {
             sizes.push(from as u64);
         }
         let outside = outside_tree(&store);
-        let head = store.durable_tree_head().expect("head");
+        let head = store.durable_tree_head().await.expect("head");
         assert_eq!(head.size, 1157);
         assert_eq!(head.root, outside.root());
         for &size in &sizes {
