@@ -126,7 +126,7 @@ impl Checkpointer {
             // an empty log is not signed: there is nothing to vouch for yet
             let grown = size > last_size.unwrap_or(0);
             let due = first
-                || last_size.is_none_or(|last| size >= last + self.inner.cadence.every_events)
+                || size >= last_size.unwrap_or(0) + self.inner.cadence.every_events
                 || last_signed.elapsed() >= self.inner.cadence.interval;
             if grown && due {
                 match self.sign_now().await {
