@@ -274,7 +274,14 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
             "the master key is inside the data dir it protects: anyone with a copy of the data dir (a backup, a disk image) can open every stored credential; set master_key_file (TRAILHUB_MASTER_KEY_FILE) to a path outside it, or TRAILHUB_MASTER_KEY"
         );
     }
-    let signing_key = Arc::new(SigningKey::load_or_create(&settings)?);
+    // the key file must hold the newest key of the log's key history (after a rotation)
+    let signing_key = match SigningKey::open(&settings, &store) {
+        Ok(key) => Arc::new(key),
+        Err(e) => {
+            let _ = store.shutdown();
+            return Err(e.into());
+        }
+    };
     if crate::checkpoints::signing_key::inside_data_dir(&settings) {
         tracing::warn!(
             key_file = %signing_key.path().display(),

@@ -1,7 +1,10 @@
 //! `/api/v1/checkpoints` and `/api/v1/events/{id}/proof`: the signed checkpoints of the evidence
 //! log and the proofs that tie events and later checkpoints to them. Every hash is hex; every
 //! checkpoint is the signed note exactly as signed, which a client checks with the hub's public
-//! key (`public_key`, a C2SP verifier key) before trusting any root.
+//! key (`public_key`, a C2SP verifier key) before trusting any root. After a key rotation
+//! `keys` lists every key the log was signed with and the hand-over checkpoints between them,
+//! so that a client holding an older key can learn the newer ones from signatures, not from
+//! the hub's word.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -126,6 +129,11 @@ async fn list(
     Ok(Json(json!({
         "origin": cp.origin(),
         "public_key": cp.verifier().vkey(),
+        "keys": cp.keyring().entries().iter().map(|k| json!({
+            "public_key": k.vkey(),
+            "from_size": k.from_size(),
+            "handover": k.handover(),
+        })).collect::<Vec<_>>(),
         "tree_size": state.store.tree_head().size,
         "signing": match cp.diverged() {
             None => json!({"state": "ok"}),

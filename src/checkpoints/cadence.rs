@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::history::{History, Stored, TIME_PREFIX};
+use super::keyring::Keyring;
 use super::publish::Publisher;
 use super::signing_key::SigningKey;
 use crate::evidence::checkpoint::Checkpoint;
@@ -103,6 +104,11 @@ impl Checkpointer {
 
     pub fn origin(&self) -> &str {
         self.inner.key.origin()
+    }
+
+    /// The log's signing keys, oldest first; the key signing now is the newest.
+    pub fn keyring(&self) -> &Keyring {
+        self.inner.key.keyring()
     }
 
     /// Why signing stopped, if it did.
@@ -201,6 +207,30 @@ impl Checkpointer {
     }
 }
 
+/// Why a log of `size` events (at least as many as were durable when `latest` was read) does
+/// not extend `latest`, the newest checkpoint signed; `None` when it does.
+pub(super) fn diverged_from(
+    store: &Store,
+    size: u64,
+    latest: &Stored,
+) -> Result<Option<Diverged>, StoreError> {
+    if size < latest.size() {
+        return Ok(Some(Diverged::Shorter {
+            have: size,
+            signed: latest.size(),
+        }));
+    }
+    let root = store
+        .root_at(latest.size())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if &root != latest.checkpoint.root() {
+        return Ok(Some(Diverged::Rewritten {
+            signed: latest.size(),
+        }));
+    }
+    Ok(None)
+}
+
 impl Inner {
     fn sign_blocking(&self, head: TreeHead) -> Result<Option<Stored>, StoreError> {
         if head.size == 0 {
@@ -208,24 +238,12 @@ impl Inner {
         }
         let latest = self.history.latest()?;
         if let Some(latest) = &latest {
-            if head.size <= latest.size() {
-                if head.size < latest.size() {
-                    self.diverge(Diverged::Shorter {
-                        have: head.size,
-                        signed: latest.size(),
-                    });
-                }
+            if head.size == latest.size() {
                 return Ok(None);
             }
             // the new tree must extend the one signed last
-            let root = self
-                .store
-                .root_at(latest.size())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if &root != latest.checkpoint.root() {
-                self.diverge(Diverged::Rewritten {
-                    signed: latest.size(),
-                });
+            if let Some(why) = diverged_from(&self.store, head.size, latest)? {
+                self.diverge(why);
                 return Ok(None);
             }
         }

@@ -10,6 +10,11 @@
 //!
 //! Whoever can read this file can sign any history as this hub, so beside the data it vouches
 //! for it proves little against whoever controls that disk: the hub warns at start when it is.
+//!
+//! Once the key was rotated (`trailhub keys rotate-signing`), the log's key history
+//! ([`super::keyring`]) says which key the file must hold: the newest. The hub then refuses a
+//! key file holding any other key (a key swapped in, or a retired one restored from a backup)
+//! and never makes a new key in place of a missing one.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,8 +22,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::keyring::{KeyStanding, Keyring, KeyringError};
 use crate::config::{Settings, SIGNING_KEY_FILE};
 use crate::evidence::note::{NoteError, NoteSigner, NoteVerifier, MAX_KEY_NAME_BYTES};
+use crate::store::Store;
 
 /// A key file longer than this is not a key: nothing more of it is read.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
@@ -45,13 +52,35 @@ pub enum KeyError {
     BadOrigin { origin: String, reason: NoteError },
     #[error("the OS random source failed: {0}")]
     Random(String),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error("the checkpoint signing key file {} does not exist, but this log's checkpoints are signed by the key {newest} (after a key rotation): put its key file back at {}; a new key is not made in place of a rotated one (rotate with `trailhub keys rotate-signing`)", path.display(), path.display())]
+    Missing { path: PathBuf, newest: String },
+    #[error("the checkpoint signing key file {} holds the key {found}, which never signed this log: its keys are {known}, and the newest, {newest}, signs now. The key file was replaced, or belongs to another hub: put back the key file of {newest}", path.display())]
+    NotInHistory {
+        path: PathBuf,
+        found: String,
+        known: String,
+        newest: String,
+    },
+    #[error("the checkpoint signing key file {} holds the key {found}, which `trailhub keys rotate-signing` retired at tree size {until}: the key {newest} signs this log now. A key file restored from an older backup? Put back the key file of {newest}", path.display())]
+    Retired {
+        path: PathBuf,
+        found: String,
+        until: u64,
+        newest: String,
+    },
+    #[error("a `trailhub keys rotate-signing` (to the key {new}) was interrupted: run it again with the same settings to finish it (it may be run again safely), then start the hub")]
+    RotationUnfinished { new: String },
 }
 
-/// The log's signing key, with the file it came from. `Debug` shows the origin, key id and
-/// file, never the private key.
+/// The log's signing key, with the file it came from and the log's key history. `Debug` shows
+/// the origin, key id and file, never the private key.
 pub struct SigningKey {
     signer: NoteSigner,
     path: PathBuf,
+    /// Never empty: for a key never rotated, this key from size 0.
+    keyring: Keyring,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -62,6 +91,13 @@ impl std::fmt::Debug for SigningKey {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
+}
+
+/// Where `trailhub keys rotate-signing` writes a new key before renaming it over `path`.
+pub fn pending_key_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".new");
+    PathBuf::from(name)
 }
 
 /// True when the signing key file is inside the data dir (the default).
@@ -78,7 +114,61 @@ fn default_origin(seed: &[u8; 32]) -> String {
 }
 
 impl SigningKey {
-    /// The key from the key file, or a new one written there (0600) when there is none.
+    /// The hub's key at start: the key file's, checked against the log's key history in
+    /// `store`. With no history (the key was never rotated), as [`SigningKey::load_or_create`];
+    /// with one, the file must hold its newest key. Refused while a rotation is unfinished.
+    pub fn open(settings: &Settings, store: &Store) -> Result<SigningKey, KeyError> {
+        let keyring = Keyring::load(store.settings_tree())?;
+        if let Some(pending) = keyring.pending() {
+            let new = keyring.newest().map(|k| k.vkey()).unwrap_or_default();
+            tracing::error!(pending_file = %pending.pending_file.display(), "an interrupted `trailhub keys rotate-signing` was found");
+            return Err(KeyError::RotationUnfinished { new });
+        }
+        let path = settings.signing_key_path();
+        let stale = pending_key_path(&path);
+        if stale.exists() {
+            tracing::warn!(file = %stale.display(), "a key file left by an interrupted `trailhub keys rotate-signing` is not in use: delete it");
+        }
+        let Some(newest) = keyring.newest().map(|k| k.vkey()) else {
+            return SigningKey::load_or_create(settings);
+        };
+        let Some(signer) = read_key_file(&path)? else {
+            let in_data_dir = settings.data_dir.join(SIGNING_KEY_FILE);
+            if settings.checkpoints.signing_key_file.is_some() && in_data_dir.exists() {
+                return Err(KeyError::Misplaced {
+                    configured: path,
+                    found: in_data_dir,
+                });
+            }
+            return Err(KeyError::Missing { path, newest });
+        };
+        let configured = settings.checkpoints.log_origin.as_deref();
+        let key = SigningKey::checked(signer, path, configured)?;
+        let found = key.vkey();
+        match keyring.standing(&key.verifier()) {
+            KeyStanding::Newest | KeyStanding::Unrecorded => Ok(SigningKey { keyring, ..key }),
+            KeyStanding::Retired { until } => Err(KeyError::Retired {
+                path: key.path,
+                found,
+                until,
+                newest,
+            }),
+            KeyStanding::Foreign => Err(KeyError::NotInHistory {
+                path: key.path,
+                found,
+                known: keyring
+                    .entries()
+                    .iter()
+                    .map(|k| k.vkey())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                newest,
+            }),
+        }
+    }
+
+    /// The key from the key file, or a new one written there (0600) when there is none. Knows
+    /// nothing of a key history: the hub starts with [`SigningKey::open`].
     pub fn load_or_create(settings: &Settings) -> Result<SigningKey, KeyError> {
         let path = settings.signing_key_path();
         let in_data_dir = settings.data_dir.join(SIGNING_KEY_FILE);
@@ -109,7 +199,12 @@ impl SigningKey {
                     origin = %name,
                     "checkpoint signing key created; back it up and keep it apart from the data dir: checkpoints already handed out verify only with it"
                 );
-                Ok(SigningKey { signer, path })
+                let keyring = Keyring::default().or_original(&signer.verifier());
+                Ok(SigningKey {
+                    signer,
+                    path,
+                    keyring,
+                })
             }
             // another process created it first: that one is the key
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -137,7 +232,12 @@ impl SigningKey {
                 });
             }
         }
-        Ok(SigningKey { signer, path })
+        let keyring = Keyring::default().or_original(&signer.verifier());
+        Ok(SigningKey {
+            signer,
+            path,
+            keyring,
+        })
     }
 
     pub fn signer(&self) -> &NoteSigner {
@@ -162,10 +262,16 @@ impl SigningKey {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The log's signing keys, oldest first, this one the newest; for a key never rotated,
+    /// this key alone, from size 0.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
 }
 
 /// The key in `path`; `None` if there is no such file.
-fn read_key_file(path: &Path) -> Result<Option<NoteSigner>, KeyError> {
+pub(super) fn read_key_file(path: &Path) -> Result<Option<NoteSigner>, KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,

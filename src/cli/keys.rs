@@ -1,8 +1,9 @@
 //! `trailhub keys ...`: the hub's own keys. They change only on a stopped hub's data dir: a
-//! running hub holds its keys in memory, and a key changed under it would leave it sealing with
-//! the old one. One subcommand per key; the steps that must survive a crash live in the library
-//! (`connectors::integrations::rotation`, `server::resume_rotation`), so that the hub at start
-//! and a second run of the command finish what a first run left.
+//! running hub holds its keys in memory, and a key changed under it would leave it sealing (or
+//! signing) with the old one. One subcommand per key; the steps that must survive a crash live
+//! in the library (`connectors::integrations::rotation`, `server::resume_rotation`,
+//! `checkpoints::key_handover`), so that the hub at start or a second run of the command
+//! finishes what a first run left.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,8 @@ use clap::{Args, Subcommand};
 
 use super::admin::local_principal;
 use super::close;
+use crate::checkpoints::key_handover::{self, Resume as HandoverResume};
+use crate::checkpoints::{Keyring, SigningKey};
 use crate::config::Settings;
 use crate::connectors::integrations::rotation::{self, PendingRotation, Resume};
 use crate::secrets::KeySource;
@@ -22,6 +25,10 @@ pub(super) enum KeysCommand {
     /// Re-seal every integration's credentials under a new master key (the hub must be
     /// stopped); the old key file is kept as <key file>.old-<unix time>
     RotateMaster(RotateMasterArgs),
+    /// Sign checkpoints with a new key from now on (the hub must be stopped): a hand-over
+    /// checkpoint signed by the old and the new key names the new one; the old key file is
+    /// kept as <key file>.old-<unix time>
+    RotateSigning,
     /// For a master key lost for good: forget the credentials that do not open with the
     /// current one, so that the hub starts; each must then be set again (without --yes, only
     /// lists them)
@@ -43,11 +50,13 @@ pub(super) struct RotateMasterArgs {
 pub(super) async fn keys(settings: &Settings, command: &KeysCommand) -> anyhow::Result<ExitCode> {
     let what = match command {
         KeysCommand::RotateMaster(_) => "rotate-master",
+        KeysCommand::RotateSigning => "rotate-signing",
         KeysCommand::ForgetCredentials { .. } => "forget-credentials",
     };
     let store = open_stopped(settings, what)?;
     let result = match command {
         KeysCommand::RotateMaster(args) => rotate_master(&store, settings, args).await,
+        KeysCommand::RotateSigning => rotate_signing(&store, settings).await,
         KeysCommand::ForgetCredentials { yes } => forget_credentials(&store, settings, *yes).await,
     };
     close(store)?;
@@ -203,6 +212,183 @@ async fn finish(
             "the old TRAILHUB_MASTER_KEY opens nothing any more: destroy it once no backup made with it is kept any more (the credentials in a backup open only with the key of its time)"
         ),
     }
+    Ok(())
+}
+
+/// `trailhub keys rotate-signing`: a new checkpoint signing key for the same log (same origin,
+/// so same key name, another key id), handed over by a checkpoint both keys sign.
+///
+/// Reads the key file and checks that its key signs the log now (the newest of the log's key
+/// history, or any key if it was never rotated), that the log holds events and extends every
+/// checkpoint signed, and that a stored checkpoint of the durable tree's size has its root;
+/// otherwise stops, changing nothing. Then:
+/// 1. draws a new Ed25519 key named by the origin and signs the **hand-over checkpoint** of the
+///    durable tree (`time` and `key-handover <new vkey>` extension lines) with the old key and
+///    the new one; writes the new key to `<key file>.new` (0600, synced, directory synced);
+/// 2. commits, in one sled transaction over the settings and checkpoints trees, flushed: the
+///    key history with the new key (from the hand-over's size; the original key from size 0
+///    first, on a first rotation) and a marker (`pending`: the files, the checkpoint the
+///    hand-over replaces), and the hand-over as the checkpoint of its size;
+/// 3. keeps the old key file as `<key file>.old-<unix time>` (0600; a copy, so that a key file
+///    is in place at every moment) and renames `.new` over the key file, syncing the directory;
+/// 4. records the `signing_key.rotate` audit event, then removes the marker.
+///
+/// Where a kill leaves things, and how each recovers:
+/// - before step 2 commits: nothing in the store changed; the key file holds the old key, which
+///   the hub starts with. A `.new` file may be left: in no history, the hub warns about it, the
+///   next run replaces it.
+/// - after step 2, before the rename of step 3 (an `.old-` copy may already be there): the
+///   history says the new key signs, the key file still holds the old one. The hub refuses to
+///   start, saying to run this command again; run again, it finds the marker, sees the new key
+///   in `.new` and takes steps 3 and 4. Were `.new` lost meanwhile (deleted by hand), the run
+///   rolls back instead: the history and the checkpoint the hand-over replaced are put back in
+///   one transaction, and the old key signs on (`signing_key.rotate_rollback` is recorded).
+/// - after the rename, before the marker is removed: the key file holds the new key; a second
+///   run only records the audit event (which may then be recorded twice, never lost) and
+///   removes the marker. Until then the hub refuses to start, as above.
+///
+/// Step 2 is the only write to the store before the marker, and the key file always holds a
+/// key the history names, so no crash leaves the hub signing with a key auditors cannot tie to
+/// the old one. The settings must be the same on the second run (the marker names the key
+/// file; another one is refused).
+async fn rotate_signing(store: &Store, settings: &Settings) -> anyhow::Result<()> {
+    let keyring = Keyring::load(store.settings_tree())?;
+    if keyring.pending().is_some() {
+        println!(
+            "an interrupted signing key rotation (to the key {}) was found: finishing it; run the command again for another rotation",
+            keyring.newest().map(|k| k.vkey()).unwrap_or_default()
+        );
+        return finish_signing(
+            store,
+            settings,
+            &keyring,
+            "finished by `trailhub keys rotate-signing` after an interruption",
+        )
+        .await;
+    }
+    let path = settings.signing_key_path();
+    let in_data_dir = settings.data_dir.join(crate::config::SIGNING_KEY_FILE);
+    if keyring.is_empty() && !path.exists() && !in_data_dir.exists() {
+        anyhow::bail!(
+            "there is no checkpoint signing key to rotate: {} does not exist (the hub makes one at its first start)",
+            path.display()
+        );
+    }
+    // the checks of a hub start: the key file holds the key that signs the log now
+    let key = SigningKey::open(settings, store)?;
+    let plan = key_handover::prepare(store, &key)?;
+    key_handover::commit(store, &plan)?;
+    let keyring = Keyring::load(store.settings_tree())?;
+    finish_signing(
+        store,
+        settings,
+        &keyring,
+        "by `trailhub keys rotate-signing`",
+    )
+    .await
+}
+
+/// Steps 3 and 4 of a signing key rotation, from wherever a previous run stopped.
+async fn finish_signing(
+    store: &Store,
+    settings: &Settings,
+    keyring: &Keyring,
+    how: &str,
+) -> anyhow::Result<()> {
+    let (Some(pending), [.., old, new]) = (keyring.pending(), keyring.entries()) else {
+        anyhow::bail!("no signing key rotation is in progress");
+    };
+    let resume = key_handover::diagnose(keyring, &settings.signing_key_path())?;
+    if resume == HandoverResume::RollBack {
+        record_signing_rotation(store, keyring, how, true).await?;
+        key_handover::rollback(store, keyring)?;
+        println!(
+            "the new key {} was lost before it was moved into place: the rotation was rolled back, and the key {} signs the log's checkpoints again; run the command again to rotate",
+            new.vkey(),
+            old.vkey()
+        );
+        return Ok(());
+    }
+    if resume == HandoverResume::Install {
+        key_handover::install(keyring)?;
+    }
+    record_signing_rotation(store, keyring, how, false).await?;
+    key_handover::complete(store, keyring)?;
+    println!(
+        "the checkpoints of log {} are signed by a new key from tree size {} on",
+        new.verifier().name(),
+        new.from_size()
+    );
+    println!("old key: {}", old.vkey());
+    println!("new key: {}", new.vkey());
+    println!(
+        "the new private key is in {} (mode 0600); the old one is kept as {} (mode 0600) only in case something went wrong: nothing needs it to verify (its public key does), and whoever holds it can sign checkpoints that auditors holding only the old key accept, so destroy it once the hub runs with the new key and that key is backed up",
+        pending.key_file.display(),
+        pending.old_copy.display()
+    );
+    println!(
+        "the hand-over checkpoint, signed by both keys (give it to everyone who holds the old key; the hub serves it as keys[].handover of GET /api/v1/checkpoints and as GET /api/v1/checkpoints/{}):",
+        new.from_size()
+    );
+    print!("{}", new.handover().unwrap_or_default());
+    Ok(())
+}
+
+/// The audit event of a signing key rotation (`signing_key.rotate`) or of its roll-back:
+/// public keys and files, never a private key.
+async fn record_signing_rotation(
+    store: &Store,
+    keyring: &Keyring,
+    how: &str,
+    rolled_back: bool,
+) -> anyhow::Result<()> {
+    let (Some(pending), [.., old, new]) = (keyring.pending(), keyring.entries()) else {
+        anyhow::bail!("no signing key rotation is in progress");
+    };
+    let (event_type, description) = if rolled_back {
+        (
+            "signing_key.rotate_rollback",
+            format!(
+                "checkpoint signing key rotation rolled back ({how}): its new key {} was lost before it was installed; the key {} signs again",
+                new.vkey(),
+                old.vkey()
+            ),
+        )
+    } else {
+        (
+            "signing_key.rotate",
+            format!(
+                "checkpoint signing key rotated ({how}): the key {} signs from tree size {} on (was {})",
+                new.vkey(),
+                new.from_size(),
+                old.vkey()
+            ),
+        )
+    };
+    crate::audit::record(
+        store,
+        &local_principal(),
+        crate::audit::AdminAction {
+            event_type,
+            action: crate::schema::Action::Update,
+            category: crate::schema::Category::Configuration,
+            target: Some(crate::schema::Target {
+                kind: "signing_key".into(),
+                id: new.vkey(),
+                name: Some(new.verifier().name().to_string()),
+            }),
+            description,
+            details: serde_json::json!({
+                "old_public_key": old.vkey(),
+                "new_public_key": new.vkey(),
+                "from_size": new.from_size(),
+                "key_file": pending.key_file.display().to_string(),
+                "old_key_kept_as": pending.old_copy.display().to_string(),
+                "rolled_back": rolled_back,
+            }),
+        },
+    )
+    .await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{close, target, RemoteArgs, Target};
+use crate::checkpoints::keyring::Keyring;
 use crate::checkpoints::History;
 use crate::config::Settings;
 use crate::evidence::bundle::verify_bundle;
@@ -82,25 +83,36 @@ fn verifier(settings: &Settings, key: Option<&str>) -> anyhow::Result<NoteVerifi
     Ok(signer.verifier())
 }
 
-/// Each `--against` file, its signature checked.
+/// The keys a checkpoint may be signed with, for someone holding `held`: `held`, and every key
+/// the log's key history ties to it by signed hand-overs (`trailhub keys rotate-signing`).
+fn trusted(keyring: &Keyring, held: &NoteVerifier) -> anyhow::Result<Vec<NoteVerifier>> {
+    if keyring.is_empty() {
+        return Ok(vec![held.clone()]);
+    }
+    keyring
+        .trusted_from(held)
+        .map_err(|e| anyhow::anyhow!("the key given is not one of the log's signing keys: {e}"))
+}
+
+/// Each `--against` file, its signature checked by one of `trusted` (the first is the key held).
 fn outside_checkpoints(
     files: &[PathBuf],
-    verifier: &NoteVerifier,
+    trusted: &[NoteVerifier],
 ) -> anyhow::Result<Vec<(String, Checkpoint)>> {
+    let Some(held) = trusted.first() else {
+        return Ok(Vec::new());
+    };
     files
         .iter()
         .map(|path| {
             let bytes = read_small(path, MAX_CHECKPOINT_FILE, "checkpoint file")?;
-            let checkpoint =
-                Checkpoint::open(&bytes, verifier.name(), std::slice::from_ref(verifier)).map_err(
-                    |e| {
-                        anyhow::anyhow!(
-                            "the checkpoint in {} is not one signed by the key {}: {e}",
-                            path.display(),
-                            verifier.vkey()
-                        )
-                    },
-                )?;
+            let checkpoint = Checkpoint::open(&bytes, held.name(), trusted).map_err(|e| {
+                anyhow::anyhow!(
+                    "the checkpoint in {} is not one signed by the key {}: {e}",
+                    path.display(),
+                    held.vkey()
+                )
+            })?;
             Ok((path.display().to_string(), checkpoint))
         })
         .collect()
@@ -122,8 +134,17 @@ pub(super) async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Re
                 // no key yet (a data dir the hub never signed for): the chain and tree still count
                 Err(_) => None,
             };
+            let keyring = match Keyring::load(store.settings_tree()) {
+                Ok(k) => k,
+                Err(e) => {
+                    close(store)?;
+                    return Err(anyhow::anyhow!("the log's key history: {e}"));
+                }
+            };
             let outside = match &verifier {
-                Some(v) => outside_checkpoints(&args.against, v),
+                Some(v) => {
+                    trusted(&keyring, v).and_then(|t| outside_checkpoints(&args.against, &t))
+                }
                 None => Ok(Vec::new()),
             };
             let outside = match outside {
@@ -143,7 +164,8 @@ pub(super) async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Re
                 .collect();
             let mut unsigned = Vec::new();
             if let Some(v) = &verifier {
-                let (stored, bad) = History::new(store.checkpoints_tree().clone()).claims(v)?;
+                let (stored, bad) =
+                    History::new(store.checkpoints_tree().clone()).claims_for(&keyring, v)?;
                 claims.extend(stored);
                 unsigned = bad;
             }
@@ -166,18 +188,21 @@ pub(super) async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Re
             let mut failed = !report.ok;
             print_remote(&report);
             if !args.against.is_empty() {
+                let listing = client.get_json("/api/v1/checkpoints", &[]).await?;
                 let verifier = match args.key.as_deref() {
                     Some(k) => verifier(settings, Some(k))?,
                     None => {
-                        let listing = client.get_json("/api/v1/checkpoints", &[]).await?;
                         let vkey = listing["public_key"].as_str().unwrap_or_default();
                         eprintln!("note: using the public key the hub serves ({vkey}); pass --key to check against one you hold");
                         NoteVerifier::from_vkey(vkey)
                             .map_err(|e| anyhow::anyhow!("the hub serves a bad public key: {e}"))?
                     }
                 };
-                for (source, held) in outside_checkpoints(&args.against, &verifier)? {
-                    match extends(&client, &verifier, &held).await {
+                let keyring = Keyring::from_listing(&listing["keys"])
+                    .map_err(|e| anyhow::anyhow!("the hub's key history: {e}"))?;
+                let trusted = trusted(&keyring, &verifier)?;
+                for (source, held) in outside_checkpoints(&args.against, &trusted)? {
+                    match extends(&client, &trusted, &held).await {
                         Ok(to) => println!(
                             "ok: the log extends the checkpoint in {source} (size {} → {to})",
                             held.size()
@@ -227,7 +252,7 @@ fn verify_export(
 /// Checks through a running hub that its latest checkpoint extends `held`; the size it reached.
 async fn extends(
     client: &super::remote::Client,
-    verifier: &NoteVerifier,
+    trusted: &[NoteVerifier],
     held: &Checkpoint,
 ) -> anyhow::Result<u64> {
     let answer = client
@@ -239,12 +264,8 @@ async fn extends(
     let note = answer["to_checkpoint"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("the hub sent no checkpoint to prove consistency with"))?;
-    let latest = Checkpoint::open(
-        note.as_bytes(),
-        verifier.name(),
-        std::slice::from_ref(verifier),
-    )
-    .map_err(|e| anyhow::anyhow!("the hub's latest checkpoint does not verify: {e}"))?;
+    let latest = Checkpoint::open(note.as_bytes(), held.origin(), trusted)
+        .map_err(|e| anyhow::anyhow!("the hub's latest checkpoint does not verify: {e}"))?;
     let proof: Vec<Hash> = answer["proof"]
         .as_array()
         .ok_or_else(|| anyhow::anyhow!("the hub sent no proof"))?

@@ -287,6 +287,14 @@ impl Store {
         Ok(head)
     }
 
+    /// The same for a tool with the store to itself (a stopped hub's data dir): the head, then a
+    /// flush of the database from the caller's thread.
+    pub fn flushed_tree_head(&self) -> Result<TreeHead, StoreError> {
+        let head = self.tree_head();
+        self.shared().db.flush()?;
+        Ok(head)
+    }
+
     /// Waits until everything written to the store before the call is on disk (whatever tree it
     /// went to), through the group commit.
     pub async fn sync(&self) -> Result<(), StoreError> {

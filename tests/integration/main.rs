@@ -19,6 +19,7 @@ mod process;
 mod route_matrix;
 mod schema;
 mod secret_leak;
+mod signing_keys;
 mod store;
 mod support;
 mod webhooks;
