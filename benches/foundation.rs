@@ -187,7 +187,10 @@ impl Hub {
             .env("TRAILHUB_MAX_BODY_BYTES", (64 * 1024 * 1024).to_string())
             // the key outside the data dir, as docs/SECURITY.md advises (and no warning)
             .env("TRAILHUB_MASTER_KEY_FILE", dir.with_extension("master.key"))
-            .env("TRAILHUB_SIGNING_KEY_FILE", dir.with_extension("signing.key"))
+            .env(
+                "TRAILHUB_SIGNING_KEY_FILE",
+                dir.with_extension("signing.key"),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("hub starts");

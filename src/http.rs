@@ -292,3 +292,21 @@ impl HttpBody for DeadlineBody {
             .unwrap_or_default()
     }
 }
+
+/// A reqwest error as logs and statuses show it: its innermost cause, without the URL (which may
+/// hold a query string or credentials), short and stable.
+pub fn reqwest_error_text(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut text = String::new();
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if text.is_empty() {
+        "connection error".into()
+    } else {
+        text
+    }
+}

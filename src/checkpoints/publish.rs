@@ -527,10 +527,12 @@ impl HttpTarget {
             .await;
         let response = match sent {
             Ok(r) => r,
-            Err(e) if e.is_builder() => return Outcome::Refused(describe(&e)),
+            Err(e) if e.is_builder() => {
+                return Outcome::Refused(crate::http::reqwest_error_text(&e))
+            }
             Err(e) => {
                 return Outcome::Retry {
-                    why: describe(&e),
+                    why: crate::http::reqwest_error_text(&e),
                     after: None,
                 }
             }
@@ -579,23 +581,6 @@ async fn read_bounded(mut response: reqwest::Response) -> String {
         }
     }
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// A reqwest error without its URL (which may hold a query string): the innermost cause.
-fn describe(e: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut text = String::new();
-    while let Some(s) = source {
-        text = s.to_string();
-        source = s.source();
-    }
-    if e.is_timeout() {
-        "timed out".into()
-    } else if text.is_empty() {
-        "connection error".into()
-    } else {
-        text
-    }
 }
 
 /// The newest checkpoint handed over that is newer than `done`; `None` once the publisher is

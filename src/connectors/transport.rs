@@ -223,7 +223,7 @@ impl Transport {
                 };
                 return Ok(Attempt::Transient(format!(
                     "request {kind}: {}",
-                    without_url(&e)
+                    crate::http::reqwest_error_text(&e)
                 )));
             }
         };
@@ -249,7 +249,7 @@ impl Transport {
             Err(BodyRead::Failed(e)) => {
                 return Ok(Attempt::Transient(format!(
                     "reading the body failed: {}",
-                    without_url(&e)
+                    crate::http::reqwest_error_text(&e)
                 )))
             }
         };
@@ -401,21 +401,6 @@ async fn read_body(mut response: reqwest::Response) -> Result<String, BodyRead> 
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
-}
-
-/// reqwest errors name the URL; ours carry no secrets, but keep messages short and stable.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut text = String::new();
-    while let Some(s) = source {
-        text = s.to_string();
-        source = s.source();
-    }
-    if text.is_empty() {
-        "connection error".into()
-    } else {
-        text
-    }
 }
 
 /// Exponential backoff with up to 50% jitter, capped.

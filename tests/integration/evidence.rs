@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 use trailhub::evidence::checkpoint::Checkpoint;
-use trailhub::evidence::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
+use trailhub::evidence::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use trailhub::evidence::note::NoteVerifier;
 use trailhub::store::block::BlockView;
 use trailhub::store::keys;
@@ -29,17 +29,6 @@ async fn public_key(hub: &TestHub) -> NoteVerifier {
     let (status, listing) = hub.get("/api/v1/checkpoints", Some(ADMIN)).await;
     assert_eq!(status, StatusCode::OK, "{listing}");
     NoteVerifier::from_vkey(listing["public_key"].as_str().expect("public key")).expect("vkey")
-}
-
-fn hashes(v: &Value) -> Vec<Hash> {
-    v.as_array()
-        .expect("hashes")
-        .iter()
-        .map(|h| {
-            let bytes = hex::decode(h.as_str().expect("hex")).expect("hex");
-            Hash::try_from(bytes.as_slice()).expect("32 bytes")
-        })
-        .collect()
 }
 
 /// Ingests `n` events in requests of `per_request` (one block each).
@@ -94,7 +83,7 @@ async fn proofs_verify_with_only_the_public_key_and_the_served_bytes() {
             &leaf,
             seq - 1,
             checkpoint.size(),
-            &hashes(&proof["proof"]),
+            &hex_hashes(&proof["proof"]),
             checkpoint.root(),
         )
         .expect("the inclusion proof verifies");
@@ -103,7 +92,7 @@ async fn proofs_verify_with_only_the_public_key_and_the_served_bytes() {
             &leaf,
             seq % 377,
             checkpoint.size(),
-            &hashes(&proof["proof"]),
+            &hex_hashes(&proof["proof"]),
             checkpoint.root(),
         )
         .is_err());
@@ -141,7 +130,7 @@ async fn proofs_verify_with_only_the_public_key_and_the_served_bytes() {
         old.root(),
         new.size(),
         new.root(),
-        &hashes(&c["proof"]),
+        &hex_hashes(&c["proof"]),
     )
     .expect("consistent");
 

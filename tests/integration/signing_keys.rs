@@ -11,11 +11,11 @@ use trailhub::checkpoints::keyring::HANDOVER_PREFIX;
 use trailhub::checkpoints::Keyring;
 use trailhub::config::{Secret, Settings};
 use trailhub::evidence::checkpoint::{Checkpoint, CheckpointError};
-use trailhub::evidence::merkle::{verify_consistency, Hash};
+use trailhub::evidence::merkle::verify_consistency;
 use trailhub::evidence::note::{Note, NoteError, NoteSigner, NoteVerifier};
 use trailhub::server::RunningHub;
 
-use crate::support::data::{ndjson, varied_events};
+use crate::support::data::{hex_hashes, ndjson, varied_events};
 use crate::support::hub::*;
 
 /// Checkpoints only when asked (and at shutdown), so that the history holds what the test signs.
@@ -65,17 +65,6 @@ async fn note_of(hub: &RunningHub, size: u64) -> String {
 
 fn vkey(v: &Value) -> NoteVerifier {
     NoteVerifier::from_vkey(v.as_str().expect("a vkey")).expect("a verifier key")
-}
-
-fn hashes(v: &Value) -> Vec<Hash> {
-    v.as_array()
-        .expect("hashes")
-        .iter()
-        .map(|h| {
-            let bytes = hex::decode(h.as_str().expect("hex")).expect("hex");
-            Hash::try_from(bytes.as_slice()).expect("32 bytes")
-        })
-        .collect()
 }
 
 /// The `new key: <vkey>` line the command prints.
@@ -207,7 +196,7 @@ async fn a_rotated_signing_key_is_handed_over_and_the_log_stays_provable() {
         pre.root(),
         latest.size(),
         latest.root(),
-        &hashes(&proof["proof"]),
+        &hex_hashes(&proof["proof"]),
     )
     .expect("the consistency proof verifies");
 

@@ -86,3 +86,15 @@ pub fn source_ids(events: &[Value]) -> Vec<String> {
         .map(|e| e["source_id"].as_str().expect("source_id").to_string())
         .collect()
 }
+
+/// A JSON array of hex hashes (a proof) as hashes.
+pub fn hex_hashes(v: &Value) -> Vec<trailhub::evidence::merkle::Hash> {
+    v.as_array()
+        .expect("hashes")
+        .iter()
+        .map(|h| {
+            let bytes = hex::decode(h.as_str().expect("hex")).expect("hex");
+            trailhub::evidence::merkle::Hash::try_from(bytes.as_slice()).expect("32 bytes")
+        })
+        .collect()
+}
