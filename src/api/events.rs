@@ -369,32 +369,31 @@ fn write_export(
     let mut first = true;
     for position in store.scan(filter, None) {
         let position = position.map_err(|e| e.to_string())?;
+        // events stored after a bundle's checkpoint are in the next bundle, not this one
+        if prover.as_ref().is_some_and(|p| position.seq > p.size()) {
+            continue;
+        }
         let Some(json) = store.event_json(position.seq).map_err(|e| e.to_string())? else {
             continue;
         };
-        match format {
-            ExportFormat::Ndjson if prover.is_some() => {
-                let Some(prover) = &prover else { continue };
-                // events stored after the checkpoint are in the next bundle, not this one
-                if position.seq > prover.size() {
-                    continue;
-                }
+        match (format, &prover) {
+            (ExportFormat::Ndjson, Some(prover)) => {
                 let proof = prover.inclusion(position.seq).map_err(|e| e.to_string())?;
                 let line = BundleEvent::new(position.seq - 1, &proof, &json);
                 serde_json::to_writer(&mut buf, &line).map_err(|e| e.to_string())?;
                 buf.push(b'\n');
             }
-            ExportFormat::Ndjson => {
+            (ExportFormat::Ndjson, None) => {
                 buf.extend_from_slice(&json);
                 buf.push(b'\n');
             }
-            ExportFormat::Json => {
+            (ExportFormat::Json, _) => {
                 if !first {
                     buf.extend_from_slice(b",\n");
                 }
                 buf.extend_from_slice(&json);
             }
-            ExportFormat::Csv => {
+            (ExportFormat::Csv, _) => {
                 let event: crate::schema::Event = serde_json::from_slice(&json)
                     .map_err(|e| format!("event {:016x} does not decode: {e}", position.seq))?;
                 csv_row(&mut buf, &event).map_err(|e| e.to_string())?;

@@ -51,6 +51,11 @@ impl Stored {
         })
     }
 
+    /// A stored checkpoint as the `checkpoints` tree holds it.
+    fn from_value(value: &[u8]) -> Result<Stored, StoreError> {
+        Stored::parse(&String::from_utf8_lossy(value))
+    }
+
     pub fn size(&self) -> u64 {
         self.checkpoint.size()
     }
@@ -99,14 +104,14 @@ impl History {
     pub fn get(&self, size: u64) -> Result<Option<Stored>, StoreError> {
         self.tree
             .get(history_key(size))?
-            .map(|v| Stored::parse(&String::from_utf8_lossy(&v)))
+            .map(|v| Stored::from_value(&v))
             .transpose()
     }
 
     pub fn latest(&self) -> Result<Option<Stored>, StoreError> {
         self.tree
             .last()?
-            .map(|(_, v)| Stored::parse(&String::from_utf8_lossy(&v)))
+            .map(|(_, v)| Stored::from_value(&v))
             .transpose()
     }
 
@@ -116,7 +121,7 @@ impl History {
             .range(seq.to_be_bytes()..)
             .next()
             .transpose()?
-            .map(|(_, v)| Stored::parse(&String::from_utf8_lossy(&v)))
+            .map(|(_, v)| Stored::from_value(&v))
             .transpose()
     }
 
@@ -129,7 +134,7 @@ impl History {
             .take(limit)
             .map(|item| {
                 let (_, v) = item?;
-                Stored::parse(&String::from_utf8_lossy(&v))
+                Stored::from_value(&v)
             })
             .collect()
     }
@@ -200,7 +205,7 @@ impl History {
         let mut unsigned = Vec::new();
         for item in self.tree.iter() {
             let (_, v) = item?;
-            let stored = Stored::parse(&String::from_utf8_lossy(&v))?;
+            let stored = Stored::from_value(&v)?;
             if !signed(&stored) {
                 unsigned.push(stored.size());
                 continue;

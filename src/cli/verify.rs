@@ -21,6 +21,7 @@ use crate::evidence::checkpoint::Checkpoint;
 use crate::evidence::merkle::{verify_consistency, Hash};
 use crate::evidence::note::{NoteSigner, NoteVerifier};
 use crate::store::verify::{TreeClaim, VerifyReport};
+use crate::store::Store;
 
 #[derive(Args, Debug)]
 pub(super) struct VerifyArgs {
@@ -122,65 +123,12 @@ pub(super) async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Re
     if let Some(bundle) = &args.export {
         return verify_export(settings, bundle, args.key.as_deref());
     }
-    let needs_key = !args.against.is_empty() || args.key.is_some();
     match target(settings, &args.remote)? {
         Target::Local(store) => {
-            let verifier = match verifier(settings, args.key.as_deref()) {
-                Ok(v) => Some(v),
-                Err(e) if needs_key => {
-                    close(store)?;
-                    return Err(e);
-                }
-                // no key yet (a data dir the hub never signed for): the chain and tree still count
-                Err(_) => None,
-            };
-            let keyring = match Keyring::load(store.settings_tree()) {
-                Ok(k) => k,
-                Err(e) => {
-                    close(store)?;
-                    return Err(anyhow::anyhow!("the log's key history: {e}"));
-                }
-            };
-            let outside = match &verifier {
-                Some(v) => {
-                    trusted(&keyring, v).and_then(|t| outside_checkpoints(&args.against, &t))
-                }
-                None => Ok(Vec::new()),
-            };
-            let outside = match outside {
-                Ok(o) => o,
-                Err(e) => {
-                    close(store)?;
-                    return Err(e);
-                }
-            };
-            let mut claims: Vec<TreeClaim> = outside
-                .iter()
-                .map(|(source, c)| TreeClaim {
-                    size: c.size(),
-                    root: *c.root(),
-                    source: format!("the checkpoint in {source}"),
-                })
-                .collect();
-            let mut unsigned = Vec::new();
-            if let Some(v) = &verifier {
-                let (stored, bad) =
-                    History::new(store.checkpoints_tree().clone()).claims_for(&keyring, v)?;
-                claims.extend(stored);
-                unsigned = bad;
-            }
-            let report = store.verify_against(&claims);
+            // the store is closed whatever the walk found
+            let result = verify_local(settings, args, &store);
             close(store)?;
-            let report = report?;
-            if !unsigned.is_empty() {
-                println!(
-                    "WARNING: {} stored checkpoint(s) are not signed by the key {} (sizes {:?}); they were not used",
-                    unsigned.len(),
-                    verifier.as_ref().map(|v| v.vkey()).unwrap_or_default(),
-                    unsigned
-                );
-            }
-            Ok(print_report(&report, !unsigned.is_empty()))
+            result
         }
         Target::Remote(client) => {
             let report: VerifyReportJson =
@@ -247,6 +195,44 @@ fn verify_export(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `verify` on a stopped hub's data dir: the whole walk, with the stored checkpoints (each
+/// checked with the key in force at its size) and the `--against` files as claims.
+fn verify_local(settings: &Settings, args: &VerifyArgs, store: &Store) -> anyhow::Result<ExitCode> {
+    let needs_key = !args.against.is_empty() || args.key.is_some();
+    let verifier = match verifier(settings, args.key.as_deref()) {
+        Ok(v) => Some(v),
+        Err(e) if needs_key => return Err(e),
+        // no key yet (a data dir the hub never signed for): the chain and tree still count
+        Err(_) => None,
+    };
+    let keyring = Keyring::load(store.settings_tree())
+        .map_err(|e| anyhow::anyhow!("the log's key history: {e}"))?;
+    let mut claims: Vec<TreeClaim> = Vec::new();
+    let mut unsigned = Vec::new();
+    if let Some(v) = &verifier {
+        let outside = outside_checkpoints(&args.against, &trusted(&keyring, v)?)?;
+        claims.extend(outside.iter().map(|(source, c)| TreeClaim {
+            size: c.size(),
+            root: *c.root(),
+            source: format!("the checkpoint in {source}"),
+        }));
+        let (stored, bad) =
+            History::new(store.checkpoints_tree().clone()).claims_for(&keyring, v)?;
+        claims.extend(stored);
+        unsigned = bad;
+    }
+    let report = store.verify_against(&claims)?;
+    if !unsigned.is_empty() {
+        println!(
+            "WARNING: {} stored checkpoint(s) are not signed by the key {} (sizes {:?}); they were not used",
+            unsigned.len(),
+            verifier.as_ref().map(|v| v.vkey()).unwrap_or_default(),
+            unsigned
+        );
+    }
+    Ok(print_report(&report, !unsigned.is_empty()))
 }
 
 /// Checks through a running hub that its latest checkpoint extends `held`; the size it reached.
