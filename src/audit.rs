@@ -34,6 +34,15 @@ fn random_id() -> String {
 
 /// Appends the audit event durably; the action is not answered before its record is on disk.
 pub async fn record(store: &Store, who: &Principal, a: AdminAction<'_>) -> Result<(), StoreError> {
+    record_seq(store, who, a).await.map(|_| ())
+}
+
+/// `record`, answering the record's sequence number.
+pub async fn record_seq(
+    store: &Store,
+    who: &Principal,
+    a: AdminAction<'_>,
+) -> Result<u64, StoreError> {
     let now = now_micros();
     let source_id = random_id();
     let raw = serde_json::json!({
@@ -68,7 +77,7 @@ pub async fn record(store: &Store, who: &Principal, a: AdminAction<'_>) -> Resul
         raw: serde_json::value::to_raw_value(&raw).expect("JSON values serialise"),
     };
     let integration = event.integration.id.clone();
-    crate::pipeline::Pipeline::new(store, None)
+    let report = crate::pipeline::Pipeline::new(store, None)
         .commit(
             &integration,
             crate::pipeline::Prepared {
@@ -78,7 +87,9 @@ pub async fn record(store: &Store, who: &Principal, a: AdminAction<'_>) -> Resul
             crate::pipeline::Options::recorded(),
         )
         .await?;
-    Ok(())
+    report
+        .last_seq
+        .ok_or_else(|| StoreError::Io("the audit record was not stored".into()))
 }
 
 /// Records a minted token (`token.create`), as the API and the local CLI both do.

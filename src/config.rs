@@ -99,6 +99,8 @@ pub struct Settings {
     pub auth_failure_window: Duration,
     /// The checkpoint signing key, how often the log is checkpointed, where checkpoints go.
     pub checkpoints: CheckpointSettings,
+    /// Retention, legal holds' defaults, and the archive (`[retention]`, `[archive]`).
+    pub retention: RetentionConfig,
 }
 
 /// The signed checkpoints: the key that signs them, how often, and where they are published
@@ -244,6 +246,83 @@ struct FileSettings {
     checkpoint_publish_dir: Option<PathBuf>,
     checkpoint_publish_url: Option<String>,
     checkpoint_publish_log: Option<bool>,
+    /// `[retention]`: the policy until one is set through the API or CLI, and the job's pace.
+    retention: Option<RetentionFile>,
+    /// `[archive]`: where purged events are archived first.
+    archive: Option<toml::Table>,
+}
+
+/// A number of days, or `"forever"` (TOML has no null).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum DaysValue {
+    Days(u32),
+    Word(String),
+}
+
+impl DaysValue {
+    fn days(&self, name: &str) -> Result<Option<u32>, ConfigError> {
+        match self {
+            DaysValue::Days(d) => Ok(Some(*d)),
+            DaysValue::Word(w) if w == "forever" => Ok(None),
+            DaysValue::Word(w) => Err(ConfigError::Retention(format!(
+                "{name}: a number of days or \"forever\", not {w:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionFile {
+    enabled: Option<bool>,
+    default_days: Option<DaysValue>,
+    categories: Option<std::collections::BTreeMap<String, DaysValue>>,
+    integrations: Option<std::collections::BTreeMap<String, DaysValue>>,
+    archive: Option<bool>,
+    interval_secs: Option<u64>,
+    restore_hold_days: Option<u64>,
+}
+
+/// `[retention]` and `[archive]` as the file gives them; the retention module checks and
+/// applies them over its defaults (`RetentionSettings::from_config`).
+#[derive(Debug, Clone, Default)]
+pub struct RetentionConfig {
+    pub enabled: Option<bool>,
+    /// `Some(None)`: keep forever.
+    pub default_days: Option<Option<u32>>,
+    pub categories: std::collections::BTreeMap<String, Option<u32>>,
+    pub integrations: std::collections::BTreeMap<String, Option<u32>>,
+    pub archive_first: Option<bool>,
+    pub interval_secs: Option<u64>,
+    pub restore_hold_days: Option<u64>,
+    /// The `[archive]` table: a target (`dir`, or S3 keys) and `key_file`.
+    pub archive: Option<toml::Table>,
+}
+
+fn resolve_retention(file: &FileSettings) -> Result<RetentionConfig, ConfigError> {
+    let mut out = RetentionConfig {
+        archive: file.archive.clone(),
+        ..RetentionConfig::default()
+    };
+    if let Some(r) = &file.retention {
+        out.enabled = r.enabled;
+        if let Some(d) = &r.default_days {
+            out.default_days = Some(d.days("retention.default_days")?);
+        }
+        for (c, d) in r.categories.iter().flatten() {
+            out.categories
+                .insert(c.clone(), d.days(&format!("retention.categories.{c}"))?);
+        }
+        for (i, d) in r.integrations.iter().flatten() {
+            out.integrations
+                .insert(i.clone(), d.days(&format!("retention.integrations.{i}"))?);
+        }
+        out.archive_first = r.archive;
+        out.interval_secs = r.interval_secs;
+        out.restore_hold_days = r.restore_hold_days;
+    }
+    Ok(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +352,8 @@ pub enum ConfigError {
     LogOrigin(String, crate::evidence::note::NoteError),
     #[error("checkpoint_publish_url {0}: {1}")]
     PublishUrl(String, String),
+    #[error("{0}")]
+    Retention(String),
 }
 
 /// Refuses an admin token too short to resist guessing.
@@ -307,6 +388,7 @@ impl Settings {
             None => FileSettings::default(),
         };
         let checkpoints = resolve_checkpoints(&o, &file)?;
+        let retention = resolve_retention(&file)?;
         let listen_text = o
             .listen
             .or(file.listen)
@@ -427,6 +509,7 @@ impl Settings {
             auth_failure_limit,
             auth_failure_window,
             checkpoints,
+            retention,
         })
     }
 
@@ -454,6 +537,7 @@ impl Settings {
             auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
             auth_failure_window: Duration::from_secs(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
             checkpoints: CheckpointSettings::default(),
+            retention: RetentionConfig::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! schema, stores them append-only and tamper-evident in sled, and serves a unified timeline
 
 pub mod api;
+pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod checkpoints;
@@ -12,8 +13,10 @@ pub mod evidence;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod objects;
 pub mod pipeline;
 pub mod redact;
+pub mod retention;
 pub mod schedule;
 pub mod scheduler;
 pub mod schema;

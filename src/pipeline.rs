@@ -36,6 +36,9 @@ pub struct Report {
     pub rejected_count: usize,
     /// The first `MAX_LISTED_REJECTS` rejects.
     pub rejected: Vec<Rejected>,
+    /// The sequence number of the last event stored as new (the hub's own records name it).
+    #[serde(skip)]
+    pub last_seq: Option<u64>,
 }
 
 impl Report {
@@ -224,6 +227,8 @@ impl Pending<'_> {
             match job.wait().await {
                 Ok(outcome) => {
                     report.stored += outcome.stored.len();
+                    let last = outcome.stored.iter().map(|(_, seq)| *seq).max();
+                    report.last_seq = report.last_seq.max(last);
                     report.duplicates += outcome.duplicates.len();
                 }
                 // every job is awaited, and what was stored counted, before the error is told

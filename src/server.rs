@@ -47,6 +47,8 @@ pub enum ServeError {
     SigningKey(#[from] KeyError),
     #[error("checkpoint publishing: {0}")]
     Publish(#[from] PublishError),
+    #[error("retention: {0}")]
+    Retention(#[from] crate::retention::RetentionError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -314,6 +316,12 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         checkpoint_cadence,
         publisher,
     );
+    let retention_settings = crate::retention::RetentionSettings::from_config(&settings.retention)
+        .map_err(crate::retention::RetentionError::Invalid)?;
+    let retention =
+        crate::retention::Retention::new(store.clone(), checkpointer.clone(), retention_settings)?;
+    let (retention_stop, retention_stopped) = tokio::sync::watch::channel(false);
+    let retention_task = retention.spawn(retention_stopped);
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),
@@ -340,6 +348,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         started: Instant::now(),
         checkpointer: checkpointer.clone(),
         checkpoint_cadence,
+        retention,
     };
     let app = api::router(state);
     let limits = ConnectionLimits {
@@ -363,6 +372,9 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         .await;
         // the scheduler's cycles finish the page in hand and commit before the store closes
         task_scheduler.shutdown().await;
+        // a retention run in progress finishes its batch (each batch is whole or not started)
+        let _ = retention_stop.send(true);
+        let _ = retention_task.await;
         // what the last cycles committed is signed before the store closes
         task_checkpointer.shutdown().await;
         let closed = task_store.shutdown();

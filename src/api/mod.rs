@@ -7,6 +7,7 @@ mod events;
 mod evidence;
 mod hooks;
 mod integrations;
+mod retention;
 mod routes;
 mod system;
 pub mod throttle;
@@ -50,6 +51,8 @@ pub struct AppState {
     /// Signs the evidence log's checkpoints and keeps their history.
     pub checkpointer: crate::checkpoints::Checkpointer,
     pub checkpoint_cadence: crate::checkpoints::Cadence,
+    /// The retention policy, legal holds, purge job and archive.
+    pub retention: crate::retention::Retention,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -60,6 +63,7 @@ fn routes() -> Routes<AppState> {
         .merge(tokens::routes())
         .merge(console::routes())
         .merge(hooks::routes())
+        .merge(retention::routes())
         .merge(integrations::routes())
         .merge(evidence::routes())
 }

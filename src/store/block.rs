@@ -149,7 +149,23 @@ impl Packer {
         dict: Option<&'static Dictionary>,
     ) -> Result<Vec<u8>, StoreError> {
         debug_assert!(!events.is_empty() && events.len() <= BLOCK_EVENTS);
-        let hash = &events[events.len() - 1].1;
+        let hash = events[events.len() - 1].1;
+        let slots: Vec<(&[u8], &[u8])> = events
+            .iter()
+            .map(|(body, chain)| (*body, &chain[..CHAIN_PREFIX]))
+            .collect();
+        self.pack(&slots, &hash, dict)
+    }
+
+    /// A block of `slots` (body or tombstone, the chain prefix stored beside it) whose chain
+    /// ends at `hash`: how a purge or a restore writes a block again around its changed slots.
+    pub fn pack(
+        &mut self,
+        slots: &[(&[u8], &[u8])],
+        hash: &[u8; 32],
+        dict: Option<&'static Dictionary>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let events = slots;
         let mut frames = Vec::with_capacity(events.len().div_ceil(FRAME_EVENTS));
         let mut raw = Vec::new();
         for chunk in events.chunks(FRAME_EVENTS) {
@@ -206,6 +222,9 @@ struct FrameEntry {
     len: usize,
     raw_len: usize,
 }
+
+/// One slot of a block: its body (or tombstone) and the chain prefix stored beside it.
+pub type Slot = (Vec<u8>, [u8; CHAIN_PREFIX]);
 
 /// A block value taken apart (without decompressing anything).
 pub struct BlockView<'a> {
@@ -289,6 +308,28 @@ impl<'a> BlockView<'a> {
         DecodedFrame::parse(raw, usize::from(f.events))
     }
 
+    /// Every slot of the block in order: its body (or tombstone) and its chain prefix.
+    pub fn slots(&self, dicts: &Dictionaries) -> Result<Vec<Slot>, StoreError> {
+        let mut out = Vec::with_capacity(self.count as usize);
+        for i in 0..self.frames.len() {
+            let frame = self.decode_frame(i, dicts)?;
+            for j in 0..frame.len() {
+                let mut prefix = [0u8; CHAIN_PREFIX];
+                prefix.copy_from_slice(frame.chain_prefix(j));
+                out.push((frame.body(j).to_vec(), prefix));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dictionary the block's frames were compressed with (a rewrite keeps it).
+    pub fn dictionary(&self, dicts: &Dictionaries) -> Option<&'static Dictionary> {
+        self.frames
+            .iter()
+            .find(|f| f.dict != 0)
+            .and_then(|f| dicts.get(f.dict))
+    }
+
     /// Every body of the block, in order.
     pub fn bodies(&self, dicts: &Dictionaries) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(self.count as usize);
@@ -335,6 +376,57 @@ impl<'a> BlockView<'a> {
         }
         Ok(out)
     }
+}
+
+/// What a purged event leaves in its slot: enough to keep the log provable without its bytes.
+///
+/// A stored body is an event's JSON after its id member, so it starts with `"`; a tombstone
+/// starts with `TOMBSTONE_MARK`, which no body can. Layout: `mark u8 | version u8 | leaf hash
+/// [32] | purge event's seq u64` (42 bytes). The leaf hash keeps every Merkle proof and
+/// `verify`'s tree working; the purge's seq names the `trailhub` event that recorded why.
+///
+/// The chain hash is not kept: past a tombstone, `verify` checks the rest of the block by the
+/// Merkle tree alone and picks the chain up again from the block's stored hash (the slot's
+/// chain prefix stays as it was, so a restored event fits it again). Nor is the dedup identity:
+/// a vendor's event whose identity hash matches a purged slot counts as that event again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub leaf: [u8; 32],
+    pub purge_seq: u64,
+}
+
+pub const TOMBSTONE_MARK: u8 = 0x00;
+const TOMBSTONE_VERSION: u8 = 1;
+pub const TOMBSTONE_BYTES: usize = 2 + 32 + 8;
+
+impl Tombstone {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(TOMBSTONE_BYTES);
+        out.push(TOMBSTONE_MARK);
+        out.push(TOMBSTONE_VERSION);
+        out.extend_from_slice(&self.leaf);
+        out.extend_from_slice(&self.purge_seq.to_be_bytes());
+        out
+    }
+
+    /// The tombstone in a slot, `None` when the slot holds an event.
+    pub fn parse(slot: &[u8]) -> Result<Option<Tombstone>, StoreError> {
+        if slot.first() != Some(&TOMBSTONE_MARK) {
+            return Ok(None);
+        }
+        if slot.len() != TOMBSTONE_BYTES || slot[1] != TOMBSTONE_VERSION {
+            return Err(corrupt("unknown tombstone layout"));
+        }
+        let mut leaf = [0u8; 32];
+        leaf.copy_from_slice(&slot[2..34]);
+        let purge_seq = u64::from_be_bytes(slot[34..42].try_into().expect("8 bytes"));
+        Ok(Some(Tombstone { leaf, purge_seq }))
+    }
+}
+
+/// Whether a slot holds a tombstone rather than an event.
+pub fn is_tombstone(slot: &[u8]) -> bool {
+    slot.first() == Some(&TOMBSTONE_MARK)
 }
 
 thread_local! {

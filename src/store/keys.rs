@@ -15,6 +15,9 @@
 //! | log | `Z` dictionary id (u32) | a zstd dictionary |
 //! | log | `M` name | `head` (seq, chain hash), `format` (u32), `migrated` (seq), `tree` (the Merkle nodes are kept), `frontier` (see `merkle`) |
 //! | log | `H` level (u8), index (u64) | the hash of a perfect Merkle subtree of `2^level` events, level >= 8 (see `merkle`) |
+//! | log | `X` first seq | a range of purged events: last seq (see `purge`) |
+//! | log | `P` integration | events of the integration purged so far (u64) |
+//! | log | `Y` first seq | a range of restored events: last seq, when (see `purge`) |
 //! | index | `G` segment | a sealed segment's description (see `segment`) |
 //! | index | `S` segment, kind, ... | its doc table chunks (`d`), postings (`p`), hashed buckets (`h`) |
 //! | index | `V` run | a dedup run's description (see `dedup`) |
@@ -45,6 +48,9 @@ pub const COUNT: u8 = b'N';
 pub const DICTIONARY: u8 = b'Z';
 pub const META: u8 = b'M';
 pub const TREE_NODE: u8 = b'H';
+pub const PURGED: u8 = b'X';
+pub const PURGED_COUNT: u8 = b'P';
+pub const RESTORED: u8 = b'Y';
 pub const SEGMENT: u8 = b'G';
 pub const SEGMENT_DATA: u8 = b'S';
 pub const RUN: u8 = b'V';
@@ -252,6 +258,20 @@ pub fn count_key(integration: &str) -> Vec<u8> {
     let mut k = vec![COUNT];
     k.extend_from_slice(integration.as_bytes());
     k
+}
+
+pub fn purged_count_key(integration: &str) -> Vec<u8> {
+    let mut k = vec![PURGED_COUNT];
+    k.extend_from_slice(integration.as_bytes());
+    k
+}
+
+pub fn purged_key(first_seq: u64) -> [u8; 9] {
+    seq_key(PURGED, first_seq)
+}
+
+pub fn restored_key(first_seq: u64) -> [u8; 9] {
+    seq_key(RESTORED, first_seq)
 }
 
 pub fn dictionary_key(id: u32) -> [u8; 5] {

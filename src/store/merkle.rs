@@ -78,7 +78,7 @@ impl HashSource for StoreHashes<'_> {
         let seq = index + 1;
         let mut held = self.held.borrow_mut();
         match self.sh.body_near(seq, &mut held)? {
-            Some((frame, i)) => Ok(prepare::leaf_hash_of(seq, frame.body(i))),
+            Some((frame, i)) => prepare::leaf_of_slot(seq, frame.body(i)),
             None => Err(StoreError::Corrupt(format!(
                 "event {seq:016x}, a leaf of the Merkle log, is missing"
             ))),

@@ -21,6 +21,7 @@ pub mod migrate;
 mod open;
 pub mod postings;
 pub mod prepare;
+pub mod purge;
 pub mod query;
 mod sealer;
 pub mod segment;
@@ -179,6 +180,13 @@ impl PendingAppend {
     }
 }
 
+/// What the writer finds at a dedup candidate's slot.
+pub(crate) enum StoredIdentity {
+    Stored(Vec<u8>),
+    Purged,
+    Missing,
+}
+
 /// What readers query: the sealed segments and the tails (frozen ones waiting to be sealed,
 /// then the live one), swapped whole when the indexer or the sealer changes them.
 pub(crate) struct View {
@@ -202,19 +210,84 @@ pub(crate) struct Shared {
     frames: block::FrameCache,
     stats: StoreStats,
     view: RwLock<Arc<View>>,
-    /// Held by the sealer while it moves a tail into the index, by histograms while they read.
+    /// Held by the sealer while it moves a tail into the index or purges, by histograms while
+    /// they read.
     seal_lock: RwLock<()>,
+    /// Purged and restored events (`purge`), swapped whole when a purge or restore commits.
+    purged: RwLock<Arc<purge::SeqRanges>>,
+    restored: RwLock<Arc<purge::RestoredRanges>>,
     min_free_bytes: u64,
     hash_mask: u64,
     seal_events: usize,
 }
 
 impl Shared {
-    /// The body of the event `seq` (its JSON after the id), if it is stored.
+    /// The body of the event `seq` (its JSON after the id), if it is stored and not purged.
     fn event_body(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
+        if self.purged().contains(seq) {
+            return Ok(None);
+        }
+        let body = self
             .body_near(seq, &mut None)?
-            .map(|(frame, i)| frame.body(i).to_vec()))
+            .map(|(frame, i)| frame.body(i).to_vec());
+        match body {
+            // a frame cached before a restore rewrote its block: read the block again
+            Some(b) if block::is_tombstone(&b) => {
+                let Some(item) = self
+                    .log
+                    .range(keys::block_key(0)..=keys::block_key(seq))
+                    .next_back()
+                else {
+                    return Ok(None);
+                };
+                let (k, v) = item?;
+                let first = keys::decode_u64(&k[1..]);
+                self.frames.forget_block(first);
+                Ok(self
+                    .cached_frame(first, &v, (seq - first) as u32)?
+                    .map(|(frame, i)| frame.body(i).to_vec())
+                    .filter(|b| !block::is_tombstone(b)))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The dedup identity of stored event `seq`; `Purged` when only its tombstone is left
+    /// (which matches any identity of the same hash: `block::Tombstone`).
+    fn stored_identity(&self, seq: u64) -> Result<StoredIdentity, StoreError> {
+        let Some((frame, i)) = self.body_near(seq, &mut None)? else {
+            return Ok(StoredIdentity::Missing);
+        };
+        let body = frame.body(i);
+        if block::is_tombstone(body) {
+            return Ok(StoredIdentity::Purged);
+        }
+        prepare::stored_identity(seq, body).map(StoredIdentity::Stored)
+    }
+
+    pub(crate) fn purged(&self) -> Arc<purge::SeqRanges> {
+        match self.purged.read() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn restored(&self) -> Arc<purge::RestoredRanges> {
+        match self.restored.read() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_ranges(&self, purged: purge::SeqRanges, restored: purge::RestoredRanges) {
+        match self.purged.write() {
+            Ok(mut p) => *p = Arc::new(purged),
+            Err(p) => *p.into_inner() = Arc::new(purged),
+        }
+        match self.restored.write() {
+            Ok(mut p) => *p = Arc::new(restored),
+            Err(p) => *p.into_inner() = Arc::new(restored),
+        }
     }
 
     /// The body of the event `seq`, reusing the block looked up last (`held`) when it holds
@@ -492,6 +565,34 @@ impl Store {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    /// Hands a job to the sealer thread.
+    fn send_sealer(&self, job: writer::SealerJob) -> Result<(), StoreError> {
+        let sealer = self
+            .inner
+            .sealer
+            .lock()
+            .map_err(|_| StoreError::Io("the sealer's lock is poisoned".into()))?;
+        sealer
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(job)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    fn send_purge(&self, job: purge::PurgeJob) -> Result<(), StoreError> {
+        self.send_sealer(writer::SealerJob::Purge(job))
+    }
+
+    fn send_restore(&self, job: purge::RestoreJob) -> Result<(), StoreError> {
+        self.send_sealer(writer::SealerJob::Restore(job))
+    }
+
+    /// Makes everything applied so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.sh().db.flush_async().await?;
+        Ok(())
     }
 
     /// Finishes every queued write, seals what is full, flushes, and stops the store's threads.

@@ -171,6 +171,7 @@ impl Store {
             .map(Arc::new)
             .collect();
 
+        let (purged, restored) = super::purge::load(&log)?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             tokens: db.open_tree(keys::TREE_TOKENS)?,
@@ -189,6 +190,8 @@ impl Store {
             stats: StoreStats::default(),
             view: RwLock::new(Arc::new(View::new(segments, Vec::new()))),
             seal_lock: RwLock::new(()),
+            purged: RwLock::new(Arc::new(purged)),
+            restored: RwLock::new(Arc::new(restored)),
             min_free_bytes: options.min_free_bytes,
             hash_mask: options.dedup_hash_mask,
             seal_events: options.seal_events.clamp(1, tail::SEAL_EVENTS),

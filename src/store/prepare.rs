@@ -259,6 +259,26 @@ pub fn full_json(seq: u64, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The stored body of an event's complete JSON: what follows its id member, which must name
+/// `seq`.
+pub fn body_of_full_json(seq: u64, json: &[u8]) -> Result<Vec<u8>, super::StoreError> {
+    let prefix = id_prefix(seq);
+    match json.strip_prefix(&prefix[..]) {
+        Some(body) if !body.is_empty() => Ok(body.to_vec()),
+        _ => Err(super::StoreError::Corrupt(format!(
+            "the event given for {seq:016x} does not start with its id"
+        ))),
+    }
+}
+
+/// The leaf hash of a stored slot: computed from an event's body, or kept by its tombstone.
+pub fn leaf_of_slot(seq: u64, slot: &[u8]) -> Result<[u8; 32], super::StoreError> {
+    match super::block::Tombstone::parse(slot)? {
+        Some(t) => Ok(t.leaf),
+        None => Ok(leaf_hash_of(seq, slot)),
+    }
+}
+
 /// The dedup identity of a stored event, read back from its body (the writer compares it with a
 /// new event's when their hashes match).
 pub fn stored_identity(seq: u64, body: &[u8]) -> Result<Vec<u8>, super::StoreError> {

@@ -48,7 +48,7 @@ impl Filter {
         !self.fields.is_empty()
     }
 
-    fn terms(&self) -> Vec<Vec<u8>> {
+    pub fn terms(&self) -> Vec<Vec<u8>> {
         let mut terms: Vec<Vec<u8>> = self.fields.iter().map(|(f, v)| keys::term(*f, v)).collect();
         terms.sort();
         terms.dedup();
@@ -121,12 +121,15 @@ pub struct Scan {
     /// (newest possible next match, source): a source's real next match once it is open, an
     /// upper bound before.
     heap: BinaryHeap<(Position, usize)>,
+    /// Purged events, skipped (their postings stay in the index).
+    purged: Arc<super::purge::SeqRanges>,
 }
 
 impl Store {
     /// Walks the events matching `filter`, newest first, strictly older than `after` if given.
     pub fn scan(&self, filter: &Filter, after: Option<Position>) -> Scan {
         let shared = self.shared().clone();
+        let purged = shared.purged();
         let lower = Position {
             time: filter.since.unwrap_or(i64::MIN),
             seq: 0,
@@ -151,6 +154,7 @@ impl Store {
             terms: filter.terms(),
             sources: Vec::new(),
             heap: BinaryHeap::new(),
+            purged,
         };
         let Some(upper) = scan.upper else {
             return scan;
@@ -201,6 +205,8 @@ impl Store {
             }
             match self.event_json(position.seq)? {
                 Some(json) => events.push(json),
+                // purged after the scan took its snapshot of the purged ranges
+                None if self.is_purged(position.seq) => continue,
                 None => {
                     return Err(StoreError::Corrupt(format!(
                         "index names missing event {:016x}",
@@ -393,6 +399,9 @@ impl Scan {
                 continue;
             }
             self.upper = key.previous().filter(|u| *u >= self.lower);
+            if !self.purged.is_empty() && self.purged.contains(key.seq) {
+                continue;
+            }
             return Ok(Some(key));
         }
     }
@@ -590,6 +599,46 @@ impl Store {
             add(bucket, &String::from_utf8_lossy(name), keys::decode_u64(&v));
         }
         Ok(())
+    }
+
+    /// Per group of `d`, over all time: (events, the first day holding one), from the day
+    /// rollups and the tails (purges keep the rollups exact).
+    pub fn totals_by(&self, d: Dimension) -> Result<BTreeMap<String, (u64, Micros)>, StoreError> {
+        let mut out: BTreeMap<String, (u64, Micros)> = BTreeMap::new();
+        let mut add = |bucket: Micros, name: &str, n: u64| {
+            if n == 0 {
+                return;
+            }
+            let e = out.entry(name.to_string()).or_insert((0, bucket));
+            e.0 += n;
+            e.1 = e.1.min(bucket);
+        };
+        let _sealing = self
+            .shared()
+            .seal_lock
+            .read()
+            .map_err(|_| StoreError::Io("the seal lock is poisoned".into()))?;
+        let view = self.shared().view();
+        for tail in &view.tails {
+            let guard = tail
+                .read()
+                .map_err(|_| StoreError::Io("the tail's lock is poisoned".into()))?;
+            for (bucket, name, n) in
+                guard.rollup_counts(Granularity::Day, d, Micros::MIN, Micros::MAX)
+            {
+                add(bucket, name, n);
+            }
+        }
+        for item in self
+            .shared()
+            .index
+            .scan_prefix(keys::rollup_prefix(Granularity::Day, d))
+        {
+            let (k, v) = item?;
+            let (bucket, name) = keys::rollup_parts(&k);
+            add(bucket, &String::from_utf8_lossy(name), keys::decode_u64(&v));
+        }
+        Ok(out)
     }
 
     fn count_by_scan(

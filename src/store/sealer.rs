@@ -63,6 +63,14 @@ pub(super) fn run_sealer(
             }
             Some(SealerJob::Train) => train_dictionary(&sh),
             Some(SealerJob::Garbage(ids)) => collect_garbage(&sh, &mut st, &ids),
+            Some(SealerJob::Purge(job)) => {
+                super::purge::run_purge(&sh, job);
+                Ok(())
+            }
+            Some(SealerJob::Restore(job)) => {
+                super::purge::run_restore(&sh, job);
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "store maintenance failed");
@@ -413,7 +421,11 @@ fn train_dictionary(sh: &Shared) -> Result<(), StoreError> {
     for item in sh.log.range(keys::block_key(1)..=keys::block_key(u64::MAX)) {
         let (_, v) = item?;
         let view = block::BlockView::parse(&v)?;
-        samples.extend(view.bodies(&sh.dicts)?);
+        samples.extend(
+            view.bodies(&sh.dicts)?
+                .into_iter()
+                .filter(|b| !block::is_tombstone(b)),
+        );
         if samples.len() as u64 >= TRAIN_AFTER {
             break;
         }

@@ -8,11 +8,17 @@
 //! The chain alone cannot catch someone with disk access who deletes the newest events and sets
 //! the head back, or rewrites the whole chain: a checkpoint signed before, and kept where they
 //! cannot reach it, does.
+//!
+//! A purged event's slot holds a tombstone (`purge`) with its leaf and chain hashes: the walk
+//! goes on from those, and checks that the purge it names is recorded in the log.
 
 use serde::Serialize;
 
-use super::block::{BlockView, CHAIN_PREFIX};
+use std::collections::BTreeMap;
+
+use super::block::{BlockView, Tombstone, CHAIN_PREFIX};
 use super::merkle::{kept, read_node};
+use super::purge::{PURGE_EVENT_TYPE, SYSTEM_INTEGRATION};
 use super::{keys, prepare, Store, StoreError};
 use crate::evidence::merkle::{CompactTree, Hash, NodeId};
 
@@ -77,10 +83,10 @@ impl<'a> TreeCheck<'a> {
     }
 
     /// Adds event `seq`'s leaf; a broken link when a kept node or a claim disagrees.
-    fn push(&mut self, seq: u64, body: &[u8]) -> Result<Option<BrokenLink>, StoreError> {
+    fn push(&mut self, seq: u64, leaf: Hash) -> Result<Option<BrokenLink>, StoreError> {
         let mut nodes: Vec<(NodeId, Hash)> = Vec::new();
         self.tree
-            .push_with(prepare::leaf_hash_of(seq, body), |id, hash| {
+            .push_with(leaf, |id, hash| {
                 if kept(id) {
                     nodes.push((id, *hash));
                 }
@@ -137,6 +143,32 @@ impl<'a> TreeCheck<'a> {
 }
 
 impl Store {
+    /// Every tombstone must name the retention record of its purge: an event of the `trailhub`
+    /// integration of type `PURGE_EVENT_TYPE` (or, once that record has itself expired, its
+    /// tombstone). A slot emptied by hand names nothing of the kind.
+    fn check_purges(&self, purges: &BTreeMap<u64, u64>) -> Result<Option<BrokenLink>, StoreError> {
+        for (&purge_seq, &first) in purges {
+            if self.shared().purged().contains(purge_seq) {
+                continue;
+            }
+            let named = match self.event(purge_seq)? {
+                Some(e) => {
+                    e.integration.id == SYSTEM_INTEGRATION && e.event_type == PURGE_EVENT_TYPE
+                }
+                None => false,
+            };
+            if !named {
+                return Ok(Some(broken(
+                    first,
+                    format!(
+                        "the event was removed, but the purge it names ({purge_seq:016x}) is not a retention record"
+                    ),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.verify_against(&[])
     }
@@ -151,6 +183,8 @@ impl Store {
         let mut checked = 0u64;
         // a claim on the empty tree is settled before any event
         let mut first_broken = tree.claims_at_size();
+        // purge event seq → the first tombstone naming it
+        let mut purges: BTreeMap<u64, u64> = BTreeMap::new();
         'blocks: for item in sh.log.range(keys::block_key(0)..=keys::block_key(u64::MAX)) {
             if first_broken.is_some() {
                 break;
@@ -175,6 +209,8 @@ impl Store {
                 }
             };
             let mut seq = first;
+            // whether `prev` is the chain hash before `seq` (false past a tombstone)
+            let mut chained = true;
             for f in 0..view.frame_count() {
                 let frame = match view.decode_frame(f, &sh.dicts) {
                     Ok(frame) => frame,
@@ -184,33 +220,56 @@ impl Store {
                     }
                 };
                 for i in 0..frame.len() {
-                    let computed = prepare::chain_hash_of(&prev, seq, frame.body(i));
-                    if computed[..CHAIN_PREFIX] != *frame.chain_prefix(i) {
-                        first_broken = Some(broken(
-                            seq,
-                            "hash does not match the event's content and its predecessor",
-                        ));
-                        break 'blocks;
-                    }
-                    if let Some(b) = tree.push(seq, frame.body(i))? {
+                    let slot = frame.body(i);
+                    // a purged event's slot keeps its leaf, not its chain hash: past it the block
+                    // is checked by the tree alone, and the chain picks up at the block's hash
+                    let leaf = match Tombstone::parse(slot) {
+                        Ok(Some(t)) => {
+                            purges.entry(t.purge_seq).or_insert(seq);
+                            chained = false;
+                            t.leaf
+                        }
+                        Ok(None) => {
+                            if chained {
+                                let computed = prepare::chain_hash_of(&prev, seq, slot);
+                                if computed[..CHAIN_PREFIX] != *frame.chain_prefix(i) {
+                                    first_broken = Some(broken(
+                                        seq,
+                                        "hash does not match the event's content and its predecessor",
+                                    ));
+                                    break 'blocks;
+                                }
+                                prev = computed;
+                            }
+                            prepare::leaf_hash_of(seq, slot)
+                        }
+                        Err(e) => {
+                            first_broken = Some(broken(seq, e.to_string()));
+                            break 'blocks;
+                        }
+                    };
+                    if let Some(b) = tree.push(seq, leaf)? {
                         first_broken = Some(b);
                         break 'blocks;
                     }
-                    prev = computed;
                     checked += 1;
                     seq += 1;
                 }
             }
-            if prev != view.hash {
+            if chained && prev != view.hash {
                 first_broken = Some(broken(
                     seq - 1,
                     "the block's chain hash does not match its events",
                 ));
                 break;
             }
+            prev = view.hash;
         }
         if first_broken.is_none() {
             first_broken = tree.past_end();
+        }
+        if first_broken.is_none() {
+            first_broken = self.check_purges(&purges)?;
         }
         if first_broken.is_none() {
             if checked != head.seq {

@@ -87,6 +87,10 @@ pub(super) enum SealerJob {
     Train,
     /// Runs the writer no longer reads: delete their data.
     Garbage(Vec<u64>),
+    /// Replace events by tombstones (`purge`).
+    Purge(super::purge::PurgeJob),
+    /// Put purged events back (`purge`).
+    Restore(super::purge::RestoreJob),
 }
 
 fn answer_all_with(replies: impl IntoIterator<Item = Reply>, e: &StoreError) {
@@ -254,11 +258,12 @@ fn find_stored(
     }
     for run in st.runs.iter().rev() {
         for seq in run.lookup(&sh.index, h)? {
-            let Some(body) = sh.event_body(seq)? else {
-                continue;
-            };
-            if prepare::stored_identity(seq, &body)? == identity {
-                return Ok(Some(seq));
+            match sh.stored_identity(seq)? {
+                super::StoredIdentity::Stored(stored) if stored == identity => {
+                    return Ok(Some(seq))
+                }
+                super::StoredIdentity::Purged => return Ok(Some(seq)),
+                _ => {}
             }
         }
     }

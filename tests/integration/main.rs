@@ -16,6 +16,7 @@ mod keys;
 mod layering;
 mod polling;
 mod process;
+mod retention;
 mod route_matrix;
 mod schema;
 mod secret_leak;

@@ -58,6 +58,18 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
             "/api/v1/integrations/{id}/poll",
             [401, 403, 403, 202],
         ),
+        (M::GET, "/api/v1/retention", VIEWER_READS),
+        (M::PUT, "/api/v1/retention", ADMIN_ONLY_READ),
+        (M::POST, "/api/v1/retention/run", ADMIN_ONLY_READ),
+        (M::GET, "/api/v1/legal-holds", VIEWER_READS),
+        (M::POST, "/api/v1/legal-holds", [401, 403, 403, 201]),
+        // no hold has this id: the admin gets past the role check to a 404
+        (M::DELETE, "/api/v1/legal-holds/{id}", [401, 403, 403, 404]),
+        // no archive is configured here (tests/integration/archive.rs has one)
+        (M::GET, "/api/v1/archive", [401, 403, 403, 409]),
+        // an empty body is no segment
+        (M::POST, "/api/v1/archive/restore", [401, 403, 403, 400]),
+        (M::GET, "/api/v1/storage", VIEWER_READS),
         // webhooks are not bearer-authenticated: every caller is a stranger to the scheme
         (M::GET, "/hooks/{integration_id}", PUBLIC_PAGE),
         (M::POST, "/hooks/{integration_id}", [401; 4]),
@@ -93,6 +105,10 @@ impl Fixtures {
             ("POST", "/api/v1/tokens") => json(json!({"name": "matrix", "role": "viewer"})),
             ("POST", "/api/v1/integrations") => json(okta("matrix-new")),
             ("PATCH", _) => json(json!({"schedule": "0 0 0 1 1 *"})),
+            ("PUT", "/api/v1/retention") => json(json!({"categories": {"system": 120}})),
+            ("POST", "/api/v1/legal-holds") => {
+                json(json!({"reason": "matrix", "integration": "x"}))
+            }
             ("POST", "/hooks/{integration_id}") => json(json!({"data": {"events": []}})),
             _ => None,
         };
@@ -100,6 +116,7 @@ impl Fixtures {
             "/api/v1/events/histogram" => "?bucket=1h",
             "/api/v1/events/export" => "?format=ndjson",
             "/api/v1/checkpoints/consistency" => "?from=1",
+            "/api/v1/retention/run" => "?dry_run=true",
             _ => "",
         };
         (format!("{path}{query}"), body)
