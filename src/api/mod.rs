@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 pub use error::{store_failed_error, ApiError, ErrorCode, StoreRefusal};
+pub use retention::MAX_RESTORE_UPLOAD;
 pub use routes::{RouteEntry, Routes};
 
 use crate::auth::{Principal, Role, Tokens};

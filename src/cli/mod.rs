@@ -10,6 +10,7 @@ mod events;
 mod integrations;
 mod keys;
 mod remote;
+mod retention;
 mod verify;
 
 use std::path::PathBuf;
@@ -75,6 +76,26 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// The retention policy: what is kept how long, and purging what expired
+    Retention {
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
+    /// Legal holds: what must not be purged
+    Holds {
+        #[command(subcommand)]
+        command: retention::HoldsCommand,
+    },
+    /// Archived segments of purged events, and restoring them
+    Archive {
+        #[command(subcommand)]
+        command: retention::ArchiveCommand,
+    },
+    /// Bytes stored and archived, events and oldest event per category, next purge
+    Storage {
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
 }
 
@@ -266,6 +287,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Connectors { command }) => integrations::connectors(command),
         Some(Command::Keys { command }) => keys::keys(&settings(&cli)?, command).await,
+        Some(Command::Retention { command }) => {
+            retention::retention(&settings(&cli)?, command).await
+        }
+        Some(Command::Holds { command }) => retention::holds(&settings(&cli)?, command).await,
+        Some(Command::Archive { command }) => retention::archive(&settings(&cli)?, command).await,
+        Some(Command::Storage { remote }) => retention::storage(&settings(&cli)?, remote).await,
     }
 }
 

@@ -113,6 +113,35 @@ impl Client {
         Ok(self.send_json(reqwest::Method::POST, path, body).await?.1)
     }
 
+    pub async fn put_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        Ok(self.send_json(reqwest::Method::PUT, path, body).await?.1)
+    }
+
+    /// POSTs raw bytes (an archive segment).
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let body = Self::read(response).await?;
+        if status.as_u16() == 422 {
+            let message = body["error"]["message"].as_str().unwrap_or("no message");
+            anyhow::bail!("hub answered {status}: {message}")
+        }
+        Ok(body)
+    }
+
     async fn send_json(
         &self,
         method: reqwest::Method,

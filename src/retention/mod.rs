@@ -592,6 +592,12 @@ fn find_expired(
             let Some(event) = store.event(position.seq)? else {
                 continue;
             };
+            // the records of earlier purges stay: every tombstone names one (`verify` checks)
+            if event.event_type == PURGE_EVENT_TYPE
+                && event.integration.id == crate::store::purge::SYSTEM_INTEGRATION
+            {
+                continue;
+            }
             let Some(cutoff) = policy.cutoff(&event.integration.id, category.as_str(), now) else {
                 continue;
             };

@@ -143,14 +143,11 @@ impl<'a> TreeCheck<'a> {
 }
 
 impl Store {
-    /// Every tombstone must name the retention record of its purge: an event of the `trailhub`
-    /// integration of type `PURGE_EVENT_TYPE` (or, once that record has itself expired, its
-    /// tombstone). A slot emptied by hand names nothing of the kind.
+    /// Every tombstone must name the retention record of its purge: a stored event of the
+    /// `trailhub` integration of type `PURGE_EVENT_TYPE` (retention never purges those). A slot
+    /// emptied by hand names nothing of the kind.
     fn check_purges(&self, purges: &BTreeMap<u64, u64>) -> Result<Option<BrokenLink>, StoreError> {
         for (&purge_seq, &first) in purges {
-            if self.shared().purged().contains(purge_seq) {
-                continue;
-            }
             let named = match self.event(purge_seq)? {
                 Some(e) => {
                     e.integration.id == SYSTEM_INTEGRATION && e.event_type == PURGE_EVENT_TYPE

@@ -6,6 +6,8 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use trailhub::store::block::{is_tombstone, BlockView, Dictionaries, Packer, Tombstone};
+use trailhub::store::{keys, prepare};
 use trailhub::time::{format_micros, now_micros, DAY};
 
 use crate::support::hub::*;
@@ -217,9 +219,78 @@ async fn a_purge_removes_only_what_expired_keeps_counts_exact_and_the_log_provab
     // the full walk over the stopped hub's data dir: tombstones keep the chain and the tree
     let (ok, out) = cli(dir.path(), &["verify"]);
     assert!(ok, "{out}");
+
+    // someone with the disk empties a slot by hand, keeping its leaf hash so that the tree
+    // still adds up: the tombstone names no retention record, and `verify` says so
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), copy.path());
+    edit_slot(copy.path(), 3, |seq, slot| {
+        assert!(
+            !is_tombstone(slot),
+            "event 3 (auth-old-0) survived the purge"
+        );
+        Tombstone {
+            leaf: prepare::leaf_hash_of(seq, slot),
+            purge_seq: 4,
+        }
+        .encode()
+    });
+    let (ok, out) = cli(copy.path(), &["verify"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("is not a retention record"), "{out}");
+    // a tombstone's leaf hash changed: the tree no longer adds up
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), copy.path());
+    edit_slot(copy.path(), 4, |_, slot| {
+        let mut t = Tombstone::parse(slot)
+            .expect("parses")
+            .expect("event 4 was purged");
+        t.leaf[0] ^= 1;
+        t.encode()
+    });
+    let (ok, out) = cli(copy.path(), &["verify"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("BROKEN"), "{out}");
 }
 
-#[tokio::test]
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).expect("dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Rewrites the slot of event `seq` in a stopped hub's store (no dictionary: these stores are
+/// too small to train one).
+fn edit_slot(dir: &std::path::Path, seq: u64, edit: impl FnOnce(u64, &[u8]) -> Vec<u8>) {
+    let db = trailhub::store::open_db(&dir.join("db"), 8 << 20).expect("open store");
+    let log = db.open_tree(keys::TREE_LOG).expect("log");
+    let (k, v) = log
+        .range(keys::block_key(0)..=keys::block_key(seq))
+        .next_back()
+        .expect("a block")
+        .expect("read");
+    let first = keys::decode_u64(&k[1..]);
+    let view = BlockView::parse(&v).expect("block");
+    let dicts = Dictionaries::default();
+    let mut slots = view.slots(&dicts).expect("slots");
+    let i = (seq - first) as usize;
+    slots[i].0 = edit(seq, &slots[i].0);
+    let refs: Vec<(&[u8], &[u8])> = slots.iter().map(|(b, p)| (b.as_slice(), &p[..])).collect();
+    let value = Packer::new()
+        .expect("packer")
+        .pack(&refs, &view.hash, None)
+        .expect("pack");
+    log.insert(k, value).expect("write");
+    db.flush().expect("flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_and_holds_are_validated_and_audited() {
     let hub = TestHub::start().await;
     let viewer = hub.mint("viewer").await;
@@ -343,5 +414,50 @@ async fn policies_and_holds_are_validated_and_audited() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // the same through the CLI, against the running hub
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let remote = ["--hub", hub.url.as_str(), "--token", ADMIN];
+    let run_cli = |args: Vec<&str>| {
+        let mut all = args;
+        all.extend(remote);
+        cli(elsewhere.path(), &all)
+    };
+    let (ok, out) = run_cli(vec![
+        "retention",
+        "set",
+        "--category",
+        "system=45",
+        "--integration",
+        "okta=default",
+    ]);
+    assert!(ok, "{out}");
+    let shown: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(shown["policy"]["categories"]["system"], 45, "{out}");
+    assert!(
+        shown["policy"]["integrations"].get("okta").is_none(),
+        "{out}"
+    );
+    let (ok, out) = run_cli(vec!["retention", "set", "--category", "system=0"]);
+    assert!(!ok && out.contains("0 days"), "{out}");
+    let (ok, out) = run_cli(vec!["retention", "set", "--category", "system=soon"]);
+    assert!(!ok && out.contains("whole number"), "{out}");
+    let (ok, out) = run_cli(vec![
+        "holds",
+        "add",
+        "--reason",
+        "audit 2027",
+        "--filter",
+        "actor=u1",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_cli(vec!["holds", "list"]);
+    assert!(ok && out.contains("audit 2027"), "{out}");
+    let (ok, out) = run_cli(vec!["retention", "run", "--dry-run"]);
+    assert!(ok && out.contains("\"dry_run\": true"), "{out}");
+    let (ok, out) = run_cli(vec!["storage"]);
+    assert!(ok && out.contains("\"purged\": 0"), "{out}");
+    let (ok, out) = run_cli(vec!["archive", "list"]);
+    assert!(!ok && out.contains("no archive is configured"), "{out}");
     hub.stop().await;
 }
