@@ -2,6 +2,7 @@
 //! schema, stores them append-only and tamper-evident in sled, and serves a unified timeline
 
 pub mod api;
+pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod checkpoints;
