@@ -101,43 +101,123 @@ fn next_line(reader: &mut impl BufRead, line_no: u64) -> Result<Option<Vec<u8>>,
 /// inclusion proof from its own bytes to the signed root. Fails at the first line that does not
 /// verify.
 pub fn verify_bundle(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     key: &NoteVerifier,
 ) -> Result<BundleReport, BundleError> {
-    let header = next_line(&mut reader, 1)?.ok_or(BundleError::Empty)?;
-    let header: BundleHeader =
-        serde_json::from_slice(&header).map_err(|e| bad(1, format!("not a bundle header: {e}")))?;
-    if header.trailhub_bundle != BUNDLE_FORMAT {
-        return Err(bad(
-            1,
-            format!(
-                "bundle format {} is not {BUNDLE_FORMAT}",
-                header.trailhub_bundle
-            ),
-        ));
-    }
-    let checkpoint = Checkpoint::open(
-        header.checkpoint.as_bytes(),
-        key.name(),
-        std::slice::from_ref(key),
-    )
-    .map_err(|e| {
-        bad(
-            1,
-            format!("the checkpoint does not verify with the key: {e}"),
-        )
-    })?;
-    if checkpoint.size() != header.tree_size || checkpoint.origin() != header.origin {
-        return Err(bad(1, "the header does not match its checkpoint"));
-    }
-    let mut line_no = 1;
+    let mut bundle = BundleReader::open(reader, key)?;
     let mut events = 0;
-    while let Some(line) = next_line(&mut reader, line_no + 1)? {
-        line_no += 1;
-        if line.is_empty() {
-            continue;
+    while bundle.next_event()?.is_some() {
+        events += 1;
+    }
+    Ok(BundleReport {
+        origin: bundle.checkpoint.origin().to_string(),
+        tree_size: bundle.checkpoint.size(),
+        events,
+    })
+}
+
+/// One event of a bundle whose proof checked: its leaf index and its exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEvent {
+    pub leaf_index: u64,
+    pub event_bytes: Vec<u8>,
+}
+
+/// A bundle read line by line, each line checked as it is read: the one place the checks of a
+/// bundle are written, for `verify_bundle` and for whoever needs the events themselves (an
+/// archive restore), holding one event at a time.
+pub struct BundleReader<R> {
+    reader: R,
+    header: BundleHeader,
+    checkpoint: Checkpoint,
+    line_no: u64,
+    /// set at the first error: a reader does not go on past a line that failed
+    failed: bool,
+}
+
+impl<R: BufRead> BundleReader<R> {
+    /// Reads the header and checks its checkpoint against `key`; no event is read yet.
+    pub fn open(mut reader: R, key: &NoteVerifier) -> Result<Self, BundleError> {
+        let header = next_line(&mut reader, 1)?.ok_or(BundleError::Empty)?;
+        let header: BundleHeader = serde_json::from_slice(&header)
+            .map_err(|e| bad(1, format!("not a bundle header: {e}")))?;
+        if header.trailhub_bundle != BUNDLE_FORMAT {
+            return Err(bad(
+                1,
+                format!(
+                    "bundle format {} is not {BUNDLE_FORMAT}",
+                    header.trailhub_bundle
+                ),
+            ));
         }
-        let entry: BundleEvent = serde_json::from_slice(&line)
+        let checkpoint = Checkpoint::open(
+            header.checkpoint.as_bytes(),
+            key.name(),
+            std::slice::from_ref(key),
+        )
+        .map_err(|e| {
+            bad(
+                1,
+                format!("the checkpoint does not verify with the key: {e}"),
+            )
+        })?;
+        if checkpoint.size() != header.tree_size || checkpoint.origin() != header.origin {
+            return Err(bad(1, "the header does not match its checkpoint"));
+        }
+        Ok(BundleReader {
+            reader,
+            header,
+            checkpoint,
+            line_no: 1,
+            failed: false,
+        })
+    }
+
+    pub fn header(&self) -> &BundleHeader {
+        &self.header
+    }
+
+    /// The reader the lines come from.
+    pub fn get_ref(&self) -> &R {
+        &self.reader
+    }
+
+    /// The signed checkpoint every proof is checked against.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// The line number of the event last returned (1 before the first).
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// The next event, its proof checked; `None` at the end. Blank lines are skipped.
+    pub fn next_event(&mut self) -> Result<Option<VerifiedEvent>, BundleError> {
+        if self.failed {
+            return Ok(None);
+        }
+        let result = self.read_event();
+        self.failed = result.is_err();
+        result
+    }
+
+    fn read_event(&mut self) -> Result<Option<VerifiedEvent>, BundleError> {
+        loop {
+            let Some(line) = next_line(&mut self.reader, self.line_no + 1)? else {
+                return Ok(None);
+            };
+            self.line_no += 1;
+            if line.is_empty() {
+                continue;
+            }
+            return self.check_event(&line).map(Some);
+        }
+    }
+
+    fn check_event(&self, line: &[u8]) -> Result<VerifiedEvent, BundleError> {
+        let line_no = self.line_no;
+        let entry: BundleEvent = serde_json::from_slice(line)
             .map_err(|e| bad(line_no, format!("not a bundle event: {e}")))?;
         let proof = entry
             .proof
@@ -152,9 +232,9 @@ pub fn verify_bundle(
         verify_inclusion(
             &leaf_hash(entry.event.as_bytes()),
             entry.leaf_index,
-            checkpoint.size(),
+            self.checkpoint.size(),
             &proof,
-            checkpoint.root(),
+            self.checkpoint.root(),
         )
         .map_err(|e| {
             bad(
@@ -165,22 +245,35 @@ pub fn verify_bundle(
                 ),
             )
         })?;
-        events += 1;
+        Ok(VerifiedEvent {
+            leaf_index: entry.leaf_index,
+            event_bytes: entry.event.into_bytes(),
+        })
     }
-    Ok(BundleReport {
-        origin: checkpoint.origin().to_string(),
-        tree_size: checkpoint.size(),
-        events,
-    })
 }
 
+impl<R: BufRead> Iterator for BundleReader<R> {
+    type Item = Result<VerifiedEvent, BundleError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_event().transpose()
+    }
+}
+
+/// Signed bundles of made-up events, for the tests of this module and of the archive.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
     use crate::evidence::note::NoteSigner;
     use crate::evidence::proof::{inclusion_proof, MemoryTree};
 
-    fn bundle(signer: &NoteSigner, events: &[String]) -> Vec<u8> {
+    /// A log of `events`, a checkpoint of it signed by `signer`, and the bundle lines of the
+    /// leaves `pick` names (in that order).
+    pub(crate) fn bundle_parts(
+        signer: &NoteSigner,
+        events: &[String],
+        pick: impl IntoIterator<Item = usize>,
+    ) -> (BundleHeader, Vec<BundleEvent>) {
         let mut tree = MemoryTree::new();
         for e in events {
             tree.push(leaf_hash(e.as_bytes())).expect("push");
@@ -195,12 +288,29 @@ mod tests {
             tree_size: tree.size(),
             checkpoint: checkpoint.to_string(),
         };
+        let lines = pick
+            .into_iter()
+            .map(|i| {
+                let proof = inclusion_proof(&tree, i as u64, tree.size()).expect("proof");
+                BundleEvent::new(i as u64, &proof, events[i].as_bytes())
+            })
+            .collect();
+        (header, lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::bundle_parts;
+    use super::*;
+    use crate::evidence::note::NoteSigner;
+
+    fn bundle(signer: &NoteSigner, events: &[String]) -> Vec<u8> {
+        let (header, lines) = bundle_parts(signer, events, (0..events.len()).rev().step_by(2));
         let mut out = serde_json::to_vec(&header).expect("json");
         out.push(b'\n');
-        for (i, e) in events.iter().enumerate().rev().step_by(2) {
-            let proof = inclusion_proof(&tree, i as u64, tree.size()).expect("proof");
-            let line = BundleEvent::new(i as u64, &proof, e.as_bytes());
-            out.extend(serde_json::to_vec(&line).expect("json"));
+        for line in &lines {
+            out.extend(serde_json::to_vec(line).expect("json"));
             out.push(b'\n');
         }
         out

@@ -80,6 +80,18 @@ fn evidence_imports_nothing_above_it() {
     assert!(bad.is_empty(), "evidence imports higher modules: {bad:?}");
 }
 
+/// `archive` is the segment format: bundles of `evidence`, compressed and encrypted. It sits
+/// below whatever archives and restores (the store, the CLI), so it may use nothing of the crate
+/// but `evidence`.
+#[test]
+fn archive_imports_nothing_but_evidence() {
+    let bad: Vec<_> = crate_modules_used(&["archive"])
+        .into_iter()
+        .filter(|(m, _)| m != "evidence" && m != "archive")
+        .collect();
+    assert!(bad.is_empty(), "archive imports higher modules: {bad:?}");
+}
+
 /// The module paths a source text names, as written after `crate::` or `super::` (including
 /// each item of a `{...}` group), with which of the two it was; test-only code is left out.
 fn paths_used(text: &str) -> Vec<(&'static str, Vec<String>)> {
