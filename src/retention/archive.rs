@@ -11,10 +11,11 @@
 //! (`Store::restore`, which also checks each event hashes to the leaf its tombstone kept).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::segment::{self, ArchiveKey, SegmentWriter};
+use crate::archive::{self as format, ArchiveKey, SegmentSummary, SegmentWriter};
 use crate::checkpoints::{Checkpointer, Stored};
 use crate::evidence::bundle::{BundleEvent, BundleHeader, BUNDLE_FORMAT};
 use crate::objects::{ObjectStore, ObjectTarget};
@@ -48,14 +49,18 @@ pub struct ArchivedObject {
 
 pub struct Archive {
     objects: ObjectStore,
-    key: Option<ArchiveKey>,
+    key: Option<Arc<ArchiveKey>>,
 }
 
 impl Archive {
     pub fn new(settings: &ArchiveSettings) -> Result<Archive, String> {
         let objects = ObjectStore::new(&settings.target).map_err(|e| e.to_string())?;
         let key = match &settings.key_file {
-            Some(path) => Some(ArchiveKey::load(path).map_err(|e| e.to_string())?),
+            Some(path) => {
+                Some(Arc::new(ArchiveKey::load(path).map_err(|e| {
+                    format!("archive key {}: {e}", path.display())
+                })?))
+            }
             None => None,
         };
         Ok(Archive { objects, key })
@@ -85,11 +90,11 @@ impl Archive {
         let seqs = seqs.to_vec();
         let key = self.key.clone();
         let (bytes, summary) = tokio::task::spawn_blocking(move || {
-            build_segment(&store, &checkpoint, &seqs, key.as_ref())
+            build_segment(&store, &checkpoint, &seqs, key.as_deref())
         })
         .await
         .map_err(|e| format!("the archive task failed: {e}"))??;
-        let name = segment::segment_name(first - 1, last - 1, self.key.is_some());
+        let name = format::segment_name(first - 1, last - 1, self.key.is_some());
         self.objects
             .put(&name, bytes)
             .await
@@ -124,8 +129,8 @@ impl Archive {
             .collect())
     }
 
-    pub fn key(&self) -> Option<&ArchiveKey> {
-        self.key.as_ref()
+    pub fn key(&self) -> Option<Arc<ArchiveKey>> {
+        self.key.clone()
     }
 }
 
@@ -134,7 +139,7 @@ fn build_segment(
     checkpoint: &Stored,
     seqs: &[u64],
     key: Option<&ArchiveKey>,
-) -> Result<(Vec<u8>, segment::SegmentSummary), String> {
+) -> Result<(Vec<u8>, SegmentSummary), String> {
     let header = BundleHeader {
         trailhub_bundle: BUNDLE_FORMAT,
         origin: checkpoint.checkpoint.origin().to_string(),
@@ -142,7 +147,8 @@ fn build_segment(
         checkpoint: checkpoint.note.clone(),
     };
     let prover = store.prover(checkpoint.size()).map_err(|e| e.to_string())?;
-    let mut writer = SegmentWriter::new(Vec::new(), &header, key).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    let mut writer = SegmentWriter::new(&mut bytes, &header, key).map_err(|e| e.to_string())?;
     for &seq in seqs {
         let json = store
             .event_json(seq)
@@ -153,30 +159,39 @@ fn build_segment(
             .push(&BundleEvent::new(seq - 1, &proof, &json))
             .map_err(|e| e.to_string())?;
     }
-    let (bytes, summary) = writer.finish().map_err(|e| e.to_string())?;
+    let summary = writer.finish().map_err(|e| e.to_string())?;
     Ok((bytes, summary))
 }
+
+/// Events put back per call to the store (one restore transaction set).
+const RESTORE_CHUNK: usize = 10_000;
 
 /// Checks a segment against the hub's own checkpoints and puts its events back.
 pub async fn restore_segment(
     store: &Store,
     checkpointer: &Checkpointer,
-    key: Option<&ArchiveKey>,
+    key: Option<Arc<ArchiveKey>>,
     bytes: Vec<u8>,
 ) -> Result<RestoreOutcome, String> {
     let verifier = checkpointer.verifier();
-    let key = key.cloned();
-    let (header, events) = tokio::task::spawn_blocking(move || {
-        let mut events = Vec::new();
-        let header = segment::read_segment_events(&bytes[..], key.as_ref(), &verifier, |e| {
-            events.push((e.leaf_index + 1, e.event_bytes));
-            Ok(())
+    let bytes = std::sync::Arc::new(bytes);
+    // first every proof, then the events: a segment with one bad line restores nothing
+    let header = {
+        let bytes = bytes.clone();
+        let key = key.clone();
+        let verifier = verifier.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut events = format::read_segment_events(&bytes[..], key.as_deref(), &verifier)
+                .map_err(|e| e.to_string())?;
+            let header = events.header().clone();
+            for event in events.by_ref() {
+                event.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(header)
         })
-        .map_err(|e| e.to_string())?;
-        Ok::<_, String>((header, events))
-    })
-    .await
-    .map_err(|e| format!("the restore task failed: {e}"))??;
+        .await
+        .map_err(|e| format!("the restore task failed: {e}"))??
+    };
     // the segment's checkpoint must be the one this hub signed at that size: a segment from
     // another log (or a forged one under a leaked key) is refused
     let own = checkpointer
@@ -199,8 +214,41 @@ pub async fn restore_segment(
             header.tree_size
         ));
     }
-    store
-        .restore(events, now_micros())
-        .await
-        .map_err(|e| e.to_string())
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(u64, Vec<u8>)>, String>>(1);
+    tokio::task::spawn_blocking(move || {
+        let events = match format::read_segment_events(&bytes[..], key.as_deref(), &verifier) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e.to_string()));
+                return;
+            }
+        };
+        let mut chunk = Vec::with_capacity(RESTORE_CHUNK);
+        for event in events {
+            match event {
+                Ok(e) => chunk.push((e.leaf_index + 1, e.event_bytes)),
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e.to_string()));
+                    return;
+                }
+            }
+            if chunk.len() == RESTORE_CHUNK
+                && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
+            {
+                return;
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(Ok(chunk));
+        }
+    });
+    let mut outcome = RestoreOutcome::default();
+    let at = now_micros();
+    while let Some(chunk) = rx.recv().await {
+        let done = store.restore(chunk?, at).await.map_err(|e| e.to_string())?;
+        outcome.restored += done.restored;
+        outcome.present += done.present;
+    }
+    store.flush().await.map_err(|e| e.to_string())?;
+    Ok(outcome)
 }
