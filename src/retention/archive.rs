@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::archive::{self as format, ArchiveKey, SegmentSummary, SegmentWriter};
 use crate::checkpoints::{Checkpointer, Stored};
 use crate::evidence::bundle::{BundleEvent, BundleHeader, BUNDLE_FORMAT};
-use crate::objects::{ObjectStore, ObjectTarget};
+use crate::objects::{ObjectKey, ObjectStore, ObjectTarget};
 use crate::store::purge::RestoreOutcome;
 use crate::store::Store;
 use crate::time::now_micros;
@@ -28,13 +28,28 @@ pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 
 /// Where purged events are archived (`[archive]` in the config file: the target's keys, and
 /// `key_file`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct ArchiveSettings {
-    #[serde(flatten)]
     pub target: ObjectTarget,
     /// A 32-byte key (hex or base64) the segments are encrypted with.
-    #[serde(default)]
     pub key_file: Option<PathBuf>,
+}
+
+impl ArchiveSettings {
+    /// Reads the `[archive]` table: `key_file`, and the rest as the object target (unknown keys
+    /// are refused there).
+    pub fn from_table(table: &toml::Table) -> Result<ArchiveSettings, String> {
+        let mut table = table.clone();
+        let key_file = match table.remove("key_file") {
+            None => None,
+            Some(toml::Value::String(s)) if !s.is_empty() => Some(PathBuf::from(s)),
+            Some(_) => return Err("key_file: a path".into()),
+        };
+        let target: ObjectTarget = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| e.to_string())?;
+        Ok(ArchiveSettings { target, key_file })
+    }
 }
 
 /// One segment written.
@@ -54,7 +69,7 @@ pub struct Archive {
 
 impl Archive {
     pub fn new(settings: &ArchiveSettings) -> Result<Archive, String> {
-        let objects = ObjectStore::new(&settings.target).map_err(|e| e.to_string())?;
+        let objects = settings.target.build().map_err(|e| e.to_string())?;
         let key = match &settings.key_file {
             Some(path) => {
                 Some(Arc::new(ArchiveKey::load(path).map_err(|e| {
@@ -95,8 +110,9 @@ impl Archive {
         .await
         .map_err(|e| format!("the archive task failed: {e}"))??;
         let name = format::segment_name(first - 1, last - 1, self.key.is_some());
+        let key = ObjectKey::parse(&name).map_err(|e| e.to_string())?;
         self.objects
-            .put(&name, bytes)
+            .put(&key, bytes)
             .await
             .map_err(|e| format!("writing {name} to {}: {e}", self.describe()))?;
         tracing::info!(object = %name, events = summary.events, bytes = summary.stored_bytes, target = %self.describe(), "archive segment written");
@@ -111,8 +127,9 @@ impl Archive {
 
     /// Reads one archived object.
     pub async fn read(&self, name: &str) -> Result<Vec<u8>, String> {
+        let key = ObjectKey::parse(name).map_err(|e| e.to_string())?;
         self.objects
-            .get(name, MAX_SEGMENT_BYTES)
+            .get(&key, MAX_SEGMENT_BYTES)
             .await
             .map_err(|e| format!("reading {name} from {}: {e}", self.describe()))
     }

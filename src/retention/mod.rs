@@ -100,8 +100,7 @@ impl RetentionSettings {
             settings.restore_hold = Duration::from_secs(days * 86_400);
         }
         if let Some(table) = &c.archive {
-            let archive: archive::ArchiveSettings = toml::Value::Table(table.clone())
-                .try_into()
+            let archive = archive::ArchiveSettings::from_table(table)
                 .map_err(|e| format!("[archive]: {e}"))?;
             settings.archive = Some(archive);
         }
@@ -511,15 +510,16 @@ impl Retention {
         Ok(())
     }
 
-    /// Runs the job every `interval` until `stop` fires; the first run comes a minute after
-    /// start, so that a restart does not purge before the hub is up.
+    /// Runs the job every `interval` until `stop` fires; the first run comes one interval after
+    /// start, so that a restart (or a hub started on old data to look at it) does not purge at
+    /// once. `POST /api/v1/retention/run` runs it now.
     pub fn spawn(
         &self,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut wait = Duration::from_secs(60).min(this.inner.settings.interval);
+            let wait = this.inner.settings.interval;
             loop {
                 let at = now_micros().saturating_add(wait.as_micros() as i64);
                 if let Ok(mut n) = this.inner.next_run.lock() {
@@ -548,7 +548,6 @@ impl Retention {
                         tracing::error!(error = %e, "retention run failed; it is tried again at the next interval")
                     }
                 }
-                wait = this.inner.settings.interval;
             }
         })
     }
