@@ -125,6 +125,9 @@ async fn one(
     };
     match state.store.event_json(seq.0)? {
         Some(json) => Ok(json_response(json)),
+        None if state.store.is_purged(seq.0) => Err(ApiError::not_found(format!(
+            "event {id} was purged by retention (its retention.purge record in the trailhub integration says when and why; an archived copy can be restored)"
+        ))),
         None => Err(not_found()),
     }
 }

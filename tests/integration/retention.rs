@@ -142,10 +142,11 @@ async fn a_purge_removes_only_what_expired_keeps_counts_exact_and_the_log_provab
     assert_eq!(count(&hub, "actor=suspect").await, 100);
     assert_eq!(count(&hub, "category=system&actor=u1").await, 100);
     // an expired event's detail is gone too
-    let (status, _) = hub
+    let (status, body) = hub
         .get("/api/v1/events/0000000000000001", Some(ADMIN))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.to_string().contains("purged by retention"), "{body}");
 
     // histograms count exactly what is left (rollups and scans alike)
     let (_, after_hist) = hub.get(&hist_query, Some(ADMIN)).await;
