@@ -14,6 +14,7 @@ mod integrations_api;
 mod integrity;
 mod keys;
 mod layering;
+mod objects;
 mod polling;
 mod process;
 mod route_matrix;
