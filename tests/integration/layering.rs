@@ -92,6 +92,18 @@ fn archive_imports_nothing_but_evidence() {
     assert!(bad.is_empty(), "archive imports higher modules: {bad:?}");
 }
 
+/// `objects` (directory and S3 stores) is a leaf the archive and the sinks build on: it may use
+/// only the HTTP error text of `http` and the secret type of `config`.
+#[test]
+fn objects_import_only_http_and_config() {
+    let allowed = ["objects", "http", "config"];
+    let bad: Vec<_> = crate_modules_used(&["objects"])
+        .into_iter()
+        .filter(|(m, _)| !allowed.contains(&m.as_str()))
+        .collect();
+    assert!(bad.is_empty(), "objects imports higher modules: {bad:?}");
+}
+
 /// The module paths a source text names, as written after `crate::` or `super::` (including
 /// each item of a `{...}` group), with which of the two it was; test-only code is left out.
 fn paths_used(text: &str) -> Vec<(&'static str, Vec<String>)> {

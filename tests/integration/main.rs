@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test starts a real hub on 127.0.0.1 with a temp data
 //! dir and drives it over HTTP; vendors are emulated on loopback
 
+mod archive;
 mod backfill;
 mod catalogue;
 mod conformance;
@@ -14,6 +15,7 @@ mod integrations_api;
 mod integrity;
 mod keys;
 mod layering;
+mod objects;
 mod polling;
 mod process;
 mod retention;
