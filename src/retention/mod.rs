@@ -628,3 +628,66 @@ fn find_expired(
     }
     Ok((out, counts))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Overrides, Settings};
+
+    fn resolve(toml: &str) -> Result<RetentionSettings, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        std::fs::write(&path, toml).expect("write");
+        let settings = Settings::resolve(Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+        RetentionSettings::from_config(&settings.retention)
+    }
+
+    #[test]
+    fn the_config_file_sets_the_policy_and_the_archive_and_is_checked() {
+        let s = resolve(
+            "[retention]\ninterval_secs = 600\nrestore_hold_days = 7\ndefault_days = \"forever\"\n\
+             [retention.categories]\nsystem = 30\nauthentication = \"forever\"\n\
+             [retention.integrations]\nokta = 400\n\
+             [archive]\ndir = \"/tmp/trailhub-archive-test\"\nkey_file = \"/etc/archive.key\"\n",
+        )
+        .expect("valid");
+        assert_eq!(s.interval, Duration::from_secs(600));
+        assert_eq!(s.restore_hold, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.policy.default_days, None);
+        assert_eq!(s.policy.days_for("github", "system"), Some(30));
+        assert_eq!(s.policy.days_for("github", "authentication"), None);
+        assert_eq!(s.policy.days_for("okta", "authentication"), Some(400));
+        // categories the file leaves out keep their defaults
+        assert_eq!(s.policy.days_for("github", "data_change"), Some(365));
+        let archive = s.archive.expect("archive");
+        assert_eq!(
+            archive.key_file.as_deref(),
+            Some(std::path::Path::new("/etc/archive.key"))
+        );
+        assert_eq!(
+            archive.target.dir.as_deref(),
+            Some(std::path::Path::new("/tmp/trailhub-archive-test"))
+        );
+        // no [retention]: the defaults, no archive
+        let s = resolve("").expect("valid");
+        assert_eq!(s.policy, Policy::default());
+        assert!(s.archive.is_none());
+
+        for (toml, why) in [
+            ("[retention.categories]\nsystem = 0\n", "0 days"),
+            ("[retention.categories]\nlogins = 30\n", "unknown category"),
+            ("[retention.categories]\nsystem = \"soon\"\n", "forever"),
+            ("[retention]\ninterval_secs = 5\n", "interval_secs"),
+            ("[retention]\nretain = true\n", "retain"),
+            ("[archive]\ndirectory = \"/x\"\n", "directory"),
+            ("[archive]\ndir = \"/x\"\nkey_file = 7\n", "key_file"),
+        ] {
+            let e = resolve(toml).expect_err(why);
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
+}

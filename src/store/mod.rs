@@ -233,15 +233,9 @@ impl Shared {
         match body {
             // a frame cached before a restore rewrote its block: read the block again
             Some(b) if block::is_tombstone(&b) => {
-                let Some(item) = self
-                    .log
-                    .range(keys::block_key(0)..=keys::block_key(seq))
-                    .next_back()
-                else {
+                let Some((first, v)) = self.block_holding(seq)? else {
                     return Ok(None);
                 };
-                let (k, v) = item?;
-                let first = keys::decode_u64(&k[1..]);
                 self.frames.forget_block(first);
                 Ok(self
                     .cached_frame(first, &v, (seq - first) as u32)?
@@ -305,6 +299,20 @@ impl Shared {
                 }
             }
         }
+        let Some((first, v)) = self.block_holding(seq)? else {
+            return Ok(None);
+        };
+        let Ok(index) = u32::try_from(seq - first) else {
+            return Ok(None);
+        };
+        let found = self.cached_frame(first, &v, index)?;
+        *held = Some((first, v));
+        Ok(found)
+    }
+
+    /// The block that would hold `seq` (the last one starting at or before it): its first seq
+    /// and value.
+    fn block_holding(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
         let Some(item) = self
             .log
             .range(keys::block_key(0)..=keys::block_key(seq))
@@ -313,13 +321,7 @@ impl Shared {
             return Ok(None);
         };
         let (k, v) = item?;
-        let first = keys::decode_u64(&k[1..]);
-        let Ok(index) = u32::try_from(seq - first) else {
-            return Ok(None);
-        };
-        let found = self.cached_frame(first, &v, index)?;
-        *held = Some((first, v));
-        Ok(found)
+        Ok(Some((keys::decode_u64(&k[1..]), v)))
     }
 
     /// The decoded frame holding the `index`th event of block `first`, and its place in it.

@@ -397,15 +397,9 @@ fn by_block(sh: &Shared, seqs: &[u64]) -> Result<Vec<(u64, sled::IVec, Vec<u64>)
                 continue;
             }
         }
-        let Some(item) = sh
-            .log
-            .range(keys::block_key(0)..=keys::block_key(seq))
-            .next_back()
-        else {
+        let Some((first, v)) = sh.block_holding(seq)? else {
             continue;
         };
-        let (k, v) = item?;
-        let first = keys::decode_u64(&k[1..]);
         if seq - first >= BlockView::parse(&v)?.count as u64 {
             continue;
         }

@@ -155,21 +155,9 @@ async fn archive_purge_restore_round_trips_every_event_through_a_directory() {
     let segment = std::fs::read(archive.path().join(object)).expect("segment file");
     // a plain segment is a zstd frame of an evidence bundle: `verify --export` checks it offline
     let bundle = zstd::decode_all(&segment[..]).expect("zstd");
-    let outside = tempfile::tempdir().expect("tempdir");
-    let file = outside.path().join("segment.ndjson");
-    std::fs::write(&file, &bundle).expect("write");
     let (_, listing) = hub.get("/api/v1/checkpoints", Some(ADMIN)).await;
     let key = listing["public_key"].as_str().expect("key").to_string();
-    let (ok, out) = cli(
-        outside.path(),
-        &[
-            "verify",
-            "--export",
-            file.to_str().expect("path"),
-            "--key",
-            &key,
-        ],
-    );
+    let (ok, out) = verify_export(&bundle, &key);
     assert!(ok, "{out}");
     assert!(out.contains("ok: 150 events of"), "{out}");
 
@@ -179,6 +167,7 @@ async fn archive_purge_restore_round_trips_every_event_through_a_directory() {
         .expect("utf8")
         .replacen("actor-0", "actor-9", 1);
     let edited = zstd::encode_all(edited.as_bytes(), 3).expect("zstd");
+    let outside = tempfile::tempdir().expect("tempdir");
     let file = outside.path().join("edited.ndjson.zst");
     std::fs::write(&file, &edited).expect("write");
     let (ok, out) = cli(

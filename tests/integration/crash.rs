@@ -313,15 +313,7 @@ async fn kill_9_mid_purge_keeps_counts_exact_and_the_log_verifiable() {
                     "description": format!("tick {request}/{i} {}", "y".repeat(200))})
             })
             .collect();
-        let r = http
-            .post(format!("{url}/api/v1/events"))
-            .bearer_auth(ADMIN)
-            .header("content-type", "application/x-ndjson")
-            .body(ndjson(&lines))
-            .send()
-            .await
-            .expect("ingest");
-        assert!(r.status().is_success());
+        assert!(post_events(&http, &url, &lines).await.is_success());
     }
     // recent events push the old ones past the seal
     let recent: Vec<Value> = (0..1200)
@@ -331,15 +323,7 @@ async fn kill_9_mid_purge_keeps_counts_exact_and_the_log_verifiable() {
             "category": "configuration", "actor": {"id": "admin"}})
         })
         .collect();
-    let r = http
-        .post(format!("{url}/api/v1/events"))
-        .bearer_auth(ADMIN)
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson(&recent))
-        .send()
-        .await
-        .expect("ingest");
-    assert!(r.status().is_success());
+    assert!(post_events(&http, &url, &recent).await.is_success());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, dry) = api

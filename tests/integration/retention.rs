@@ -202,19 +202,7 @@ async fn a_purge_removes_only_what_expired_keeps_counts_exact_and_the_log_provab
     assert_eq!(status, StatusCode::OK);
     let survivors = bundle.lines().count() - 1;
     let dir = hub.stop().await;
-    let outside = tempfile::tempdir().expect("tempdir");
-    let file = outside.path().join("bundle.ndjson");
-    std::fs::write(&file, &bundle).expect("write");
-    let (ok, out) = cli(
-        outside.path(),
-        &[
-            "verify",
-            "--export",
-            file.to_str().expect("path"),
-            "--key",
-            &key,
-        ],
-    );
+    let (ok, out) = verify_export(bundle.as_bytes(), &key);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("ok: {survivors} events of")), "{out}");
     // the full walk over the stopped hub's data dir: tombstones keep the chain and the tree
@@ -368,22 +356,14 @@ async fn policies_and_holds_are_validated_and_audited() {
     let id = h["id"].as_str().expect("id");
     let (_, listed) = hub.get("/api/v1/legal-holds", Some(&viewer)).await;
     assert_eq!(listed["legal_holds"][0]["id"], id);
-    let resp = hub
-        .http
-        .delete(format!("{}/api/v1/legal-holds/{id}", hub.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let resp = hub
-        .http
-        .delete(format!("{}/api/v1/legal-holds/{id}", hub.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let lift = || {
+        hub.http
+            .delete(format!("{}/api/v1/legal-holds/{id}", hub.url))
+            .bearer_auth(ADMIN)
+            .send()
+    };
+    assert_eq!(lift().await.expect("sent").status(), StatusCode::NO_CONTENT);
+    assert_eq!(lift().await.expect("sent").status(), StatusCode::NOT_FOUND);
     // every change is an audited action
     let audited = hub.all_events("integration=trailhub", 100).await;
     let types: Vec<&str> = audited

@@ -475,6 +475,36 @@ pub fn cli_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, Strin
     )
 }
 
+/// `trailhub verify --export` on `bundle` (an evidence bundle's NDJSON) with `key`, in a temp
+/// dir of its own: no hub, no data dir.
+pub fn verify_export(bundle: &[u8], key: &str) -> (bool, String) {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let file = outside.path().join("bundle.ndjson");
+    std::fs::write(&file, bundle).expect("write");
+    cli(
+        outside.path(),
+        &[
+            "verify",
+            "--export",
+            file.to_str().expect("path"),
+            "--key",
+            key,
+        ],
+    )
+}
+
+/// POSTs `lines` as NDJSON to the ingest API of the hub at `url`.
+pub async fn post_events(http: &reqwest::Client, url: &str, lines: &[Value]) -> StatusCode {
+    http.post(format!("{url}/api/v1/events"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson(lines))
+        .send()
+        .await
+        .expect("sent")
+        .status()
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
