@@ -109,6 +109,18 @@ async fn list(
         Some(p) => body.extend_from_slice(format!("\"{}\"", p.encode()).as_bytes()),
         None => body.extend_from_slice(b"null"),
     }
+    // events of this page put back from the archive, by id: when (their bytes are as first stored)
+    body.extend_from_slice(b",\"restored\":");
+    let restored = state.store.restored_ranges();
+    let marks: serde_json::Map<String, serde_json::Value> = events
+        .iter()
+        .filter_map(|e| {
+            let id = std::str::from_utf8(e.get(7..23)?).ok()?;
+            let at = restored.restored_at(EventId::parse(id)?.0)?;
+            Some((id.to_string(), format_micros(at).into()))
+        })
+        .collect();
+    body.extend_from_slice(serde_json::Value::Object(marks).to_string().as_bytes());
     body.push(b'}');
     Ok(json_response(body))
 }
@@ -124,7 +136,15 @@ async fn one(
         return Err(not_found());
     };
     match state.store.event_json(seq.0)? {
-        Some(json) => Ok(json_response(json)),
+        Some(json) => {
+            let mut response = json_response(json);
+            if let Some(at) = state.store.restored_ranges().restored_at(seq.0) {
+                if let Ok(v) = header::HeaderValue::from_str(&format_micros(at)) {
+                    response.headers_mut().insert("trailhub-restored-at", v);
+                }
+            }
+            Ok(response)
+        }
         None if state.store.is_purged(seq.0) => Err(ApiError::not_found(format!(
             "event {id} was purged by retention (its retention.purge record in the trailhub integration says when and why; an archived copy can be restored)"
         ))),

@@ -121,6 +121,27 @@ async fn round_trip(archive: toml::Table, encrypted: bool) -> (TestHub, Value) {
         &exact_bytes(&hub, "integration=custom&category=data_change").await,
         &before,
     );
+    // marked restored: in the timeline page, and on the event's detail
+    let (_, page) = hub
+        .get(
+            "/api/v1/events?limit=500&integration=custom&category=data_change",
+            Some(ADMIN),
+        )
+        .await;
+    let marks = page["restored"].as_object().expect("restored marks");
+    assert_eq!(marks.len(), 150, "{marks:?}");
+    let first = records[0]["raw"]["details"]["first_id"]
+        .as_str()
+        .expect("first id");
+    assert!(marks.contains_key(first), "{first} in {marks:?}");
+    let resp = hub
+        .http
+        .get(format!("{}/api/v1/events/{first}", hub.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("sent");
+    assert!(resp.headers().contains_key("trailhub-restored-at"));
     // again: nothing to do
     let (_, again) = post(
         &hub,
