@@ -178,6 +178,15 @@ impl Checkpointer {
         let Some(publisher) = &self.inner.publisher else {
             return;
         };
+        let handovers: Vec<(u64, String)> = self
+            .keyring()
+            .entries()
+            .iter()
+            .filter_map(|e| e.handover().map(|h| (e.from_size(), h.to_string())))
+            .collect();
+        if let Err(e) = publisher.publish_handovers(handovers).await {
+            tracing::error!(error = %e, "publishing a key hand-over failed");
+        }
         let pending = publisher
             .pending_after()
             .map_err(|e| e.to_string())

@@ -49,6 +49,11 @@ impl Sink {
     }
 }
 
+/// The mark of the newest key hand-over published (u64 big-endian).
+const HANDOVER_MARK: &str = "published:handover";
+/// POSTs of one hand-over before it is left to the directory and the API.
+const HANDOVER_ATTEMPTS: u32 = 20;
+
 /// The newest checkpoint in the publish directory.
 pub const LATEST_FILE: &str = "latest.txt";
 /// First wait after a failed POST; it doubles per failure.
@@ -67,6 +72,12 @@ const MAX_QUOTED_BYTES: usize = 200;
 /// The file a checkpoint of `size` is written to in the publish directory.
 pub fn checkpoint_file_name(size: u64) -> String {
     format!("checkpoint-{size:020}.txt")
+}
+
+/// The file a key hand-over checkpoint of tree size `size` is published as: beside the
+/// checkpoint of that size the old key signed before, not over it.
+pub fn handover_file_name(size: u64) -> String {
+    format!("handover-{size:020}.txt")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +281,89 @@ impl Publisher {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Publishes the hand-over checkpoints of the log's key history (`(size, signed note)`)
+    /// that no earlier start published: a hand-over is signed by the old and the new key while
+    /// the hub is stopped (`trailhub keys rotate-signing`), so whoever follows the published
+    /// checkpoints with the old key learns the new one from them. The directory gets
+    /// `handover-<size>.txt`, the log a line, the HTTP endpoint one POST (retried with backoff
+    /// in the background; a hand-over is not superseded by later checkpoints the way a
+    /// checkpoint is, so it has its own delivery).
+    pub async fn publish_handovers(
+        &self,
+        handovers: Vec<(u64, String)>,
+    ) -> Result<(), PublishError> {
+        let done = self
+            .marks
+            .get(HANDOVER_MARK)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        let mut first_error = None;
+        for (size, note) in handovers {
+            if done.is_some_and(|d| size <= d) {
+                continue;
+            }
+            if self.log {
+                tracing::info!(size, handover = %note.escape_debug(), "key hand-over checkpoint (signed by the old and the new key)");
+            }
+            if let Some(dir) = &self.dir {
+                let path = dir.path.clone();
+                let name = handover_file_name(size);
+                let text = note.clone();
+                let written =
+                    tokio::task::spawn_blocking(move || write_note_file(&path, &name, size, &text))
+                        .await
+                        .map_err(|e| PublishError::Io {
+                            path: dir.path.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                if let Err(e) = written {
+                    log_dir_error(&e);
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            }
+            if let Some(http) = &self.http {
+                let target = http.target.clone();
+                let backoff = Backoff {
+                    base: self.retry_base,
+                    max: self.retry_max,
+                };
+                let pending = Pending {
+                    size,
+                    note: Arc::from(note.as_str()),
+                };
+                tokio::spawn(async move {
+                    let mut failures = 0u32;
+                    loop {
+                        match target.post(&pending).await {
+                            Outcome::Delivered => {
+                                tracing::info!(size, url = %target.shown, "key hand-over delivered");
+                                return;
+                            }
+                            Outcome::Refused(why) => {
+                                tracing::error!(size, url = %target.shown, reason = %why, "the checkpoint endpoint refused the key hand-over");
+                                return;
+                            }
+                            Outcome::Retry { why, after } => {
+                                failures += 1;
+                                if failures >= HANDOVER_ATTEMPTS {
+                                    tracing::error!(size, url = %target.shown, reason = %why, "the key hand-over was not delivered; it is in the publish directory and at GET /api/v1/checkpoints (keys)");
+                                    return;
+                                }
+                                tokio::time::sleep(
+                                    after.unwrap_or_else(|| backoff.delay(failures)),
+                                )
+                                .await;
+                            }
+                        }
+                    }
+                });
+            }
+            self.marks.insert(HANDOVER_MARK, &size.to_be_bytes()[..])?;
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     fn log_checkpoint(&self, size: u64, note_text: &str) -> Result<(), PublishError> {
         tracing::info!(size, checkpoint = %note_text.escape_debug(), "checkpoint signed");
         raise_mark(&self.marks, Sink::Log, size)
@@ -374,7 +468,12 @@ fn log_dir_error(e: &PublishError) {
 
 /// Writes one checkpoint file; `Ok(false)` when it is there already with the same bytes.
 fn write_checkpoint(dir: &Path, size: u64, note: &str) -> Result<bool, PublishError> {
-    let path = dir.join(checkpoint_file_name(size));
+    write_note_file(dir, &checkpoint_file_name(size), size, note)
+}
+
+/// Writes `note` as `name` in `dir`, never over different bytes.
+fn write_note_file(dir: &Path, name: &str, size: u64, note: &str) -> Result<bool, PublishError> {
+    let path = dir.join(name);
     if same_or_conflict(&path, size, note)? {
         return Ok(false);
     }

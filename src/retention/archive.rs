@@ -190,21 +190,32 @@ pub async fn restore_segment(
     key: Option<Arc<ArchiveKey>>,
     bytes: Vec<u8>,
 ) -> Result<RestoreOutcome, String> {
-    let verifier = checkpointer.verifier();
+    // the segment's checkpoint was signed by the key in force then: any key of the log's
+    // history (a rotation since does not orphan older segments)
+    let keys = checkpointer.keyring().trusted(&checkpointer.verifier());
     let bytes = std::sync::Arc::new(bytes);
     // first every proof, then the events: a segment with one bad line restores nothing
-    let header = {
+    let (header, verifier) = {
         let bytes = bytes.clone();
         let key = key.clone();
-        let verifier = verifier.clone();
         tokio::task::spawn_blocking(move || {
-            let mut events = format::read_segment_events(&bytes[..], key.as_deref(), &verifier)
-                .map_err(|e| e.to_string())?;
-            let header = events.header().clone();
-            for event in events.by_ref() {
-                event.map_err(|e| e.to_string())?;
+            let mut first_error = None;
+            for verifier in keys {
+                let mut events =
+                    match format::read_segment_events(&bytes[..], key.as_deref(), &verifier) {
+                        Ok(events) => events,
+                        Err(e) => {
+                            first_error.get_or_insert(e.to_string());
+                            continue;
+                        }
+                    };
+                let header = events.header().clone();
+                for event in events.by_ref() {
+                    event.map_err(|e| e.to_string())?;
+                }
+                return Ok::<_, String>((header, verifier));
             }
-            Ok::<_, String>(header)
+            Err(first_error.unwrap_or_else(|| "no key to check the segment with".into()))
         })
         .await
         .map_err(|e| format!("the restore task failed: {e}"))??

@@ -121,7 +121,13 @@ async fn a_rotated_signing_key_is_handed_over_and_the_log_stays_provable() {
     );
     assert!(!out.contains("PRIVATE+KEY"), "{out}");
 
-    let hub = start_hub_with(dir, quiet).await;
+    let published = tempfile::tempdir().expect("tempdir");
+    let publish_dir = published.path().to_path_buf();
+    let hub = start_hub_with(dir, move |s| {
+        quiet(s);
+        s.checkpoints.publish_dir = Some(publish_dir);
+    })
+    .await;
     ingest(&hub, "after", 25).await;
     let newest_size = sign(&hub).await;
     let newest = note_of(&hub, newest_size).await;
@@ -150,6 +156,14 @@ async fn a_rotated_signing_key_is_handed_over_and_the_log_stays_provable() {
         "the command printed the hand-over: {out}"
     );
     assert_eq!(note_of(&hub, handover_size).await, handover);
+    // published where the hub's host cannot take it back, beside the checkpoints
+    let file = published
+        .path()
+        .join(format!("handover-{handover_size:020}.txt"));
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("the hand-over is published"),
+        handover
+    );
 
     // holding the old key: the hand-over verifies and names the new key
     let opened = Checkpoint::open(handover.as_bytes(), &origin, std::slice::from_ref(&old))
