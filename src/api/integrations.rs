@@ -136,6 +136,8 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         // counted in the same atomic batch as the events: exact after any crash, for polls,
         // webhooks and ingest alike
         "events_ingested": state.store.integration_count(&r.id)?,
+        // of those, purged by retention since (counted in the purge's own transaction)
+        "events_purged": state.store.purged_count(&r.id)?,
         "lag_seconds": status.lag_seconds(now),
         "backfill_progress": {
             "from": status.backfill_from.map(format_micros),

@@ -193,6 +193,7 @@ fn local_object(
         "last_success_at": status.last_success_at.map(format_micros),
         "last_error": status.last_error,
         "events_ingested": store.integration_count(&r.id)?,
+        "events_purged": store.purged_count(&r.id)?,
         "lag_seconds": status.lag_seconds(now_micros()),
     }))
 }

@@ -513,3 +513,36 @@ async fn an_exported_slice_with_proofs_verifies_offline_and_fails_after_any_edit
         assert!(out.contains("BROKEN"), "{out}");
     }
 }
+
+/// What `verify` reads from outside is bounded: a checkpoint file, a key file and a bundle line
+/// past their limits are refused with an error naming the limit, not read into memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_refuses_oversized_checkpoint_key_and_bundle_files() {
+    let hub = TestHub::start().await;
+    fill(&hub, "b", 20, 20).await;
+    let key = public_key(&hub).await.vkey();
+    let dir = hub.stop().await;
+    let outside = tempfile::tempdir().expect("tempdir");
+
+    let big_checkpoint = write_file(outside.path(), "huge.txt", &"x".repeat(65 * 1024));
+    let (ok, out) = cli(
+        dir.path(),
+        &["verify", "--against", &big_checkpoint, "--key", &key],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("larger than 65536 bytes"), "{out}");
+
+    let big_key = write_file(outside.path(), "huge.vkey", &"k".repeat(5 * 1024));
+    let (ok, out) = cli(dir.path(), &["verify", "--key", &big_key]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("larger than 4096 bytes"), "{out}");
+
+    // a bundle whose header line never ends: 17 MiB without a newline
+    let endless = write_file(outside.path(), "endless.ndjson", &"{".repeat(17 << 20));
+    let (ok, out) = cli(
+        outside.path(),
+        &["verify", "--export", &endless, "--key", &key],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("longer than 16777216 bytes"), "{out}");
+}

@@ -440,5 +440,26 @@ async fn policies_and_holds_are_validated_and_audited() {
     assert!(ok && out.contains("\"purged\": 0"), "{out}");
     let (ok, out) = run_cli(vec!["archive", "list"]);
     assert!(!ok && out.contains("no archive is configured"), "{out}");
+
+    // holds are bounded: the 101st is refused with a clear error
+    let mut placed = hub.get("/api/v1/legal-holds", Some(ADMIN)).await.1["legal_holds"]
+        .as_array()
+        .expect("holds")
+        .len();
+    loop {
+        let (status, answer) = hold(
+            &hub,
+            json!({"reason": format!("bulk {placed}"), "integration": "okta"}),
+        )
+        .await;
+        if status != StatusCode::CREATED {
+            assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+            assert!(answer.to_string().contains("at most 100"), "{answer}");
+            break;
+        }
+        placed += 1;
+        assert!(placed <= 100, "more than 100 holds were accepted");
+    }
+    assert_eq!(placed, 100);
     hub.stop().await;
 }
