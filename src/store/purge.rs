@@ -21,7 +21,7 @@ use sled::Transactional;
 use tokio::sync::oneshot;
 
 use super::block::{self, BlockView, Packer, Tombstone};
-use super::keys::{self, Granularity};
+use super::keys::{self, Dimension, Granularity};
 use super::{prepare, Shared, Store, StoreError};
 use crate::time::Micros;
 
@@ -292,23 +292,34 @@ fn pack(packer: &mut Packer, b: &OpenBlock) -> Result<Vec<u8>, StoreError> {
     packer.pack(&slots, &b.hash, b.dict)
 }
 
-/// The rollup cells an event counts in.
-fn rollup_cells(prepared: &prepare::PreparedEvent) -> Vec<Vec<u8>> {
-    let mut cells = Vec::with_capacity(Granularity::ALL.len() * prepared.groups.len());
-    for g in Granularity::ALL {
-        let bucket = keys::bucket_start(prepared.time, g.micros());
-        for (d, group) in &prepared.groups {
-            cells.push(keys::rollup_key(g, *d, bucket, group));
-        }
-    }
-    cells
+/// What a purge or restore changes the counts by, read from an event: its integration and the
+/// rollup cells it counts in (the same groups as `prepare::prepare` gives the tail, without
+/// building its search terms or serialising it again).
+struct Counted {
+    integration: String,
+    cells: Vec<Vec<u8>>,
 }
 
-fn prepared_of(seq: u64, body: &[u8]) -> Result<prepare::PreparedEvent, StoreError> {
+fn counted(seq: u64, body: &[u8]) -> Result<Counted, StoreError> {
     let json = prepare::full_json(seq, body);
     let event: crate::schema::Event = serde_json::from_slice(&json)
         .map_err(|e| StoreError::Corrupt(format!("event {seq:016x} does not decode: {e}")))?;
-    Ok(prepare::prepare(&event))
+    let mut cells = Vec::with_capacity(Granularity::ALL.len() * Dimension::ALL.len());
+    for g in Granularity::ALL {
+        let bucket = keys::bucket_start(event.time, g.micros());
+        for d in Dimension::ALL {
+            cells.push(keys::rollup_key(
+                g,
+                d,
+                bucket,
+                &prepare::group_value(&event, d),
+            ));
+        }
+    }
+    Ok(Counted {
+        integration: event.integration.id,
+        cells,
+    })
 }
 
 /// The changes of one transaction.
@@ -445,12 +456,12 @@ fn purge(sh: &Shared, mut seqs: Vec<u64>, purge_seq: u64) -> Result<PurgeOutcome
                     out.skipped += 1;
                     continue;
                 }
-                let prepared = prepared_of(seq, body)?;
+                let prepared = counted(seq, body)?;
                 let tombstone = Tombstone {
                     leaf: prepare::leaf_hash_of(seq, body),
                     purge_seq,
                 };
-                for cell in rollup_cells(&prepared) {
+                for cell in prepared.cells {
                     *changes.rollups.entry(cell).or_insert(0) -= 1;
                 }
                 *changes
@@ -537,8 +548,8 @@ fn restore(
                         "event {seq:016x} to restore does not hash to the leaf its purge kept"
                     )));
                 }
-                let prepared = prepared_of(seq, body)?;
-                for cell in rollup_cells(&prepared) {
+                let prepared = counted(seq, body)?;
+                for cell in prepared.cells {
                     *changes.rollups.entry(cell).or_insert(0) += 1;
                 }
                 *changes
