@@ -256,3 +256,55 @@ async fn archive_purge_restore_round_trips_every_event_through_s3_encrypted() {
     );
     hub.stop().await;
 }
+
+/// A segment archived before `trailhub keys rotate-signing` is signed by the old key: a restore
+/// after the rotation checks it with the key in force when it was written, and every event
+/// comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_from_before_a_signing_key_rotation_still_restores() {
+    let archive = tempfile::tempdir().expect("tempdir");
+    let target = dir_target(archive.path());
+    let hub = TestHub::start_with({
+        let target = target.clone();
+        move |s| s.retention.archive = Some(target)
+    })
+    .await;
+    fill(&hub).await;
+    let before = exact_bytes(&hub, "integration=custom&category=data_change").await;
+    let (status, report) = hub
+        .post("/api/v1/retention/run", Some(ADMIN), "application/json", "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["purged"], 150, "{report}");
+    let object = report["archived_objects"][0]["object"]
+        .as_str()
+        .expect("object")
+        .to_string();
+    let data = hub.stop().await;
+    let (ok, out) = cli(data.path(), &["keys", "rotate-signing"]);
+    assert!(ok, "{out}");
+
+    let hub = start_hub_with(data.path(), move |s| s.retention.archive = Some(target)).await;
+    let api = Api::new(&hub);
+    let (status, restored) = api
+        .json(
+            reqwest::Method::POST,
+            &format!("/api/v1/archive/restore?object={object}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(restored["restored"], 150, "{restored}");
+    let listing = api.get("/api/v1/checkpoints").await;
+    assert_eq!(listing["keys"].as_array().map(Vec::len), Some(2), "rotated");
+    let mut after = Vec::new();
+    for (id, _) in &before {
+        let (status, text) = api
+            .call(reqwest::Method::GET, &format!("/api/v1/events/{id}"), None)
+            .await;
+        assert_eq!(status, 200);
+        after.push((id.clone(), text));
+    }
+    same_events(&after, &before);
+    hub.stop().await.expect("clean stop");
+}
