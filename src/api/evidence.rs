@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{query_pairs, ApiError, AppState, Caller, ErrorCode, Routes};
+use super::{query_pairs_among, ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::auth::Role;
 use crate::checkpoints::Stored;
 use crate::evidence::merkle::Hash;
@@ -44,32 +44,18 @@ impl From<ProofRequestError> for ApiError {
 
 /// The query's numeric parameters among `allowed`, each at most once.
 fn numbers(q: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, u64)>, ApiError> {
-    let mut out: Vec<(String, u64)> = Vec::new();
-    for (k, v) in query_pairs(q)? {
-        if !allowed.contains(&k.as_str()) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParameter,
-                format!(
-                    "unknown parameter {k:?}; this route takes {}",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-        if out.iter().any(|(seen, _)| *seen == k) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParameter,
-                format!("{k} is given more than once"),
-            ));
-        }
-        let n = v.parse::<u64>().map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidParameter,
-                format!("{k} must be a whole number from 0 to 18446744073709551615, not {v:?}"),
-            )
-        })?;
-        out.push((k, n));
-    }
-    Ok(out)
+    query_pairs_among(q, allowed)?
+        .into_iter()
+        .map(|(k, v)| {
+            let n = v.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("{k} must be a whole number from 0 to 18446744073709551615, not {v:?}"),
+                )
+            })?;
+            Ok((k, n))
+        })
+        .collect()
 }
 
 fn get(params: &[(String, u64)], name: &str) -> Option<u64> {

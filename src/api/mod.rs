@@ -352,6 +352,32 @@ pub async fn read_body(
 }
 
 /// Query pairs of a request, percent-decoded.
+/// The query's pairs, refused when a name is not among `allowed` or is given twice.
+pub fn query_pairs_among(
+    parts: Option<&str>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs = query_pairs(parts)?;
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!(
+                    "unknown parameter {k:?}; this route takes {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        if pairs[..i].iter().any(|(seen, _)| seen == k) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("{k} is given more than once"),
+            ));
+        }
+    }
+    Ok(pairs)
+}
+
 pub fn query_pairs(parts: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(parts.unwrap_or("")).map_err(|e| {
         ApiError::new(

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{query_pairs, read_body, ApiError, AppState, Caller, ErrorCode, Routes};
+use super::{query_pairs_among, read_body, ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::auth::Role;
 use crate::retention::{archive, NewHold, Policy, RetentionError};
 use crate::store::keys::Dimension;
@@ -39,23 +39,6 @@ impl From<RetentionError> for ApiError {
             RetentionError::Archive(m) => ApiError::new(ErrorCode::Unavailable, m),
         }
     }
-}
-
-/// Boolean query parameters among `allowed`.
-fn flags(q: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
-    let pairs = query_pairs(q)?;
-    for (k, _) in &pairs {
-        if !allowed.contains(&k.as_str()) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParameter,
-                format!(
-                    "unknown parameter {k:?}; this route takes {}",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(pairs)
 }
 
 fn flag(pairs: &[(String, String)], name: &str) -> Result<bool, ApiError> {
@@ -108,7 +91,7 @@ async fn run(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller.require(&[])?.clone();
-    let pairs = flags(q.as_deref(), &["dry_run"])?;
+    let pairs = query_pairs_among(q.as_deref(), &["dry_run"])?;
     let dry_run = flag(&pairs, "dry_run")?;
     let report = state.retention.run(&who, dry_run).await?;
     Ok(Json(json!(report)))
@@ -183,7 +166,7 @@ async fn restore(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let who = caller.require(&[])?.clone();
-    let pairs = flags(q.as_deref(), &["object"])?;
+    let pairs = query_pairs_among(q.as_deref(), &["object"])?;
     let object = pairs
         .iter()
         .find(|(k, _)| k == "object")

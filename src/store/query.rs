@@ -565,7 +565,26 @@ impl Store {
         group: Dimension,
         out: &mut Histogram,
     ) -> Result<(), StoreError> {
-        let prefix = keys::rollup_prefix(g, group);
+        self.for_each_rollup(g, group, from, to, |bucket, name, n| {
+            let start = keys::bucket_start(bucket, step);
+            *out.entry(start)
+                .or_default()
+                .entry(name.to_string())
+                .or_insert(0) += n;
+        })
+    }
+
+    /// Every rollup count of granularity `g` and dimension `d` whose bucket lies in [from, to):
+    /// the tails' and the sealed keys', as (bucket, group, count).
+    fn for_each_rollup(
+        &self,
+        g: Granularity,
+        d: Dimension,
+        from: Micros,
+        to: Micros,
+        mut f: impl FnMut(Micros, &str, u64),
+    ) -> Result<(), StoreError> {
+        let prefix = keys::rollup_prefix(g, d);
         let mut lo = prefix.to_vec();
         lo.extend_from_slice(&keys::encode_time(from));
         let mut hi = prefix.to_vec();
@@ -578,25 +597,18 @@ impl Store {
             .read()
             .map_err(|_| StoreError::Io("the seal lock is poisoned".into()))?;
         let view = self.shared().view();
-        let mut add = |bucket: Micros, name: &str, n: u64| {
-            let start = keys::bucket_start(bucket, step);
-            *out.entry(start)
-                .or_default()
-                .entry(name.to_string())
-                .or_insert(0) += n;
-        };
         for tail in &view.tails {
             let guard = tail
                 .read()
                 .map_err(|_| StoreError::Io("the tail's lock is poisoned".into()))?;
-            for (bucket, name, n) in guard.rollup_counts(g, group, from, to) {
-                add(bucket, name, n);
+            for (bucket, name, n) in guard.rollup_counts(g, d, from, to) {
+                f(bucket, name, n);
             }
         }
         for item in self.shared().index.range(lo..hi) {
             let (k, v) = item?;
             let (bucket, name) = keys::rollup_parts(&k);
-            add(bucket, &String::from_utf8_lossy(name), keys::decode_u64(&v));
+            f(bucket, &String::from_utf8_lossy(name), keys::decode_u64(&v));
         }
         Ok(())
     }
@@ -605,39 +617,20 @@ impl Store {
     /// rollups and the tails (purges keep the rollups exact).
     pub fn totals_by(&self, d: Dimension) -> Result<BTreeMap<String, (u64, Micros)>, StoreError> {
         let mut out: BTreeMap<String, (u64, Micros)> = BTreeMap::new();
-        let mut add = |bucket: Micros, name: &str, n: u64| {
-            if n == 0 {
-                return;
-            }
-            let e = out.entry(name.to_string()).or_insert((0, bucket));
-            e.0 += n;
-            e.1 = e.1.min(bucket);
-        };
-        let _sealing = self
-            .shared()
-            .seal_lock
-            .read()
-            .map_err(|_| StoreError::Io("the seal lock is poisoned".into()))?;
-        let view = self.shared().view();
-        for tail in &view.tails {
-            let guard = tail
-                .read()
-                .map_err(|_| StoreError::Io("the tail's lock is poisoned".into()))?;
-            for (bucket, name, n) in
-                guard.rollup_counts(Granularity::Day, d, Micros::MIN, Micros::MAX)
-            {
-                add(bucket, name, n);
-            }
-        }
-        for item in self
-            .shared()
-            .index
-            .scan_prefix(keys::rollup_prefix(Granularity::Day, d))
-        {
-            let (k, v) = item?;
-            let (bucket, name) = keys::rollup_parts(&k);
-            add(bucket, &String::from_utf8_lossy(name), keys::decode_u64(&v));
-        }
+        self.for_each_rollup(
+            Granularity::Day,
+            d,
+            Micros::MIN,
+            Micros::MAX,
+            |bucket, name, n| {
+                if n == 0 {
+                    return;
+                }
+                let e = out.entry(name.to_string()).or_insert((0, bucket));
+                e.0 += n;
+                e.1 = e.1.min(bucket);
+            },
+        )?;
         Ok(out)
     }
 

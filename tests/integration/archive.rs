@@ -4,23 +4,18 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use trailhub::time::{format_micros, now_micros, DAY};
 
 use crate::support::hub::*;
 use crate::support::s3::S3Server;
 
+/// An aged event whose actor varies with its source id.
 fn aged(source_id: &str, category: &str, age_days: i64) -> Value {
-    json!({
-        "time": format_micros(now_micros() - age_days * DAY - 1_000_000),
-        "source_id": source_id,
-        "event_type": format!("test.{category}"),
-        "action": "update",
-        "category": category,
-        "outcome": "success",
-        "actor": {"id": format!("actor-{}", source_id.len() % 3), "type": "user", "ip": "10.0.0.2"},
-        "targets": [{"type": "doc", "id": source_id}],
-        "description": format!("{source_id} changed, {age_days} days ago"),
-    })
+    crate::support::data::aged(
+        source_id,
+        category,
+        age_days,
+        &format!("actor-{}", source_id.len() % 3),
+    )
 }
 
 /// 150 expired data changes and 150 recent ones, then enough to seal them all.

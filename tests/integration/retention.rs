@@ -5,29 +5,12 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use trailhub::store::block::{is_tombstone, BlockView, Dictionaries, Packer, Tombstone};
 use trailhub::store::{keys, prepare};
 use trailhub::time::{format_micros, now_micros, DAY};
 
+use crate::support::data::aged;
 use crate::support::hub::*;
-
-/// An event of `category`, `age_days` old, by `actor`.
-fn aged(source_id: &str, category: &str, age_days: i64, actor: &str) -> Value {
-    json!({
-        "time": format_micros(now_micros() - age_days * DAY - 1_000_000),
-        "source_id": source_id,
-        "event_type": format!("test.{category}"),
-        "action": "update",
-        "category": category,
-        "outcome": "success",
-        "actor": {"id": actor, "name": actor, "type": "user", "ip": "10.0.0.1"},
-        "targets": [{"type": "repo", "id": "acme/web"}],
-        // like a vendor's request id: what makes real events compress to ~100 bytes, not ~40
-        "description": format!("{actor} did something {age_days} days ago (request {})", hex::encode(Sha256::digest(source_id.as_bytes()))),
-        "session_id": hex::encode(&Sha256::digest(actor.as_bytes())[..12]),
-    })
-}
 
 /// The mix every test starts from: 100 of each kind, ids `{kind}-{i}`.
 /// - `sys-old`: system, 200 days old (expired: system keeps 90);

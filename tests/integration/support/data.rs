@@ -98,3 +98,21 @@ pub fn hex_hashes(v: &Value) -> Vec<trailhub::evidence::merkle::Hash> {
         })
         .collect()
 }
+
+/// An event of `category`, `age_days` old, by `actor`.
+pub fn aged(source_id: &str, category: &str, age_days: i64, actor: &str) -> Value {
+    use sha2::Digest as _;
+    json!({
+        "time": trailhub::time::format_micros(trailhub::time::now_micros() - age_days * trailhub::time::DAY - 1_000_000),
+        "source_id": source_id,
+        "event_type": format!("test.{category}"),
+        "action": "update",
+        "category": category,
+        "outcome": "success",
+        "actor": {"id": actor, "name": actor, "type": "user", "ip": "10.0.0.1"},
+        "targets": [{"type": "repo", "id": "acme/web"}],
+        // like a vendor's request id: what makes real events compress to ~100 bytes, not ~40
+        "description": format!("{actor} did something {age_days} days ago (request {})", hex::encode(sha2::Sha256::digest(source_id.as_bytes()))),
+        "session_id": hex::encode(&sha2::Sha256::digest(actor.as_bytes())[..12]),
+    })
+}
