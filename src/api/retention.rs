@@ -1,5 +1,5 @@
 //! Retention, legal holds, the archive and the storage view:
-//! `/api/v1/retention`, `/api/v1/legal-holds`, `/api/v1/archive`, `/api/v1/storage`.
+//! `/api/v1/retention`, `/api/v1/legal-holds` (also `/api/v1/holds`), `/api/v1/archive`, `/api/v1/storage`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -25,6 +25,10 @@ pub fn routes() -> Routes<AppState> {
         .get("/api/v1/legal-holds", holds)
         .post("/api/v1/legal-holds", add_hold)
         .delete("/api/v1/legal-holds/{id}", remove_hold)
+        // the contract's shorter name for the same resource
+        .get("/api/v1/holds", holds)
+        .post("/api/v1/holds", add_hold)
+        .delete("/api/v1/holds/{id}", remove_hold)
         .get("/api/v1/archive", list_archive)
         .post("/api/v1/archive/restore", restore)
         .get("/api/v1/storage", storage)

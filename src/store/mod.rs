@@ -454,6 +454,13 @@ impl Store {
         &self.sh().integrations
     }
 
+    /// A tree of its own for one of the hub's features beside the log (alert rules, the
+    /// notification outbox, export jobs, reports): named `desk:<name>`, so it can never be one
+    /// of the store's own trees. `name` is a constant of the calling module, never outside input.
+    pub fn desk_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.sh().db.open_tree(format!("desk:{name}"))?)
+    }
+
     pub fn size_on_disk(&self) -> u64 {
         self.sh().db.size_on_disk().unwrap_or(0)
     }

@@ -65,6 +65,9 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
         (M::POST, "/api/v1/legal-holds", [401, 403, 403, 201]),
         // no hold has this id: the admin gets past the role check to a 404
         (M::DELETE, "/api/v1/legal-holds/{id}", [401, 403, 403, 404]),
+        (M::GET, "/api/v1/holds", VIEWER_READS),
+        (M::POST, "/api/v1/holds", [401, 403, 403, 201]),
+        (M::DELETE, "/api/v1/holds/{id}", [401, 403, 403, 404]),
         // no archive is configured here (tests/integration/archive.rs has one)
         (M::GET, "/api/v1/archive", [401, 403, 403, 409]),
         // an empty body is no segment
@@ -106,7 +109,7 @@ impl Fixtures {
             ("POST", "/api/v1/integrations") => json(okta("matrix-new")),
             ("PATCH", _) => json(json!({"schedule": "0 0 0 1 1 *"})),
             ("PUT", "/api/v1/retention") => json(json!({"categories": {"system": 120}})),
-            ("POST", "/api/v1/legal-holds") => {
+            ("POST", "/api/v1/legal-holds" | "/api/v1/holds") => {
                 json(json!({"reason": "matrix", "integration": "x"}))
             }
             ("POST", "/hooks/{integration_id}") => json(json!({"data": {"events": []}})),
