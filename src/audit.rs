@@ -43,14 +43,79 @@ pub async fn record_seq(
     who: &Principal,
     a: AdminAction<'_>,
 ) -> Result<u64, StoreError> {
+    let actor = Actor {
+        id: who.token_id.clone(),
+        name: Some(who.name.clone()),
+        email: None,
+        kind: ActorType::ApiKey,
+        ip: None,
+        user_agent: None,
+        location: None,
+    };
+    let raw_who = serde_json::json!(who.token_id);
+    let event = build(actor, raw_who, random_id(), a, Severity::Low);
+    let report = commit(store, vec![event]).await?;
+    report
+        .last_seq
+        .ok_or_else(|| StoreError::Io("the audit record was not stored".into()))
+}
+
+/// What the hub does by itself (an alert firing, a notification delivered), as an event of
+/// the `trailhub` integration whose actor is the hub's `component`. `source_id` makes the
+/// record idempotent: recording the same one again (a replay after a crash) stores it once.
+pub fn system_event(
+    component: &str,
+    source_id: String,
+    severity: Severity,
+    outcome: Outcome,
+    a: AdminAction<'_>,
+) -> Event {
+    let actor = Actor {
+        id: format!("trailhub:{component}"),
+        name: Some(component.to_string()),
+        email: None,
+        kind: ActorType::System,
+        ip: None,
+        user_agent: None,
+        location: None,
+    };
+    let mut event = build(actor, serde_json::Value::Null, source_id, a, severity);
+    event.outcome = outcome;
+    event
+}
+
+/// Stores the hub's own records together (one durable commit).
+pub async fn commit(
+    store: &Store,
+    events: Vec<Event>,
+) -> Result<crate::pipeline::Report, StoreError> {
+    let integration = trailhub_integration().id;
+    crate::pipeline::Pipeline::new(store, None)
+        .commit(
+            &integration,
+            crate::pipeline::Prepared {
+                events: events.iter().map(prepare).collect(),
+                rejected: Vec::new(),
+            },
+            crate::pipeline::Options::recorded(),
+        )
+        .await
+}
+
+fn build(
+    actor: Actor,
+    token_id: serde_json::Value,
+    source_id: String,
+    a: AdminAction<'_>,
+    severity: Severity,
+) -> Event {
     let now = now_micros();
-    let source_id = random_id();
     let raw = serde_json::json!({
         "event_type": a.event_type,
-        "token_id": who.token_id,
+        "token_id": token_id,
         "details": a.details,
     });
-    let event = Event {
+    Event {
         id: String::new(),
         time: now,
         ingested_at: now,
@@ -60,36 +125,14 @@ pub async fn record_seq(
         category: a.category,
         action: a.action,
         outcome: Outcome::Success,
-        actor: Actor {
-            id: who.token_id.clone(),
-            name: Some(who.name.clone()),
-            email: None,
-            kind: ActorType::ApiKey,
-            ip: None,
-            user_agent: None,
-            location: None,
-        },
+        actor,
         targets: a.target.into_iter().collect(),
         changes: Vec::new(),
         session_id: None,
         description: Some(a.description),
-        severity: Severity::Low,
+        severity,
         raw: serde_json::value::to_raw_value(&raw).expect("JSON values serialise"),
-    };
-    let integration = event.integration.id.clone();
-    let report = crate::pipeline::Pipeline::new(store, None)
-        .commit(
-            &integration,
-            crate::pipeline::Prepared {
-                events: vec![prepare(&event)],
-                rejected: Vec::new(),
-            },
-            crate::pipeline::Options::recorded(),
-        )
-        .await?;
-    report
-        .last_seq
-        .ok_or_else(|| StoreError::Io("the audit record was not stored".into()))
+    }
 }
 
 /// Records a minted token (`token.create`), as the API and the local CLI both do.

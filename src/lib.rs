@@ -1,6 +1,7 @@
 //! Trailhub: a self-hosted hub that collects SaaS audit logs, normalises them into one event
 //! schema, stores them append-only and tamper-evident in sled, and serves a unified timeline
 
+pub mod alerts;
 pub mod api;
 pub mod archive;
 pub mod audit;

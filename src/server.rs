@@ -322,6 +322,11 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         crate::retention::Retention::new(store.clone(), checkpointer.clone(), retention_settings)?;
     let (retention_stop, retention_stopped) = tokio::sync::watch::channel(false);
     let retention_task = retention.spawn(retention_stopped);
+    let alerts = crate::alerts::Alerts::open(store.clone()).map_err(|e| {
+        ServeError::Store(store.path().to_path_buf(), StoreError::Io(e.to_string()))
+    })?;
+    let (alerts_stop, alerts_stopped) = tokio::sync::watch::channel(false);
+    let alerts_task = alerts.spawn(alerts_stopped);
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),
@@ -349,6 +354,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         checkpointer: checkpointer.clone(),
         checkpoint_cadence,
         retention,
+        alerts,
     };
     let app = api::router(state);
     let limits = ConnectionLimits {
@@ -375,6 +381,9 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         // a retention run in progress finishes its batch (each batch is whole or not started)
         let _ = retention_stop.send(true);
         let _ = retention_task.await;
+        // the alert runner saves its cursor once the last polls are in
+        let _ = alerts_stop.send(true);
+        let _ = alerts_task.await;
         // what the last cycles committed is signed before the store closes
         task_checkpointer.shutdown().await;
         let closed = task_store.shutdown();

@@ -1,6 +1,7 @@
 //! The HTTP API: router, shared state, bearer-token auth, request metrics. Handlers are thin:
 //! they parse and validate, call the store or the shared query layer, and serialise
 
+mod alerts;
 mod console;
 mod error;
 mod events;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub checkpoint_cadence: crate::checkpoints::Cadence,
     /// The retention policy, legal holds, purge job and archive.
     pub retention: crate::retention::Retention,
+    /// Alert rules, their evaluation and history.
+    pub alerts: crate::alerts::Alerts,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -67,6 +70,7 @@ fn routes() -> Routes<AppState> {
         .merge(retention::routes())
         .merge(integrations::routes())
         .merge(evidence::routes())
+        .merge(alerts::routes())
 }
 
 /// Every (path template, method) the router serves, from the same calls that build it: the

@@ -219,9 +219,28 @@ pub(crate) struct Shared {
     min_free_bytes: u64,
     hash_mask: u64,
     seal_events: usize,
+    /// Told of each batch of stored events as the indexer takes it (`Store::observe`).
+    observer: RwLock<Option<Arc<dyn StoredObserver>>>,
+}
+
+/// Something that wants to see every stored event once, as it is stored (the alert engine):
+/// called on the indexer thread with each batch, in sequence order, after the batch's events
+/// are readable (`Store::event_json`) and before readers' queries see them. It must be quick
+/// (it delays the index) and must not block: hand work to another thread. A batch may be
+/// missed only if the hub stops, so an observer that must see everything keeps its own cursor
+/// and reads what it missed back from the store.
+pub trait StoredObserver: Send + Sync {
+    fn stored(&self, entries: &[tail::TailEntry]);
 }
 
 impl Shared {
+    fn observer(&self) -> Option<Arc<dyn StoredObserver>> {
+        match self.observer.read() {
+            Ok(o) => o.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// The body of the event `seq` (its JSON after the id), if it is stored and not purged.
     fn event_body(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         if self.purged().contains(seq) {
@@ -452,6 +471,14 @@ impl Store {
     /// Integration records and status (see `connectors::integrations`).
     pub fn integrations_tree(&self) -> &sled::Tree {
         &self.sh().integrations
+    }
+
+    /// Installs the one observer of stored events (replacing any before it).
+    pub fn observe(&self, observer: Arc<dyn StoredObserver>) {
+        match self.sh().observer.write() {
+            Ok(mut o) => *o = Some(observer),
+            Err(p) => *p.into_inner() = Some(observer),
+        }
     }
 
     /// A tree of its own for one of the hub's features beside the log (alert rules, the

@@ -195,6 +195,7 @@ impl Store {
             min_free_bytes: options.min_free_bytes,
             hash_mask: options.dedup_hash_mask,
             seal_events: options.seal_events.clamp(1, tail::SEAL_EVENTS),
+            observer: RwLock::new(None),
         });
         shared.stats.last_seq.store(head.seq, Ordering::Relaxed);
         let tree = super::merkle::open_tree(&shared, head.seq)?;

@@ -406,6 +406,9 @@ pub(super) fn run_indexer(sh: Arc<Shared>, mut live: Arc<RwLock<Tail>>, ch: Inde
             replies.extend(job.replies);
             entries.extend(job.entries);
         }
+        if let Some(observer) = sh.observer() {
+            observer.stored(&entries);
+        }
         let mut entries = entries.into_iter().peekable();
         while entries.peek().is_some() {
             let full = {

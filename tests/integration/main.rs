@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test starts a real hub on 127.0.0.1 with a temp data
 //! dir and drives it over HTTP; vendors are emulated on loopback
 
+mod alerts;
 mod archive;
 mod backfill;
 mod catalogue;

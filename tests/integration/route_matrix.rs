@@ -73,6 +73,19 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
         // an empty body is no segment
         (M::POST, "/api/v1/archive/restore", [401, 403, 403, 400]),
         (M::GET, "/api/v1/storage", VIEWER_READS),
+        (M::GET, "/api/v1/alerts/rules", VIEWER_READS),
+        (M::POST, "/api/v1/alerts/rules", [401, 403, 403, 201]),
+        // no rule or firing has the integration's id: readers get past the role check to a 404
+        (M::GET, "/api/v1/alerts/rules/{id}", [401, 404, 403, 404]),
+        (M::PATCH, "/api/v1/alerts/rules/{id}", [401, 403, 403, 404]),
+        (M::DELETE, "/api/v1/alerts/rules/{id}", [401, 403, 403, 404]),
+        (
+            M::POST,
+            "/api/v1/alerts/rules/{id}/test",
+            [401, 403, 403, 404],
+        ),
+        (M::GET, "/api/v1/alerts", VIEWER_READS),
+        (M::GET, "/api/v1/alerts/{id}", [401, 404, 403, 404]),
         // webhooks are not bearer-authenticated: every caller is a stranger to the scheme
         (M::GET, "/hooks/{integration_id}", PUBLIC_PAGE),
         (M::POST, "/hooks/{integration_id}", [401; 4]),
@@ -107,7 +120,9 @@ impl Fixtures {
             ("POST", "/api/v1/events") => Some(("application/x-ndjson", event_line("matrix-2"))),
             ("POST", "/api/v1/tokens") => json(json!({"name": "matrix", "role": "viewer"})),
             ("POST", "/api/v1/integrations") => json(okta("matrix-new")),
+            ("PATCH", "/api/v1/alerts/rules/{id}") => json(json!({"priority": "high"})),
             ("PATCH", _) => json(json!({"schedule": "0 0 0 1 1 *"})),
+            ("POST", "/api/v1/alerts/rules") => json(json!({"name": "matrix"})),
             ("PUT", "/api/v1/retention") => json(json!({"categories": {"system": 120}})),
             ("POST", "/api/v1/legal-holds" | "/api/v1/holds") => {
                 json(json!({"reason": "matrix", "integration": "x"}))

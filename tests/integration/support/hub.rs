@@ -117,6 +117,16 @@ impl TestHub {
         }
     }
 
+    /// A hub started on `dir` (a restart of a stopped `TestHub`).
+    pub fn adopt(hub: RunningHub, dir: tempfile::TempDir) -> TestHub {
+        TestHub {
+            url: hub.url(),
+            hub: Some(hub),
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
     /// The hub's store, for tests that stage a store fault.
     pub fn store(&self) -> &trailhub::store::Store {
         &self.hub.as_ref().expect("running").store

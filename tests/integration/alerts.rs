@@ -1,0 +1,468 @@
+//! Alert rules over HTTP: each kind of condition fires exactly when it must — counts per group
+//! in a sliding window of event time (late events included), numeric values, a night window in
+//! a named zone — once per burst, recorded as `alert.fired` events of `trailhub`, with the
+//! state kept across a restart; and every bound and error of the rule API.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::hub::{TestHub, ADMIN};
+use trailhub::time::{format_micros, now_micros, MICROS_PER_SEC};
+
+fn login(source_id: &str, actor: &str, outcome: &str, time: i64) -> Value {
+    json!({
+        "time": format_micros(time),
+        "source_id": source_id,
+        "event_type": "user.session.start",
+        "action": "login",
+        "category": "authentication",
+        "outcome": outcome,
+        "actor": {"id": actor, "name": format!("{actor} name"), "type": "user", "ip": "203.0.113.9"},
+    })
+}
+
+async fn create_rule(hub: &TestHub, rule: Value) -> Value {
+    let (status, body) = hub
+        .post(
+            "/api/v1/alerts/rules",
+            Some(ADMIN),
+            "application/json",
+            rule.to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+async fn firings(hub: &TestHub, rule: &str) -> Vec<Value> {
+    let (status, body) = hub
+        .get(
+            &format!("/api/v1/alerts?rule={rule}&limit=200"),
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["alerts"].as_array().expect("alerts").clone()
+}
+
+/// Waits until `rule` has `n` firings, then a little longer to see that no more come.
+async fn expect_firings(hub: &TestHub, rule: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got = firings(hub, rule).await;
+        if got.len() >= n || std::time::Instant::now() > deadline {
+            // the runner evaluates within a batch or a 1 s tick: 1.5 s more shows nothing else comes
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            let got = firings(hub, rule).await;
+            assert_eq!(got.len(), n, "firings of {rule}: {got:#?}");
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+const S: i64 = MICROS_PER_SEC;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_failed_logins_fires_once_per_actor_late_events_included() {
+    let hub = TestHub::start().await;
+    let rule = create_rule(
+        &hub,
+        json!({
+            "name": "5+ failed logins in 10 minutes",
+            "filter": {"action": "login", "outcome": "failure"},
+            "condition": {"type": "count", "threshold": 5, "window_secs": 600},
+            "group_by": "actor.id",
+            "priority": "high",
+            "message": "{{alert.count}} failed logins for {{actor.name}} from {{actor.ip}}",
+        }),
+    )
+    .await;
+    let id = rule["id"].as_str().expect("id");
+    assert_eq!(
+        rule["suppress_secs"], 600,
+        "one burst fires once by default"
+    );
+    let base = now_micros() - 3600 * S;
+    let mut lines = Vec::new();
+    for i in 0..4 {
+        lines.push(login(
+            &format!("ann-{i}"),
+            "ann",
+            "failure",
+            base + i * 60 * S,
+        ));
+        lines.push(login(
+            &format!("bob-{i}"),
+            "bob",
+            "failure",
+            base + i * 60 * S,
+        ));
+    }
+    // successes and other actors' failures do not count for ann
+    lines.push(login("ann-ok", "ann", "success", base + 100 * S));
+    hub.ingest(&lines).await;
+    expect_firings(&hub, id, 0).await;
+
+    // ann's fifth failure arrives late: it happened before her fourth
+    hub.ingest(&[login("ann-late", "ann", "failure", base + 30 * S)])
+        .await;
+    let fired = expect_firings(&hub, id, 1).await;
+    let f = &fired[0];
+    assert_eq!(f["group"], "ann");
+    assert_eq!(f["count"], 5);
+    assert_eq!(f["priority"], "high");
+    assert_eq!(
+        f["message"],
+        "5 failed logins for ann name from 203.0.113.9"
+    );
+    assert_eq!(f["window_from"], format_micros(base));
+    assert_eq!(f["test"], false);
+
+    // the burst goes on: still one firing; bob's fifth is his own
+    hub.ingest(&[
+        login("ann-4", "ann", "failure", base + 300 * S),
+        login("bob-4", "bob", "failure", base + 500 * S),
+        // a replay of an event already stored is a duplicate, never counted again
+        login("bob-3", "bob", "failure", base + 180 * S),
+    ])
+    .await;
+    let fired = expect_firings(&hub, id, 2).await;
+    assert_eq!(fired[0]["group"], "bob", "newest first");
+
+    // each firing is an event of the hub's own integration, as severe as the rule's priority
+    let (_, page) = hub
+        .get(
+            "/api/v1/events?integration=trailhub&event_type=alert.fired",
+            Some(ADMIN),
+        )
+        .await;
+    let records = page["events"].as_array().expect("events");
+    assert_eq!(records.len(), 2, "{page}");
+    assert!(records.iter().all(|r| r["severity"] == "high"));
+    assert_eq!(records[1]["description"], f["message"]);
+    // and the rule's creation is audited
+    let (_, page) = hub
+        .get(
+            "/api/v1/events?integration=trailhub&event_type=alert_rule.create",
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(page["events"].as_array().expect("events").len(), 1);
+    let (status, one) = hub
+        .get(
+            &format!("/api/v1/alerts/{}", f["id"].as_str().expect("id")),
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["id"], f["id"]);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_and_night_window_rules_fire_on_what_they_name_and_nothing_else() {
+    let hub = TestHub::start().await;
+    let export = create_rule(
+        &hub,
+        json!({
+            "name": "an export of 1,000+ records",
+            "filter": {"action": "export"},
+            "condition": {"type": "value", "field": "raw.records", "op": ">=", "value": 1000},
+            "message": "{{actor.id}} exported {{raw.records}} records",
+        }),
+    )
+    .await;
+    // Paris is UTC+1 in January
+    let night = create_rule(
+        &hub,
+        json!({
+            "name": "login at night",
+            "filter": {"action": "login", "outcome": "success"},
+            "schedule": {"timezone": "Europe/Paris", "from": "22:00", "to": "06:00"},
+        }),
+    )
+    .await;
+    // a catch-all rule: fires on every event stored after it, its own creation record included,
+    // but never on the hub's own alert records
+    let all = create_rule(&hub, json!({"name": "everything"})).await;
+    let export_line = |id: &str, records: Value| {
+        json!({"time": "2026-01-15T12:00:00Z", "source_id": id, "event_type": "report.export",
+            "action": "export", "actor": {"id": "carol"}, "raw": {"records": records}})
+    };
+    let at = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .expect("time")
+            .timestamp_micros()
+    };
+    hub.ingest(&[
+        export_line("x1", json!(999)),
+        export_line("x2", json!(1500)),
+        export_line("x3", json!("2000")),
+        export_line("x4", json!("lots")),
+        // 23:30 and 05:59 in Paris fire; 06:00 and noon do not
+        login("n1", "dan", "success", at("2026-01-15T22:30:00Z")),
+        login("n2", "dan", "success", at("2026-01-16T04:59:00Z")),
+        login("n3", "dan", "success", at("2026-01-16T05:00:00Z")),
+        login("n4", "dan", "success", at("2026-01-16T11:00:00Z")),
+    ])
+    .await;
+    let fired = expect_firings(&hub, export["id"].as_str().expect("id"), 2).await;
+    let mut messages: Vec<&str> = fired
+        .iter()
+        .map(|f| f["message"].as_str().expect("m"))
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        ["carol exported 1500 records", "carol exported 2000 records"]
+    );
+    let fired = expect_firings(&hub, night["id"].as_str().expect("id"), 2).await;
+    let mut times: Vec<&str> = fired
+        .iter()
+        .map(|f| f["event_time"].as_str().expect("t"))
+        .collect();
+    times.sort();
+    assert_eq!(
+        times,
+        ["2026-01-15T22:30:00.000000Z", "2026-01-16T04:59:00.000000Z"]
+    );
+    expect_firings(&hub, all["id"].as_str().expect("id"), 8 + 1).await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_survive_a_restart_and_a_changed_rule_starts_over() {
+    let hub = TestHub::start().await;
+    let rule = create_rule(
+        &hub,
+        json!({
+            "name": "3 failures",
+            "filter": {"outcome": "failure"},
+            "condition": {"type": "count", "threshold": 3, "window_secs": 3600},
+        }),
+    )
+    .await;
+    let id = rule["id"].as_str().expect("id").to_string();
+    let base = now_micros() - 600 * S;
+    hub.ingest(&[
+        login("r1", "eve", "failure", base),
+        login("r2", "eve", "failure", base + S),
+    ])
+    .await;
+    // the runner saves its cursor and counts at the stop
+    let dir = hub.stop().await;
+    let running = crate::support::hub::start_hub(dir.path()).await;
+    let hub2 = TestHub::adopt(running, dir);
+    hub2.ingest(&[login("r3", "eve", "failure", base + 2 * S)])
+        .await;
+    let fired = expect_firings(&hub2, &id, 1).await;
+    assert_eq!(fired[0]["count"], 3, "the two before the restart counted");
+
+    // a changed rule is a new version: its counts start from the change
+    let changed = hub2
+        .http
+        .patch(format!("{}/api/v1/alerts/rules/{id}", hub2.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"condition": {"type": "count", "threshold": 2, "window_secs": 3600}, "suppress_secs": 0}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(changed.status(), StatusCode::OK);
+    hub2.ingest(&[login("r4", "eve", "failure", base + 3 * S)])
+        .await;
+    expect_firings(&hub2, &id, 1).await;
+    hub2.ingest(&[login("r5", "eve", "failure", base + 4 * S)])
+        .await;
+    let fired = expect_firings(&hub2, &id, 2).await;
+    assert_eq!(fired[0]["rule_version"], 2);
+    assert_eq!(fired[0]["count"], 2);
+
+    // test-fire: on a named event, marked as a test
+    let (status, test) = hub2
+        .post(
+            &format!("/api/v1/alerts/rules/{id}/test"),
+            Some(ADMIN),
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{test}");
+    assert_eq!(test["test"], true);
+    assert_eq!(test["rule_id"], id.as_str());
+    let (status, e) = hub2
+        .post(
+            &format!("/api/v1/alerts/rules/{id}/test"),
+            Some(ADMIN),
+            "application/json",
+            json!({"event_id": "00000000000fffff"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+
+    let deleted = hub2
+        .http
+        .delete(format!("{}/api/v1/alerts/rules/{id}", hub2.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, _) = hub2
+        .get(&format!("/api/v1/alerts/rules/{id}"), Some(ADMIN))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    hub2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_input_is_bounded_and_every_refusal_names_its_field() {
+    let hub = TestHub::start().await;
+    let refused = |body: Value, status: StatusCode, field: &'static str| {
+        let hub = &hub;
+        async move {
+            let (got, answer) = hub
+                .post(
+                    "/api/v1/alerts/rules",
+                    Some(ADMIN),
+                    "application/json",
+                    body.to_string(),
+                )
+                .await;
+            assert_eq!(got, status, "{body}: {answer}");
+            let message = answer["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(message.contains(field), "{body}: {message}");
+        }
+    };
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    refused(json!({"filter": {}}), unprocessable, "name").await;
+    refused(
+        json!({"name": "x", "filter": {"actr": "a"}}),
+        unprocessable,
+        "filter.actr",
+    )
+    .await;
+    refused(
+        json!({"name": "x", "filter": {"since": "1h"}}),
+        unprocessable,
+        "filter.since",
+    )
+    .await;
+    refused(json!({"name": "x", "condition": {"type": "count", "threshold": 100000, "window_secs": 60}}), unprocessable, "condition.threshold").await;
+    refused(json!({"name": "x", "condition": {"type": "count", "threshold": 5, "window_secs": 99999999}}), unprocessable, "condition.window_secs").await;
+    refused(
+        json!({"name": "x", "condition": {"type": "value", "field": "", "op": ">", "value": 1}}),
+        unprocessable,
+        "condition.field",
+    )
+    .await;
+    refused(json!({"name": "x", "schedule": {"timezone": "Nowhere/Land", "from": "22:00", "to": "06:00"}}), unprocessable, "schedule.timezone").await;
+    refused(
+        json!({"name": "x", "message": "{{unclosed"}),
+        unprocessable,
+        "message",
+    )
+    .await;
+    refused(
+        json!({"name": "x", "channels": ["ch_missing"]}),
+        unprocessable,
+        "channels[0]",
+    )
+    .await;
+    refused(
+        json!({"name": "x", "suppress_secs": 99999999}),
+        unprocessable,
+        "suppress_secs",
+    )
+    .await;
+    refused(
+        json!({"name": "x", "colour": "red"}),
+        StatusCode::BAD_REQUEST,
+        "colour",
+    )
+    .await;
+    refused(json!({"name": "x".repeat(200)}), unprocessable, "name").await;
+    refused(
+        json!({"name": "x", "description": "d".repeat(100_000)}),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "bytes",
+    )
+    .await;
+    // a viewer reads rules but does not write them
+    let viewer = hub.mint("viewer").await;
+    let (status, _) = hub
+        .post(
+            "/api/v1/alerts/rules",
+            Some(&viewer),
+            "application/json",
+            json!({"name": "v"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = hub.get("/api/v1/alerts/rules", Some(&viewer)).await;
+    assert_eq!(status, StatusCode::OK);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("cursor=zz", "cursor"),
+        ("rule=../x", "rule"),
+        ("colour=1", "colour"),
+    ] {
+        let (status, answer) = hub
+            .get(&format!("/api/v1/alerts?{query}"), Some(ADMIN))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(field),
+            "{answer}"
+        );
+    }
+
+    // at most MAX_RULES rules
+    let mut made = 0;
+    while made < trailhub::alerts::MAX_RULES {
+        let batch: Vec<_> = (made..(made + 25).min(trailhub::alerts::MAX_RULES))
+            .map(|i| {
+                hub.post(
+                    "/api/v1/alerts/rules",
+                    Some(ADMIN),
+                    "application/json",
+                    json!({"name": format!("rule {i}"), "filter": {"actor": format!("a{i}")}})
+                        .to_string(),
+                )
+            })
+            .collect();
+        for (status, body) in futures_util::future::join_all(batch).await {
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            made += 1;
+        }
+    }
+    let (status, answer) = hub
+        .post(
+            "/api/v1/alerts/rules",
+            Some(ADMIN),
+            "application/json",
+            json!({"name": "one too many"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    // a thousand rules loaded: an event still fires exactly its own
+    hub.ingest(&[json!({"time": format_micros(now_micros()), "source_id": "k1", "event_type": "t", "action": "read", "actor": {"id": "a777"}})]).await;
+    let (_, rules) = hub.get("/api/v1/alerts/rules", Some(ADMIN)).await;
+    let rules = rules["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), trailhub::alerts::MAX_RULES);
+    let r777 = rules
+        .iter()
+        .find(|r| r["name"] == "rule 777")
+        .expect("rule 777");
+    expect_firings(&hub, r777["id"].as_str().expect("id"), 1).await;
+    let (_, all) = hub.get("/api/v1/alerts?limit=200", Some(ADMIN)).await;
+    assert_eq!(all["alerts"].as_array().expect("alerts").len(), 1, "{all}");
+    hub.stop().await;
+}
