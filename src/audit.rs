@@ -96,6 +96,7 @@ pub async fn commit(
             crate::pipeline::Prepared {
                 events: events.iter().map(prepare).collect(),
                 rejected: Vec::new(),
+                filtered: 0,
             },
             crate::pipeline::Options::recorded(),
         )

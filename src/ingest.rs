@@ -136,6 +136,7 @@ pub async fn ingest_body(
         Ok::<_, BodyError>(Prepared {
             events: parsed.events.iter().map(prepare).collect(),
             rejected: parsed.rejected,
+            filtered: 0,
         })
     })
     .await??;

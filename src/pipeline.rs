@@ -34,11 +34,18 @@ pub struct Report {
     /// Events already stored (same integration and source id).
     pub duplicates: usize,
     pub rejected_count: usize,
+    /// Records the integration's collection filters dropped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub filtered: u64,
     /// The first `MAX_LISTED_REJECTS` rejects.
     pub rejected: Vec<Rejected>,
     /// The sequence number of the last event stored as new (the hub's own records name it).
     #[serde(skip)]
     pub last_seq: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Report {
@@ -53,6 +60,8 @@ impl Report {
 pub struct Prepared {
     pub events: Vec<PreparedEvent>,
     pub rejected: Vec<Rejected>,
+    /// Records the integration's collection filters dropped (counted with the last job).
+    pub filtered: u64,
 }
 
 /// What a full write queue does to a submission.
@@ -160,14 +169,19 @@ impl<'a> Pipeline<'a> {
         prepared: Prepared,
         options: Options,
     ) -> Result<Pending<'a>, StoreError> {
-        let Prepared { events, rejected } = prepared;
+        let Prepared {
+            events,
+            rejected,
+            filtered,
+        } = prepared;
         let mut chunks: VecDeque<Vec<PreparedEvent>> = VecDeque::new();
         let mut events = events.into_iter().peekable();
         while events.peek().is_some() {
             chunks.push_back(events.by_ref().take(JOB_EVENTS).collect());
         }
-        // a cursor alone (a page whose records were all skipped) still commits
-        if chunks.is_empty() && options.cursor.is_some() {
+        // a cursor alone (a page whose records were all skipped) still commits, and so does a
+        // count of filtered records
+        if chunks.is_empty() && (options.cursor.is_some() || filtered > 0) {
             chunks.push_back(Vec::new());
         }
         let mut jobs = Vec::with_capacity(chunks.len());
@@ -180,6 +194,7 @@ impl<'a> Pipeline<'a> {
                     None
                 },
                 durable: options.durable && i == last,
+                filtered: (i == last && filtered > 0).then(|| (integration.to_string(), filtered)),
             };
             jobs.push(match options.when_full {
                 WhenFull::Refuse if i == 0 => self.store.submit(chunk, commit)?,
@@ -189,6 +204,7 @@ impl<'a> Pipeline<'a> {
         Ok(Pending {
             jobs,
             rejected,
+            filtered,
             integration: integration.to_string(),
             metrics: self.metrics,
         })
@@ -212,6 +228,7 @@ impl<'a> Pipeline<'a> {
 pub struct Pending<'a> {
     jobs: Vec<PendingAppend>,
     rejected: Vec<Rejected>,
+    filtered: u64,
     integration: String,
     metrics: Option<&'a Metrics>,
 }
@@ -220,6 +237,7 @@ impl Pending<'_> {
     pub async fn wait(self) -> Result<Report, StoreError> {
         let mut report = Report {
             rejected_count: self.rejected.len(),
+            filtered: self.filtered,
             ..Report::default()
         };
         let mut failed = None;
@@ -283,6 +301,7 @@ mod tests {
         Prepared {
             events: parsed.events.iter().map(prepare).collect(),
             rejected: parsed.rejected,
+            filtered: 0,
         }
     }
 

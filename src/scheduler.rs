@@ -435,6 +435,12 @@ impl Scheduler {
                     poll: poll.clone(),
                     credentials,
                     allow_insecure_http: record.allow_insecure_http,
+                    filters: Arc::new(record.filters.compile().unwrap_or_else(|e| {
+                        // checked when the integration was stored: only a record from an older
+                        // version can fail here; it collects everything rather than nothing
+                        tracing::error!(integration = %record.id, error = %e, "collection filters do not compile; none applied");
+                        crate::connectors::filters::Filters::default()
+                    })),
                     http: self.inner.http.clone(),
                     gate,
                     tuning: self.inner.tuning.clone(),

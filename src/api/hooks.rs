@@ -299,9 +299,11 @@ async fn receive_inner(
         )),
     };
     let records_spec = records_spec.clone();
+    // checked when the integration was stored; a record that fails now collects everything
+    let filters = record.filters.compile().unwrap_or_default();
     let prepared = pipeline::prepare_for(scrubbed.len(), move || {
         let map = mapped.as_ref().map(|poll| &poll.map);
-        prepare_delivery(&records_spec, map, &reference, &scrubbed)
+        prepare_delivery(&records_spec, map, &reference, &filters, &scrubbed)
     })
     .await??;
     for r in &prepared.rejected {
@@ -326,6 +328,7 @@ fn prepare_delivery(
     records_spec: &RecordsSpec,
     map: Option<&Mapping>,
     reference: &IntegrationRef,
+    filters: &crate::connectors::filters::Filters,
     text: &str,
 ) -> Result<Prepared, ApiError> {
     let does_not_parse = |e: String| {
@@ -349,6 +352,7 @@ fn prepare_delivery(
             None => crate::ingest::parse_line(raw.get(), reference, ingested_at),
         };
         match event {
+            Ok(event) if !filters.keeps(&event) => prepared.filtered += 1,
             Ok(event) => prepared.events.push(prepare(&event)),
             Err(error) => prepared.rejected.push(Rejected { line: i + 1, error }),
         }

@@ -125,6 +125,7 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "requests_per_minute": r.requests_per_minute.or(poll.map(|p| p.rate_limit.requests_per_minute)),
         "paused": r.paused,
         "allow_insecure_http": r.allow_insecure_http,
+        "filters": r.filters,
         "created_at": format_micros(r.created_at),
         "updated_at": format_micros(r.updated_at),
         "state": if push_only && !r.paused { crate::connectors::integrations::State::Live } else { status.state(r.paused) },
@@ -138,6 +139,9 @@ fn integration_json(state: &AppState, r: &IntegrationRecord) -> Result<Value, Ap
         "events_ingested": state.store.integration_count(&r.id)?,
         // of those, purged by retention since (counted in the purge's own transaction)
         "events_purged": state.store.purged_count(&r.id)?,
+        // dropped by the collection filters before they were stored, counted with the cursor
+        // (or the webhook delivery) that covered them
+        "events_filtered": state.store.filtered_count(&r.id)?,
         "lag_seconds": status.lag_seconds(now),
         "backfill_progress": {
             "from": status.backfill_from.map(format_micros),
@@ -229,7 +233,7 @@ async fn update(
     let who = caller.require(&[])?.clone();
     let patch: IntegrationPatch = parse_body(
         &body,
-        "an object with any of name, config, credentials, schedule, backfill, idle_backoff, requests_per_minute, paused, allow_insecure_http",
+        "an object with any of name, config, credentials, schedule, backfill, idle_backoff, requests_per_minute, paused, allow_insecure_http, filters",
     )?;
     let (record, changed) = match state.integrations.update(&id, patch) {
         Ok(done) => done,

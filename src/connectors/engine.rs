@@ -16,6 +16,7 @@ use super::cursor::{self, PageView};
 use super::definition::{Mapping, Poll};
 use super::normalise::normalise;
 use super::transport::Page;
+use crate::connectors::filters::Filters;
 use crate::metrics::IntegrationLabels;
 use crate::schema::IntegrationRef;
 use crate::store::{prepare, Store, StoreError};
@@ -198,23 +199,32 @@ struct Normalised {
     page_max: Option<Micros>,
     /// Why each skipped record was skipped (vendor text, not yet scrubbed).
     rejected: Vec<String>,
+    /// Records the integration's collection filters dropped.
+    filtered: u64,
 }
 
 fn normalise_page(
     map: &Mapping,
     integration: &IntegrationRef,
+    filters: &Filters,
     records: &[Box<RawValue>],
     ingested_at: Micros,
 ) -> Normalised {
     let mut prepared = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
+    let mut filtered = 0;
     let (mut page_min, mut page_max) = (None::<Micros>, None::<Micros>);
     for (i, raw) in records.iter().enumerate() {
         match normalise(map, integration, raw, i, ingested_at) {
             Ok(e) => {
+                // a dropped record still moves the page's time range: the cursor covers it
                 page_min = Some(page_min.map_or(e.time, |m| m.min(e.time)));
                 page_max = Some(page_max.map_or(e.time, |m| m.max(e.time)));
-                prepared.push(prepare(&e));
+                if filters.keeps(&e) {
+                    prepared.push(prepare(&e));
+                } else {
+                    filtered += 1;
+                }
             }
             Err(e) => rejected.push(e.to_string()),
         }
@@ -224,6 +234,7 @@ fn normalise_page(
         page_min,
         page_max,
         rejected,
+        filtered,
     }
 }
 
@@ -235,9 +246,9 @@ async fn normalise_off_runtime(
 ) -> Result<Normalised, CycleError> {
     let ingested_at = now_micros();
     let t = &ctx.transport;
-    let (poll, integration) = (t.poll.clone(), t.integration.clone());
+    let (poll, integration, filters) = (t.poll.clone(), t.integration.clone(), t.filters.clone());
     let normalised = tokio::task::spawn_blocking(move || {
-        normalise_page(&poll.map, &integration, &records, ingested_at)
+        normalise_page(&poll.map, &integration, &filters, &records, ingested_at)
     })
     .await
     .map_err(|_| CycleError::Store(StoreError::Closed))?;
@@ -297,6 +308,7 @@ async fn queue_commit<'a>(
             crate::pipeline::Prepared {
                 events: normalised.prepared,
                 rejected: Vec::new(),
+                filtered: normalised.filtered,
             },
             crate::pipeline::Options::polled(cursor.encode()),
         )

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::definition::Poll;
 use super::{Connector, Registry};
 use crate::config::Secret;
+use crate::connectors::filters::CollectionFilters;
 use crate::schema::IntegrationRef;
 use crate::secrets::MasterKey;
 use crate::store::StoreError;
@@ -94,6 +95,9 @@ pub struct IntegrationRecord {
     /// Plain http is allowed for URL fields on a loopback host (test doubles, local proxies).
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Include / exclude rules applied before events are stored.
+    #[serde(default, skip_serializing_if = "CollectionFilters::is_empty")]
+    pub filters: CollectionFilters,
     #[serde(with = "crate::schema::rfc3339_micros")]
     pub created_at: Micros,
     #[serde(with = "crate::schema::rfc3339_micros")]
@@ -288,6 +292,7 @@ impl Integrations {
         )?;
         check_schedule_backfill(req.schedule.as_deref(), req.backfill.as_deref())?;
         check_pace(req.requests_per_minute)?;
+        req.filters.compile().map_err(|m| invalid("filters", m))?;
         if self.name_taken(&name, None)? {
             return Err(IntegrationError::NameTaken(name));
         }
@@ -307,6 +312,7 @@ impl Integrations {
             requests_per_minute: req.requests_per_minute,
             paused: req.paused,
             allow_insecure_http: req.allow_insecure_http,
+            filters: req.filters,
             created_at: now,
             updated_at: now,
         };
@@ -342,6 +348,13 @@ impl Integrations {
             if a != record.allow_insecure_http {
                 record.allow_insecure_http = a;
                 changed.fields.push("allow_insecure_http".into());
+            }
+        }
+        if let Some(f) = patch.filters {
+            f.compile().map_err(|m| invalid("filters", m))?;
+            if f != record.filters {
+                record.filters = f;
+                changed.fields.push("filters".into());
             }
         }
         let after = record.effective_config(&connector);

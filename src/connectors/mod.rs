@@ -11,6 +11,7 @@
 pub mod cursor;
 pub mod definition;
 pub mod engine;
+pub mod filters;
 pub mod integrations;
 pub mod normalise;
 pub mod oauth;

@@ -71,6 +71,8 @@ pub struct Transport {
     pub credentials: BTreeMap<String, Secret>,
     /// http is accepted for URL fields on a loopback host (see `outbound`).
     pub allow_insecure_http: bool,
+    /// The integration's collection filters, applied as pages are normalised.
+    pub filters: Arc<crate::connectors::filters::Filters>,
     /// This integration's secrets, to scrub from vendor text (see `secrets_scrubber`); access
     /// tokens are added as they are fetched.
     pub scrubber: Mutex<Scrubber>,

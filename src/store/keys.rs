@@ -18,6 +18,7 @@
 //! | log | `X` first seq | a range of purged events: last seq (see `purge`) |
 //! | log | `P` integration | events of the integration purged so far (u64) |
 //! | log | `Y` first seq | a range of restored events: last seq, when (see `purge`) |
+//! | log | `F` integration | events its collection filters dropped (u64), counted with the cursor |
 //! | index | `G` segment | a sealed segment's description (see `segment`) |
 //! | index | `S` segment, kind, ... | its doc table chunks (`d`), postings (`p`), hashed buckets (`h`) |
 //! | index | `V` run | a dedup run's description (see `dedup`) |
@@ -51,6 +52,7 @@ pub const TREE_NODE: u8 = b'H';
 pub const PURGED: u8 = b'X';
 pub const PURGED_COUNT: u8 = b'P';
 pub const RESTORED: u8 = b'Y';
+pub const FILTERED: u8 = b'F';
 pub const SEGMENT: u8 = b'G';
 pub const SEGMENT_DATA: u8 = b'S';
 pub const RUN: u8 = b'V';
@@ -256,6 +258,12 @@ pub fn run_data_prefix(run: u64) -> [u8; 9] {
 
 pub fn count_key(integration: &str) -> Vec<u8> {
     let mut k = vec![COUNT];
+    k.extend_from_slice(integration.as_bytes());
+    k
+}
+
+pub fn filtered_key(integration: &str) -> Vec<u8> {
+    let mut k = vec![FILTERED];
     k.extend_from_slice(integration.as_bytes());
     k
 }

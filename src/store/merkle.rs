@@ -303,6 +303,7 @@ impl Store {
             super::Commit {
                 cursor: None,
                 durable: true,
+                filtered: None,
             },
         )
         .await
@@ -404,6 +405,7 @@ mod tests {
                 Commit {
                     cursor: None,
                     durable: true,
+                    filtered: None,
                 },
             )
             .await

@@ -122,6 +122,9 @@ pub struct Commit {
     pub cursor: Option<(String, Vec<u8>)>,
     /// Answer only after the batch is flushed to disk.
     pub durable: bool,
+    /// Events of the integration that its collection filters dropped from what this commit
+    /// covers: added to its count in the same batch.
+    pub filtered: Option<(String, u64)>,
 }
 
 /// What became of each event of an append, by its index in the request.
@@ -471,6 +474,17 @@ impl Store {
     /// Integration records and status (see `connectors::integrations`).
     pub fn integrations_tree(&self) -> &sled::Tree {
         &self.sh().integrations
+    }
+
+    /// Events of `integration` its collection filters dropped, counted with the cursors that
+    /// covered them (exact after any crash).
+    pub fn filtered_count(&self, integration: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .sh()
+            .log
+            .get(keys::filtered_key(integration))?
+            .map(|v| keys::decode_u64(&v))
+            .unwrap_or(0))
     }
 
     /// Installs the one observer of stored events (replacing any before it).

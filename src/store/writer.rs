@@ -290,6 +290,7 @@ fn build_log_batch(
     // (job, event index, chain hash after it) of each stored event, in sequence order
     let mut stored: Vec<(usize, usize, [u8; 32])> = Vec::new();
     let mut counts: HashMap<String, u64> = HashMap::new();
+    let mut filtered: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut tree = st.tree.clone();
     for (j, job) in group.iter_mut().enumerate() {
         let mut outcome = AppendOutcome::default();
@@ -332,6 +333,16 @@ fn build_log_batch(
         }
         if let Some((integration, cursor)) = &job.commit.cursor {
             batch.insert(keys::cursor_key(integration), cursor.as_slice());
+            keys_written += 1;
+        }
+        if let Some((integration, n)) = &job.commit.filtered {
+            let key = keys::filtered_key(integration);
+            let total = match filtered.get(&key) {
+                Some(t) => *t,
+                None => sh.log.get(&key)?.map(|v| keys::decode_u64(&v)).unwrap_or(0),
+            } + n;
+            filtered.insert(key.clone(), total);
+            batch.insert(key, &total.to_be_bytes()[..]);
             keys_written += 1;
         }
         outcomes.push(outcome);

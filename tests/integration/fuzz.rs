@@ -1210,6 +1210,7 @@ fn sealed_store_dir() -> &'static Path {
         let commit = trailhub::store::Commit {
             cursor: None,
             durable: true,
+            filtered: None,
         };
         runtime
             .block_on(store.append(events, commit))

@@ -5,6 +5,7 @@ mod alerts;
 mod archive;
 mod backfill;
 mod catalogue;
+mod collection_filters;
 mod conformance;
 mod crash;
 mod disk_full;

@@ -28,6 +28,8 @@ pub struct NewIntegration {
     pub paused: bool,
     #[serde(default)]
     pub allow_insecure_http: bool,
+    #[serde(default)]
+    pub filters: crate::connectors::filters::CollectionFilters,
 }
 
 /// A change: config and credentials merge into what is there (`null` removes a key). Debug
@@ -48,6 +50,7 @@ pub struct IntegrationPatch {
     pub requests_per_minute: Option<Option<u32>>,
     pub paused: Option<bool>,
     pub allow_insecure_http: Option<bool>,
+    pub filters: Option<crate::connectors::filters::CollectionFilters>,
 }
 
 /// Credential values as Debug shows them: their names, never the values.

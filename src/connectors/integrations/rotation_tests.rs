@@ -26,6 +26,7 @@ fn put(tree: &sled::Tree, id: &str, key: &MasterKey) {
         requests_per_minute: None,
         paused: false,
         allow_insecure_http: false,
+        filters: Default::default(),
         created_at: 0,
         updated_at: 0,
     };

@@ -39,6 +39,7 @@ fn record(backfill: Option<&str>) -> IntegrationRecord {
         requests_per_minute: None,
         paused: false,
         allow_insecure_http: false,
+        filters: Default::default(),
         created_at: 0,
         updated_at: 0,
     }
