@@ -1,0 +1,254 @@
+//! Alert evaluation under load. Prints figures; asserts nothing about time.
+//!
+//! 1. Cost: the same ingest (NDJSON batches of 1,000 events from 4 clients) into a hub with no
+//!    rule and into one with 100 rules of every kind (single event, count per actor in a
+//!    window, numeric value, night window in a zone), alternated twice; ingest rate of each and
+//!    their ratio, and how long evaluation took to catch up after the last batch.
+//! 2. Latency: 10,000 events/s paced for `--secs` seconds with the 100 rules loaded, one event
+//!    in 1,000 a probe that a rule delivers to a signed webhook receiver in this process; the
+//!    time from the probe's batch being acknowledged (stored) to its delivery, p50/p99/max.
+//!
+//! cargo bench --bench alerts                 # 200,000 events per cost run, 30 s of latency
+//! cargo bench --bench alerts -- 50000 10     # a quicker run
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use trailhub::config::{Secret, Settings};
+
+const TOKEN: &str = "bench-admin-token-0123456789";
+const BATCH: usize = 1000;
+const CLIENTS: usize = 4;
+const ZONES: [&str; 3] = ["Europe/Paris", "America/New_York", "Asia/Tokyo"];
+
+fn main() {
+    let mut numbers = std::env::args().skip(1).filter_map(|a| a.parse::<u64>().ok());
+    let n = numbers.next().unwrap_or(200_000) as usize;
+    let secs = numbers.next().unwrap_or(30);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(n, secs));
+}
+
+/// The `k`-th event of the load: 100 event types, 1,000 actors, a tenth failed, logins,
+/// exports with a record count.
+fn event(prefix: &str, k: usize, time: &str) -> Value {
+    let actions = ["login", "read", "update", "export", "create"];
+    json!({
+        "time": time,
+        "source_id": format!("{prefix}-{k}"),
+        "event_type": format!("type-{}", k % 100),
+        "action": actions[k % actions.len()],
+        "category": if k % 5 == 0 { "authentication" } else { "data_access" },
+        "outcome": if k % 10 == 3 { "failure" } else { "success" },
+        "actor": {"id": format!("user-{}", k % 1000), "name": format!("User {}", k % 1000), "ip": format!("10.0.{}.{}", k % 200, k % 250)},
+        "targets": [{"type": "doc", "id": format!("doc-{}", k % 5000)}],
+        "raw": {"records": k % 2000},
+    })
+}
+
+/// 100 rules, a quarter of each kind.
+fn rules() -> Vec<Value> {
+    (0..100)
+        .map(|i| match i % 4 {
+            0 => json!({"name": format!("type {i} failed"), "filter": {"event_type": format!("type-{i}"), "outcome": "failure"}}),
+            1 => json!({"name": format!("{} failed logins", 5 + i % 10), "filter": {"action": "login", "outcome": "failure"},
+                "condition": {"type": "count", "threshold": 5 + i % 10, "window_secs": 600}, "group_by": "actor.id"}),
+            2 => json!({"name": format!("export over {}", 1000 + i), "filter": {"action": "export"},
+                "condition": {"type": "value", "field": "raw.records", "op": ">=", "value": 1000 + i}, "group_by": "actor.id", "suppress_secs": 3600}),
+            _ => json!({"name": format!("night login {i}"), "filter": {"action": "login", "actor": format!("user-{}", i * 7)},
+                "schedule": {"timezone": ZONES[i % 3], "from": "22:00", "to": "06:00"}}),
+        })
+        .collect()
+}
+
+struct Hub {
+    hub: trailhub::server::RunningHub,
+    url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Hub {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::for_data_dir(dir.path());
+    settings.admin_token = Some(Secret::new(TOKEN));
+    let hub = trailhub::server::start(settings).await.expect("hub");
+    Hub {
+        url: hub.url(),
+        hub,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(CLIENTS * 2)
+            .build()
+            .expect("client"),
+        _dir: dir,
+    }
+}
+
+impl Hub {
+    async fn post_json(&self, path: &str, body: &Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let v: Value = resp.json().await.expect("json");
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn ingest(&self, body: String) -> Instant {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/events", self.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .expect("ingest");
+        assert_eq!(resp.status().as_u16(), 200, "ingest");
+        let _ = resp.bytes().await;
+        Instant::now()
+    }
+
+    async fn load_rules(&self, channel: Option<&str>) {
+        for rule in rules() {
+            self.post_json("/api/v1/alerts/rules", &rule).await;
+        }
+        if let Some(c) = channel {
+            self.post_json(
+                "/api/v1/alerts/rules",
+                &json!({"name": "latency probe", "filter": {"event_type": "latency.probe"},
+                    "message": "probe {{source_id}}", "channels": [c]}),
+            )
+            .await;
+        }
+    }
+
+    /// Firings recorded so far.
+    async fn fired(&self) -> usize {
+        let v: Value = self
+            .http
+            .get(format!(
+                "{}/api/v1/events/histogram?bucket=1d&since=30d&integration=trailhub&event_type=alert.fired&group_by=action",
+                self.url
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("histogram")
+            .json()
+            .await
+            .expect("json");
+        v["buckets"]
+            .as_array()
+            .map(|b| {
+                b.iter()
+                    .filter_map(|x| x["counts"]["execute"].as_u64())
+                    .sum::<u64>() as usize
+            })
+            .unwrap_or(0)
+    }
+
+    async fn stop(self) {
+        self.hub.stop().await.expect("stop");
+    }
+}
+
+/// Ingests `n` events from `CLIENTS` clients as fast as the hub takes them; events/s.
+async fn flood(hub: &Hub, prefix: &str, n: usize) -> f64 {
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..n.div_ceil(BATCH))
+            .map(|b| {
+                let mut s = String::new();
+                for k in b * BATCH..((b + 1) * BATCH).min(n) {
+                    s.push_str(&event(prefix, k, &time).to_string());
+                    s.push('\n');
+                }
+                s
+            })
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (bodies, next) = (bodies.clone(), next.clone());
+            let (http, url) = (hub.http.clone(), hub.url.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { return };
+                    let resp = http
+                        .post(format!("{url}/api/v1/events"))
+                        .bearer_auth(TOKEN)
+                        .header("content-type", "application/x-ndjson")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("ingest");
+                    assert_eq!(resp.status().as_u16(), 200);
+                    let _ = resp.bytes().await;
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn cost(n: usize) {
+    println!("## cost of evaluation: {n} events per run, batches of {BATCH}, {CLIENTS} clients");
+    let mut rates: HashMap<&str, Vec<f64>> = HashMap::new();
+    for round in 0..2 {
+        for rules in [false, true] {
+            let hub = start().await;
+            if rules {
+                hub.load_rules(None).await;
+            }
+            let rate = flood(&hub, &format!("r{round}"), n).await;
+            let ended = Instant::now();
+            // evaluation has caught up once the firings stop growing
+            let mut last = hub.fired().await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let now = hub.fired().await;
+                if now == last {
+                    break;
+                }
+                last = now;
+            }
+            let label = if rules { "100 rules" } else { "no rules" };
+            println!(
+                "  round {round}, {label:>9}: {rate:>9.0} events/s ingested; {last} firings; evaluation settled {:.1} s after the last batch (1.5 s of it the settle check)",
+                ended.elapsed().as_secs_f64()
+            );
+            rates.entry(label).or_default().push(rate);
+            hub.stop().await;
+        }
+    }
+    let mean = |l: &str| rates[l].iter().sum::<f64>() / rates[l].len() as f64;
+    let (without, with) = (mean("no rules"), mean("100 rules"));
+    println!(
+        "  mean: no rules {without:.0} events/s, 100 rules {with:.0} events/s: evaluation costs {:.1}% of ingest throughput",
+        (1.0 - with / without) * 100.0
+    );
+}
+
+fn main_note() {}
