@@ -28,7 +28,9 @@ const CLIENTS: usize = 4;
 const ZONES: [&str; 3] = ["Europe/Paris", "America/New_York", "Asia/Tokyo"];
 
 fn main() {
-    let mut numbers = std::env::args().skip(1).filter_map(|a| a.parse::<u64>().ok());
+    let mut numbers = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<u64>().ok());
     let n = numbers.next().unwrap_or(200_000) as usize;
     let secs = numbers.next().unwrap_or(30);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -251,4 +253,140 @@ async fn cost(n: usize) {
     );
 }
 
-fn main_note() {}
+async fn run(n: usize, secs: u64) {
+    println!(
+        "# trailhub alert benchmark: hubs in this process, {} cores",
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(0)
+    );
+    cost(n).await;
+    latency(secs).await;
+}
+
+/// Delivery times of probes by source id, as a webhook receiver in this process sees them.
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+async fn receiver() -> (String, Arrivals) {
+    let arrivals: Arrivals = Arc::default();
+    let seen = arrivals.clone();
+    #[allow(clippy::disallowed_methods)] // a receiver outside the hub: not one of its routes
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let at = Instant::now();
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if let Some(probe) = v["firing"]["message"]
+                    .as_str()
+                    .and_then(|m| m.strip_prefix("probe "))
+                {
+                    if let Ok(mut s) = seen.lock() {
+                        s.entry(probe.to_string()).or_insert(at);
+                    }
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, arrivals)
+}
+
+async fn latency(secs: u64) {
+    const RATE: usize = 10_000;
+    const TICK: Duration = Duration::from_millis(100);
+    let per_tick = RATE * TICK.as_millis() as usize / 1000;
+    println!("## latency: {RATE} events/s for {secs} s (batches of {per_tick} every {TICK:?}), 100 rules + one probe rule delivering to a signed webhook");
+    let hub = Arc::new(start().await);
+    let (url, arrivals) = receiver().await;
+    let channel = hub
+        .post_json(
+            "/api/v1/channels",
+            &json!({"name": "bench receiver", "kind": "webhook", "url": url}),
+        )
+        .await;
+    let channel = channel["id"].as_str().expect("channel id").to_string();
+    hub.load_rules(Some(&channel)).await;
+    let acks: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let ticks = secs as usize * 1000 / TICK.as_millis() as usize;
+    let mut sends = Vec::with_capacity(ticks);
+    for b in 0..ticks {
+        ticker.tick().await;
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut body = String::new();
+        for k in 0..per_tick - 1 {
+            body.push_str(&event("load", b * per_tick + k, &time).to_string());
+            body.push('\n');
+        }
+        let probe = format!("lat-{b}");
+        body.push_str(
+            &json!({"time": time, "source_id": probe, "event_type": "latency.probe", "action": "other", "actor": {"id": "bench"}})
+                .to_string(),
+        );
+        body.push('\n');
+        let (hub, acks) = (hub.clone(), acks.clone());
+        sends.push(tokio::spawn(async move {
+            let at = hub.ingest(body).await;
+            if let Ok(mut a) = acks.lock() {
+                a.insert(probe, at);
+            }
+        }));
+    }
+    for s in sends {
+        s.await.expect("send");
+    }
+    let sent_secs = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if arrivals.lock().map(|a| a.len()).unwrap_or(0) >= ticks {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (acks, arrivals) = (
+        acks.lock().map(|a| a.clone()).unwrap_or_default(),
+        arrivals.lock().map(|a| a.clone()).unwrap_or_default(),
+    );
+    let mut ms: Vec<f64> = acks
+        .iter()
+        .filter_map(|(probe, ack)| {
+            arrivals.get(probe).map(|at| {
+                at.checked_duration_since(*ack)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    * 1000.0
+            })
+        })
+        .collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "  ingested {} events in {sent_secs:.1} s = {:.0} events/s; {} of {ticks} probes delivered",
+        ticks * per_tick,
+        (ticks * per_tick) as f64 / sent_secs,
+        ms.len()
+    );
+    if !ms.is_empty() {
+        let at = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+        println!(
+            "  stored (acknowledged) -> webhook delivered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            at(0.5),
+            at(0.99),
+            ms[ms.len() - 1]
+        );
+    }
+    match Arc::try_unwrap(hub) {
+        Ok(hub) => hub.stop().await,
+        Err(_) => println!("  (hub still shared; not stopped cleanly)"),
+    }
+}
