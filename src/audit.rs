@@ -43,6 +43,17 @@ pub async fn record_seq(
     who: &Principal,
     a: AdminAction<'_>,
 ) -> Result<u64, StoreError> {
+    record_outcome(store, who, a, Outcome::Success).await
+}
+
+/// `record_seq` of something the hub did that may have failed (a notification delivery
+/// attempt): the event's `outcome` says how it went.
+pub async fn record_outcome(
+    store: &Store,
+    who: &Principal,
+    a: AdminAction<'_>,
+    outcome: Outcome,
+) -> Result<u64, StoreError> {
     let now = now_micros();
     let source_id = random_id();
     let raw = serde_json::json!({
@@ -59,7 +70,7 @@ pub async fn record_seq(
         event_type: a.event_type.to_string(),
         category: a.category,
         action: a.action,
-        outcome: Outcome::Success,
+        outcome,
         actor: Actor {
             id: who.token_id.clone(),
             name: Some(who.name.clone()),

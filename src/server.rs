@@ -49,6 +49,8 @@ pub enum ServeError {
     Publish(#[from] PublishError),
     #[error("retention: {0}")]
     Retention(#[from] crate::retention::RetentionError),
+    #[error("notifications: {0}")]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -322,6 +324,22 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         crate::retention::Retention::new(store.clone(), checkpointer.clone(), retention_settings)?;
     let (retention_stop, retention_stopped) = tokio::sync::watch::channel(false);
     let retention_task = retention.spawn(retention_stopped);
+    // the key that opened the integrations' credentials (checked above) seals channel secrets
+    let notifier = MasterKey::load(settings.master_key.as_ref(), &settings.master_key_path())
+        .map_err(ServeError::from)
+        .and_then(|key| {
+            crate::notify::Notifier::open(&store, key, settings.notify.clone())
+                .map_err(ServeError::from)
+        });
+    let notifier = match notifier {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = store.shutdown();
+            return Err(e);
+        }
+    };
+    notifier.record_attempts_as_events().await;
+    notifier.start().await;
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),
@@ -349,6 +367,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         checkpointer: checkpointer.clone(),
         checkpoint_cadence,
         retention,
+        notifier: notifier.clone(),
     };
     let app = api::router(state);
     let limits = ConnectionLimits {
@@ -365,6 +384,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     let task_store = store.clone();
     let task_scheduler = scheduler.clone();
     let task_checkpointer = checkpointer.clone();
+    let task_notifier = notifier.clone();
     let task = tokio::spawn(async move {
         crate::http::serve(listener, app, limits, metrics, async {
             let _ = stopped.await;
@@ -372,6 +392,8 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         .await;
         // the scheduler's cycles finish the page in hand and commit before the store closes
         task_scheduler.shutdown().await;
+        // attempts in flight end (or stay pending for the next start), their events recorded
+        task_notifier.shutdown().await;
         // a retention run in progress finishes its batch (each batch is whole or not started)
         let _ = retention_stop.send(true);
         let _ = retention_task.await;

@@ -7,6 +7,7 @@ mod events;
 mod evidence;
 mod hooks;
 mod integrations;
+mod notify;
 mod retention;
 mod routes;
 mod system;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub checkpoint_cadence: crate::checkpoints::Cadence,
     /// The retention policy, legal holds, purge job and archive.
     pub retention: crate::retention::Retention,
+    /// Notification channels and the delivery outbox.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -67,6 +70,7 @@ fn routes() -> Routes<AppState> {
         .merge(retention::routes())
         .merge(integrations::routes())
         .merge(evidence::routes())
+        .merge(notify::routes())
 }
 
 /// Every (path template, method) the router serves, from the same calls that build it: the
