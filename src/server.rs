@@ -64,6 +64,8 @@ pub struct RunningHub {
     pub signing_key: Arc<SigningKey>,
     /// Signs the log's checkpoints.
     pub checkpointer: Checkpointer,
+    /// Notification channels and the delivery outbox.
+    pub notifier: crate::notify::Notifier,
     ready: Arc<AtomicBool>,
     shutdown_drain: std::time::Duration,
     stop: Option<oneshot::Sender<()>>,
@@ -411,6 +413,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         scheduler,
         signing_key,
         checkpointer,
+        notifier,
         ready,
         shutdown_drain: settings.shutdown_drain,
         stop: Some(stop),

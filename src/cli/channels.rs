@@ -23,6 +23,41 @@ pub enum Security {
     Tls,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    #[arg(long)]
+    name: String,
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// webhook, slack: where to POST (a Slack incoming-webhook URL is itself a secret)
+    #[arg(long, value_parser = clap::value_parser!(Secret))]
+    url: Option<Secret>,
+    /// webhook: the signing secret, whsec_<base64>
+    #[arg(long, value_parser = clap::value_parser!(Secret))]
+    secret: Option<Secret>,
+    /// email: the SMTP server
+    #[arg(long)]
+    host: Option<String>,
+    #[arg(long)]
+    port: Option<u32>,
+    #[arg(long, value_enum)]
+    security: Option<Security>,
+    #[arg(long)]
+    username: Option<String>,
+    /// email: the SMTP password (better: TRAILHUB_SMTP_PASSWORD)
+    #[arg(long, env = "TRAILHUB_SMTP_PASSWORD", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
+    password: Option<Secret>,
+    #[arg(long)]
+    from: Option<String>,
+    /// A recipient, repeatable
+    #[arg(long = "to")]
+    to: Vec<String>,
+    #[arg(long)]
+    subject_prefix: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ChannelsCommand {
     /// List the channels (no secrets: only which are set)
@@ -31,39 +66,7 @@ pub enum ChannelsCommand {
         remote: RemoteArgs,
     },
     /// Add a channel; a webhook's signing secret is minted when not given, and shown once
-    Add {
-        #[arg(long)]
-        name: String,
-        #[arg(long, value_enum)]
-        kind: Kind,
-        /// webhook, slack: where to POST (a Slack incoming-webhook URL is itself a secret)
-        #[arg(long, value_parser = clap::value_parser!(Secret))]
-        url: Option<Secret>,
-        /// webhook: the signing secret, whsec_<base64>
-        #[arg(long, value_parser = clap::value_parser!(Secret))]
-        secret: Option<Secret>,
-        /// email: the SMTP server
-        #[arg(long)]
-        host: Option<String>,
-        #[arg(long)]
-        port: Option<u32>,
-        #[arg(long, value_enum)]
-        security: Option<Security>,
-        #[arg(long)]
-        username: Option<String>,
-        /// email: the SMTP password (better: TRAILHUB_SMTP_PASSWORD)
-        #[arg(long, env = "TRAILHUB_SMTP_PASSWORD", hide_env_values = true, value_parser = clap::value_parser!(Secret))]
-        password: Option<Secret>,
-        #[arg(long)]
-        from: Option<String>,
-        /// A recipient, repeatable
-        #[arg(long = "to")]
-        to: Vec<String>,
-        #[arg(long)]
-        subject_prefix: Option<String>,
-        #[command(flatten)]
-        remote: RemoteArgs,
-    },
+    Add(Box<AddArgs>),
     /// Delete a channel (its delivery history stays)
     Remove {
         id: String,
@@ -141,21 +144,22 @@ pub async fn channels(settings: &Settings, command: &ChannelsCommand) -> anyhow:
             }
             Ok(ExitCode::SUCCESS)
         }
-        ChannelsCommand::Add {
-            name,
-            kind,
-            url,
-            secret,
-            host,
-            port,
-            security,
-            username,
-            password,
-            from,
-            to,
-            subject_prefix,
-            remote,
-        } => {
+        ChannelsCommand::Add(add) => {
+            let AddArgs {
+                name,
+                kind,
+                url,
+                secret,
+                host,
+                port,
+                security,
+                username,
+                password,
+                from,
+                to,
+                subject_prefix,
+                remote,
+            } = add.as_ref();
             let mut body = Map::new();
             body.insert("name".into(), json!(name));
             body.insert("kind".into(), json!(kind_name(*kind)));

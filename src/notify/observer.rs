@@ -77,11 +77,17 @@ impl AuditObserver {
 
 impl AttemptObserver for AuditObserver {
     fn attempted(&self, attempt: &Attempt) {
-        let sent = match self.tx.lock() {
-            Ok(tx) => tx.as_ref().map(|tx| tx.try_send(attempt.clone())),
-            Err(_) => None,
+        let full = match self.tx.lock() {
+            Ok(tx) => match tx.as_ref() {
+                Some(tx) => matches!(
+                    tx.try_send(attempt.clone()),
+                    Err(mpsc::error::TrySendError::Full(_))
+                ),
+                None => false,
+            },
+            Err(_) => false,
         };
-        if let Some(Err(mpsc::error::TrySendError::Full(_))) = sent {
+        if full {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n, "notification attempts arrive faster than they are recorded as events; some are not recorded");

@@ -15,6 +15,7 @@ mod integrations_api;
 mod integrity;
 mod keys;
 mod layering;
+mod notify;
 mod objects;
 mod polling;
 mod process;
