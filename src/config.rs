@@ -880,6 +880,48 @@ mod tests {
     }
 
     #[test]
+    fn the_notify_table_is_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve("").expect("valid");
+        assert_eq!(s.notify, NotifyTuning::default());
+        assert_eq!(s.notify.retry_base, Duration::from_secs(5));
+        let s = resolve(
+            "[notify]\nretry_base_ms = 100\nmax_attempts = 3\nmax_age_hours = 2\nconcurrency = 2\n\
+             timeout_secs = 7\nhistory_max = 50\nhistory_days = 1\n",
+        )
+        .expect("valid");
+        assert_eq!(s.notify.retry_base, Duration::from_millis(100));
+        assert_eq!(s.notify.max_attempts, 3);
+        assert_eq!(s.notify.max_age, Duration::from_secs(7200));
+        assert_eq!(s.notify.concurrency, 2);
+        assert_eq!(s.notify.timeout, Duration::from_secs(7));
+        assert_eq!(s.notify.history_max, 50);
+        assert_eq!(s.notify.history_age, Duration::from_secs(86_400));
+        for bad in [
+            "[notify]\nretry_base_ms = 1\n",
+            "[notify]\nmax_attempts = 0\n",
+            "[notify]\nmax_attempts = 51\n",
+            "[notify]\nconcurrency = 0\n",
+            "[notify]\ntimeout_secs = 0\n",
+            "[notify]\nretry_bas_ms = 100\n",
+        ] {
+            let e = resolve(bad).expect_err(bad);
+            assert!(
+                e.to_string().contains("notify") || e.to_string().contains("retry_bas"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn limits_layer_and_are_validated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("trailhub.toml");

@@ -252,7 +252,7 @@ impl ChannelRecord {
         v
     }
 
-    /// Where it sends, for messages: a URL's scheme and host, or the SMTP host and port.
+    /// Where it sends, for messages: a URL's scheme, host and port, or the SMTP host and port.
     pub fn destination(&self) -> String {
         match self.kind {
             ChannelKind::Email => format!(
@@ -265,7 +265,12 @@ impl ChannelRecord {
                 .url
                 .as_deref()
                 .and_then(|u| reqwest::Url::parse(u).ok())
-                .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")))
+                .map(|u| match u.port() {
+                    Some(port) => {
+                        format!("{}://{}:{port}", u.scheme(), u.host_str().unwrap_or("?"))
+                    }
+                    None => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")),
+                })
                 .unwrap_or_else(|| "?".into()),
         }
     }
@@ -747,7 +752,13 @@ impl Channels {
                 fields.push("name".to_string());
             }
         }
-        let mut secrets = self.open(&record)?;
+        let (mut secrets, lost) = match self.open(&record) {
+            Ok(s) => (s, false),
+            // sealed under another master key (a restored backup, a rotation that did not
+            // cover channels): the change must bring every secret again
+            Err(ChannelError::Sealed(_)) => (SealedSecrets::default(), true),
+            Err(e) => return Err(e),
+        };
         let mut minted_secret = None;
         match kind {
             ChannelKind::Webhook | ChannelKind::Slack => {
@@ -841,9 +852,24 @@ impl Channels {
                 record.config = fields_in.config();
             }
         }
-        if fields
-            .iter()
-            .any(|f| matches!(f.as_str(), "url" | "secret" | "password"))
+        if lost {
+            let missing = match kind {
+                ChannelKind::Webhook if secrets.url.is_none() => Some("url"),
+                ChannelKind::Webhook if secrets.secret.is_none() => Some("secret"),
+                ChannelKind::Slack if secrets.url.is_none() => Some("url"),
+                _ => None,
+            };
+            if let Some(field) = missing {
+                return Err(ChannelError::CredentialsRequired {
+                    field: field.into(),
+                    message: "the channel's stored secrets do not open with this hub's master key: give them all again (`url` and `secret` or `rotate_secret` for a webhook, `url` for Slack, `password` for email)".into(),
+                });
+            }
+        }
+        if lost
+            || fields
+                .iter()
+                .any(|f| matches!(f.as_str(), "url" | "secret" | "password"))
         {
             record.sealed = self.seal(id, &secrets);
             record.secret_names = secrets.names();
@@ -855,6 +881,16 @@ impl Channels {
             fields,
             minted_secret,
         })
+    }
+
+    /// The channels whose secrets do not open with this master key (named for a warning).
+    pub fn unopenable(&self) -> Result<Vec<String>, ChannelError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|r| self.open(r).is_err())
+            .map(|r| format!("{} ({})", r.name, r.id))
+            .collect())
     }
 
     /// Forgets the channel; its deliveries stay in the history (pending ones fail).
@@ -1071,6 +1107,34 @@ mod tests {
             serde_json::from_value(json!({"subject_prefix": "[audit] "})).expect("patch");
         let u = ch.update(&c.record.id, patch).expect("a prefix alone");
         assert_eq!(u.fields, vec!["subject_prefix"]);
+    }
+
+    #[test]
+    fn secrets_sealed_under_another_key_must_all_be_given_again() {
+        let (dir, ch) = channels();
+        let c = ch
+            .create(input(
+                json!({"name": "h", "kind": "webhook", "url": "https://x/y"}),
+            ))
+            .expect("created");
+        let other = Channels::new(ch.tree.clone(), MasterKey::from_bytes([1; 32]));
+        assert_eq!(other.unopenable().expect("listed").len(), 1);
+        assert!(matches!(
+            other.opened(&c.record),
+            Err(ChannelError::Sealed(_))
+        ));
+        let patch: ChannelPatch = serde_json::from_value(json!({"name": "renamed"})).expect("p");
+        assert!(matches!(
+            other.update(&c.record.id, patch),
+            Err(ChannelError::CredentialsRequired { .. })
+        ));
+        let patch: ChannelPatch =
+            serde_json::from_value(json!({"url": "https://x/z", "rotate_secret": true}))
+                .expect("p");
+        let u = other.update(&c.record.id, patch).expect("set again");
+        assert!(other.opened(&u.record).is_ok());
+        assert!(other.unopenable().expect("listed").is_empty());
+        drop(dir);
     }
 
     #[test]

@@ -263,6 +263,12 @@ impl Notifier {
         tuning: NotifyTuning,
     ) -> Result<Notifier, NotifyError> {
         let channels = Channels::new(store.desk_tree("channels")?, key);
+        match channels.unopenable() {
+            Ok(lost) if !lost.is_empty() => {
+                tracing::warn!(channels = %lost.join(", "), "the secrets of these notification channels do not open with this master key (sealed under another one): their deliveries fail until the secrets are set again (PATCH /api/v1/channels/{{id}})")
+            }
+            _ => {}
+        }
         let outbox = outbox::Outbox::new(store.desk_tree("outbox")?);
         let queue = worker::Queue::default();
         let pending = outbox.pending()?;

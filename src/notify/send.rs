@@ -344,8 +344,12 @@ impl Sender {
                 let mut text = e.to_string();
                 let mut source = std::error::Error::source(&e);
                 while let Some(s) = source {
-                    text.push_str(": ");
-                    text.push_str(&s.to_string());
+                    // lettre's message already holds its cause's text
+                    let cause = s.to_string();
+                    if !text.contains(&cause) {
+                        text.push_str(": ");
+                        text.push_str(&cause);
+                    }
                     source = s.source();
                 }
                 let text = opened.scrubber.quote(&text, 300);
