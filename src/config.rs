@@ -270,7 +270,7 @@ struct NotifyFile {
     history_days: Option<u64>,
 }
 
-/// Knobs of the notification outbox (`crate::notify`); tests shorten the retry base.
+/// Knobs of the notification outbox (src/notify/); tests shorten the retry base.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyTuning {
     /// The first retry's delay; each later one doubles it (plus up to 25% jitter).

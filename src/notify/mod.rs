@@ -314,8 +314,8 @@ impl Notifier {
         }
     }
 
-    /// Stops the worker: no new attempt starts, those in flight get up to the attempt timeout
-    /// to finish (one cut short stays pending and is made again after the next start); then
+    /// Stops the worker: no new attempt starts, those in flight get up to 5 s (or the attempt
+    /// timeout) to finish (one cut short stays pending and is made again after the next start); then
     /// the attempts' events are recorded. Call it before the store closes.
     pub async fn shutdown(&self) {
         let running = self.shared.worker.lock().await.take();

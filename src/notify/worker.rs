@@ -18,6 +18,9 @@ use super::retry::{self, Verdict};
 use super::{Attempt, AttemptOutcome, ChannelError, DeliveryId, Notifier};
 use crate::time::{now_micros, Micros};
 
+/// Longest wait at a stop for attempts in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Due times, earliest first, and the wake-up of the loop.
 #[derive(Default)]
 pub(super) struct Queue {
@@ -79,7 +82,7 @@ pub(super) struct Running {
 }
 
 impl Running {
-    /// Stops starting attempts and waits for those in flight (at most the attempt timeout).
+    /// Stops starting attempts and waits for those in flight (at most `STOP_GRACE`).
     pub(super) async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -88,7 +91,8 @@ impl Running {
 
 pub(super) fn spawn(notifier: Notifier) -> Running {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let grace = notifier.shared.tuning.timeout;
+    // a stop does not wait long for a slow receiver: an attempt cut short is made again later
+    let grace = notifier.shared.tuning.timeout.min(STOP_GRACE);
     let task = tokio::spawn(async move {
         let shared = notifier.shared.clone();
         let permits = Arc::new(Semaphore::new(shared.tuning.concurrency));
@@ -119,8 +123,8 @@ pub(super) fn spawn(notifier: Notifier) -> Running {
                 _ = stopped.changed() => break,
             }
         }
-        // attempts in flight get the attempt timeout to end; one cut short stays pending
-        let drained = tokio::time::timeout(grace + Duration::from_secs(1), async {
+        // attempts in flight get a little time to end; one cut short stays pending
+        let drained = tokio::time::timeout(grace, async {
             while attempts.join_next().await.is_some() {}
         })
         .await;
