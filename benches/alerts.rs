@@ -278,7 +278,7 @@ async fn receiver() -> (String, Arrivals) {
             async move {
                 let at = Instant::now();
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                if let Some(probe) = v["firing"]["message"]
+                if let Some(probe) = v["data"]["firing"]["message"]
                     .as_str()
                     .and_then(|m| m.strip_prefix("probe "))
                 {

@@ -101,6 +101,8 @@ pub struct Settings {
     pub checkpoints: CheckpointSettings,
     /// Retention, legal holds' defaults, and the archive (`[retention]`, `[archive]`).
     pub retention: RetentionConfig,
+    /// The notification outbox: retries, timeouts, history (`[notify]`).
+    pub notify: NotifyTuning,
 }
 
 /// The signed checkpoints: the key that signs them, how often, and where they are published
@@ -250,6 +252,135 @@ struct FileSettings {
     retention: Option<RetentionFile>,
     /// `[archive]`: where purged events are archived first.
     archive: Option<toml::Table>,
+    /// `[notify]`: the notification outbox's retries, timeouts and history.
+    notify: Option<NotifyFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyFile {
+    retry_base_ms: Option<u64>,
+    retry_max_secs: Option<u64>,
+    max_attempts: Option<u32>,
+    max_age_hours: Option<u64>,
+    concurrency: Option<usize>,
+    connect_timeout_secs: Option<u64>,
+    timeout_secs: Option<u64>,
+    history_max: Option<usize>,
+    history_days: Option<u64>,
+}
+
+/// Knobs of the notification outbox (src/notify/); tests shorten the retry base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTuning {
+    /// The first retry's delay; each later one doubles it (plus up to 25% jitter).
+    pub retry_base: Duration,
+    /// The longest delay between two attempts (also caps a receiver's `Retry-After`).
+    pub retry_max: Duration,
+    /// Attempts before a delivery is given up as failed...
+    pub max_attempts: u32,
+    /// ...or this long after it was enqueued, whichever comes first.
+    pub max_age: Duration,
+    /// Deliveries attempted at once.
+    pub concurrency: usize,
+    /// Time to connect to a receiver (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Time for a whole attempt: connect, send, and read the answer.
+    pub timeout: Duration,
+    /// Finished deliveries kept as history: at most this many...
+    pub history_max: usize,
+    /// ...and none older than this.
+    pub history_age: Duration,
+}
+
+impl Default for NotifyTuning {
+    fn default() -> Self {
+        NotifyTuning {
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(3600),
+            max_attempts: 12,
+            max_age: Duration::from_secs(24 * 3600),
+            concurrency: 8,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            history_max: 10_000,
+            history_age: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+fn resolve_notify(file: &FileSettings) -> Result<NotifyTuning, ConfigError> {
+    let d = NotifyTuning::default();
+    let Some(n) = &file.notify else {
+        return Ok(d);
+    };
+    let range = |name: &'static str, v: u64, min: u64, max: u64| {
+        if (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::OutOfRange(name, min as usize, max as usize))
+        }
+    };
+    let retry_base_ms = range(
+        "notify.retry_base_ms",
+        n.retry_base_ms.unwrap_or(d.retry_base.as_millis() as u64),
+        10,
+        3_600_000,
+    )?;
+    let retry_max_secs = range(
+        "notify.retry_max_secs",
+        n.retry_max_secs.unwrap_or(d.retry_max.as_secs()),
+        1,
+        86_400,
+    )?;
+    Ok(NotifyTuning {
+        retry_base: Duration::from_millis(retry_base_ms),
+        retry_max: Duration::from_secs(retry_max_secs),
+        max_attempts: range(
+            "notify.max_attempts",
+            u64::from(n.max_attempts.unwrap_or(d.max_attempts)),
+            1,
+            50,
+        )? as u32,
+        max_age: Duration::from_secs(
+            3600 * range(
+                "notify.max_age_hours",
+                n.max_age_hours.unwrap_or(d.max_age.as_secs() / 3600),
+                1,
+                24 * 30,
+            )?,
+        ),
+        concurrency: bounded(
+            "notify.concurrency",
+            n.concurrency.unwrap_or(d.concurrency),
+            1,
+            256,
+        )?,
+        connect_timeout: seconds(
+            "notify.connect_timeout_secs",
+            n.connect_timeout_secs
+                .unwrap_or(d.connect_timeout.as_secs()),
+        )?,
+        timeout: seconds(
+            "notify.timeout_secs",
+            n.timeout_secs.unwrap_or(d.timeout.as_secs()),
+        )?,
+        history_max: bounded(
+            "notify.history_max",
+            n.history_max.unwrap_or(d.history_max),
+            10,
+            1_000_000,
+        )?,
+        history_age: Duration::from_secs(
+            86_400
+                * range(
+                    "notify.history_days",
+                    n.history_days.unwrap_or(d.history_age.as_secs() / 86_400),
+                    1,
+                    3650,
+                )?,
+        ),
+    })
 }
 
 /// A number of days, or `"forever"` (TOML has no null).
@@ -389,6 +520,7 @@ impl Settings {
         };
         let checkpoints = resolve_checkpoints(&o, &file)?;
         let retention = resolve_retention(&file)?;
+        let notify = resolve_notify(&file)?;
         let listen_text = o
             .listen
             .or(file.listen)
@@ -510,6 +642,7 @@ impl Settings {
             auth_failure_window,
             checkpoints,
             retention,
+            notify,
         })
     }
 
@@ -538,6 +671,7 @@ impl Settings {
             auth_failure_window: Duration::from_secs(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
             checkpoints: CheckpointSettings::default(),
             retention: RetentionConfig::default(),
+            notify: NotifyTuning::default(),
         }
     }
 
@@ -743,6 +877,48 @@ mod tests {
         })
         .expect_err("typo");
         assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn the_notify_table_is_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve("").expect("valid");
+        assert_eq!(s.notify, NotifyTuning::default());
+        assert_eq!(s.notify.retry_base, Duration::from_secs(5));
+        let s = resolve(
+            "[notify]\nretry_base_ms = 100\nmax_attempts = 3\nmax_age_hours = 2\nconcurrency = 2\n\
+             timeout_secs = 7\nhistory_max = 50\nhistory_days = 1\n",
+        )
+        .expect("valid");
+        assert_eq!(s.notify.retry_base, Duration::from_millis(100));
+        assert_eq!(s.notify.max_attempts, 3);
+        assert_eq!(s.notify.max_age, Duration::from_secs(7200));
+        assert_eq!(s.notify.concurrency, 2);
+        assert_eq!(s.notify.timeout, Duration::from_secs(7));
+        assert_eq!(s.notify.history_max, 50);
+        assert_eq!(s.notify.history_age, Duration::from_secs(86_400));
+        for bad in [
+            "[notify]\nretry_base_ms = 1\n",
+            "[notify]\nmax_attempts = 0\n",
+            "[notify]\nmax_attempts = 51\n",
+            "[notify]\nconcurrency = 0\n",
+            "[notify]\ntimeout_secs = 0\n",
+            "[notify]\nretry_bas_ms = 100\n",
+        ] {
+            let e = resolve(bad).expect_err(bad);
+            assert!(
+                e.to_string().contains("notify") || e.to_string().contains("retry_bas"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

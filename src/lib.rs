@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod objects;
 pub mod pipeline;
 pub mod redact;

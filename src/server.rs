@@ -49,6 +49,8 @@ pub enum ServeError {
     Publish(#[from] PublishError),
     #[error("retention: {0}")]
     Retention(#[from] crate::retention::RetentionError),
+    #[error("notifications: {0}")]
+    Notify(#[from] crate::notify::NotifyError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -62,6 +64,8 @@ pub struct RunningHub {
     pub signing_key: Arc<SigningKey>,
     /// Signs the log's checkpoints.
     pub checkpointer: Checkpointer,
+    /// Notification channels and the delivery outbox.
+    pub notifier: crate::notify::Notifier,
     ready: Arc<AtomicBool>,
     shutdown_drain: std::time::Duration,
     stop: Option<oneshot::Sender<()>>,
@@ -322,10 +326,29 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         crate::retention::Retention::new(store.clone(), checkpointer.clone(), retention_settings)?;
     let (retention_stop, retention_stopped) = tokio::sync::watch::channel(false);
     let retention_task = retention.spawn(retention_stopped);
+    // the key that opened the integrations' credentials (checked above) seals channel secrets
+    let notifier = MasterKey::load(settings.master_key.as_ref(), &settings.master_key_path())
+        .map_err(ServeError::from)
+        .and_then(|key| {
+            crate::notify::Notifier::open(&store, key, settings.notify.clone())
+                .map_err(ServeError::from)
+        });
+    let notifier = match notifier {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = store.shutdown();
+            return Err(e);
+        }
+    };
+    notifier.record_attempts_as_events().await;
+    notifier.start().await;
     let alerts = crate::alerts::Alerts::open(store.clone()).map_err(|e| {
         ServeError::Store(store.path().to_path_buf(), StoreError::Io(e.to_string()))
     })?;
     let (alerts_stop, alerts_stopped) = tokio::sync::watch::channel(false);
+    alerts.set_dispatch(std::sync::Arc::new(crate::alerts::NotifyDispatch::new(
+        notifier.clone(),
+    )));
     let alerts_task = alerts.spawn(alerts_stopped);
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
@@ -355,6 +378,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         checkpoint_cadence,
         retention,
         alerts,
+        notifier: notifier.clone(),
     };
     let app = api::router(state);
     let limits = ConnectionLimits {
@@ -371,6 +395,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     let task_store = store.clone();
     let task_scheduler = scheduler.clone();
     let task_checkpointer = checkpointer.clone();
+    let task_notifier = notifier.clone();
     let task = tokio::spawn(async move {
         crate::http::serve(listener, app, limits, metrics, async {
             let _ = stopped.await;
@@ -378,12 +403,15 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         .await;
         // the scheduler's cycles finish the page in hand and commit before the store closes
         task_scheduler.shutdown().await;
+        // the alert runner saves its cursor once the last polls are in (its last firings
+        // queued in the outbox)
+        let _ = alerts_stop.send(true);
+        let _ = alerts_task.await;
+        // attempts in flight end (or stay pending for the next start), their events recorded
+        task_notifier.shutdown().await;
         // a retention run in progress finishes its batch (each batch is whole or not started)
         let _ = retention_stop.send(true);
         let _ = retention_task.await;
-        // the alert runner saves its cursor once the last polls are in
-        let _ = alerts_stop.send(true);
-        let _ = alerts_task.await;
         // what the last cycles committed is signed before the store closes
         task_checkpointer.shutdown().await;
         let closed = task_store.shutdown();
@@ -398,6 +426,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         scheduler,
         signing_key,
         checkpointer,
+        notifier,
         ready,
         shutdown_drain: settings.shutdown_drain,
         stop: Some(stop),

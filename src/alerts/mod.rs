@@ -994,3 +994,84 @@ pub fn notification_json(firing: &Firing) -> Value {
         "firing": firing,
     })
 }
+
+/// Firings delivered through the notification outbox: one delivery per channel, keyed by the
+/// firing's id so that a replayed firing is queued once.
+pub struct NotifyDispatch {
+    notifier: crate::notify::Notifier,
+}
+
+impl NotifyDispatch {
+    pub fn new(notifier: crate::notify::Notifier) -> NotifyDispatch {
+        NotifyDispatch { notifier }
+    }
+}
+
+impl Dispatch for NotifyDispatch {
+    fn dispatch<'a>(
+        &'a self,
+        firing: &'a Firing,
+        channels: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<DeliveryRef>, String>> {
+        Box::pin(async move {
+            let subject: String = format!(
+                "[{}] {}{}",
+                firing.priority.as_str(),
+                if firing.test { "TEST " } else { "" },
+                firing.rule_name
+            );
+            let message = crate::notify::Message {
+                subject,
+                text: firing.message.clone(),
+                json: notification_json(firing),
+            };
+            let mut refs = Vec::with_capacity(channels.len());
+            let mut failed = Vec::new();
+            for c in channels {
+                let Some(channel) = crate::notify::ChannelId::parse(c) else {
+                    failed.push(format!("{c}: not a channel id"));
+                    continue;
+                };
+                match self
+                    .notifier
+                    .enqueue(crate::notify::NewDelivery {
+                        key: firing.id.clone(),
+                        channel,
+                        message: message.clone(),
+                    })
+                    .await
+                {
+                    Ok(id) => refs.push(DeliveryRef {
+                        channel: c.clone(),
+                        delivery: id.as_str().to_string(),
+                    }),
+                    Err(e) => failed.push(format!("{c}: {e}")),
+                }
+            }
+            if refs.is_empty() && !failed.is_empty() {
+                return Err(failed.join("; "));
+            }
+            for f in failed {
+                tracing::error!(firing = %firing.id, error = %f, "alert not queued on a channel");
+            }
+            Ok(refs)
+        })
+    }
+
+    fn channel_exists(&self, id: &str) -> bool {
+        crate::notify::ChannelId::parse(id)
+            .is_some_and(|c| self.notifier.channels().get(&c).is_ok())
+    }
+
+    fn delivery_status(&self, delivery: &str) -> Option<Value> {
+        let id = crate::notify::DeliveryId::parse(delivery)?;
+        let d = self.notifier.delivery(&id).ok().flatten()?;
+        let v = d.view(false);
+        Some(json!({
+            "status": v["status"],
+            "attempt_count": v["attempt_count"],
+            "attempts": v["attempts"],
+            "finished_at": v["finished_at"],
+        }))
+    }
+}

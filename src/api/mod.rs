@@ -8,6 +8,7 @@ mod events;
 mod evidence;
 mod hooks;
 mod integrations;
+mod notify;
 mod retention;
 mod routes;
 mod system;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub retention: crate::retention::Retention,
     /// Alert rules, their evaluation and history.
     pub alerts: crate::alerts::Alerts,
+    /// Notification channels and the delivery outbox.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -71,6 +74,7 @@ fn routes() -> Routes<AppState> {
         .merge(integrations::routes())
         .merge(evidence::routes())
         .merge(alerts::routes())
+        .merge(notify::routes())
 }
 
 /// Every (path template, method) the router serves, from the same calls that build it: the

@@ -3,9 +3,10 @@
 //!
 //! This file parses the arguments and decides where a command runs (`Target`); the commands
 //! live by group: `events` (events, ingest), `admin` (verify, migrate, tokens), `integrations`
-//! (integrations, connectors), `keys` (the hub's own keys).
+//! (integrations, connectors), `keys` (the hub's own keys), `channels` (notification channels).
 
 mod admin;
+mod channels;
 mod events;
 mod integrations;
 mod keys;
@@ -96,6 +97,11 @@ enum Command {
     Storage {
         #[command(flatten)]
         remote: RemoteArgs,
+    },
+    /// Notification channels (webhook, Slack, email) that alerts and reports deliver through
+    Channels {
+        #[command(subcommand)]
+        command: channels::ChannelsCommand,
     },
 }
 
@@ -293,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Holds { command }) => retention::holds(&settings(&cli)?, command).await,
         Some(Command::Archive { command }) => retention::archive(&settings(&cli)?, command).await,
         Some(Command::Storage { remote }) => retention::storage(&settings(&cli)?, remote).await,
+        Some(Command::Channels { command }) => channels::channels(&settings(&cli)?, command).await,
     }
 }
 
@@ -425,6 +432,30 @@ mod tests {
                 "okta",
                 "--credential",
                 &credential,
+            ],
+            vec![
+                "trailhub",
+                "channels",
+                "add",
+                "--name",
+                "a",
+                "--kind",
+                "email",
+                "--password",
+                planted,
+            ],
+            vec![
+                "trailhub",
+                "channels",
+                "add",
+                "--name",
+                "a",
+                "--kind",
+                "webhook",
+                "--url",
+                &publish_url,
+                "--secret",
+                planted,
             ],
         ];
         for args in parsed {

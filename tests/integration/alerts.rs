@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::hub::{TestHub, ADMIN};
+use crate::support::receiver::Receiver;
 use trailhub::time::{format_micros, now_micros, MICROS_PER_SEC};
 
 fn login(source_id: &str, actor: &str, outcome: &str, time: i64) -> Value {
@@ -66,9 +67,22 @@ const S: i64 = MICROS_PER_SEC;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_failed_logins_fires_once_per_actor_late_events_included() {
     let hub = TestHub::start().await;
+    // the firings go to a signed webhook: one delivery each, whose body names the firing
+    let receiver = Receiver::start(Vec::new()).await;
+    let (status, channel) = hub
+        .post(
+            "/api/v1/channels",
+            Some(ADMIN),
+            "application/json",
+            json!({"name": "soc", "kind": "webhook", "url": format!("{}/hook", receiver.url)})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{channel}");
     let rule = create_rule(
         &hub,
         json!({
+            "channels": [channel["id"]],
             "name": "5+ failed logins in 10 minutes",
             "filter": {"action": "login", "outcome": "failure"},
             "condition": {"type": "count", "threshold": 5, "window_secs": 600},
@@ -129,6 +143,29 @@ async fn a_burst_of_failed_logins_fires_once_per_actor_late_events_included() {
     .await;
     let fired = expect_firings(&hub, id, 2).await;
     assert_eq!(fired[0]["group"], "bob", "newest first");
+
+    // each firing delivered once, signed, its webhook-id the delivery the history names
+    let got = receiver.wait_for(2, 20).await;
+    assert_eq!(got.len(), 2);
+    for firing in &fired {
+        let delivery = firing["deliveries"][0]["delivery"]
+            .as_str()
+            .expect("delivery");
+        assert_eq!(
+            firing["deliveries"][0]["status"]["status"], "delivered",
+            "{firing}"
+        );
+        let hit = got
+            .iter()
+            .find(|r| r.header("webhook-id") == delivery)
+            .expect("delivered under its id");
+        assert!(hit.header("webhook-signature").starts_with("v1,"));
+        let body = hit.json();
+        assert_eq!(body["type"], "trailhub.notification");
+        assert_eq!(body["data"]["type"], "alert.fired");
+        assert_eq!(body["data"]["firing"]["id"], firing["id"]);
+        assert_eq!(body["text"], firing["message"]);
+    }
 
     // each firing is an event of the hub's own integration, as severe as the rule's priority
     let (_, page) = hub

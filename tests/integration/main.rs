@@ -17,6 +17,7 @@ mod integrations_api;
 mod integrity;
 mod keys;
 mod layering;
+mod notify;
 mod objects;
 mod polling;
 mod process;

@@ -86,6 +86,16 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
         ),
         (M::GET, "/api/v1/alerts", VIEWER_READS),
         (M::GET, "/api/v1/alerts/{id}", [401, 404, 403, 404]),
+        (M::GET, "/api/v1/channels", VIEWER_READS),
+        (M::POST, "/api/v1/channels", [401, 403, 403, 201]),
+        (M::GET, "/api/v1/channels/{id}", VIEWER_READS),
+        (M::PATCH, "/api/v1/channels/{id}", ADMIN_ONLY_READ),
+        (M::DELETE, "/api/v1/channels/{id}", [401, 403, 403, 204]),
+        // the channel points at a closed loopback port: the first attempt fails at once
+        (M::POST, "/api/v1/channels/{id}/test", ADMIN_ONLY_READ),
+        (M::GET, "/api/v1/deliveries", VIEWER_READS),
+        // no delivery has this id: a viewer may look, and finds nothing
+        (M::GET, "/api/v1/deliveries/{id}", [401, 404, 403, 404]),
         // webhooks are not bearer-authenticated: every caller is a stranger to the scheme
         (M::GET, "/hooks/{integration_id}", PUBLIC_PAGE),
         (M::POST, "/hooks/{integration_id}", [401; 4]),
@@ -100,14 +110,19 @@ struct Fixtures {
     integration: String,
     doomed_integration: String,
     doomed_token: String,
+    channel: String,
+    doomed_channel: String,
 }
 
 impl Fixtures {
     /// The concrete path and the request body of a row.
     fn request(&self, method: &Method, template: &str) -> (String, Option<(&'static str, String)>) {
-        let id = match (method.as_str(), template) {
+        let id: &str = match (method.as_str(), template) {
             ("DELETE", "/api/v1/integrations/{id}") => &self.doomed_integration,
             ("DELETE", "/api/v1/tokens/{id}") => &self.doomed_token,
+            ("DELETE", "/api/v1/channels/{id}") => &self.doomed_channel,
+            (_, "/api/v1/channels/{id}" | "/api/v1/channels/{id}/test") => &self.channel,
+            (_, "/api/v1/deliveries/{id}") => "dlv_000000000000000000000000",
             (_, "/api/v1/events/{id}" | "/api/v1/events/{id}/proof") => &self.event,
             _ => &self.integration,
         };
@@ -121,6 +136,8 @@ impl Fixtures {
             ("POST", "/api/v1/tokens") => json(json!({"name": "matrix", "role": "viewer"})),
             ("POST", "/api/v1/integrations") => json(okta("matrix-new")),
             ("PATCH", "/api/v1/alerts/rules/{id}") => json(json!({"priority": "high"})),
+            ("POST", "/api/v1/channels") => json(slack_channel("matrix-new")),
+            ("PATCH", "/api/v1/channels/{id}") => json(json!({"name": "matrix renamed"})),
             ("PATCH", _) => json(json!({"schedule": "0 0 0 1 1 *"})),
             ("POST", "/api/v1/alerts/rules") => json(json!({"name": "matrix"})),
             ("PUT", "/api/v1/retention") => json(json!({"categories": {"system": 120}})),
@@ -145,6 +162,11 @@ fn event_line(source_id: &str) -> String {
     json!({"time": "2024-05-01T10:00:00Z", "source_id": source_id, "event_type": "matrix.check",
         "action": "read", "actor": {"id": "u1"}})
     .to_string()
+}
+
+/// A Slack channel that never reaches Slack: https to a closed loopback port.
+fn slack_channel(name: &str) -> Value {
+    json!({"name": name, "kind": "slack", "url": "https://127.0.0.1:9/services/T/B/matrix"})
 }
 
 /// An Okta integration that never reaches a vendor: https to a closed loopback port, polled
@@ -211,6 +233,14 @@ async fn every_route_answers_every_role_as_it_must() {
         .expect("ingest");
     assert_eq!(stored.status(), 200);
     let events = api.get("/api/v1/events?limit=1").await;
+    let mut channels = Vec::new();
+    for name in ["matrix channel", "matrix doomed channel"] {
+        let (status, v) = api
+            .json(Method::POST, "/api/v1/channels", Some(slack_channel(name)))
+            .await;
+        assert_eq!(status, 201, "{v}");
+        channels.push(v["id"].as_str().expect("id").to_string());
+    }
     let (status, signed) = api.json(Method::POST, "/api/v1/checkpoints", None).await;
     assert_eq!(status, 201, "{signed}");
     let fixtures = Fixtures {
@@ -219,6 +249,8 @@ async fn every_route_answers_every_role_as_it_must() {
         integration: integration["id"].as_str().expect("id").into(),
         doomed_integration: doomed["id"].as_str().expect("id").into(),
         doomed_token: tokens[2]["id"].as_str().expect("id").into(),
+        channel: channels[0].clone(),
+        doomed_channel: channels[1].clone(),
     };
     let bearers: [Option<&str>; 4] = [
         None,

@@ -1,9 +1,10 @@
 //! The one test-support layer: the hub harness, the vendor emulators (a core and one vendor
-//! per API), a real S3-protocol server (`s3`) and test data; the integration tests use it, and
+//! per API), a real S3-protocol server (`s3`), receivers of notifications (`receiver`: HTTP and SMTP) and test data; the integration tests use it, and
 //! the benches include it by `#[path]`
 
 pub mod data;
 pub mod emu;
 pub mod hub;
+pub mod receiver;
 pub mod s3;
 pub mod vendors;
