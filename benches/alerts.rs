@@ -28,6 +28,11 @@ const CLIENTS: usize = 4;
 const ZONES: [&str; 3] = ["Europe/Paris", "America/New_York", "Asia/Tokyo"];
 
 fn main() {
+    // what the hub logs (an alert error, say) goes to stderr
+    tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_writer(std::io::stderr)
+        .init();
     let mut numbers = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse::<u64>().ok());

@@ -792,7 +792,7 @@ impl Alerts {
                     }
                     for (seq, time, rules) in &batch.matches {
                         if *seq >= cursor {
-                            self.evaluate(&batch.set, *seq, *time, rules, &mut saved, &mut fired)?;
+                            self.evaluate_or_say(&batch.set, *seq, *time, rules, &mut saved, &mut fired);
                         }
                     }
                     cursor = cursor.max(batch.last + 1);
@@ -810,7 +810,11 @@ impl Alerts {
             }
             let any = !fired.is_empty();
             if any {
-                self.fire(fired).await?;
+                if let Err(e) = self.fire(fired).await {
+                    // the cursor is not saved past them: the next start evaluates them again
+                    tracing::error!(error = %e, "alert firings not recorded; evaluation stops until the next start");
+                    return Err(e);
+                }
             }
             if dirty && (any || last_save.elapsed() >= SAVE_EVERY) {
                 self.save(cursor, &saved).await?;
@@ -847,19 +851,40 @@ impl Alerts {
                 *cursor = through + 1;
                 break;
             }
-            let Some(event) = self.inner.store.event(seq)? else {
-                continue;
+            let event = match self.inner.store.event(seq) {
+                Ok(Some(e)) => e,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(event = %EventId(seq), error = %e, "event not evaluated by the alert rules");
+                    continue;
+                }
             };
             let prepared = crate::store::prepare(&event);
             set.matching(&prepared.terms, &mut found);
             if !found.is_empty() {
-                self.evaluate(&set, seq, event.time, &found, saved, fired)?;
+                self.evaluate_or_say(&set, seq, event.time, &found, saved, fired);
             }
             if seq % 1024 == 0 {
                 tokio::task::yield_now().await;
             }
         }
         Ok(())
+    }
+
+    /// `evaluate`, an event that cannot be read being said and skipped, so that one bad event
+    /// never stops the alerts for those after it.
+    fn evaluate_or_say(
+        &self,
+        set: &RuleSet,
+        seq: u64,
+        time: Micros,
+        rules: &[u32],
+        saved: &mut Saved,
+        fired: &mut Vec<(Firing, Vec<String>)>,
+    ) {
+        if let Err(e) = self.evaluate(set, seq, time, rules, saved, fired) {
+            tracing::error!(event = %EventId(seq), error = %e, "event not evaluated by the alert rules");
+        }
     }
 
     /// One stored event that matched `rules`' filters.
