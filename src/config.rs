@@ -35,6 +35,16 @@ pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 pub const DEFAULT_CHECKPOINT_EVERY_EVENTS: u64 = 10_000;
 /// Seconds between two signed checkpoints while events arrive.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+/// Longest `since`..`until` of one export job or report (about three months).
+pub const DEFAULT_JOBS_MAX_RANGE_DAYS: u32 = 92;
+/// Days a finished export or report is kept for download before it expires.
+pub const DEFAULT_JOBS_EXPIRE_DAYS: u32 = 7;
+/// Export and report jobs running at once.
+pub const DEFAULT_JOBS_WORKERS: usize = 2;
+/// Jobs that may wait for a worker; more are refused until some finish.
+pub const DEFAULT_JOBS_MAX_QUEUED: usize = 100;
+/// Rows of one report (CSV and PDF); a report that would have more is cut and says so.
+pub const DEFAULT_REPORT_MAX_ROWS: usize = 100_000;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -101,6 +111,43 @@ pub struct Settings {
     pub checkpoints: CheckpointSettings,
     /// Retention, legal holds' defaults, and the archive (`[retention]`, `[archive]`).
     pub retention: RetentionConfig,
+    /// Export jobs and reports (`[jobs]`).
+    pub jobs: JobSettings,
+}
+
+/// Export jobs and reports: the range one may cover, how long its file is kept, how many run
+/// and wait (`[jobs]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Longest `until - since` of one export or report (`max_range_days`).
+    pub max_range: Duration,
+    /// A finished job's files are deleted this long after it finished (`expire_days`).
+    pub expire_after: Duration,
+    /// How often expired files are looked for.
+    pub cleanup_interval: Duration,
+    /// Jobs running at once (`workers`, 1 or 2).
+    pub workers: usize,
+    /// Jobs waiting for a worker, at most (`max_queued`).
+    pub max_queued: usize,
+    /// Rows of one report, at most (`max_report_rows`).
+    pub max_report_rows: usize,
+    /// A pause after every 1,000 events a job writes: zero, except in tests that need a job
+    /// to be still running when they kill the hub (`--jobs-test-pause-ms`, hidden).
+    pub test_pause: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            max_range: Duration::from_secs(u64::from(DEFAULT_JOBS_MAX_RANGE_DAYS) * 86_400),
+            expire_after: Duration::from_secs(u64::from(DEFAULT_JOBS_EXPIRE_DAYS) * 86_400),
+            cleanup_interval: Duration::from_secs(60),
+            workers: DEFAULT_JOBS_WORKERS,
+            max_queued: DEFAULT_JOBS_MAX_QUEUED,
+            max_report_rows: DEFAULT_REPORT_MAX_ROWS,
+            test_pause: Duration::ZERO,
+        }
+    }
 }
 
 /// The signed checkpoints: the key that signs them, how often, and where they are published
@@ -215,6 +262,7 @@ pub struct Overrides {
     pub checkpoint_publish_dir: Option<PathBuf>,
     pub checkpoint_publish_url: Option<Secret>,
     pub checkpoint_publish_log: Option<bool>,
+    pub jobs_test_pause_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -250,6 +298,44 @@ struct FileSettings {
     retention: Option<RetentionFile>,
     /// `[archive]`: where purged events are archived first.
     archive: Option<toml::Table>,
+    /// `[jobs]`: export jobs and reports.
+    jobs: Option<JobsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsFile {
+    max_range_days: Option<u32>,
+    expire_days: Option<u32>,
+    workers: Option<usize>,
+    max_queued: Option<usize>,
+    max_report_rows: Option<usize>,
+}
+
+fn resolve_jobs(o: &Overrides, file: &FileSettings) -> Result<JobSettings, ConfigError> {
+    let mut out = JobSettings::default();
+    let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+    if let Some(j) = &file.jobs {
+        if let Some(d) = j.max_range_days {
+            out.max_range = days(bounded("jobs.max_range_days", d as usize, 1, 3660)? as u32);
+        }
+        if let Some(d) = j.expire_days {
+            out.expire_after = days(bounded("jobs.expire_days", d as usize, 1, 3650)? as u32);
+        }
+        if let Some(w) = j.workers {
+            out.workers = bounded("jobs.workers", w, 1, 2)?;
+        }
+        if let Some(q) = j.max_queued {
+            out.max_queued = bounded("jobs.max_queued", q, 1, 1000)?;
+        }
+        if let Some(r) = j.max_report_rows {
+            out.max_report_rows = bounded("jobs.max_report_rows", r, 1, 1_000_000)?;
+        }
+    }
+    if let Some(ms) = o.jobs_test_pause_ms {
+        out.test_pause = Duration::from_millis(ms.min(10_000));
+    }
+    Ok(out)
 }
 
 /// A number of days, or `"forever"` (TOML has no null).
@@ -389,6 +475,7 @@ impl Settings {
         };
         let checkpoints = resolve_checkpoints(&o, &file)?;
         let retention = resolve_retention(&file)?;
+        let jobs = resolve_jobs(&o, &file)?;
         let listen_text = o
             .listen
             .or(file.listen)
@@ -510,6 +597,7 @@ impl Settings {
             auth_failure_window,
             checkpoints,
             retention,
+            jobs,
         })
     }
 
@@ -538,6 +626,7 @@ impl Settings {
             auth_failure_window: Duration::from_secs(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
             checkpoints: CheckpointSettings::default(),
             retention: RetentionConfig::default(),
+            jobs: JobSettings::default(),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod connectors;
 pub mod evidence;
 pub mod http;
 pub mod ingest;
+pub mod jobs;
 pub mod metrics;
 pub mod objects;
 pub mod pipeline;

@@ -49,6 +49,8 @@ pub enum ServeError {
     Publish(#[from] PublishError),
     #[error("retention: {0}")]
     Retention(#[from] crate::retention::RetentionError),
+    #[error("export jobs: {0}")]
+    Jobs(#[from] crate::jobs::JobError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -322,6 +324,10 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         crate::retention::Retention::new(store.clone(), checkpointer.clone(), retention_settings)?;
     let (retention_stop, retention_stopped) = tokio::sync::watch::channel(false);
     let retention_task = retention.spawn(retention_stopped);
+    // export jobs and reports: a job a crash left running is queued again before the runner starts
+    let jobs = crate::jobs::Jobs::open(store.clone(), &settings.data_dir, settings.jobs.clone())?;
+    let (jobs_stop, jobs_stopped) = tokio::sync::watch::channel(false);
+    let jobs_task = jobs.spawn(jobs_stopped);
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),
@@ -349,6 +355,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         checkpointer: checkpointer.clone(),
         checkpoint_cadence,
         retention,
+        jobs,
     };
     let app = api::router(state);
     let limits = ConnectionLimits {
@@ -375,6 +382,9 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         // a retention run in progress finishes its batch (each batch is whole or not started)
         let _ = retention_stop.send(true);
         let _ = retention_task.await;
+        // running export jobs and reports stop and go back to the queue for the next start
+        let _ = jobs_stop.send(true);
+        let _ = jobs_task.await;
         // what the last cycles committed is signed before the store closes
         task_checkpointer.shutdown().await;
         let closed = task_store.shutdown();

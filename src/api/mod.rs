@@ -7,6 +7,7 @@ mod events;
 mod evidence;
 mod hooks;
 mod integrations;
+mod jobs;
 mod retention;
 mod routes;
 mod system;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub checkpoint_cadence: crate::checkpoints::Cadence,
     /// The retention policy, legal holds, purge job and archive.
     pub retention: crate::retention::Retention,
+    /// Export jobs, reports and report schedules.
+    pub jobs: crate::jobs::Jobs,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -67,6 +70,7 @@ fn routes() -> Routes<AppState> {
         .merge(retention::routes())
         .merge(integrations::routes())
         .merge(evidence::routes())
+        .merge(jobs::routes())
 }
 
 /// Every (path template, method) the router serves, from the same calls that build it: the
@@ -117,6 +121,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
         405 => ErrorCode::MethodNotAllowed,
         408 => ErrorCode::RequestTimeout,
         409 => ErrorCode::Conflict,
+        410 => ErrorCode::Gone,
         413 => ErrorCode::PayloadTooLarge,
         415 => ErrorCode::UnsupportedMediaType,
         422 => ErrorCode::Unprocessable,

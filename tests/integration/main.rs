@@ -9,6 +9,7 @@ mod crash;
 mod disk_full;
 mod events;
 mod evidence;
+mod export_jobs;
 mod fuzz;
 mod hardening;
 mod integrations_api;
