@@ -508,7 +508,7 @@ impl Jobs {
     }
 
     /// Jobs of both kinds queued or running.
-    fn count_active(&self) -> Result<usize, JobError> {
+    pub(crate) fn count_active(&self) -> Result<usize, JobError> {
         let mut n = 0;
         for kind in [JobKind::Export, JobKind::Report] {
             for item in self.inner.tree.scan_prefix([kind.prefix()]) {
@@ -565,21 +565,23 @@ fn short(text: &str) -> String {
 }
 
 fn check_name(name: Option<String>, spec: &Spec) -> Result<String, JobError> {
+    let minute = |t: Micros| {
+        let s = crate::time::format_micros(t);
+        format!("{} {}", &s[..10], &s[11..16])
+    };
     let name = match name {
         Some(n) => n.trim().to_string(),
-        None => match spec {
-            Spec::Export { format, range } => format!(
-                "{} export {}..{}",
-                format.as_str(),
-                crate::time::format_micros(range.since),
-                crate::time::format_micros(range.until)
-            ),
-            Spec::Report { report, range, .. } => format!(
-                "{report} {}..{}",
-                crate::time::format_micros(range.since),
-                crate::time::format_micros(range.until)
-            ),
-        },
+        None => {
+            let (what, range) = match spec {
+                Spec::Export { format, range } => (format!("{} export", format.as_str()), range),
+                Spec::Report { report, range, .. } => (report.clone(), range),
+            };
+            format!(
+                "{what} {} to {} UTC",
+                minute(range.since),
+                minute(range.until)
+            )
+        }
     };
     if name.is_empty() {
         return Err(JobError::invalid("name", "must not be empty"));

@@ -63,6 +63,10 @@ pub(super) fn spawn(
             while workers.len() < jobs.settings().workers {
                 match next_queued(&jobs) {
                     Ok(Some(job)) => {
+                        // the run is counted on disk before it starts (`attempts` after a crash)
+                        if let Err(e) = jobs.tree().flush_async().await {
+                            tracing::warn!(error = %e, "the job's start could not be flushed");
+                        }
                         let live = Arc::new(Live::new());
                         if let Ok(mut l) = jobs.inner.live.lock() {
                             l.insert(job.id.clone(), live.clone());

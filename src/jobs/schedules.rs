@@ -304,6 +304,12 @@ pub(super) async fn run_due(jobs: &Jobs) -> Result<(), JobError> {
         let Some(fire) = schedule.due(now) else {
             continue;
         };
+        // a full queue holds the schedule back: it runs once, for its latest fire, when there
+        // is room
+        if jobs.count_active()? >= jobs.settings().max_queued {
+            tracing::debug!(schedule = %schedule.id, "a scheduled report waits: the job queue is full");
+            continue;
+        }
         let Some((_, _, span)) = schedule.parsed() else {
             continue;
         };
@@ -380,6 +386,9 @@ pub(super) async fn run_due(jobs: &Jobs) -> Result<(), JobError> {
             .await;
         if let Err(e) = recorded {
             tracing::warn!(job = %job.id, error = %e, "a scheduled report's record could not be stored");
+        }
+        if let Err(e) = jobs.forget_oldest(super::JobKind::Report) {
+            tracing::warn!(error = %e, "the report history could not be trimmed");
         }
         jobs.inner.wake.notify_one();
     }

@@ -19,6 +19,7 @@ mod layering;
 mod objects;
 mod polling;
 mod process;
+mod reports;
 mod retention;
 mod route_matrix;
 mod schema;

@@ -118,7 +118,8 @@ impl Column {
     /// Relative width in the PDF's tables.
     pub fn weight(self) -> f32 {
         match self {
-            Column::Time => 2.6,
+            Column::Time => 2.2,
+            Column::Category => 1.9,
             Column::Description | Column::Changes | Column::UserAgent => 3.2,
             Column::Actor | Column::ActorEmail | Column::Targets | Column::EventType => 2.4,
             Column::EventId | Column::ActorId | Column::SessionId => 2.0,

@@ -9,6 +9,7 @@
 
 use pdf_writer::{Content, Date, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 
+use super::kinds::Column;
 use super::{Summary, TOP_ACTORS};
 use crate::jobs::writer::WriteError;
 use crate::time::format_micros;
@@ -215,8 +216,14 @@ pub fn render(
             page.fill_rect(SHADE, MARGIN, *y - ROW_HEIGHT + 2.0, usable, ROW_HEIGHT);
         }
         let mut x = MARGIN;
-        for (cell, w) in row.iter().zip(&widths) {
-            let shown = fit(cell, CELL_SIZE, w - 2.0 * CELL_PAD);
+        for ((cell, w), column) in row.iter().zip(&widths).zip(columns) {
+            // the CSV keeps the full RFC 3339 time; a printed row shows it to the second
+            let cell = if *column == Column::Time && cell.len() >= 19 {
+                cell[..19].replacen('T', " ", 1)
+            } else {
+                cell.clone()
+            };
+            let shown = fit(&cell, CELL_SIZE, w - 2.0 * CELL_PAD);
             page.text(REGULAR, CELL_SIZE, x + CELL_PAD, *y, &shown);
             x += w;
         }
@@ -243,7 +250,11 @@ pub fn render(
             summary.max_rows, summary.events
         );
         last.0.content.set_fill_rgb(WARN.0, WARN.1, WARN.2);
-        last.0.text(BOLD, 8.0, MARGIN, last.1 + 6.0, &note);
+        let mut y = last.1 + 6.0;
+        for line in wrap(&note, 8.0, usable / 1.1) {
+            last.0.text(BOLD, 8.0, MARGIN, y, &line);
+            y += 10.0;
+        }
     }
     pages.push(last.0);
     Ok(assemble(summary, name, pages))
