@@ -835,6 +835,39 @@ mod tests {
     }
 
     #[test]
+    fn jobs_table_sets_ranges_and_refuses_out_of_bounds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve("").expect("defaults");
+        assert_eq!(s.jobs, JobSettings::default());
+        assert_eq!(s.jobs.max_range, Duration::from_secs(92 * 86_400));
+        let s = resolve("[jobs]\nmax_range_days = 31\nexpire_days = 1\nworkers = 1\nmax_queued = 5\nmax_report_rows = 10\n")
+            .expect("valid");
+        assert_eq!(s.jobs.max_range, Duration::from_secs(31 * 86_400));
+        assert_eq!(s.jobs.expire_after, Duration::from_secs(86_400));
+        assert_eq!(
+            (s.jobs.workers, s.jobs.max_queued, s.jobs.max_report_rows),
+            (1, 5, 10)
+        );
+        for (bad, name) in [
+            ("[jobs]\nworkers = 3\n", "jobs.workers"),
+            ("[jobs]\nmax_range_days = 0\n", "jobs.max_range_days"),
+            ("[jobs]\nmax_queued = 5000\n", "jobs.max_queued"),
+            ("[jobs]\nexpire = 3\n", "expire"),
+        ] {
+            let e = resolve(bad).expect_err(bad);
+            assert!(e.to_string().contains(name), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn limits_layer_and_are_validated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("trailhub.toml");

@@ -64,6 +64,9 @@ pub struct RunningHub {
     pub signing_key: Arc<SigningKey>,
     /// Signs the log's checkpoints.
     pub checkpointer: Checkpointer,
+    /// Export jobs, reports and report schedules (the notification module connects report
+    /// delivery here: `Jobs::set_delivery`).
+    pub jobs: crate::jobs::Jobs,
     ready: Arc<AtomicBool>,
     shutdown_drain: std::time::Duration,
     stop: Option<oneshot::Sender<()>>,
@@ -355,7 +358,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         checkpointer: checkpointer.clone(),
         checkpoint_cadence,
         retention,
-        jobs,
+        jobs: jobs.clone(),
     };
     let app = api::router(state);
     let limits = ConnectionLimits {
@@ -399,6 +402,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         scheduler,
         signing_key,
         checkpointer,
+        jobs,
         ready,
         shutdown_drain: settings.shutdown_drain,
         stop: Some(stop),

@@ -83,7 +83,12 @@ pub(super) fn spawn(
             }
             tokio::select! {
                 _ = jobs.inner.wake.notified() => {}
-                Some(_) = workers.join_next(), if !workers.is_empty() => {}
+                Some(done) = workers.join_next(), if !workers.is_empty() => {
+                    if let Err(e) = done {
+                        // its record stays `running` until the next start runs it again
+                        tracing::error!(error = %e, "a job's run panicked");
+                    }
+                }
                 _ = cleanup.tick() => {
                     let j = jobs.clone();
                     let expired = tokio::task::spawn_blocking(move || expire(&j)).await;

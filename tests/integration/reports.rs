@@ -454,10 +454,37 @@ async fn a_report_past_its_row_limit_is_cut_and_says_so() {
     hub.stop().await;
 }
 
+/// What the delivery hook was handed: job id, channels, the job's files.
+type Delivery = (String, Vec<String>, Vec<std::path::PathBuf>);
+
+/// A delivery hook's record of what it was handed.
+#[derive(Default)]
+struct Deliveries(std::sync::Mutex<Vec<Delivery>>);
+
+struct Hook(std::sync::Arc<Deliveries>, trailhub::jobs::Jobs);
+
+impl trailhub::jobs::ReportDelivery for Hook {
+    fn deliver(&self, job: &trailhub::jobs::Job, schedule: &trailhub::jobs::Schedule) {
+        let files = job
+            .outputs
+            .iter()
+            .map(|o| self.1.file_path(job, &o.format))
+            .collect();
+        if let Ok(mut d) = self.0 .0.lock() {
+            d.push((job.id.clone(), schedule.channels.clone(), files));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_due_every_second_fills_the_history() {
     let hub = TestHub::start().await;
     let api = Api::at(&hub.url, ADMIN);
+    let delivered = std::sync::Arc::new(Deliveries::default());
+    hub.jobs().set_delivery(std::sync::Arc::new(Hook(
+        delivered.clone(),
+        hub.jobs().clone(),
+    )));
     let lines: Vec<Value> = seeds().into_iter().map(|(_, e)| e).collect();
     assert_eq!(post_events(&hub.http, &hub.url, &lines).await, 200);
     let (status, schedule) = api
@@ -501,6 +528,26 @@ async fn a_schedule_due_every_second_fills_the_history() {
         3 * trailhub::time::DAY,
         "the range ends at the run"
     );
+    // the completed report reaches the delivery hook with the schedule's channels
+    let made_id = made["id"].as_str().expect("id").to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (channels, files) = loop {
+        let found = delivered
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(job, _, _)| *job == made_id)
+            .map(|(_, c, f)| (c.clone(), f.clone()));
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(channels, ["ops-email", "sec_slack"]);
+    assert_eq!(files.len(), 2);
+    assert!(files.iter().all(|f| f.exists()), "{files:?}");
     let listed = api.get("/api/v1/reports/schedules").await;
     assert_eq!(listed["schedules"][0]["id"], id.as_str());
     assert!(listed["schedules"][0]["last_report"].as_str().is_some());
