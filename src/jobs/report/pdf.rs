@@ -183,7 +183,9 @@ pub fn render(
     name: &str,
     rows: impl Iterator<Item = Result<Vec<String>, WriteError>>,
 ) -> Result<Vec<u8>, WriteError> {
-    let mut pages = vec![summary_page(summary, name)];
+    // each page is written into the document as soon as it is drawn
+    let mut pages = Assembler::new();
+    pages.push(summary_page(summary, name));
     let columns = summary.kind.columns;
     let (page_w, page_h) = LANDSCAPE;
     let usable = page_w - 2.0 * MARGIN;
@@ -257,68 +259,85 @@ pub fn render(
         }
     }
     pages.push(last.0);
-    Ok(assemble(summary, name, pages))
+    Ok(pages.finish(summary, name))
 }
 
-/// The pages into one document: catalog, page tree, the two fonts, document information.
-fn assemble(summary: &Summary, name: &str, pages: Vec<Page>) -> Vec<u8> {
-    let mut pdf = Pdf::new();
-    let catalog = Ref::new(1);
-    let tree = Ref::new(2);
-    let regular = Ref::new(3);
-    let bold = Ref::new(4);
-    let info = Ref::new(5);
-    let mut next = 6;
-    let mut ids = Vec::with_capacity(pages.len());
-    for _ in &pages {
-        ids.push((Ref::new(next), Ref::new(next + 1)));
-        next += 2;
+/// The document being written: pages as they come, then the catalog, the page tree, the two
+/// fonts and the document information.
+struct Assembler {
+    pdf: Pdf,
+    pages: Vec<Ref>,
+    next: i32,
+}
+
+const CATALOG: Ref = Ref::new(1);
+const TREE: Ref = Ref::new(2);
+const FONT_REGULAR: Ref = Ref::new(3);
+const FONT_BOLD: Ref = Ref::new(4);
+const INFO: Ref = Ref::new(5);
+
+impl Assembler {
+    fn new() -> Assembler {
+        Assembler {
+            pdf: Pdf::new(),
+            pages: Vec::new(),
+            next: 6,
+        }
     }
-    pdf.catalog(catalog).pages(tree);
-    pdf.pages(tree)
-        .kids(ids.iter().map(|(page, _)| *page))
-        .count(ids.len() as i32);
-    pdf.type1_font(regular)
-        .base_font(Name(b"Helvetica"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
-    pdf.type1_font(bold)
-        .base_font(Name(b"Helvetica-Bold"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
-    let generated = chrono::DateTime::from_timestamp_micros(summary.generated_at);
-    let mut doc = pdf.document_info(info);
-    doc.title(TextStr(&format!(
-        "Trailhub report: {} ({name})",
-        summary.kind.title
-    )))
-    .producer(TextStr(concat!("trailhub ", env!("CARGO_PKG_VERSION"))));
-    if let Some(t) = generated {
-        use chrono::{Datelike, Timelike};
-        doc.creation_date(
-            Date::new(t.year().clamp(0, 9999) as u16)
-                .month(t.month() as u8)
-                .day(t.day() as u8)
-                .hour(t.hour() as u8)
-                .minute(t.minute() as u8)
-                .second(t.second() as u8)
-                .utc_offset_hour(0)
-                .utc_offset_minute(0),
-        );
-    }
-    doc.finish();
-    for (page, (page_id, content_id)) in pages.into_iter().zip(&ids) {
+
+    fn push(&mut self, page: Page) {
+        let page_id = Ref::new(self.next);
+        let content_id = Ref::new(self.next + 1);
+        self.next += 2;
         let (w, h) = if page.landscape { LANDSCAPE } else { PORTRAIT };
-        let mut p = pdf.page(*page_id);
-        p.parent(tree)
+        let mut p = self.pdf.page(page_id);
+        p.parent(TREE)
             .media_box(Rect::new(0.0, 0.0, w, h))
-            .contents(*content_id);
+            .contents(content_id);
         p.resources()
             .fonts()
-            .pair(REGULAR, regular)
-            .pair(BOLD, bold);
+            .pair(REGULAR, FONT_REGULAR)
+            .pair(BOLD, FONT_BOLD);
         p.finish();
-        pdf.stream(*content_id, &page.content.finish());
+        self.pdf.stream(content_id, &page.content.finish());
+        self.pages.push(page_id);
     }
-    pdf.finish()
+
+    fn finish(mut self, summary: &Summary, name: &str) -> Vec<u8> {
+        let pdf = &mut self.pdf;
+        pdf.catalog(CATALOG).pages(TREE);
+        pdf.pages(TREE)
+            .kids(self.pages.iter().copied())
+            .count(self.pages.len() as i32);
+        pdf.type1_font(FONT_REGULAR)
+            .base_font(Name(b"Helvetica"))
+            .encoding_predefined(Name(b"WinAnsiEncoding"));
+        pdf.type1_font(FONT_BOLD)
+            .base_font(Name(b"Helvetica-Bold"))
+            .encoding_predefined(Name(b"WinAnsiEncoding"));
+        let generated = chrono::DateTime::from_timestamp_micros(summary.generated_at);
+        let mut doc = pdf.document_info(INFO);
+        doc.title(TextStr(&format!(
+            "Trailhub report: {} ({name})",
+            summary.kind.title
+        )))
+        .producer(TextStr(concat!("trailhub ", env!("CARGO_PKG_VERSION"))));
+        if let Some(t) = generated {
+            use chrono::{Datelike, Timelike};
+            doc.creation_date(
+                Date::new(t.year().clamp(0, 9999) as u16)
+                    .month(t.month() as u8)
+                    .day(t.day() as u8)
+                    .hour(t.hour() as u8)
+                    .minute(t.minute() as u8)
+                    .second(t.second() as u8)
+                    .utc_offset_hour(0)
+                    .utc_offset_minute(0),
+            );
+        }
+        doc.finish();
+        self.pdf.finish()
+    }
 }
 
 /// A rows page: the report's title line, the header row, and the page number.
