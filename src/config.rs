@@ -35,6 +35,16 @@ pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 pub const DEFAULT_CHECKPOINT_EVERY_EVENTS: u64 = 10_000;
 /// Seconds between two signed checkpoints while events arrive.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+/// Longest `since`..`until` of one export job or report (about three months).
+pub const DEFAULT_JOBS_MAX_RANGE_DAYS: u32 = 92;
+/// Days a finished export or report is kept for download before it expires.
+pub const DEFAULT_JOBS_EXPIRE_DAYS: u32 = 7;
+/// Export and report jobs running at once.
+pub const DEFAULT_JOBS_WORKERS: usize = 2;
+/// Jobs that may wait for a worker; more are refused until some finish.
+pub const DEFAULT_JOBS_MAX_QUEUED: usize = 100;
+/// Rows of one report (CSV and PDF); a report that would have more is cut and says so.
+pub const DEFAULT_REPORT_MAX_ROWS: usize = 100_000;
 
 /// A value that must never be printed: Debug and Display redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -103,6 +113,43 @@ pub struct Settings {
     pub retention: RetentionConfig,
     /// The notification outbox: retries, timeouts, history (`[notify]`).
     pub notify: NotifyTuning,
+    /// Export jobs and reports (`[jobs]`).
+    pub jobs: JobSettings,
+}
+
+/// Export jobs and reports: the range one may cover, how long its file is kept, how many run
+/// and wait (`[jobs]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Longest `until - since` of one export or report (`max_range_days`).
+    pub max_range: Duration,
+    /// A finished job's files are deleted this long after it finished (`expire_days`).
+    pub expire_after: Duration,
+    /// How often expired files are looked for.
+    pub cleanup_interval: Duration,
+    /// Jobs running at once (`workers`, 1 or 2).
+    pub workers: usize,
+    /// Jobs waiting for a worker, at most (`max_queued`).
+    pub max_queued: usize,
+    /// Rows of one report, at most (`max_report_rows`).
+    pub max_report_rows: usize,
+    /// A pause after every 1,000 events a job writes: zero, except in tests that need a job
+    /// to be still running when they kill the hub (`--jobs-test-pause-ms`, hidden).
+    pub test_pause: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            max_range: Duration::from_secs(u64::from(DEFAULT_JOBS_MAX_RANGE_DAYS) * 86_400),
+            expire_after: Duration::from_secs(u64::from(DEFAULT_JOBS_EXPIRE_DAYS) * 86_400),
+            cleanup_interval: Duration::from_secs(60),
+            workers: DEFAULT_JOBS_WORKERS,
+            max_queued: DEFAULT_JOBS_MAX_QUEUED,
+            max_report_rows: DEFAULT_REPORT_MAX_ROWS,
+            test_pause: Duration::ZERO,
+        }
+    }
 }
 
 /// The signed checkpoints: the key that signs them, how often, and where they are published
@@ -217,6 +264,7 @@ pub struct Overrides {
     pub checkpoint_publish_dir: Option<PathBuf>,
     pub checkpoint_publish_url: Option<Secret>,
     pub checkpoint_publish_log: Option<bool>,
+    pub jobs_test_pause_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -254,6 +302,8 @@ struct FileSettings {
     archive: Option<toml::Table>,
     /// `[notify]`: the notification outbox's retries, timeouts and history.
     notify: Option<NotifyFile>,
+    /// `[jobs]`: export jobs and reports.
+    jobs: Option<JobsFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -381,6 +431,42 @@ fn resolve_notify(file: &FileSettings) -> Result<NotifyTuning, ConfigError> {
                 )?,
         ),
     })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsFile {
+    max_range_days: Option<u32>,
+    expire_days: Option<u32>,
+    workers: Option<usize>,
+    max_queued: Option<usize>,
+    max_report_rows: Option<usize>,
+}
+
+fn resolve_jobs(o: &Overrides, file: &FileSettings) -> Result<JobSettings, ConfigError> {
+    let mut out = JobSettings::default();
+    let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+    if let Some(j) = &file.jobs {
+        if let Some(d) = j.max_range_days {
+            out.max_range = days(bounded("jobs.max_range_days", d as usize, 1, 3660)? as u32);
+        }
+        if let Some(d) = j.expire_days {
+            out.expire_after = days(bounded("jobs.expire_days", d as usize, 1, 3650)? as u32);
+        }
+        if let Some(w) = j.workers {
+            out.workers = bounded("jobs.workers", w, 1, 2)?;
+        }
+        if let Some(q) = j.max_queued {
+            out.max_queued = bounded("jobs.max_queued", q, 1, 1000)?;
+        }
+        if let Some(r) = j.max_report_rows {
+            out.max_report_rows = bounded("jobs.max_report_rows", r, 1, 1_000_000)?;
+        }
+    }
+    if let Some(ms) = o.jobs_test_pause_ms {
+        out.test_pause = Duration::from_millis(ms.min(10_000));
+    }
+    Ok(out)
 }
 
 /// A number of days, or `"forever"` (TOML has no null).
@@ -521,6 +607,7 @@ impl Settings {
         let checkpoints = resolve_checkpoints(&o, &file)?;
         let retention = resolve_retention(&file)?;
         let notify = resolve_notify(&file)?;
+        let jobs = resolve_jobs(&o, &file)?;
         let listen_text = o
             .listen
             .or(file.listen)
@@ -643,6 +730,7 @@ impl Settings {
             checkpoints,
             retention,
             notify,
+            jobs,
         })
     }
 
@@ -672,6 +760,7 @@ impl Settings {
             checkpoints: CheckpointSettings::default(),
             retention: RetentionConfig::default(),
             notify: NotifyTuning::default(),
+            jobs: JobSettings::default(),
         }
     }
 
@@ -877,6 +966,39 @@ mod tests {
         })
         .expect_err("typo");
         assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn jobs_table_sets_ranges_and_refuses_out_of_bounds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve("").expect("defaults");
+        assert_eq!(s.jobs, JobSettings::default());
+        assert_eq!(s.jobs.max_range, Duration::from_secs(92 * 86_400));
+        let s = resolve("[jobs]\nmax_range_days = 31\nexpire_days = 1\nworkers = 1\nmax_queued = 5\nmax_report_rows = 10\n")
+            .expect("valid");
+        assert_eq!(s.jobs.max_range, Duration::from_secs(31 * 86_400));
+        assert_eq!(s.jobs.expire_after, Duration::from_secs(86_400));
+        assert_eq!(
+            (s.jobs.workers, s.jobs.max_queued, s.jobs.max_report_rows),
+            (1, 5, 10)
+        );
+        for (bad, name) in [
+            ("[jobs]\nworkers = 3\n", "jobs.workers"),
+            ("[jobs]\nmax_range_days = 0\n", "jobs.max_range_days"),
+            ("[jobs]\nmax_queued = 5000\n", "jobs.max_queued"),
+            ("[jobs]\nexpire = 3\n", "expire"),
+        ] {
+            let e = resolve(bad).expect_err(bad);
+            assert!(e.to_string().contains(name), "{bad}: {e}");
+        }
     }
 
     #[test]

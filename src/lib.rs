@@ -13,6 +13,7 @@ pub mod connectors;
 pub mod evidence;
 pub mod http;
 pub mod ingest;
+pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod objects;

@@ -51,6 +51,8 @@ pub enum ServeError {
     Retention(#[from] crate::retention::RetentionError),
     #[error("notifications: {0}")]
     Notify(#[from] crate::notify::NotifyError),
+    #[error("export jobs: {0}")]
+    Jobs(#[from] crate::jobs::JobError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -66,6 +68,9 @@ pub struct RunningHub {
     pub checkpointer: Checkpointer,
     /// Notification channels and the delivery outbox.
     pub notifier: crate::notify::Notifier,
+    /// Export jobs, reports and report schedules (the notification module connects report
+    /// delivery here: `Jobs::set_delivery`).
+    pub jobs: crate::jobs::Jobs,
     ready: Arc<AtomicBool>,
     shutdown_drain: std::time::Duration,
     stop: Option<oneshot::Sender<()>>,
@@ -350,6 +355,11 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         notifier.clone(),
     )));
     let alerts_task = alerts.spawn(alerts_stopped);
+    // export jobs and reports: a job a crash left running is queued again before the runner starts
+    let jobs = crate::jobs::Jobs::open(store.clone(), &settings.data_dir, settings.jobs.clone())?;
+    let (jobs_stop, jobs_stopped) = tokio::sync::watch::channel(false);
+    jobs.set_delivery(Arc::new(crate::jobs::NotifyReports::new(notifier.clone())));
+    let jobs_task = jobs.spawn(jobs_stopped);
     let metrics = Arc::new(Metrics::new());
     let scheduler = Scheduler::start(
         store.clone(),
@@ -379,6 +389,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         retention,
         alerts,
         notifier: notifier.clone(),
+        jobs: jobs.clone(),
     };
     let app = api::router(state);
     let limits = ConnectionLimits {
@@ -412,6 +423,9 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         // a retention run in progress finishes its batch (each batch is whole or not started)
         let _ = retention_stop.send(true);
         let _ = retention_task.await;
+        // running export jobs and reports stop and go back to the queue for the next start
+        let _ = jobs_stop.send(true);
+        let _ = jobs_task.await;
         // what the last cycles committed is signed before the store closes
         task_checkpointer.shutdown().await;
         let closed = task_store.shutdown();
@@ -427,6 +441,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         signing_key,
         checkpointer,
         notifier,
+        jobs,
         ready,
         shutdown_drain: settings.shutdown_drain,
         stop: Some(stop),

@@ -24,6 +24,15 @@ pub fn safe_cell(cell: &str) -> Cow<'_, str> {
     }
 }
 
+/// A cell read back from the hub's CSV as it was before [`safe_cell`]: the leading `'` dropped
+/// where it precedes a formula trigger.
+pub fn original_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_TRIGGERS) => rest,
+        _ => cell,
+    }
+}
+
 /// A CSV writer for cells from outside: every field quoted (OWASP), quotes doubled.
 pub fn csv_writer<W: std::io::Write>(out: W) -> csv::Writer<W> {
     csv::WriterBuilder::new()
@@ -48,9 +57,15 @@ mod tests {
             "\r=1",
         ] {
             assert_eq!(safe_cell(bad), format!("'{bad}"));
+            assert_eq!(original_cell(&safe_cell(bad)), bad);
         }
         for fine in ["alice", "", " =1", "'=1", "2024-05-01T00:00:00Z", "a=b"] {
             assert_eq!(safe_cell(fine), fine);
+            // a cell that itself starts with `'` and a trigger reads back without its `'`: the
+            // one ambiguity of the scheme
+            if !fine.starts_with('\'') {
+                assert_eq!(original_cell(&safe_cell(fine)), fine);
+            }
         }
         let mut out = Vec::new();
         {

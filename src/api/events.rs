@@ -10,8 +10,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{query_pairs, ApiError, AppState, Caller, ErrorCode, Routes};
 use crate::audit::{self, AdminAction};
 use crate::auth::Role;
-use crate::evidence::bundle::{BundleEvent, BundleHeader, BUNDLE_FORMAT};
 use crate::ingest::{self, BodyFormat};
+use crate::jobs::writer::{write_events, ChunkSender, ExportFormat};
 use crate::pipeline::Pipeline;
 use crate::schema::{Action, Category, EventId};
 use crate::store::query::{BucketSize, Filter};
@@ -211,41 +211,6 @@ async fn histogram(
     .into_response())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ExportFormat {
-    Ndjson,
-    Csv,
-    Json,
-}
-
-const CSV_COLUMNS: &[&str] = &[
-    "id",
-    "time",
-    "ingested_at",
-    "integration_id",
-    "integration_name",
-    "connector",
-    "source_id",
-    "event_type",
-    "category",
-    "action",
-    "outcome",
-    "actor_id",
-    "actor_name",
-    "actor_email",
-    "actor_type",
-    "actor_ip",
-    "actor_user_agent",
-    "targets",
-    "changes",
-    "session_id",
-    "description",
-    "severity",
-];
-
-/// Bytes per chunk handed to the response stream.
-const EXPORT_CHUNK: usize = 64 * 1024;
-
 async fn export(
     State(state): State<AppState>,
     caller: Caller,
@@ -264,22 +229,20 @@ async fn export(
             ))
         }
     };
-    let format = match request
+    let format_text = request
         .extra
         .get("format")
         .map(String::as_str)
-        .unwrap_or("ndjson")
-    {
-        "ndjson" => ExportFormat::Ndjson,
-        "csv" => ExportFormat::Csv,
-        "json" => ExportFormat::Json,
-        other => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParameter,
-                format!("`format`: expected one of ndjson, csv, json, got {other:?}"),
-            ))
-        }
-    };
+        .unwrap_or("ndjson");
+    let format = ExportFormat::parse(format_text).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!(
+                "`format`: expected one of {}, got {format_text:?}",
+                ExportFormat::EXPECTED
+            ),
+        )
+    })?;
     if proofs && format != ExportFormat::Ndjson {
         return Err(ApiError::new(
             ErrorCode::InvalidParameter,
@@ -324,16 +287,25 @@ async fn export(
         "trailhub-export"
     };
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = write_export(&store, &filter, format, checkpoint.as_ref(), &tx) {
-            tracing::warn!(error = %e, "export stopped early");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        let mut out = ChunkSender::new(tx);
+        match write_events(
+            &store,
+            &filter,
+            format,
+            checkpoint.as_ref(),
+            &mut out,
+            |_| Ok(()),
+        ) {
+            Ok(_) => {
+                let _ = out.finish();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "export stopped early");
+                out.fail(e.to_string());
+            }
         }
     });
-    let (content_type, extension) = match format {
-        ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
-        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
-        ExportFormat::Json => ("application/json", "json"),
-    };
+    let (content_type, extension) = (format.content_type(), format.extension());
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_string()),
@@ -345,139 +317,4 @@ async fn export(
         Body::from_stream(ReceiverStream::new(rx)),
     )
         .into_response())
-}
-
-/// Streams every matching event in chunks; memory stays at one chunk however many events match.
-/// With a checkpoint, the NDJSON is an evidence bundle (`evidence::bundle`): a header with the
-/// checkpoint, then each event it covers with its inclusion proof.
-fn write_export(
-    store: &crate::store::Store,
-    filter: &Filter,
-    format: ExportFormat,
-    checkpoint: Option<&crate::checkpoints::Stored>,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-) -> Result<(), String> {
-    let mut buf: Vec<u8> = Vec::with_capacity(EXPORT_CHUNK + 4096);
-    let send = |buf: &mut Vec<u8>| -> Result<(), String> {
-        let chunk = Bytes::from(std::mem::replace(
-            buf,
-            Vec::with_capacity(EXPORT_CHUNK + 4096),
-        ));
-        tx.blocking_send(Ok(chunk))
-            .map_err(|_| "client went away".to_string())
-    };
-    match format {
-        ExportFormat::Json => buf.push(b'['),
-        ExportFormat::Csv => {
-            let mut w = crate::spreadsheet::csv_writer(&mut buf);
-            w.write_record(CSV_COLUMNS).map_err(|e| e.to_string())?;
-            w.flush().map_err(|e| e.to_string())?;
-        }
-        ExportFormat::Ndjson => {}
-    }
-    let prover = match checkpoint {
-        Some(cp) => {
-            let header = BundleHeader {
-                trailhub_bundle: BUNDLE_FORMAT,
-                origin: cp.checkpoint.origin().to_string(),
-                tree_size: cp.size(),
-                checkpoint: cp.note.clone(),
-            };
-            serde_json::to_writer(&mut buf, &header).map_err(|e| e.to_string())?;
-            buf.push(b'\n');
-            Some(store.prover(cp.size()).map_err(|e| e.to_string())?)
-        }
-        None => None,
-    };
-    let mut first = true;
-    for position in store.scan(filter, None) {
-        let position = position.map_err(|e| e.to_string())?;
-        // events stored after a bundle's checkpoint are in the next bundle, not this one
-        if prover.as_ref().is_some_and(|p| position.seq > p.size()) {
-            continue;
-        }
-        let Some(json) = store.event_json(position.seq).map_err(|e| e.to_string())? else {
-            continue;
-        };
-        match (format, &prover) {
-            (ExportFormat::Ndjson, Some(prover)) => {
-                let proof = prover.inclusion(position.seq).map_err(|e| e.to_string())?;
-                let line = BundleEvent::new(position.seq - 1, &proof, &json);
-                serde_json::to_writer(&mut buf, &line).map_err(|e| e.to_string())?;
-                buf.push(b'\n');
-            }
-            (ExportFormat::Ndjson, None) => {
-                buf.extend_from_slice(&json);
-                buf.push(b'\n');
-            }
-            (ExportFormat::Json, _) => {
-                if !first {
-                    buf.extend_from_slice(b",\n");
-                }
-                buf.extend_from_slice(&json);
-            }
-            (ExportFormat::Csv, _) => {
-                let event: crate::schema::Event = serde_json::from_slice(&json)
-                    .map_err(|e| format!("event {:016x} does not decode: {e}", position.seq))?;
-                csv_row(&mut buf, &event).map_err(|e| e.to_string())?;
-            }
-        }
-        first = false;
-        if buf.len() >= EXPORT_CHUNK {
-            send(&mut buf)?;
-        }
-    }
-    if format == ExportFormat::Json {
-        buf.extend_from_slice(b"]\n");
-    }
-    if !buf.is_empty() {
-        send(&mut buf)?;
-    }
-    Ok(())
-}
-
-fn csv_row(buf: &mut Vec<u8>, e: &crate::schema::Event) -> Result<(), csv::Error> {
-    let targets: Vec<String> = e
-        .targets
-        .iter()
-        .map(|t| format!("{}:{}", t.kind, t.id))
-        .collect();
-    let changes = if e.changes.is_empty() {
-        String::new()
-    } else {
-        serde_json::to_string(&e.changes).unwrap_or_default()
-    };
-    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-    let row = [
-        e.id.clone(),
-        format_micros(e.time),
-        format_micros(e.ingested_at),
-        e.integration.id.clone(),
-        e.integration.name.clone(),
-        e.integration.connector.clone(),
-        e.source_id.clone(),
-        e.event_type.clone(),
-        e.category.to_string(),
-        e.action.to_string(),
-        e.outcome.to_string(),
-        e.actor.id.clone(),
-        opt(&e.actor.name),
-        opt(&e.actor.email),
-        e.actor.kind.to_string(),
-        opt(&e.actor.ip),
-        opt(&e.actor.user_agent),
-        targets.join(";"),
-        changes,
-        opt(&e.session_id),
-        opt(&e.description),
-        e.severity.to_string(),
-    ];
-    // every cell can come from outside (a failed login's user name, a user agent)
-    let mut w = crate::spreadsheet::csv_writer(buf);
-    w.write_record(
-        row.iter()
-            .map(|cell| crate::spreadsheet::safe_cell(cell).into_owned()),
-    )?;
-    w.flush()?;
-    Ok(())
 }

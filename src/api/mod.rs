@@ -9,6 +9,7 @@ mod evidence;
 mod hooks;
 mod integrations;
 mod notify;
+mod jobs;
 mod retention;
 mod routes;
 mod system;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub alerts: crate::alerts::Alerts,
     /// Notification channels and the delivery outbox.
     pub notifier: crate::notify::Notifier,
+    /// Export jobs, reports and report schedules.
+    pub jobs: crate::jobs::Jobs,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -75,6 +78,7 @@ fn routes() -> Routes<AppState> {
         .merge(evidence::routes())
         .merge(alerts::routes())
         .merge(notify::routes())
+        .merge(jobs::routes())
 }
 
 /// Every (path template, method) the router serves, from the same calls that build it: the
@@ -125,6 +129,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
         405 => ErrorCode::MethodNotAllowed,
         408 => ErrorCode::RequestTimeout,
         409 => ErrorCode::Conflict,
+        410 => ErrorCode::Gone,
         413 => ErrorCode::PayloadTooLarge,
         415 => ErrorCode::UnsupportedMediaType,
         422 => ErrorCode::Unprocessable,

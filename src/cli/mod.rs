@@ -3,12 +3,14 @@
 //!
 //! This file parses the arguments and decides where a command runs (`Target`); the commands
 //! live by group: `events` (events, ingest), `admin` (verify, migrate, tokens), `integrations`
-//! (integrations, connectors), `keys` (the hub's own keys), `channels` (notification channels).
+//! (integrations, connectors), `keys` (the hub's own keys), `channels` (notification channels),
+//! `jobs` (exports, reports).
 
 mod admin;
 mod channels;
 mod events;
 mod integrations;
+mod jobs;
 mod keys;
 mod remote;
 mod retention;
@@ -103,6 +105,16 @@ enum Command {
         #[command(subcommand)]
         command: channels::ChannelsCommand,
     },
+    /// Export jobs: a range and filter written to a file in the background, then downloaded
+    Exports {
+        #[command(subcommand)]
+        command: jobs::ExportsCommand,
+    },
+    /// Reports (user access, data changes, security events, ...) as CSV and PDF, and their schedules
+    Reports {
+        #[command(subcommand)]
+        command: jobs::ReportsCommand,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -190,6 +202,10 @@ struct ServeArgs {
     /// Events per sealed index segment (tests lower it to seal often) [default: 65536]
     #[arg(long, global = true, env = "TRAILHUB_SEAL_EVENTS", hide = true)]
     seal_events: Option<usize>,
+    /// Pause export and report jobs this long after every 1,000 events (tests that kill a hub
+    /// mid-job slow them down with it)
+    #[arg(long, global = true, env = "TRAILHUB_JOBS_TEST_PAUSE_MS", hide = true)]
+    jobs_test_pause_ms: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -269,6 +285,7 @@ fn resolve_settings(cli: &Cli) -> anyhow::Result<Settings> {
         checkpoint_publish_dir: serve.checkpoint_publish_dir.clone(),
         checkpoint_publish_url: serve.checkpoint_publish_url.clone(),
         checkpoint_publish_log: serve.checkpoint_publish_log,
+        jobs_test_pause_ms: serve.jobs_test_pause_ms,
     })?)
 }
 
@@ -300,6 +317,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Archive { command }) => retention::archive(&settings(&cli)?, command).await,
         Some(Command::Storage { remote }) => retention::storage(&settings(&cli)?, remote).await,
         Some(Command::Channels { command }) => channels::channels(&settings(&cli)?, command).await,
+        Some(Command::Exports { command }) => jobs::exports(&settings(&cli)?, command).await,
+        Some(Command::Reports { command }) => jobs::reports(&settings(&cli)?, command).await,
     }
 }
 

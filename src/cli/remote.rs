@@ -160,4 +160,50 @@ impl Client {
         let status = response.status();
         Ok((status, Self::read(response).await?))
     }
+
+    /// GETs `path` into the file `dest`, a chunk at a time; answers the bytes written and the
+    /// `trailhub-sha256` header, if the hub sent one.
+    pub async fn download(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        dest: &std::path::Path,
+    ) -> anyhow::Result<(u64, Option<String>)> {
+        use tokio::io::AsyncWriteExt;
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        if !response.status().is_success() {
+            Self::read(response).await?;
+            anyhow::bail!("hub refused the download");
+        }
+        let sha256 = response
+            .headers()
+            .get("trailhub-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .with_context(|| format!("cannot create {}", dest.display()))?;
+        let mut bytes = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("the download from {url} broke off"))?
+        {
+            file.write_all(&chunk)
+                .await
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+            bytes += chunk.len() as u64;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        Ok((bytes, sha256))
+    }
 }

@@ -96,6 +96,25 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
         (M::GET, "/api/v1/deliveries", VIEWER_READS),
         // no delivery has this id: a viewer may look, and finds nothing
         (M::GET, "/api/v1/deliveries/{id}", [401, 404, 403, 404]),
+        // viewers make and download exports and reports (the timeline's export is theirs too)
+        (M::GET, "/api/v1/exports", VIEWER_READS),
+        (M::POST, "/api/v1/exports", [401, 202, 403, 202]),
+        (M::GET, "/api/v1/exports/{id}", VIEWER_READS),
+        (M::GET, "/api/v1/exports/{id}/download", VIEWER_READS),
+        // a viewer deletes only the jobs it made; this one is the admin's
+        (M::DELETE, "/api/v1/exports/{id}", [401, 403, 403, 204]),
+        (M::GET, "/api/v1/reports", VIEWER_READS),
+        (M::POST, "/api/v1/reports", [401, 202, 403, 202]),
+        (M::GET, "/api/v1/reports/{id}", VIEWER_READS),
+        (M::GET, "/api/v1/reports/{id}/download", VIEWER_READS),
+        (M::DELETE, "/api/v1/reports/{id}", [401, 403, 403, 204]),
+        (M::GET, "/api/v1/reports/schedules", VIEWER_READS),
+        (M::POST, "/api/v1/reports/schedules", [401, 403, 403, 201]),
+        (
+            M::DELETE,
+            "/api/v1/reports/schedules/{id}",
+            [401, 403, 403, 204],
+        ),
         // webhooks are not bearer-authenticated: every caller is a stranger to the scheme
         (M::GET, "/hooks/{integration_id}", PUBLIC_PAGE),
         (M::POST, "/hooks/{integration_id}", [401; 4]),
@@ -112,6 +131,10 @@ struct Fixtures {
     doomed_token: String,
     channel: String,
     doomed_channel: String,
+    /// A completed export job and report, and a report schedule, all the admin's.
+    export_job: String,
+    report_job: String,
+    schedule: String,
 }
 
 impl Fixtures {
@@ -124,6 +147,9 @@ impl Fixtures {
             (_, "/api/v1/channels/{id}" | "/api/v1/channels/{id}/test") => &self.channel,
             (_, "/api/v1/deliveries/{id}") => "dlv_000000000000000000000000",
             (_, "/api/v1/events/{id}" | "/api/v1/events/{id}/proof") => &self.event,
+            (_, "/api/v1/exports/{id}" | "/api/v1/exports/{id}/download") => &self.export_job,
+            (_, "/api/v1/reports/{id}" | "/api/v1/reports/{id}/download") => &self.report_job,
+            (_, "/api/v1/reports/schedules/{id}") => &self.schedule,
             _ => &self.integration,
         };
         let path = template
@@ -145,6 +171,9 @@ impl Fixtures {
                 json(json!({"reason": "matrix", "integration": "x"}))
             }
             ("POST", "/hooks/{integration_id}") => json(json!({"data": {"events": []}})),
+            ("POST", "/api/v1/exports") => json(export_job()),
+            ("POST", "/api/v1/reports") => json(report_job()),
+            ("POST", "/api/v1/reports/schedules") => json(schedule()),
             _ => None,
         };
         let query = match template {
@@ -155,6 +184,37 @@ impl Fixtures {
             _ => "",
         };
         (format!("{path}{query}"), body)
+    }
+}
+
+fn export_job() -> Value {
+    json!({"format": "ndjson", "since": "2024-05-01T00:00:00Z", "until": "2024-05-02T00:00:00Z"})
+}
+
+fn report_job() -> Value {
+    json!({"kind": "user_access", "since": "2024-05-01T00:00:00Z", "until": "2024-05-02T00:00:00Z"})
+}
+
+fn schedule() -> Value {
+    json!({"kind": "security_events", "cron": "0 6 * * 1", "range": "P7D", "time_zone": "Europe/Paris"})
+}
+
+/// POSTs `body` to `path` and waits until the job it makes has completed; answers its id.
+async fn completed_job(api: &Api, path: &str, body: Value) -> String {
+    let (status, job) = api.json(Method::POST, path, Some(body)).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().expect("id").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let job = api.get(&format!("{path}/{id}")).await;
+        if job["state"] == "completed" {
+            return id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job did not complete: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -243,6 +303,16 @@ async fn every_route_answers_every_role_as_it_must() {
     }
     let (status, signed) = api.json(Method::POST, "/api/v1/checkpoints", None).await;
     assert_eq!(status, 201, "{signed}");
+    let export_job = completed_job(&api, "/api/v1/exports", export_job()).await;
+    let report_job = completed_job(&api, "/api/v1/reports", report_job()).await;
+    let (status, schedule) = api
+        .json(
+            Method::POST,
+            "/api/v1/reports/schedules",
+            Some(self::schedule()),
+        )
+        .await;
+    assert_eq!(status, 201, "{schedule}");
     let fixtures = Fixtures {
         event: events["events"][0]["id"].as_str().expect("event").into(),
         checkpoint: signed["size"].as_u64().expect("size"),
@@ -251,6 +321,9 @@ async fn every_route_answers_every_role_as_it_must() {
         doomed_token: tokens[2]["id"].as_str().expect("id").into(),
         channel: channels[0].clone(),
         doomed_channel: channels[1].clone(),
+        export_job,
+        report_job,
+        schedule: schedule["id"].as_str().expect("id").into(),
     };
     let bearers: [Option<&str>; 4] = [
         None,

@@ -132,6 +132,11 @@ impl TestHub {
         &self.hub.as_ref().expect("running").store
     }
 
+    /// The hub's export jobs and reports, for tests that connect report delivery.
+    pub fn jobs(&self) -> &trailhub::jobs::Jobs {
+        &self.hub.as_ref().expect("running").jobs
+    }
+
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(hub) = self.hub.take() {
             hub.stop().await.expect("clean stop");
