@@ -536,6 +536,51 @@ async fn run(n: usize) {
         let (p50, p99) = percentiles(lat);
         println!("histogram {DAYS} days, {bucket} buckets, group_by={group}: p50 {p50:.2} ms, p99 {p99:.2} ms");
     }
+    // the desk's overviews (issue 11): the dashboard summary, one actor (each of the 50 holds
+    // about 2% of the events: past the actor view's 10,000-event detail cap at 1M), related
+    // events, and a 1,000-event page with and without enrichment (user agents; no geo files)
+    let desk: Vec<(String, Vec<String>)> = vec![
+        (
+            "summary?tz=Europe/Paris".into(),
+            vec![format!("{base}/api/v1/summary?tz=Europe/Paris")],
+        ),
+        (
+            "actors/{email}".into(),
+            (0..ACTORS)
+                .map(|a| format!("{base}/api/v1/actors/{}", actor(a).2))
+                .collect(),
+        ),
+        (
+            "events/{id}/related".into(),
+            (0..20)
+                .map(|_| {
+                    format!(
+                        "{base}/api/v1/events/{:016x}/related",
+                        1 + rng.below(n) as u64
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "events?limit=1000".into(),
+            vec![format!("{base}/api/v1/events?limit=1000")],
+        ),
+        (
+            "events?limit=1000&enrich=true".into(),
+            vec![format!("{base}/api/v1/events?limit=1000&enrich=true")],
+        ),
+    ];
+    for (label, urls) in desk {
+        for u in urls.iter().take(3) {
+            timed_get(&http, u).await;
+        }
+        let mut lat = Vec::new();
+        for i in 0..50 {
+            lat.push(timed_get(&http, &urls[i % urls.len()]).await.0);
+        }
+        let (p50, p99) = percentiles(lat);
+        println!("{label}: p50 {p50:.2} ms, p99 {p99:.2} ms (50 requests)");
+    }
     hub.stop();
 
     // Export on a fresh process, so its peak RSS is the export's.

@@ -101,6 +101,17 @@ pub struct Settings {
     pub checkpoints: CheckpointSettings,
     /// Retention, legal holds' defaults, and the archive (`[retention]`, `[archive]`).
     pub retention: RetentionConfig,
+    /// The MaxMind DB files of read-time enrichment (`[enrichment]`).
+    pub enrichment: EnrichmentConfig,
+}
+
+/// `[enrichment]`: MaxMind DB files (GeoLite2 / GeoIP2 City and ASN) for locating actors' IP
+/// addresses when events are read; without them events are served with `geo: null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichmentConfig {
+    pub city_mmdb: Option<PathBuf>,
+    pub asn_mmdb: Option<PathBuf>,
 }
 
 /// The signed checkpoints: the key that signs them, how often, and where they are published
@@ -250,6 +261,8 @@ struct FileSettings {
     retention: Option<RetentionFile>,
     /// `[archive]`: where purged events are archived first.
     archive: Option<toml::Table>,
+    /// `[enrichment]`: the MaxMind DB files.
+    enrichment: Option<EnrichmentConfig>,
 }
 
 /// A number of days, or `"forever"` (TOML has no null).
@@ -510,6 +523,7 @@ impl Settings {
             auth_failure_window,
             checkpoints,
             retention,
+            enrichment: file.enrichment.unwrap_or_default(),
         })
     }
 
@@ -538,6 +552,7 @@ impl Settings {
             auth_failure_window: Duration::from_secs(DEFAULT_AUTH_FAILURE_WINDOW_SECS),
             checkpoints: CheckpointSettings::default(),
             retention: RetentionConfig::default(),
+            enrichment: EnrichmentConfig::default(),
         }
     }
 
@@ -743,6 +758,37 @@ mod tests {
         })
         .expect_err("typo");
         assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn enrichment_files_come_from_their_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve("listen = \"127.0.0.1:9000\"\n").expect("valid");
+        assert_eq!(s.enrichment, EnrichmentConfig::default(), "none by default");
+        let s = resolve(
+            "[enrichment]\ncity_mmdb = \"/var/lib/geo/GeoLite2-City.mmdb\"\nasn_mmdb = \"/var/lib/geo/GeoLite2-ASN.mmdb\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            s.enrichment.city_mmdb.as_deref(),
+            Some(Path::new("/var/lib/geo/GeoLite2-City.mmdb"))
+        );
+        assert_eq!(
+            s.enrichment.asn_mmdb.as_deref(),
+            Some(Path::new("/var/lib/geo/GeoLite2-ASN.mmdb"))
+        );
+        let s = resolve("[enrichment]\nasn_mmdb = \"asn.mmdb\"\n").expect("valid");
+        assert_eq!(s.enrichment.city_mmdb, None);
+        let e = resolve("[enrichment]\ncountry_mmdb = \"x.mmdb\"\n").expect_err("typo");
+        assert!(e.to_string().contains("country_mmdb"), "{e}");
     }
 
     #[test]

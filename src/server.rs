@@ -49,6 +49,8 @@ pub enum ServeError {
     Publish(#[from] PublishError),
     #[error("retention: {0}")]
     Retention(#[from] crate::retention::RetentionError),
+    #[error("enrichment: {0}")]
+    Enrichment(#[from] crate::enrich::GeoError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -255,6 +257,14 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     if let Some(token) = &settings.admin_token {
         crate::config::check_admin_token(token)?;
     }
+    // the MaxMind DB files are checked whole before anything is opened: a bad one stops here
+    let enricher = Arc::new(crate::enrich::Enricher::open(
+        settings.enrichment.city_mmdb.as_deref(),
+        settings.enrichment.asn_mmdb.as_deref(),
+    )?);
+    for file in enricher.geo_files() {
+        tracing::info!(%file, "geo enrichment database");
+    }
     let store = open_store(&settings)?;
     // the master key is checked before anything else is done: a wrong one stops the start here
     let opened = match resume_rotation(&settings, &store).await {
@@ -349,6 +359,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         checkpointer: checkpointer.clone(),
         checkpoint_cadence,
         retention,
+        enricher,
     };
     let app = api::router(state);
     let limits = ConnectionLimits {

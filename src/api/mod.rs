@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod evidence;
 mod hooks;
+mod insight;
 mod integrations;
 mod retention;
 mod routes;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub checkpoint_cadence: crate::checkpoints::Cadence,
     /// The retention policy, legal holds, purge job and archive.
     pub retention: crate::retention::Retention,
+    /// Read-time enrichment of events (user agents, and IPs when MaxMind DB files are set).
+    pub enricher: Arc<crate::enrich::Enricher>,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -67,6 +70,7 @@ fn routes() -> Routes<AppState> {
         .merge(retention::routes())
         .merge(integrations::routes())
         .merge(evidence::routes())
+        .merge(insight::routes())
 }
 
 /// Every (path template, method) the router serves, from the same calls that build it: the

@@ -73,6 +73,10 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
         // an empty body is no segment
         (M::POST, "/api/v1/archive/restore", [401, 403, 403, 400]),
         (M::GET, "/api/v1/storage", VIEWER_READS),
+        (M::GET, "/api/v1/summary", VIEWER_READS),
+        // the actor of the matrix's event
+        (M::GET, "/api/v1/actors/{id}", VIEWER_READS),
+        (M::GET, "/api/v1/events/{id}/related", VIEWER_READS),
         // webhooks are not bearer-authenticated: every caller is a stranger to the scheme
         (M::GET, "/hooks/{integration_id}", PUBLIC_PAGE),
         (M::POST, "/hooks/{integration_id}", [401; 4]),
@@ -92,10 +96,15 @@ struct Fixtures {
 impl Fixtures {
     /// The concrete path and the request body of a row.
     fn request(&self, method: &Method, template: &str) -> (String, Option<(&'static str, String)>) {
+        let actor = "u1".to_string();
         let id = match (method.as_str(), template) {
             ("DELETE", "/api/v1/integrations/{id}") => &self.doomed_integration,
             ("DELETE", "/api/v1/tokens/{id}") => &self.doomed_token,
-            (_, "/api/v1/events/{id}" | "/api/v1/events/{id}/proof") => &self.event,
+            (
+                _,
+                "/api/v1/events/{id}" | "/api/v1/events/{id}/proof" | "/api/v1/events/{id}/related",
+            ) => &self.event,
+            (_, "/api/v1/actors/{id}") => &actor,
             _ => &self.integration,
         };
         let path = template
@@ -120,6 +129,8 @@ impl Fixtures {
             "/api/v1/events/export" => "?format=ndjson",
             "/api/v1/checkpoints/consistency" => "?from=1",
             "/api/v1/retention/run" => "?dry_run=true",
+            "/api/v1/summary" => "?tz=Europe/Paris",
+            "/api/v1/events/{id}/related" => "?limit=5",
             _ => "",
         };
         (format!("{path}{query}"), body)
