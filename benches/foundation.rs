@@ -5,6 +5,8 @@
 //! cargo bench --bench foundation                # 1,000,000 events
 //! cargo bench --bench foundation -- 100000      # a quicker run
 //! cargo bench --bench foundation -- 10000000    # the 10M-event scale of issue 8
+//! TRAILHUB_BENCH_NO_PEERS=1 cargo bench --bench foundation   # without the sled and SQLite
+//!                                               # peers (they need ~5 GB of disk at 1M)
 //!
 //! The hub runs as a separate process (the release `trailhub` binary), so that its RSS and CPU
 //! time can be read from /proc and the load generator does not share its heap. Events are
@@ -314,7 +316,8 @@ async fn run(n: usize) {
 
     // Peers measured on the same machine in the same run, on the first `peer_n` events.
     let peer_n = n.min(1_000_000);
-    {
+    let peers = std::env::var_os("TRAILHUB_BENCH_NO_PEERS").is_none();
+    if peers {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::Config::new()
             .path(dir.path())
@@ -344,7 +347,11 @@ async fn run(n: usize) {
             dir_bytes(dir.path()) as f64 / peer_n as f64
         );
     }
-    let sqlite = sqlite_peer(peer_n, now);
+    let sqlite = if peers {
+        sqlite_peer(peer_n, now)
+    } else {
+        None
+    };
 
     // The peers are timed without generating their input; the hub is too, where its input fits
     // in memory (about 1.2 GiB per million events): generating in the clients would take CPU

@@ -245,6 +245,35 @@ mod tests {
         assert_eq!(clip("aé", 2), "a");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        /// Any agent a vendor sends parses without a panic into bounded fields of the closed
+        /// device vocabulary; an API client's token comes back exactly.
+        #[test]
+        fn any_agent_parses_into_bounded_fields(
+            agent in "(\\PC|[ /;()._-]){0,600}",
+            product in "[A-Za-z][A-Za-z0-9._-]{0,20}",
+            version in "[0-9][0-9.]{0,8}",
+        ) {
+            let parser = AgentParser::new();
+            if let Some(a) = parser.parse(&agent) {
+                for field in [&a.browser, &a.browser_version, &a.os, &a.os_version].into_iter().flatten() {
+                    proptest::prop_assert!(field.len() <= MAX_PARSED_LEN);
+                }
+                proptest::prop_assert!(
+                    ["desktop", "mobile", "appliance", "bot", "api_client", "unknown"].contains(&a.device_type)
+                );
+            }
+            let client = format!("{product}/{version} {agent}");
+            let a = parser.parse(&client).expect("not empty");
+            if a.device_type == "api_client" {
+                proptest::prop_assert_eq!(a.browser.as_deref(), Some(product.as_str()));
+                proptest::prop_assert_eq!(a.browser_version.as_deref(), Some(version.as_str()));
+            }
+        }
+    }
+
     #[test]
     fn the_cache_stays_within_its_bound_and_keeps_agents_in_use() {
         let parser = AgentParser::new();

@@ -118,8 +118,8 @@ pub struct IntegrationInError {
 
 /// Events in [start, end), from the rollups (and the index for sub-hour edges).
 fn count(store: &Store, p: Period) -> Result<u64, StoreError> {
-    let start = p.start.clamp(0, MAX_TIME);
-    let end = p.end.clamp(start + 1, MAX_TIME);
+    let start = p.start.clamp(0, MAX_TIME - 1);
+    let end = p.end.min(MAX_TIME).max(start + 1);
     let h = store.histogram(
         &Filter::default(),
         start,
