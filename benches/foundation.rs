@@ -5,6 +5,8 @@
 //! cargo bench --bench foundation                # 1,000,000 events
 //! cargo bench --bench foundation -- 100000      # a quicker run
 //! cargo bench --bench foundation -- 10000000    # the 10M-event scale of issue 8
+//! TRAILHUB_BENCH_NO_PEERS=1 cargo bench --bench foundation   # without the sled and SQLite
+//!                                               # peers (they need ~5 GB of disk at 1M)
 //!
 //! The hub runs as a separate process (the release `trailhub` binary), so that its RSS and CPU
 //! time can be read from /proc and the load generator does not share its heap. Events are
@@ -314,7 +316,8 @@ async fn run(n: usize) {
 
     // Peers measured on the same machine in the same run, on the first `peer_n` events.
     let peer_n = n.min(1_000_000);
-    {
+    let peers = std::env::var_os("TRAILHUB_BENCH_NO_PEERS").is_none();
+    if peers {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::Config::new()
             .path(dir.path())
@@ -344,7 +347,11 @@ async fn run(n: usize) {
             dir_bytes(dir.path()) as f64 / peer_n as f64
         );
     }
-    let sqlite = sqlite_peer(peer_n, now);
+    let sqlite = if peers {
+        sqlite_peer(peer_n, now)
+    } else {
+        None
+    };
 
     // The peers are timed without generating their input; the hub is too, where its input fits
     // in memory (about 1.2 GiB per million events): generating in the clients would take CPU
@@ -535,6 +542,51 @@ async fn run(n: usize) {
         }
         let (p50, p99) = percentiles(lat);
         println!("histogram {DAYS} days, {bucket} buckets, group_by={group}: p50 {p50:.2} ms, p99 {p99:.2} ms");
+    }
+    // the desk's overviews (issue 11): the dashboard summary, one actor (each of the 50 holds
+    // about 2% of the events: past the actor view's 10,000-event detail cap at 1M), related
+    // events, and a 1,000-event page with and without enrichment (user agents; no geo files)
+    let desk: Vec<(String, Vec<String>)> = vec![
+        (
+            "summary?tz=Europe/Paris".into(),
+            vec![format!("{base}/api/v1/summary?tz=Europe/Paris")],
+        ),
+        (
+            "actors/{email}".into(),
+            (0..ACTORS)
+                .map(|a| format!("{base}/api/v1/actors/{}", actor(a).2))
+                .collect(),
+        ),
+        (
+            "events/{id}/related".into(),
+            (0..20)
+                .map(|_| {
+                    format!(
+                        "{base}/api/v1/events/{:016x}/related",
+                        1 + rng.below(n) as u64
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "events?limit=1000".into(),
+            vec![format!("{base}/api/v1/events?limit=1000")],
+        ),
+        (
+            "events?limit=1000&enrich=true".into(),
+            vec![format!("{base}/api/v1/events?limit=1000&enrich=true")],
+        ),
+    ];
+    for (label, urls) in desk {
+        for u in urls.iter().take(3) {
+            timed_get(&http, u).await;
+        }
+        let mut lat = Vec::new();
+        for i in 0..50 {
+            lat.push(timed_get(&http, &urls[i % urls.len()]).await.0);
+        }
+        let (p50, p99) = percentiles(lat);
+        println!("{label}: p50 {p50:.2} ms, p99 {p99:.2} ms (50 requests)");
     }
     hub.stop();
 

@@ -111,6 +111,8 @@ pub struct Settings {
     pub checkpoints: CheckpointSettings,
     /// Retention, legal holds' defaults, and the archive (`[retention]`, `[archive]`).
     pub retention: RetentionConfig,
+    /// The MaxMind DB files of read-time enrichment (`[enrichment]`).
+    pub enrichment: EnrichmentConfig,
     /// The notification outbox: retries, timeouts, history (`[notify]`).
     pub notify: NotifyTuning,
     /// Export jobs and reports (`[jobs]`).
@@ -150,6 +152,15 @@ impl Default for JobSettings {
             test_pause: Duration::ZERO,
         }
     }
+}
+
+/// `[enrichment]`: MaxMind DB files (GeoLite2 / GeoIP2 City and ASN) for locating actors' IP
+/// addresses when events are read; without them events are served with `geo: null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichmentConfig {
+    pub city_mmdb: Option<PathBuf>,
+    pub asn_mmdb: Option<PathBuf>,
 }
 
 /// The signed checkpoints: the key that signs them, how often, and where they are published
@@ -300,6 +311,8 @@ struct FileSettings {
     retention: Option<RetentionFile>,
     /// `[archive]`: where purged events are archived first.
     archive: Option<toml::Table>,
+    /// `[enrichment]`: the MaxMind DB files.
+    enrichment: Option<EnrichmentConfig>,
     /// `[notify]`: the notification outbox's retries, timeouts and history.
     notify: Option<NotifyFile>,
     /// `[jobs]`: export jobs and reports.
@@ -731,6 +744,7 @@ impl Settings {
             retention,
             notify,
             jobs,
+            enrichment: file.enrichment.unwrap_or_default(),
         })
     }
 
@@ -761,6 +775,7 @@ impl Settings {
             retention: RetentionConfig::default(),
             notify: NotifyTuning::default(),
             jobs: JobSettings::default(),
+            enrichment: EnrichmentConfig::default(),
         }
     }
 
@@ -966,6 +981,37 @@ mod tests {
         })
         .expect_err("typo");
         assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn enrichment_files_come_from_their_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trailhub.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve("listen = \"127.0.0.1:9000\"\n").expect("valid");
+        assert_eq!(s.enrichment, EnrichmentConfig::default(), "none by default");
+        let s = resolve(
+            "[enrichment]\ncity_mmdb = \"/var/lib/geo/GeoLite2-City.mmdb\"\nasn_mmdb = \"/var/lib/geo/GeoLite2-ASN.mmdb\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            s.enrichment.city_mmdb.as_deref(),
+            Some(Path::new("/var/lib/geo/GeoLite2-City.mmdb"))
+        );
+        assert_eq!(
+            s.enrichment.asn_mmdb.as_deref(),
+            Some(Path::new("/var/lib/geo/GeoLite2-ASN.mmdb"))
+        );
+        let s = resolve("[enrichment]\nasn_mmdb = \"asn.mmdb\"\n").expect("valid");
+        assert_eq!(s.enrichment.city_mmdb, None);
+        let e = resolve("[enrichment]\ncountry_mmdb = \"x.mmdb\"\n").expect_err("typo");
+        assert!(e.to_string().contains("country_mmdb"), "{e}");
     }
 
     #[test]

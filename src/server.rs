@@ -53,6 +53,8 @@ pub enum ServeError {
     Notify(#[from] crate::notify::NotifyError),
     #[error("export jobs: {0}")]
     Jobs(#[from] crate::jobs::JobError),
+    #[error("enrichment: {0}")]
+    Enrichment(#[from] crate::enrich::GeoError),
 }
 
 /// A hub serving in the background of the current tokio runtime.
@@ -264,6 +266,14 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
     if let Some(token) = &settings.admin_token {
         crate::config::check_admin_token(token)?;
     }
+    // the MaxMind DB files are checked whole before anything is opened: a bad one stops here
+    let enricher = Arc::new(crate::enrich::Enricher::open(
+        settings.enrichment.city_mmdb.as_deref(),
+        settings.enrichment.asn_mmdb.as_deref(),
+    )?);
+    for file in enricher.geo_files() {
+        tracing::info!(%file, "geo enrichment database");
+    }
     let store = open_store(&settings)?;
     // the master key is checked before anything else is done: a wrong one stops the start here
     let opened = match resume_rotation(&settings, &store).await {
@@ -390,6 +400,7 @@ pub async fn start(settings: Settings) -> Result<RunningHub, ServeError> {
         alerts,
         notifier: notifier.clone(),
         jobs: jobs.clone(),
+        enricher,
     };
     let app = api::router(state);
     let limits = ConnectionLimits {

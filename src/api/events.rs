@@ -86,16 +86,28 @@ async fn list(
     caller.require(&[Role::Viewer])?;
     let request = timeline::parse(
         &query_pairs(q.as_deref())?,
-        &["limit", "cursor"],
+        &["limit", "cursor", "enrich"],
         now_micros(),
     )?;
     let limit = request.limit()?;
     let after = request.cursor()?;
+    let enrich = enrich_flag(request.extra.get("enrich").map(String::as_str))?;
     let store = state.store.clone();
-    let (events, next) =
-        tokio::task::spawn_blocking(move || store.page(&request.filter, after, limit))
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::Internal, "query panicked"))??;
+    let enricher = state.enricher.clone();
+    let (events, next) = tokio::task::spawn_blocking(move || {
+        let (events, next) = store.page(&request.filter, after, limit)?;
+        if !enrich {
+            return Ok((events, next));
+        }
+        // derived per served copy; the stored bytes stay as they are
+        let enriched = events
+            .iter()
+            .map(|e| crate::enrich::with_enrichment(e, &enricher.of_event_json(e)))
+            .collect();
+        Ok::<_, crate::store::StoreError>((enriched, next))
+    })
+    .await
+    .map_err(|_| ApiError::new(ErrorCode::Internal, "query panicked"))??;
     let mut body = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 64);
     body.extend_from_slice(b"{\"events\":[");
     for (i, e) in events.iter().enumerate() {
@@ -125,18 +137,49 @@ async fn list(
     Ok(json_response(body))
 }
 
+/// `enrich=true|false` (default false): whether served events carry their `enrichment`.
+fn enrich_flag(value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!(
+                "`enrich`: expected true or false, got {:?}",
+                other.chars().take(32).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// One event. Its body is exactly the bytes the evidence log's leaf hashes (so a verifier can
+/// hash what it is served); with `enrich=true` it is a copy with `enrichment` added, which is
+/// derived at read time and never stored.
 async fn one(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Viewer])?;
+    let pairs = super::query_pairs_among(q.as_deref(), &["enrich"])?;
+    let enrich = enrich_flag(
+        pairs
+            .iter()
+            .find(|(k, _)| k == "enrich")
+            .map(|(_, v)| v.as_str()),
+    )?;
     let not_found = || ApiError::not_found(format!("no event with id {id:?}"));
     let Some(seq) = EventId::parse(&id) else {
         return Err(not_found());
     };
     match state.store.event_json(seq.0)? {
         Some(json) => {
+            let json = if enrich {
+                crate::enrich::with_enrichment(&json, &state.enricher.of_event_json(&json))
+            } else {
+                json
+            };
             let mut response = json_response(json);
             if let Some(at) = state.store.restored_ranges().restored_at(seq.0) {
                 if let Ok(v) = header::HeaderValue::from_str(&format_micros(at)) {

@@ -7,9 +7,10 @@ mod error;
 mod events;
 mod evidence;
 mod hooks;
+mod insight;
 mod integrations;
-mod notify;
 mod jobs;
+mod notify;
 mod retention;
 mod routes;
 mod system;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub notifier: crate::notify::Notifier,
     /// Export jobs, reports and report schedules.
     pub jobs: crate::jobs::Jobs,
+    /// Read-time enrichment of events (user agents, and IPs when MaxMind DB files are set).
+    pub enricher: Arc<crate::enrich::Enricher>,
 }
 
 /// Every route the hub serves, and the table of them.
@@ -79,6 +82,7 @@ fn routes() -> Routes<AppState> {
         .merge(alerts::routes())
         .merge(notify::routes())
         .merge(jobs::routes())
+        .merge(insight::routes())
 }
 
 /// Every (path template, method) the router serves, from the same calls that build it: the

@@ -9,6 +9,7 @@
 mod admin;
 mod channels;
 mod events;
+mod insight;
 mod integrations;
 mod jobs;
 mod keys;
@@ -33,7 +34,8 @@ pub struct Cli {
     /// webhook_concurrency, shutdown_drain_secs, auth_failure_limit, auth_failure_window_secs,
     /// master_key_file, signing_key_file, log_origin, checkpoint_every_events,
     /// checkpoint_interval_secs, checkpoint_publish_dir, checkpoint_publish_url,
-    /// checkpoint_publish_log)
+    /// checkpoint_publish_log; sections [retention], [archive], [enrichment] city_mmdb and
+    /// asn_mmdb)
     #[arg(long, global = true, env = "TRAILHUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve on, or of the running hub to talk to [default: 127.0.0.1:7410]
@@ -115,6 +117,12 @@ enum Command {
         #[command(subcommand)]
         command: jobs::ReportsCommand,
     },
+    /// The dashboard: events today, this week and this month, top actors and actions, high
+    /// priority events, integrations in error (the running hub)
+    Summary(insight::SummaryArgs),
+    /// One actor's activity: totals, integrations, actions, logins, sessions, browsers,
+    /// countries, recent events (the running hub)
+    Actor(insight::ActorArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -319,6 +327,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Channels { command }) => channels::channels(&settings(&cli)?, command).await,
         Some(Command::Exports { command }) => jobs::exports(&settings(&cli)?, command).await,
         Some(Command::Reports { command }) => jobs::reports(&settings(&cli)?, command).await,
+        Some(Command::Summary(args)) => insight::summary(&settings(&cli)?, args).await,
+        Some(Command::Actor(args)) => insight::actor(&settings(&cli)?, args).await,
     }
 }
 

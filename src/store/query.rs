@@ -634,6 +634,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Hands each event matching `filter`, newest first (strictly older than `after` if given),
+    /// to `visit` with its complete JSON, reading each block once for the neighbours it holds;
+    /// stops when `visit` answers false. For readers that look at many events in a row
+    /// (dashboards, an actor's activity) without a page of them in memory.
+    pub fn visit_events(
+        &self,
+        filter: &Filter,
+        after: Option<Position>,
+        mut visit: impl FnMut(Position, &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let shared = self.shared();
+        let mut held = None;
+        for position in self.scan(filter, after) {
+            let position = position?;
+            let Some((frame, i)) = shared.body_near(position.seq, &mut held)? else {
+                continue;
+            };
+            let json = prepare::full_json(position.seq, frame.body(i));
+            if !visit(position, &json)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn count_by_scan(
         &self,
         filter: &Filter,

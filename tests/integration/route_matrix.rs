@@ -115,6 +115,10 @@ fn matrix() -> Vec<(Method, &'static str, Expect)> {
             "/api/v1/reports/schedules/{id}",
             [401, 403, 403, 204],
         ),
+        (M::GET, "/api/v1/summary", VIEWER_READS),
+        // the actor of the matrix's event
+        (M::GET, "/api/v1/actors/{id}", VIEWER_READS),
+        (M::GET, "/api/v1/events/{id}/related", VIEWER_READS),
         // webhooks are not bearer-authenticated: every caller is a stranger to the scheme
         (M::GET, "/hooks/{integration_id}", PUBLIC_PAGE),
         (M::POST, "/hooks/{integration_id}", [401; 4]),
@@ -140,13 +144,18 @@ struct Fixtures {
 impl Fixtures {
     /// The concrete path and the request body of a row.
     fn request(&self, method: &Method, template: &str) -> (String, Option<(&'static str, String)>) {
+        let actor = "u1".to_string();
         let id: &str = match (method.as_str(), template) {
             ("DELETE", "/api/v1/integrations/{id}") => &self.doomed_integration,
             ("DELETE", "/api/v1/tokens/{id}") => &self.doomed_token,
             ("DELETE", "/api/v1/channels/{id}") => &self.doomed_channel,
             (_, "/api/v1/channels/{id}" | "/api/v1/channels/{id}/test") => &self.channel,
             (_, "/api/v1/deliveries/{id}") => "dlv_000000000000000000000000",
-            (_, "/api/v1/events/{id}" | "/api/v1/events/{id}/proof") => &self.event,
+            (
+                _,
+                "/api/v1/events/{id}" | "/api/v1/events/{id}/proof" | "/api/v1/events/{id}/related",
+            ) => &self.event,
+            (_, "/api/v1/actors/{id}") => &actor,
             (_, "/api/v1/exports/{id}" | "/api/v1/exports/{id}/download") => &self.export_job,
             (_, "/api/v1/reports/{id}" | "/api/v1/reports/{id}/download") => &self.report_job,
             (_, "/api/v1/reports/schedules/{id}") => &self.schedule,
@@ -181,6 +190,8 @@ impl Fixtures {
             "/api/v1/events/export" => "?format=ndjson",
             "/api/v1/checkpoints/consistency" => "?from=1",
             "/api/v1/retention/run" => "?dry_run=true",
+            "/api/v1/summary" => "?tz=Europe/Paris",
+            "/api/v1/events/{id}/related" => "?limit=5",
             _ => "",
         };
         (format!("{path}{query}"), body)
