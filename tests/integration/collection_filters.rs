@@ -62,6 +62,17 @@ async fn polled_and_pushed_records_are_filtered_and_counted() {
         )
         .await;
     assert_eq!(code, 200, "{changed}");
+    // a cycle already running when the change lands finishes with the rules it started with:
+    // the new rules apply from the next cycle, so wait for one that began after the change
+    let changed_at = trailhub::time::format_micros(trailhub::time::now_micros());
+    api.poll_now(&id).await;
+    api.wait_for(&id, "a cycle after the change", 20, |v| {
+        v["polling"] == false
+            && v["last_poll_at"]
+                .as_str()
+                .is_some_and(|t| t > changed_at.as_str())
+    })
+    .await;
     emu.add_recent(8, 30);
     api.poll_now(&id).await;
     let status = api
