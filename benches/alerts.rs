@@ -45,8 +45,8 @@ fn main() {
     runtime.block_on(run(n, secs));
 }
 
-/// The `k`-th event of the load: 100 event types, 1,000 actors, a tenth failed, logins,
-/// exports with a record count.
+/// The `k`-th event of the load: 100 event types, 1,000 actors, a tenth failed, logins (a
+/// fiftieth of all events are failed logins, by 20 actors), exports with a record count.
 fn event(prefix: &str, k: usize, time: &str) -> Value {
     let actions = ["login", "read", "update", "export", "create"];
     json!({
@@ -55,24 +55,28 @@ fn event(prefix: &str, k: usize, time: &str) -> Value {
         "event_type": format!("type-{}", k % 100),
         "action": actions[k % actions.len()],
         "category": if k % 5 == 0 { "authentication" } else { "data_access" },
-        "outcome": if k % 10 == 3 { "failure" } else { "success" },
+        "outcome": if k % 10 == 3 || k % 50 == 0 { "failure" } else { "success" },
         "actor": {"id": format!("user-{}", k % 1000), "name": format!("User {}", k % 1000), "ip": format!("10.0.{}.{}", k % 200, k % 250)},
         "targets": [{"type": "doc", "id": format!("doc-{}", k % 5000)}],
         "raw": {"records": k % 2000},
     })
 }
 
-/// 100 rules, a quarter of each kind.
+/// 100 rules, a quarter of each kind, as a security team writes them: broad filters that match
+/// a good share of the load (every failed login, every export, every login of a watched
+/// account), conditions that hold rarely. Each run fires a few hundred times: the 20 actors
+/// with failed logins trip every count rule once, a few exports are large, and a watched
+/// account's login in its night window fires once an hour.
 fn rules() -> Vec<Value> {
     (0..100)
         .map(|i| match i % 4 {
-            0 => json!({"name": format!("type {i} failed"), "filter": {"event_type": format!("type-{i}"), "outcome": "failure"}}),
+            0 => json!({"name": format!("type {i} failed"), "filter": {"event_type": format!("type-{}", (i + 3) % 100), "outcome": "failure", "actor": format!("user-{}", 500 + i)}}),
             1 => json!({"name": format!("{} failed logins", 5 + i % 10), "filter": {"action": "login", "outcome": "failure"},
                 "condition": {"type": "count", "threshold": 5 + i % 10, "window_secs": 600}, "group_by": "actor.id"}),
-            2 => json!({"name": format!("export over {}", 1000 + i), "filter": {"action": "export"},
-                "condition": {"type": "value", "field": "raw.records", "op": ">=", "value": 1000 + i}, "group_by": "actor.id", "suppress_secs": 3600}),
-            _ => json!({"name": format!("night login {i}"), "filter": {"action": "login", "actor": format!("user-{}", i * 7)},
-                "schedule": {"timezone": ZONES[i % 3], "from": "22:00", "to": "06:00"}}),
+            2 => json!({"name": format!("export over {}", 1990 + i / 10), "filter": {"action": "export"},
+                "condition": {"type": "value", "field": "raw.records", "op": ">=", "value": 1990 + i / 10}, "group_by": "actor.id", "suppress_secs": 3600}),
+            _ => json!({"name": format!("night login {i}"), "filter": {"action": "login", "actor": format!("user-{}", i * 10)},
+                "schedule": {"timezone": ZONES[i % 3], "from": "22:00", "to": "06:00"}, "suppress_secs": 3600}),
         })
         .collect()
 }

@@ -765,8 +765,14 @@ impl Alerts {
         let inner = &self.inner;
         let mut cursor = match inner.tree.get(KEY_CURSOR)? {
             Some(v) => crate::store::keys::decode_u64(&v),
-            // a first start looks forward: rules are about what arrives from now on
-            None => self.next_seq(),
+            // a first start looks forward (rules are about what arrives from now on), but from
+            // no later than the oldest rule's first event: a hub killed before its first save
+            // still evaluates what its rules have seen stored since they were made
+            None => self
+                .rules()?
+                .iter()
+                .map(|r| r.from_seq)
+                .fold(self.next_seq(), u64::min),
         };
         let mut saved: Saved = match inner.tree.get(KEY_STATE)? {
             Some(v) => decode(&v).unwrap_or_else(|e| {
@@ -775,6 +781,9 @@ impl Alerts {
             }),
             None => Saved::default(),
         };
+        if inner.tree.get(KEY_CURSOR)?.is_none() {
+            self.save(cursor, &saved).await?;
+        }
         let mut last_save = Instant::now();
         let mut dirty = true;
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
 
-use super::{close, target, RemoteArgs, Target};
+use super::RemoteArgs;
 use crate::config::{Secret, Settings};
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -82,20 +82,12 @@ pub enum ChannelsCommand {
 }
 
 async fn client(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<super::remote::Client> {
-    match target(settings, remote)? {
-        Target::Remote(client) => Ok(client),
-        Target::Local(store) => {
-            close(store)?;
-            anyhow::bail!(
-                "this needs the running hub (its outbox sends, and every change is recorded in its log): start `trailhub serve`, or pass --hub"
-            )
-        }
-    }
-}
-
-fn print(v: &Value) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(ExitCode::SUCCESS)
+    super::hub_client(
+        settings,
+        remote,
+        "its outbox sends, and every change is recorded in its log",
+    )
+    .await
 }
 
 fn kind_name(k: Kind) -> &'static str {
@@ -194,7 +186,7 @@ pub async fn channels(settings: &Settings, command: &ChannelsCommand) -> anyhow:
             if created["secret"].is_string() {
                 eprintln!("the signing secret below is shown once: give it to the receiver now (it verifies the webhook-signature header)");
             }
-            print(&created)
+            super::print_json(&created)
         }
         ChannelsCommand::Remove { id, remote } => {
             client(settings, remote)
@@ -210,7 +202,7 @@ pub async fn channels(settings: &Settings, command: &ChannelsCommand) -> anyhow:
                 .post_json(&format!("/api/v1/channels/{id}/test"), &json!({}))
                 .await?;
             let delivered = v["delivered"].as_bool().unwrap_or(false);
-            print(&v)?;
+            super::print_json(&v)?;
             Ok(if delivered {
                 ExitCode::SUCCESS
             } else {

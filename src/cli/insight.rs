@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::Value;
 
-use super::{close, target, OutputFormat, RemoteArgs, Target};
+use super::{OutputFormat, RemoteArgs};
 use crate::config::Settings;
 
 #[derive(Args, Debug)]
@@ -32,15 +32,12 @@ pub struct ActorArgs {
 }
 
 async fn client(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<super::remote::Client> {
-    match target(settings, remote)? {
-        Target::Remote(client) => Ok(client),
-        Target::Local(store) => {
-            close(store)?;
-            anyhow::bail!(
-                "this needs the running hub (it reads the hub's rollups and integration status): start `trailhub serve`, or pass --hub"
-            )
-        }
-    }
+    super::hub_client(
+        settings,
+        remote,
+        "it reads the hub's rollups and integration status",
+    )
+    .await
 }
 
 fn text(v: &Value) -> String {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::{close, target, RemoteArgs, Target};
+use super::RemoteArgs;
 use crate::config::Settings;
 
 /// The range and timeline filters of a job, as flags.
@@ -175,20 +175,7 @@ pub enum SchedulesCommand {
 }
 
 async fn client(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<super::remote::Client> {
-    match target(settings, remote)? {
-        Target::Remote(client) => Ok(client),
-        Target::Local(store) => {
-            close(store)?;
-            anyhow::bail!(
-                "this needs the running hub (its runner makes exports and reports): start `trailhub serve`, or pass --hub"
-            )
-        }
-    }
-}
-
-fn print(v: &Value) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(ExitCode::SUCCESS)
+    super::hub_client(settings, remote, "its runner makes exports and reports").await
 }
 
 /// Answers the created job, or an error for a refusal.
@@ -276,7 +263,7 @@ pub async fn exports(settings: &Settings, command: &ExportsCommand) -> anyhow::R
             body["format"] = json!(format);
             let job = create(&client, "/api/v1/exports", &body).await?;
             match wait_download {
-                None => print(&job),
+                None => super::print_json(&job),
                 Some(file) => {
                     let id = job["id"].as_str().unwrap_or_default();
                     eprintln!("export job {id} queued");
@@ -284,13 +271,13 @@ pub async fn exports(settings: &Settings, command: &ExportsCommand) -> anyhow::R
                 }
             }
         }
-        ExportsCommand::List { limit, remote } => print(
+        ExportsCommand::List { limit, remote } => super::print_json(
             &client(settings, remote)
                 .await?
                 .get_json("/api/v1/exports", &[("limit".into(), limit.to_string())])
                 .await?,
         ),
-        ExportsCommand::Show { id, remote } => print(
+        ExportsCommand::Show { id, remote } => super::print_json(
             &client(settings, remote)
                 .await?
                 .get_json(&format!("/api/v1/exports/{id}"), &[])
@@ -326,7 +313,7 @@ pub async fn reports(settings: &Settings, command: &ReportsCommand) -> anyhow::R
             body["kind"] = json!(kind);
             let job = create(&client, "/api/v1/reports", &body).await?;
             match wait_download {
-                None => print(&job),
+                None => super::print_json(&job),
                 Some(file) => {
                     let id = job["id"].as_str().unwrap_or_default();
                     eprintln!("report {id} queued");
@@ -344,13 +331,13 @@ pub async fn reports(settings: &Settings, command: &ReportsCommand) -> anyhow::R
                 }
             }
         }
-        ReportsCommand::List { limit, remote } => print(
+        ReportsCommand::List { limit, remote } => super::print_json(
             &client(settings, remote)
                 .await?
                 .get_json("/api/v1/reports", &[("limit".into(), limit.to_string())])
                 .await?,
         ),
-        ReportsCommand::Show { id, remote } => print(
+        ReportsCommand::Show { id, remote } => super::print_json(
             &client(settings, remote)
                 .await?
                 .get_json(&format!("/api/v1/reports/{id}"), &[])
@@ -385,7 +372,7 @@ pub async fn reports(settings: &Settings, command: &ReportsCommand) -> anyhow::R
 
 async fn schedules(settings: &Settings, command: &SchedulesCommand) -> anyhow::Result<ExitCode> {
     match command {
-        SchedulesCommand::List { remote } => print(
+        SchedulesCommand::List { remote } => super::print_json(
             &client(settings, remote)
                 .await?
                 .get_json("/api/v1/reports/schedules", &[])
@@ -418,7 +405,7 @@ async fn schedules(settings: &Settings, command: &SchedulesCommand) -> anyhow::R
                 let message = answer["error"]["message"].as_str().unwrap_or("no message");
                 anyhow::bail!("the hub refused: {message}");
             }
-            print(&answer)
+            super::print_json(&answer)
         }
         SchedulesCommand::Remove { id, remote } => {
             client(settings, remote)

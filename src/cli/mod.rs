@@ -7,6 +7,7 @@
 //! `jobs` (exports, reports).
 
 mod admin;
+mod alerts;
 mod channels;
 mod events;
 mod insight;
@@ -101,6 +102,11 @@ enum Command {
     Storage {
         #[command(flatten)]
         remote: RemoteArgs,
+    },
+    /// Alert rules (a filter, a condition, a schedule, channels) and their firings
+    Alerts {
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
     },
     /// Notification channels (webhook, Slack, email) that alerts and reports deliver through
     Channels {
@@ -324,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Holds { command }) => retention::holds(&settings(&cli)?, command).await,
         Some(Command::Archive { command }) => retention::archive(&settings(&cli)?, command).await,
         Some(Command::Storage { remote }) => retention::storage(&settings(&cli)?, remote).await,
+        Some(Command::Alerts { command }) => alerts::alerts(&settings(&cli)?, command).await,
         Some(Command::Channels { command }) => channels::channels(&settings(&cli)?, command).await,
         Some(Command::Exports { command }) => jobs::exports(&settings(&cli)?, command).await,
         Some(Command::Reports { command }) => jobs::reports(&settings(&cli)?, command).await,
@@ -409,6 +416,30 @@ fn target(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<Target> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The running hub (the data dir's, or the one `--hub` names) for work only it can do; `why`
+/// says what makes it needed ("its outbox sends").
+async fn hub_client(
+    settings: &Settings,
+    remote: &RemoteArgs,
+    why: &str,
+) -> anyhow::Result<remote::Client> {
+    match target(settings, remote)? {
+        Target::Remote(client) => Ok(client),
+        Target::Local(store) => {
+            close(store)?;
+            anyhow::bail!(
+                "this needs the running hub ({why}): start `trailhub serve`, or pass --hub"
+            )
+        }
+    }
+}
+
+/// A JSON answer, pretty-printed, as the command's output.
+fn print_json(v: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn token_for(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<String> {

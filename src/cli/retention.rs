@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::{close, target, RemoteArgs, Target};
+use super::RemoteArgs;
 use crate::config::Settings;
 
 #[derive(Subcommand, Debug)]
@@ -98,20 +98,12 @@ pub enum ArchiveCommand {
 }
 
 async fn client(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<super::remote::Client> {
-    match target(settings, remote)? {
-        Target::Remote(client) => Ok(client),
-        Target::Local(store) => {
-            close(store)?;
-            anyhow::bail!(
-                "this needs the running hub (retention is its job, and every change is recorded in its log): start `trailhub serve`, or pass --hub"
-            )
-        }
-    }
-}
-
-fn print(v: &Value) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(ExitCode::SUCCESS)
+    super::hub_client(
+        settings,
+        remote,
+        "retention is its job, and every change is recorded in its log",
+    )
+    .await
 }
 
 /// `NAME=DAYS`, `NAME=forever`; `None` for `NAME=default` when `allow_default`.
@@ -134,7 +126,7 @@ pub async fn retention(
     command: &RetentionCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        RetentionCommand::Show { remote } => print(
+        RetentionCommand::Show { remote } => super::print_json(
             &client(settings, remote)
                 .await?
                 .get_json("/api/v1/retention", &[])
@@ -175,7 +167,7 @@ pub async fn retention(
             if let Some(a) = archive {
                 policy["archive"] = json!(a);
             }
-            print(&client.put_json("/api/v1/retention", &policy).await?)
+            super::print_json(&client.put_json("/api/v1/retention", &policy).await?)
         }
         RetentionCommand::Run { dry_run, remote } => {
             let path = if *dry_run {
@@ -183,7 +175,7 @@ pub async fn retention(
             } else {
                 "/api/v1/retention/run"
             };
-            print(
+            super::print_json(
                 &client(settings, remote)
                     .await?
                     .post_json(path, &json!({}))
@@ -195,7 +187,7 @@ pub async fn retention(
 
 pub async fn holds(settings: &Settings, command: &HoldsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        HoldsCommand::List { remote } => print(
+        HoldsCommand::List { remote } => super::print_json(
             &client(settings, remote)
                 .await?
                 .get_json("/api/v1/legal-holds", &[])
@@ -208,7 +200,7 @@ pub async fn holds(settings: &Settings, command: &HoldsCommand) -> anyhow::Resul
             remote,
         } => {
             let body = json!({"reason": reason, "integration": integration, "filter": filter});
-            print(
+            super::print_json(
                 &client(settings, remote)
                     .await?
                     .post_json("/api/v1/legal-holds", &body)
@@ -228,7 +220,7 @@ pub async fn holds(settings: &Settings, command: &HoldsCommand) -> anyhow::Resul
 
 pub async fn archive(settings: &Settings, command: &ArchiveCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ArchiveCommand::List { remote } => print(
+        ArchiveCommand::List { remote } => super::print_json(
             &client(settings, remote)
                 .await?
                 .get_json("/api/v1/archive", &[])
@@ -264,13 +256,13 @@ pub async fn archive(settings: &Settings, command: &ArchiveCommand) -> anyhow::R
                 }
                 (None, None) => anyhow::bail!("give a segment file or --object NAME"),
             };
-            print(&answer)
+            super::print_json(&answer)
         }
     }
 }
 
 pub async fn storage(settings: &Settings, remote: &RemoteArgs) -> anyhow::Result<ExitCode> {
-    print(
+    super::print_json(
         &client(settings, remote)
             .await?
             .get_json("/api/v1/storage", &[])
