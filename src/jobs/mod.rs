@@ -96,6 +96,10 @@ pub trait ReportDelivery: Send + Sync {
     /// `job` is completed; its files are [`Jobs::file_path`] of each output. Called on a blocking
     /// thread; delivery's own retries are the implementor's.
     fn deliver(&self, job: &Job, schedule: &Schedule);
+    /// A schedule may name the channel `id` (it exists).
+    fn channel_exists(&self, _id: &str) -> bool {
+        true
+    }
 }
 
 /// The export jobs, reports and report schedules of a hub, and the runner behind them.
@@ -625,6 +629,11 @@ impl NotifyReports {
 }
 
 impl ReportDelivery for NotifyReports {
+    fn channel_exists(&self, id: &str) -> bool {
+        crate::notify::ChannelId::parse(id)
+            .is_some_and(|c| self.notifier.channels().get(&c).is_ok())
+    }
+
     fn deliver(&self, job: &Job, schedule: &Schedule) {
         let files: Vec<String> = job
             .outputs

@@ -172,6 +172,12 @@ impl Jobs {
                     format!("{:?} is not a channel id (letters, digits, - and _, at most {MAX_CHANNEL_ID_CHARS})", short(c)),
                 ));
             }
+            if self.delivery().is_some_and(|d| !d.channel_exists(c)) {
+                return Err(JobError::invalid(
+                    "channels",
+                    format!("there is no notification channel {:?}", short(c)),
+                ));
+            }
         }
         let name = new
             .name

@@ -743,3 +743,97 @@ async fn the_cli_makes_and_downloads_exports_and_reports() {
     assert!(!ok && text.contains("at most 92 days"), "{text}");
     hub.stop().await;
 }
+
+/// A scheduled report reaches a real signed webhook channel through the outbox: one delivery
+/// per report, `report.ready`, naming the report and its downloads, which a viewer can fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_report_is_announced_on_its_webhook_channel() {
+    use crate::support::receiver::Receiver;
+    let hub = TestHub::start().await;
+    let api = Api::at(&hub.url, ADMIN);
+    let receiver = Receiver::start(Vec::new()).await;
+    let (status, channel) = api
+        .json(
+            Method::POST,
+            "/api/v1/channels",
+            Some(json!({"name": "compliance", "kind": "webhook", "url": format!("{}/hook", receiver.url)})),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let lines: Vec<Value> = seeds().into_iter().map(|(_, e)| e).collect();
+    assert_eq!(post_events(&hub.http, &hub.url, &lines).await, 200);
+    let (status, schedule) = api
+        .json(
+            Method::POST,
+            "/api/v1/reports/schedules",
+            Some(json!({"kind": "security_events", "cron": "* * * * * *", "range": "P3D",
+                "filter": {"integration": "custom"}, "channels": [channel["id"]], "name": "weekly security"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{schedule}");
+    // a channel that does not exist is refused, named
+    let (status, refused) = api
+        .json(
+            Method::POST,
+            "/api/v1/reports/schedules",
+            Some(json!({"kind": "security_events", "cron": "0 0 7 * * *", "range": "P7D", "channels": ["ch_nowhere"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no notification channel \"ch_nowhere\""),
+        "{refused}"
+    );
+    let got = receiver.wait_for(1, 30).await;
+    // the schedule is due every second: stop it before counting what arrived
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!(
+                "/api/v1/reports/schedules/{}",
+                schedule["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let body = got[0].json();
+    assert_eq!(body["type"], "trailhub.notification", "{body}");
+    assert_eq!(body["data"]["type"], "report.ready");
+    assert_eq!(body["data"]["schedule"], schedule["id"]);
+    assert!(body["subject"]
+        .as_str()
+        .expect("subject")
+        .contains("weekly security"));
+    assert!(got[0].header("webhook-signature").starts_with("v1,"));
+    let report = body["data"]["report"].as_str().expect("report id");
+    let downloads = body["data"]["downloads"].as_array().expect("downloads");
+    assert_eq!(downloads.len(), 2, "{body}");
+    for d in downloads {
+        let path = d.as_str().expect("path");
+        assert!(path.starts_with(&format!("/api/v1/reports/{report}/download")));
+        let (status, bytes) = api.call(Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!bytes.is_empty());
+    }
+    // every report made is announced once, under its own key
+    let ids: std::collections::BTreeSet<String> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            r.json()["data"]["report"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        receiver.received().len(),
+        "one delivery per report"
+    );
+    hub.stop().await;
+}
