@@ -109,7 +109,8 @@ pub fn train(samples: &[Vec<u8>]) -> Option<Vec<u8>> {
 /// Compresses frames; one per writing thread, its zstd context reused.
 pub struct Packer {
     plain: zstd::bulk::Compressor<'static>,
-    with_dict: Option<(u32, zstd::bulk::Compressor<'static>)>,
+    /// The compressor of one dictionary, by the dictionary's address (ids are per store).
+    with_dict: Option<(usize, zstd::bulk::Compressor<'static>)>,
 }
 
 impl Packer {
@@ -130,11 +131,12 @@ impl Packer {
         match dict {
             None => Ok((0, self.plain.compress(raw).map_err(io)?)),
             Some(d) => {
-                if self.with_dict.as_ref().map(|(id, _)| *id) != Some(d.id) {
+                let slot = std::ptr::from_ref::<Dictionary>(d) as usize;
+                if self.with_dict.as_ref().map(|(at, _)| *at) != Some(slot) {
                     let mut c =
                         zstd::bulk::Compressor::with_prepared_dictionary(&d.encoder).map_err(io)?;
                     checksummed(&mut c)?;
-                    self.with_dict = Some((d.id, c));
+                    self.with_dict = Some((slot, c));
                 }
                 let (_, c) = self.with_dict.as_mut().expect("set just above");
                 Ok((d.id, c.compress(raw).map_err(io)?))
@@ -430,7 +432,10 @@ pub fn is_tombstone(slot: &[u8]) -> bool {
 }
 
 thread_local! {
-    static DECOMPRESSORS: RefCell<HashMap<u32, zstd::bulk::Decompressor<'static>>> =
+    /// Decompressors by the address of their dictionary (0: none). Not by the dictionary's id:
+    /// ids are per store, and one process may open several stores (a test suite, a CLI command
+    /// beside a hub) whose dictionary 1 differ; a leaked dictionary's address is never reused.
+    static DECOMPRESSORS: RefCell<HashMap<usize, zstd::bulk::Decompressor<'static>>> =
         RefCell::new(HashMap::new());
 }
 
@@ -462,7 +467,8 @@ fn decompress(
     };
     DECOMPRESSORS.with(|cell| {
         let mut map = cell.borrow_mut();
-        let d = match map.entry(dict) {
+        let slot = prepared.map_or(0, |p| std::ptr::from_ref::<Dictionary>(p) as usize);
+        let d = match map.entry(slot) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
                 match prepared {
@@ -677,6 +683,41 @@ mod tests {
                 input[36].as_slice()
             );
             assert_eq!(view.bodies(&dicts).expect("bodies"), input);
+        }
+    }
+
+    /// Two stores in one process (hubs in a test suite or a benchmark) each train their own
+    /// dictionary 1: a thread that read one store's blocks reads the other's with the right
+    /// dictionary (a cache by id answered "Dictionary mismatch" for the second store).
+    #[test]
+    fn two_stores_dictionaries_of_the_same_id_never_mix() {
+        let mut packer = Packer::new().expect("packer");
+        let mut stores = Vec::new();
+        for variant in ["alpha", "omega"] {
+            let samples: Vec<Vec<u8>> = (0..2000)
+                .map(|i| {
+                    format!(
+                        r#"{{"{variant}":"{variant}-{i}","w":"{}"}}"#,
+                        variant.repeat(i % 9)
+                    )
+                    .into_bytes()
+                })
+                .collect();
+            let dicts = Dictionaries::default();
+            let dict = Dictionary::new(1, train(&samples).expect("trains"));
+            dicts.add(dict, true);
+            let refs: Vec<(&[u8], [u8; 32])> = samples[..50]
+                .iter()
+                .map(|b| (b.as_slice(), [1; 32]))
+                .collect();
+            let value = packer.block(&refs, Some(dict)).expect("packs");
+            stores.push((dicts, value, samples[..50].to_vec()));
+        }
+        for _ in 0..2 {
+            for (dicts, value, want) in &stores {
+                let view = BlockView::parse(value).expect("parses");
+                assert_eq!(&view.bodies(dicts).expect("decodes"), want);
+            }
         }
     }
 
