@@ -134,11 +134,43 @@ pub trait Dispatch: Send + Sync + 'static {
 }
 
 /// The enabled rules, compiled, indexed by one of their terms.
-#[derive(Default)]
 pub struct RuleSet {
     rules: Vec<Arc<Compiled>>,
-    by_term: FxHashMap<Vec<u8>, Vec<u32>>,
+    /// Rules by the hash of the one term each is indexed by (its most selective).
+    by_hash: FxHashMap<u64, Vec<u32>>,
+    /// Per rule: its terms with their hashes, the indexed one first.
+    terms: Vec<Vec<(Vec<u8>, u64)>>,
+    /// The fields (first byte of a term) some rule is indexed by: an event's other terms are
+    /// not looked up at all.
+    fields: [bool; 256],
     unfiltered: Vec<u32>,
+}
+
+impl Default for RuleSet {
+    fn default() -> RuleSet {
+        RuleSet {
+            rules: Vec::new(),
+            by_hash: FxHashMap::default(),
+            terms: Vec::new(),
+            fields: [false; 256],
+            unfiltered: Vec::new(),
+        }
+    }
+}
+
+/// How few events a term of this field is likely to match (lower: fewer): a rule is indexed by
+/// its rarest-looking term, so that an event wakes few candidates (`action=login` alone would
+/// wake every login's rules; `actor=alice` wakes hers).
+fn selectivity(term: &[u8]) -> u8 {
+    use crate::store::keys::Field;
+    match crate::store::keys::term_field(term) {
+        Some(Field::Actor | Field::Target | Field::Ip | Field::Token) => 0,
+        Some(Field::EventType) => 1,
+        Some(Field::Outcome) if term.get(1..) == Some(b"failure".as_slice()) => 2,
+        Some(Field::Integration | Field::Connector) => 3,
+        Some(Field::Action) => 4,
+        _ => 5,
+    }
 }
 
 impl RuleSet {
@@ -148,10 +180,22 @@ impl RuleSet {
             ..RuleSet::default()
         };
         for (i, c) in set.rules.iter().enumerate() {
-            match c.terms.first() {
-                Some(t) => set.by_term.entry(t.clone()).or_default().push(i as u32),
+            let mut terms: Vec<(Vec<u8>, u64)> = c
+                .terms
+                .iter()
+                .map(|t| (t.clone(), crate::store::prepare::term_hash(t)))
+                .collect();
+            terms.sort_by_key(|(t, _)| selectivity(t));
+            match terms.first() {
+                Some((t, h)) => {
+                    set.by_hash.entry(*h).or_default().push(i as u32);
+                    if let Some(&b) = t.first() {
+                        set.fields[b as usize] = true;
+                    }
+                }
                 None => set.unfiltered.push(i as u32),
             }
+            set.terms.push(terms);
         }
         set
     }
@@ -164,16 +208,28 @@ impl RuleSet {
     fn matching(&self, terms: &Terms, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.unfiltered);
-        if self.by_term.is_empty() {
+        if self.by_hash.is_empty() {
             return;
         }
-        for (term, _) in terms.iter() {
-            if let Some(candidates) = self.by_term.get(term) {
-                for &i in candidates {
-                    let c = &self.rules[i as usize];
-                    if c.terms[1..].iter().all(|t| terms.contains(t)) {
-                        out.push(i);
-                    }
+        for (term, hash) in terms.iter() {
+            if !term.first().is_some_and(|&b| self.fields[b as usize]) {
+                continue;
+            }
+            let Some(candidates) = self.by_hash.get(&hash) else {
+                continue;
+            };
+            for &i in candidates {
+                let Some(rule_terms) = self.terms.get(i as usize) else {
+                    continue;
+                };
+                if rule_terms
+                    .first()
+                    .is_some_and(|(t, _)| t.as_slice() == term)
+                    && rule_terms[1..]
+                        .iter()
+                        .all(|(t, h)| terms.contains_hashed(t, *h))
+                {
+                    out.push(i);
                 }
             }
         }
@@ -825,7 +881,9 @@ impl Alerts {
                     return Err(e);
                 }
             }
-            if dirty && (any || last_save.elapsed() >= SAVE_EVERY) {
+            // firings need no save of their own: a replay from the last saved cursor decides
+            // the same firings, under the same ids, which every record of them is keyed by
+            if dirty && last_save.elapsed() >= SAVE_EVERY {
                 self.save(cursor, &saved).await?;
                 dirty = false;
                 last_save = Instant::now();

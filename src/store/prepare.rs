@@ -84,7 +84,7 @@ impl Terms {
         }
     }
 
-    fn contains_hashed(&self, term: &[u8], hash: u64) -> bool {
+    pub fn contains_hashed(&self, term: &[u8], hash: u64) -> bool {
         if self.slots.is_empty() {
             return false;
         }
