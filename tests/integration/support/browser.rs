@@ -562,7 +562,7 @@ impl Browser {
             &format!(
                 "(() => {{ const e = document.querySelector({});
                   if (!e || e.getClientRects().length === 0) return null;
-                  e.scrollIntoView({{block: 'center', inline: 'center'}});
+                  e.scrollIntoView({{block: 'center', inline: 'nearest'}});
                   const r = e.getBoundingClientRect();
                   const x = r.left + r.width / 2, y = r.top + r.height / 2;
                   const h = document.elementFromPoint(x, y);
@@ -618,7 +618,7 @@ impl Browser {
                 &format!(
                     "(() => {{ const e = document.querySelector({});
                       if (!e || e.getClientRects().length === 0) return null;
-                      e.scrollIntoView({{block: 'center'}});
+                      e.scrollIntoView({{block: 'center', inline: 'nearest'}});
                       const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }})()",
                     js(selector)
                 ),
@@ -638,7 +638,7 @@ impl Browser {
                 &format!(
                     "(() => {{ const e = document.querySelector({});
                       if (!e || e.getClientRects().length === 0) return null;
-                      e.scrollIntoView({{block: 'center'}});
+                      e.scrollIntoView({{block: 'center', inline: 'nearest'}});
                       e.focus();
                       if (e.tagName === 'SELECT') return 'select';
                       const t = (e.type || '').toLowerCase();
@@ -711,11 +711,15 @@ impl Browser {
         assert_eq!(ok, Value::Bool(true));
     }
 
-    /// A PNG of the viewport written to `path` (its directory created).
+    /// A PNG of the top of the page (scrolled back there) written to `path` (its directory
+    /// created).
     pub async fn screenshot(&self, path: &Path) {
-        // let pending frames paint (a chart drawn in the last task, a fresh row)
+        // the top of the page, as a person arriving sees it; then let pending frames paint (a
+        // chart drawn in the last task, a fresh row)
         let _ = self
-            .try_eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            .try_eval(
+                "window.scrollTo(0, 0); new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))",
+            )
             .await;
         let shot = self
             .call(
@@ -872,7 +876,19 @@ impl Browser {
             }
             Err(_) => String::new(),
         };
-        let errors = self.seen().errors.clone();
+        let allowed = self.allowed.lock().map(|a| a.clone()).unwrap_or_default();
+        let errors: Vec<String> = self
+            .seen()
+            .errors
+            .iter()
+            .map(|e| {
+                if allowed.iter().any(|a| e.contains(a.as_str())) {
+                    format!("{e} (expected)")
+                } else {
+                    e.clone()
+                }
+            })
+            .collect();
         let errors = if errors.is_empty() {
             String::new()
         } else {
