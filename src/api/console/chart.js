@@ -54,8 +54,7 @@ TH.drawChart = function (container, h, onRange) {
 
   // y axis: 0, half, max
   const yAxis = svg("g", { class: "axis y-axis", "data-testid": "chart-y-axis" });
-  for (const v of [0, Math.round(max / 2), max]) {
-    if (v === Math.round(max / 2) && (v === 0 || v === max)) continue;
+  for (const v of new Set([0, Math.round(max / 2), max])) {
     const y = m.top + plotH - (v / max) * plotH;
     yAxis.append(svg("line", { x1: m.left, x2: width - m.right, y1: y, y2: y, class: "grid" }));
     yAxis.append(svg("text", { x: m.left - 6, y: y + 4, "text-anchor": "end" }, TH.num(v)));

@@ -213,7 +213,9 @@ TH.showError = function (form, err, mapField) {
   const field = err.field ? (mapField ? mapField(err.field) : err.field) : null;
   const slot = field ? TH.$(`[data-error-for="${CSS.escape(field)}"]`, form) : null;
   if (slot) {
-    slot.textContent = err.message;
+    // the hub's message starts with the field's name; beside the field it is said already
+    const prefix = "`" + err.field + "`: ";
+    slot.textContent = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
     slot.hidden = false;
     const input = form.elements.namedItem(field);
     if (input && input.classList) { input.classList.add("invalid"); input.focus(); }

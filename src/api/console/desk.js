@@ -124,7 +124,8 @@
     fill(main, el("div", { class: "view-head" }, el("h1", null, "Alerts"),
       el("p", { class: "muted" }, "A rule is a timeline filter plus a condition; each firing is recorded here and as an alert.fired event.")),
     TH.panel("Rules", null, rulesBox),
-    el("div", { class: "two-col" }, TH.panel("New rule", null, formBox), TH.panel("History (newest first)", null, historyBox)));
+    TH.panel("History (newest first, refreshed every 3 s)", null, historyBox),
+    TH.panel("New rule", null, formBox));
 
     const channels = await TH.channelList();
     if (!live()) return;

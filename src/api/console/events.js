@@ -331,7 +331,7 @@
           const sw = el("i");
           sw.style.background = g.color;
           return el("span", null, sw, g.name);
-        }), el("span", { class: "muted" }, `${num(total)} events in ${h.buckets.length} buckets of ${h.bucket}`));
+        }), el("span", { class: "muted" }, `${num(total)} event${total === 1 ? "" : "s"} from ${TH.localTime(h.since)} to ${TH.localTime(h.until)}, ${h.buckets.length} bars of ${h.bucket}`));
       } catch (err) {
         if (!live()) return;
         fill(chart, TH.errorBox(err, loadChart));

@@ -195,6 +195,7 @@
         try {
           const created = await api("/api/v1/integrations", { method: "POST", body: body() });
           TH.highlight = created.id;
+          setTimeout(() => { if (TH.highlight === created.id) TH.highlight = null; }, 4000);
           TH.flash(`Integration “${created.name}” added: ${created.push_only ? "its vendor can push to /hooks/" + created.id : "its first poll (the backfill) starts now"}.`, "ok");
           TH.go("#/integrations");
         } catch (err) { TH.showError(form, err); }
