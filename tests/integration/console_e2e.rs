@@ -476,7 +476,7 @@ async fn the_console_end_to_end_in_headless_chromium() {
     let firing = get(&hub, &format!("/api/v1/alerts/{firing_id}")).await;
     assert_eq!(firing["rule_id"], rule_id.as_str(), "{firing}");
     assert_eq!(firing["group"], "mallory", "{firing}");
-    let deliveries = receiver.wait_for(1, 20).await;
+    let deliveries = receiver.wait_for(1, 30).await;
     let hit = deliveries
         .iter()
         .find(|r| r.json()["data"]["firing"]["id"] == firing_id.as_str())
@@ -514,13 +514,13 @@ async fn the_console_end_to_end_in_headless_chromium() {
     b.wait_until_for(
         "the export to complete",
         "document.querySelector('tr[data-testid=export-row][data-status=completed] a[data-testid=export-download]')",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
     )
     .await;
     let expected = api_count(&hub, "since=1d&integration=custom").await;
     b.click("tr[data-testid=export-row][data-status=completed] a[data-testid=export-download]")
         .await;
-    let (name, file) = b.wait_download(Duration::from_secs(20)).await;
+    let (name, file) = b.wait_download(Duration::from_secs(30)).await;
     assert!(name.ends_with(".csv"), "{name}");
     let mut csv = csv::Reader::from_reader(file.as_slice());
     let rows = csv.records().filter_map(Result::ok).count();
@@ -541,12 +541,12 @@ async fn the_console_end_to_end_in_headless_chromium() {
     b.wait_until_for(
         "the report to complete",
         "document.querySelector('tr[data-testid=report-row][data-status=completed] a[data-testid=report-pdf]')",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
     )
     .await;
     b.click("tr[data-testid=report-row][data-status=completed] a[data-testid=report-pdf]")
         .await;
-    let (name, pdf) = b.wait_download(Duration::from_secs(20)).await;
+    let (name, pdf) = b.wait_download(Duration::from_secs(30)).await;
     assert!(name.ends_with(".pdf"), "{name}");
     assert!(pdf.starts_with(b"%PDF-"), "{name} is not a PDF");
     assert!(pdf.len() > 1000, "{name}: {} bytes", pdf.len());
@@ -633,7 +633,7 @@ async fn the_console_end_to_end_in_headless_chromium() {
             "(() => {{ const r = document.querySelector(\"tr[data-testid=integration-row][data-id='{integration_id}']\"); return r && +r.dataset.events >= {n}; }})()",
             n = okta_ids.len()
         ),
-        Duration::from_secs(30),
+        Duration::from_secs(60),
     )
     .await;
     b.screenshot(&screenshot_path("integrations")).await;
