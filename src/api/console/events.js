@@ -377,7 +377,7 @@
     const a = e.actor || {};
     const cls = [e.outcome === "failure" ? "failure" : "", e.severity === "high" ? "sev-high" : ""].join(" ").trim();
     const rows = [
-      ["Time", el("span", null, time(e.time), el("span", { class: "muted" }, "  " + TH.utcTitle(e.time)))],
+      ["Time", el("span", null, time(e.time), el("span", { class: "muted mono" }, "  " + e.time))],
       ["Ingested", time(e.ingested_at)],
       ["Integration", TH.timelineLink({ integration: e.integration.id }, `${e.integration.name} (${e.integration.connector})`)],
       ["Actor", a.id ? el("span", null, TH.link("#/actors/" + encodeURIComponent(a.id), TH.actorLabel(a), { "data-testid": "actor-link" }),
