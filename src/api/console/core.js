@@ -134,11 +134,12 @@ const shortTimeFormat = new Intl.DateTimeFormat(undefined, { month: "short", day
 TH.localTime = (iso) => (iso ? timeFormat.format(new Date(iso)) : "—");
 TH.shortTime = (iso) => (iso ? shortTimeFormat.format(new Date(iso)) : "—");
 
-// A <time> in the viewer's zone, with the UTC value as the API gives it (to the microsecond,
-// as stored) on hover.
+// A <time> in the viewer's zone, with the UTC value (to the microsecond, as stored) on hover:
+// `2024-05-01 10:00:00.000000 UTC`.
 TH.time = function (iso, short) {
   if (!iso) return TH.el("span", { class: "muted", text: "—" });
-  return TH.el("time", { datetime: iso, title: iso + " (UTC)" }, short ? TH.shortTime(iso) : TH.localTime(iso));
+  const utc = String(iso).replace("T", " ").replace(/Z$/, " UTC");
+  return TH.el("time", { datetime: iso, title: utc }, short ? TH.shortTime(iso) : TH.localTime(iso));
 };
 
 TH.ago = function (iso) {
