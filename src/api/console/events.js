@@ -214,7 +214,7 @@
     TH.lastTimeline = "#/timeline?" + params;
     const prefs = chartPrefs();
 
-    const form = el("form", { id: "filters", class: "filters", autocomplete: "off" });
+    const form = el("form", { id: "filters", class: "filters", autocomplete: "off", novalidate: true });
     const quick = el("div", { class: "quick" }, el("span", { class: "muted" }, "Range:"),
       ...["1h", "24h", "7d", "30d"].map((r) => el("button", { type: "button", class: "chip", "data-range": r, onclick: () => applyRange(r) }, r)),
       el("button", { type: "button", class: "chip", onclick: () => TH.go("#/timeline") }, "all time"));
