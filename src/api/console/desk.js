@@ -20,6 +20,11 @@
     if (!channels.length) s.disabled = true;
     return s;
   };
+  // A text input for an integration id, suggesting the hub's integrations by name.
+  const integrationInput = () => {
+    TH.integrationSuggestions();
+    return el("input", { name: "integration", type: "text", list: "integration-ids", placeholder: "integration id", autocomplete: "off" });
+  };
   const selected = (select) => Array.from(select.selectedOptions).map((o) => o.value);
   const formError = () => el("p", { class: "form-error", "data-testid": "form-error", role: "alert", hidden: true });
   const errorIn = (form, err, map) => { TH.showError(form, err, map); };
@@ -61,7 +66,7 @@
         TH.field("Category", TH.select("category", TH.CATEGORIES, "any")),
         TH.field("Outcome", TH.select("outcome", TH.OUTCOMES, "any")),
         TH.field("Actor", "actor", { placeholder: "id, name or email" }),
-        TH.field("Integration", "integration", { placeholder: "integration id" })),
+        TH.field("Integration", integrationInput())),
       el("fieldset", { class: "fields" }, el("legend", null, "Fires on"), TH.field("Condition", condition)),
       countPart, valuePart,
       el("fieldset", { class: "fields" }, el("legend", null, "Armed (optional)"),
@@ -236,7 +241,7 @@
     TH.field("Category", TH.select("category", TH.CATEGORIES, "any")),
     TH.field("Outcome", TH.select("outcome", TH.OUTCOMES, "any")),
     TH.field("Event type", "event_type"),
-    TH.field("Integration", "integration", { placeholder: "integration id" }),
+    TH.field("Integration", integrationInput()),
     TH.field("Connector", "connector"),
     TH.field("Target", "target"),
     TH.field("IP", "ip"),

@@ -207,6 +207,16 @@
     }
   };
 
+  // <datalist id="integration-ids">: the integrations' ids, labelled with their names, for the
+  // forms' integration inputs (filled once per view that asks).
+  TH.integrationSuggestions = function () {
+    let list = document.getElementById("integration-ids");
+    if (!list) { list = el("datalist", { id: "integration-ids" }); document.body.append(list); }
+    TH.integrationList().then((items) => {
+      list.replaceChildren(...items.map((i) => el("option", { value: i.id, label: i.name })));
+    });
+  };
+
   TH.views.timeline = async function (main, query) {
     const live = TH.liveGuard();
     const params = new URLSearchParams(query || "");
