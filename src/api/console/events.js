@@ -254,7 +254,7 @@
         el("label", null, "Activity by ", groupBy), el("label", null, " per ", bucket),
         el("span", { class: "muted" }, "Click a bar or drag across bars to narrow the range."),
         el("span", { class: "exports" }, "Export ", exportButtons)),
-      chart, chartNote, legend, status, table, more);
+      chart, chartNote, legend, status, el("div", { class: "table-wrap" }, table), more);
 
     TH.integrationList().then((list) => {
       if (!live()) return;
