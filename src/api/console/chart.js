@@ -88,7 +88,8 @@ TH.drawChart = function (container, h, onRange) {
   const xAxis = svg("g", { class: "axis x-axis", "data-testid": "chart-axis" });
   xAxis.append(svg("line", { x1: m.left, x2: width - m.right, y1: m.top + plotH, y2: m.top + plotH, class: "base" }));
   const fmt = axisFormats[h.bucket] || axisFormats["1h"];
-  const labelsWanted = Math.max(2, Math.floor(plotW / 110));
+  // a label is about 110 px wide with a date and a time, 50 px with one of them
+  const labelsWanted = Math.max(2, Math.floor(plotW / (h.bucket === "1h" ? 165 : 85)));
   const step = tickStep(buckets.length, labelsWanted);
   for (let i = 0; i < buckets.length; i += step) {
     const x = m.left + i * bw;

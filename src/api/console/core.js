@@ -133,16 +133,13 @@ const shortTimeFormat = new Intl.DateTimeFormat(undefined, { month: "short", day
 
 TH.localTime = (iso) => (iso ? timeFormat.format(new Date(iso)) : "—");
 TH.shortTime = (iso) => (iso ? shortTimeFormat.format(new Date(iso)) : "—");
-TH.utcTitle = (iso) => {
-  const d = new Date(iso);
-  return isNaN(d) ? String(iso) : d.toISOString().replace("T", " ").replace("Z", " UTC");
-};
 
-// A <time> in the viewer's zone, with the UTC value (to the microsecond, as stored) on hover.
+// A <time> in the viewer's zone, with the UTC value (to the microsecond, as stored) on hover:
+// `2024-05-01 10:00:00.000000 UTC`.
 TH.time = function (iso, short) {
   if (!iso) return TH.el("span", { class: "muted", text: "—" });
-  const exact = String(iso).replace("T", " ").replace("Z", " UTC");
-  return TH.el("time", { datetime: iso, title: exact }, short ? TH.shortTime(iso) : TH.localTime(iso));
+  const utc = String(iso).replace("T", " ").replace(/Z$/, " UTC");
+  return TH.el("time", { datetime: iso, title: utc }, short ? TH.shortTime(iso) : TH.localTime(iso));
 };
 
 TH.ago = function (iso) {
@@ -264,12 +261,14 @@ TH.values = function (form, names) {
 
 // --- timers ---------------------------------------------------------------------------------
 
-// Runs `fn` every `ms` while the current view is open (and the tab visible).
+// Runs `fn` every `ms` while the current view is open (a hidden tab: every 4th time).
 TH.every = function (ms, fn) {
   const gen = TH.gen;
+  let ticks = 0;
   const id = setInterval(() => {
     if (gen !== TH.gen) { clearInterval(id); return; }
-    if (document.visibilityState === "visible") fn();
+    ticks++;
+    if (document.visibilityState !== "hidden" || ticks % 4 === 0) fn();
   }, ms);
   TH.timers.push(id);
 };

@@ -20,6 +20,11 @@
     if (!channels.length) s.disabled = true;
     return s;
   };
+  // A text input for an integration id, suggesting the hub's integrations by name.
+  const integrationInput = () => {
+    TH.integrationSuggestions();
+    return el("input", { name: "integration", type: "text", list: "integration-ids", placeholder: "integration id", autocomplete: "off" });
+  };
   const selected = (select) => Array.from(select.selectedOptions).map((o) => o.value);
   const formError = () => el("p", { class: "form-error", "data-testid": "form-error", role: "alert", hidden: true });
   const errorIn = (form, err, map) => { TH.showError(form, err, map); };
@@ -51,7 +56,7 @@
       TH.field("Compare", TH.select("op", [">", ">=", "<", "<=", "==", "!="])),
       TH.field("Value", "value", { type: "number", placeholder: "1000" }));
     const days = el("span", { class: "days" }, DAYS.map((d) => el("label", { class: "check" }, el("input", { type: "checkbox", name: "days", value: d }), d)));
-    const form = el("form", { id: "rule-form", class: "stacked", autocomplete: "off" },
+    const form = el("form", { id: "rule-form", class: "stacked", autocomplete: "off", novalidate: true },
       el("div", { class: "fields" },
         TH.field("Name", "name", { required: true, placeholder: "5+ failed logins in 10 min", wide: true })),
       el("fieldset", { class: "fields" }, el("legend", null, "Which events (the timeline's filters)"),
@@ -61,7 +66,7 @@
         TH.field("Category", TH.select("category", TH.CATEGORIES, "any")),
         TH.field("Outcome", TH.select("outcome", TH.OUTCOMES, "any")),
         TH.field("Actor", "actor", { placeholder: "id, name or email" }),
-        TH.field("Integration", "integration", { placeholder: "integration id" })),
+        TH.field("Integration", integrationInput())),
       el("fieldset", { class: "fields" }, el("legend", null, "Fires on"), TH.field("Condition", condition)),
       countPart, valuePart,
       el("fieldset", { class: "fields" }, el("legend", null, "Armed (optional)"),
@@ -236,7 +241,7 @@
     TH.field("Category", TH.select("category", TH.CATEGORIES, "any")),
     TH.field("Outcome", TH.select("outcome", TH.OUTCOMES, "any")),
     TH.field("Event type", "event_type"),
-    TH.field("Integration", "integration", { placeholder: "integration id" }),
+    TH.field("Integration", integrationInput()),
     TH.field("Connector", "connector"),
     TH.field("Target", "target"),
     TH.field("IP", "ip"),
@@ -299,7 +304,7 @@
   TH.views.exports = function (main) {
     const live = TH.liveGuard();
     const list = el("div", { id: "export-list" }, TH.loading("Loading export jobs…"));
-    const form = el("form", { id: "export-form", class: "stacked", autocomplete: "off" },
+    const form = el("form", { id: "export-form", class: "stacked", autocomplete: "off", novalidate: true },
       el("div", { class: "fields" },
         TH.field("Name", "name", { placeholder: "May failed logins" }),
         TH.field("Format", TH.select("format", [{ value: "csv", label: "CSV (spreadsheet-safe)" }, { value: "json", label: "JSON array" }, { value: "ndjson", label: "NDJSON" }])),
@@ -365,7 +370,7 @@
     const schedules = el("div", { id: "schedule-list" }, TH.loading("Loading schedules…"));
     const about = el("p", { class: "muted kind-about" });
     const kindSelect = TH.select("kind", FALLBACK_KINDS.map((k) => ({ value: k.name, label: k.title })));
-    const form = el("form", { id: "report-form", class: "stacked", autocomplete: "off" },
+    const form = el("form", { id: "report-form", class: "stacked", autocomplete: "off", novalidate: true },
       el("div", { class: "fields" },
         TH.field("Kind", kindSelect, { required: true }),
         TH.field("Name", "name", { placeholder: "Q2 access review" }),
@@ -378,7 +383,7 @@
     const scheduleKind = TH.select("kind", FALLBACK_KINDS.map((k) => ({ value: k.name, label: k.title })));
     const channels = await TH.channelList();
     if (!live()) return;
-    const scheduleForm = el("form", { id: "schedule-form", class: "stacked", autocomplete: "off" },
+    const scheduleForm = el("form", { id: "schedule-form", class: "stacked", autocomplete: "off", novalidate: true },
       el("div", { class: "fields" },
         TH.field("Kind", scheduleKind, { required: true }),
         TH.field("Cron", "cron", { required: true, placeholder: "0 6 * * 1", help: "5 fields (or 6, seconds first), read in the time zone" }),

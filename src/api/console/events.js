@@ -207,6 +207,16 @@
     }
   };
 
+  // <datalist id="integration-ids">: the integrations' ids, labelled with their names, for the
+  // forms' integration inputs (filled once per view that asks).
+  TH.integrationSuggestions = function () {
+    let list = document.getElementById("integration-ids");
+    if (!list) { list = el("datalist", { id: "integration-ids" }); document.body.append(list); }
+    TH.integrationList().then((items) => {
+      list.replaceChildren(...items.map((i) => el("option", { value: i.id, label: i.name })));
+    });
+  };
+
   TH.views.timeline = async function (main, query) {
     const live = TH.liveGuard();
     const params = new URLSearchParams(query || "");
@@ -214,7 +224,7 @@
     TH.lastTimeline = "#/timeline?" + params;
     const prefs = chartPrefs();
 
-    const form = el("form", { id: "filters", class: "filters", autocomplete: "off" });
+    const form = el("form", { id: "filters", class: "filters", autocomplete: "off", novalidate: true });
     const quick = el("div", { class: "quick" }, el("span", { class: "muted" }, "Range:"),
       ...["1h", "24h", "7d", "30d"].map((r) => el("button", { type: "button", class: "chip", "data-range": r, onclick: () => applyRange(r) }, r)),
       el("button", { type: "button", class: "chip", onclick: () => TH.go("#/timeline") }, "all time"));
@@ -244,7 +254,7 @@
         el("label", null, "Activity by ", groupBy), el("label", null, " per ", bucket),
         el("span", { class: "muted" }, "Click a bar or drag across bars to narrow the range."),
         el("span", { class: "exports" }, "Export ", exportButtons)),
-      chart, chartNote, legend, status, table, more);
+      chart, chartNote, legend, status, el("div", { class: "table-wrap" }, table), more);
 
     TH.integrationList().then((list) => {
       if (!live()) return;
@@ -377,7 +387,7 @@
     const a = e.actor || {};
     const cls = [e.outcome === "failure" ? "failure" : "", e.severity === "high" ? "sev-high" : ""].join(" ").trim();
     const rows = [
-      ["Time", el("span", null, time(e.time), el("span", { class: "muted" }, "  " + TH.utcTitle(e.time)))],
+      ["Time", el("span", null, time(e.time), el("span", { class: "muted mono" }, "  " + e.time))],
       ["Ingested", time(e.ingested_at)],
       ["Integration", TH.timelineLink({ integration: e.integration.id }, `${e.integration.name} (${e.integration.connector})`)],
       ["Actor", a.id ? el("span", null, TH.link("#/actors/" + encodeURIComponent(a.id), TH.actorLabel(a), { "data-testid": "actor-link" }),

@@ -104,7 +104,7 @@
       el("span", { class: "field-error", "data-error-for": "allow_insecure_http", hidden: true }));
     const result = el("div", { class: "test-result", "data-testid": "test-result", role: "status", hidden: true });
     const test = el("button", { type: "button", "data-testid": "test-connection" }, "Test connection");
-    const form = el("form", { id: "integration-form", class: "stacked", autocomplete: "off" },
+    const form = el("form", { id: "integration-form", class: "stacked", autocomplete: "off", novalidate: true },
       el("div", { class: "fields" },
         TH.field("Connector", connector, { required: true }),
         TH.field("Name", "name", { required: true, placeholder: "acme-okta", help: "unique; shown in the timeline" }),
