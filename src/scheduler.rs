@@ -243,6 +243,58 @@ impl Scheduler {
         self.inner.metrics.lag_seconds.remove(&labels);
     }
 
+    /// Tests a new integration's settings with one real request of its first page (see
+    /// `engine::test_connection`), through a transport built as a cycle's is: the same client,
+    /// tuning and rate gate rules (a connector whose budget is the vendor host's shares that
+    /// host's gate with the integrations already polling it). Nothing is scheduled or stored;
+    /// the request counts in a scratch metrics registry, not under a throwaway id in the hub's.
+    /// `None` for a push-only connector: there is nothing to request.
+    pub async fn test_connection(
+        &self,
+        record: &IntegrationRecord,
+        credentials: std::collections::BTreeMap<String, crate::config::Secret>,
+    ) -> Result<Option<engine::ConnectionTest>, String> {
+        let connector = self
+            .inner
+            .integrations
+            .registry()
+            .get(&record.connector)
+            .map_err(|e| e.to_string())?;
+        let Some(poll) = connector.poll.clone() else {
+            return Ok(None);
+        };
+        let gate = match poll.rate_limit.scope {
+            LimitScope::Host => self.gate_for(&connector, &poll, record),
+            LimitScope::Integration => {
+                Arc::new(RateGate::new(&poll.rate_limit, record.requests_per_minute))
+            }
+        };
+        let config = record.effective_config(&connector);
+        let scrubber = engine::secrets_scrubber(&connector, &config, &credentials);
+        let transport = Transport {
+            integration: record.reference(),
+            scrubber: std::sync::Mutex::new(scrubber),
+            config,
+            connector: connector.clone(),
+            poll: poll.clone(),
+            credentials,
+            allow_insecure_http: record.allow_insecure_http,
+            filters: Arc::new(
+                record
+                    .filters
+                    .compile()
+                    .map_err(|e| format!("filters: {e}"))?,
+            ),
+            http: self.inner.http.clone(),
+            gate,
+            tuning: self.inner.tuning.clone(),
+            metrics: Arc::new(Metrics::new()),
+            stop: self.inner.shutting_down.subscribe(),
+        };
+        let backfill = record.backfill_micros(&poll, connector.retention);
+        Ok(Some(engine::test_connection(&transport, backfill).await))
+    }
+
     /// Polls now, outside the schedule; resets idle and error backoff. False if unknown.
     pub fn poll_now(&self, id: &str) -> bool {
         let found = match self.inner.slots.lock() {

@@ -30,7 +30,9 @@ pub fn routes() -> Routes<AppState> {
 impl From<AlertError> for ApiError {
     fn from(e: AlertError) -> Self {
         match e {
-            AlertError::Rule(e) => ApiError::new(ErrorCode::Unprocessable, e.to_string()),
+            AlertError::Rule(e) => {
+                ApiError::new(ErrorCode::Unprocessable, e.to_string()).with_field(e.field)
+            }
             AlertError::NoRule(_) | AlertError::NoFiring(_) => ApiError::not_found(e.to_string()),
             AlertError::TooMany => ApiError::new(ErrorCode::Conflict, e.to_string()),
             AlertError::NothingToTest(m) => ApiError::new(ErrorCode::Unprocessable, m),

@@ -80,6 +80,9 @@ pub struct ApiError {
     /// The store refused or failed a write: the router's `observe` layer says whether only a
     /// restart helps (see [`StoreRefusal`]).
     pub from_store: bool,
+    /// The request field at fault (`config.base_url`, `condition.threshold`, `since`), sent as
+    /// `error.field` so a form can show the message next to it.
+    pub field: Option<String>,
 }
 
 /// Marks a response whose error came from the store, for the layer that knows the store's state.
@@ -93,7 +96,14 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             from_store: false,
+            field: None,
         }
+    }
+
+    /// The same error, naming the request field at fault.
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
@@ -108,8 +118,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
+        let mut body =
             serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        if let Some(field) = &self.field {
+            body["error"]["field"] = serde_json::Value::String(field.clone());
+        }
         let mut response = (self.code.status(), Json(body)).into_response();
         if self.from_store {
             response.extensions_mut().insert(StoreRefusal);
@@ -131,7 +144,8 @@ impl IntoResponse for ApiError {
 
 impl From<ParamError> for ApiError {
     fn from(e: ParamError) -> Self {
-        ApiError::new(ErrorCode::InvalidParameter, e.to_string())
+        let field = e.field.clone();
+        ApiError::new(ErrorCode::InvalidParameter, e.to_string()).with_field(field)
     }
 }
 

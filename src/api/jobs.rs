@@ -45,7 +45,10 @@ pub fn routes() -> Routes<AppState> {
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         match e {
-            JobError::Invalid { .. } => ApiError::new(ErrorCode::InvalidBody, e.to_string()),
+            JobError::Invalid { ref field, .. } => {
+                let field = field.clone();
+                ApiError::new(ErrorCode::InvalidBody, e.to_string()).with_field(field)
+            }
             JobError::Unprocessable(m) => ApiError::new(ErrorCode::Unprocessable, m),
             JobError::NotFound(m) => ApiError::not_found(m),
             JobError::NotReady(m) => ApiError::new(ErrorCode::Conflict, m),
@@ -133,6 +136,7 @@ async fn create_export(
                 format_text.chars().take(32).collect::<String>()
             ),
         )
+        .with_field("format")
     })?;
     let range = jobs(&state).check_range(
         new.since.as_deref(),
@@ -310,6 +314,7 @@ async fn create_report(
                 kinds::names()
             ),
         )
+        .with_field("kind")
     })?;
     let range = jobs(&state).check_range(
         new.since.as_deref(),

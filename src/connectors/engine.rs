@@ -622,3 +622,111 @@ async fn walk_pages<'a>(
         }
     }
 }
+
+/// Longest the rate gate may hold a connection test before it answers that the vendor's
+/// budget is spent (a test is a person waiting at a form, not a cycle that can wait minutes).
+pub const TEST_MAX_GATE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a connection test found (`POST /api/v1/integrations/test`): the vendor's status when it
+/// answered, and the first page's record count, or a clear reason (scrubbed of every secret of
+/// the integration) why there is none.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionTest {
+    pub ok: bool,
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<usize>,
+    /// The vendor said there is a next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub more: Option<bool>,
+    pub elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One request of the first page the integration's first walk would ask for (its backfill
+/// window up to now), through the cycle's own transport — the integration's rate gate, auth and
+/// token exchange, client, timeouts and size bound — without retrying, without waiting out a
+/// rate limit, and without normalising or storing anything. A fetched access token is
+/// forgotten afterwards: it was made for a throwaway id.
+pub async fn test_connection(t: &Transport, backfill: Micros) -> ConnectionTest {
+    let started = std::time::Instant::now();
+    let (status, outcome) = probe_first_page(t, backfill).await;
+    if t.poll.auth.fetches_tokens() {
+        t.forget_oauth2_token();
+    }
+    let scrubber = t.scrubber();
+    let elapsed_ms = started.elapsed().as_millis().min(u64::MAX as u128) as u64;
+    match outcome {
+        Ok(page) => ConnectionTest {
+            ok: true,
+            status,
+            records: Some(page.records.len()),
+            more: Some(page.next.is_some() && page.more != Some(false)),
+            elapsed_ms,
+            error: None,
+        },
+        Err(reason) => ConnectionTest {
+            ok: false,
+            status,
+            records: None,
+            more: None,
+            elapsed_ms,
+            error: Some(scrubber.scrub(&reason).into_owned()),
+        },
+    }
+}
+
+/// The first page, or why there is none in words.
+async fn probe_first_page(
+    t: &Transport,
+    backfill: Micros,
+) -> (Option<u16>, Result<super::transport::Page, String>) {
+    use super::transport::Attempt;
+    if let Err(e) = t.check_outbound() {
+        return (None, Err(e.to_string()));
+    }
+    let now = now_micros();
+    let since = now.saturating_sub(backfill).max(MIN_TIME);
+    let until = t.poll.request.until.as_ref().map(|_| now);
+    let url = match t.first_url(since, until) {
+        Ok(u) => u,
+        Err(e) => return (None, Err(e.to_string())),
+    };
+    while let Some(wait) = t.gate.next_wait() {
+        if wait > TEST_MAX_GATE_WAIT {
+            return (
+                None,
+                Err(format!(
+                    "the vendor's rate budget is spent for now (polls of this host wait too); try again in {} s",
+                    wait.as_secs().max(1)
+                )),
+            );
+        }
+        if t.sleep(wait).await.is_err() {
+            return (None, Err(CycleError::Stopped.to_string()));
+        }
+    }
+    let (status, attempt) = t.probe(&url).await;
+    let outcome = match attempt {
+        Ok(Attempt::Done(page)) => Ok(page),
+        Ok(Attempt::RateLimited(wait, why)) => {
+            // what a cycle would do: the integration's gate stays closed for the wait
+            t.gate.close_for(wait);
+            Err(format!(
+                "rate limited by the vendor ({why}); try again in {} s",
+                wait.as_secs().max(1)
+            ))
+        }
+        Ok(Attempt::Transient(why)) => Err(format!(
+            "{why} (a poll would retry this; the test does not)"
+        )),
+        Ok(Attempt::Fatal(e)) => Err(e.to_string()),
+        Ok(Attempt::LinkRefused(code)) => Err(format!("vendor refused the request (HTTP {code})")),
+        Ok(Attempt::StaleToken) => {
+            Err("credentials rejected (HTTP 401 with the access token just fetched)".to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    (status, outcome)
+}

@@ -271,7 +271,14 @@ impl Integrations {
         Ok(())
     }
 
-    pub fn create(&self, req: NewIntegration) -> Result<IntegrationRecord, IntegrationError> {
+    /// Checks a new integration as `create` does (the same errors, in the same order) and
+    /// builds its record under `id` without sealing or storing anything: the record's
+    /// `sealed_credentials` is empty, the credentials are given back apart.
+    fn checked(
+        &self,
+        req: NewIntegration,
+        id: String,
+    ) -> Result<(IntegrationRecord, BTreeMap<String, String>), IntegrationError> {
         let name = validate_name(&req.name)?;
         let connector = self.connector(&req.connector)?;
         let mut config = BTreeMap::new();
@@ -296,11 +303,10 @@ impl Integrations {
         if self.name_taken(&name, None)? {
             return Err(IntegrationError::NameTaken(name));
         }
-        let id = new_id();
         let now = now_micros();
         let record = IntegrationRecord {
             v: RECORD_VERSION,
-            sealed_credentials: self.seal(&id, &credentials)?,
+            sealed_credentials: String::new(),
             credential_names: credentials.keys().cloned().collect(),
             id,
             name,
@@ -316,8 +322,31 @@ impl Integrations {
             created_at: now,
             updated_at: now,
         };
+        Ok((record, credentials))
+    }
+
+    pub fn create(&self, req: NewIntegration) -> Result<IntegrationRecord, IntegrationError> {
+        let (mut record, credentials) = self.checked(req, new_id())?;
+        record.sealed_credentials = self.seal(&record.id, &credentials)?;
         self.put(&record)?;
         Ok(record)
+    }
+
+    /// A new integration checked exactly as `create` checks it, neither sealed nor stored, for
+    /// a connection test: the record (under a throwaway id of its own, so that nothing cached
+    /// for a real integration is shared) and its credentials.
+    pub fn draft(
+        &self,
+        req: NewIntegration,
+    ) -> Result<(IntegrationRecord, BTreeMap<String, Secret>), IntegrationError> {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).expect("the OS random source is available");
+        let (record, credentials) = self.checked(req, format!("test_{}", hex::encode(b)))?;
+        let credentials = credentials
+            .into_iter()
+            .map(|(k, v)| (k, Secret::new(v)))
+            .collect();
+        Ok((record, credentials))
     }
 
     pub fn update(

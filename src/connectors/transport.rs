@@ -206,6 +206,25 @@ impl Transport {
     }
 
     async fn attempt(&self, url: &str, from_saved_link: bool) -> Result<Attempt, CycleError> {
+        self.attempt_seeing(url, from_saved_link, &mut None).await
+    }
+
+    /// One request of `url`, as a cycle sends it (auth, token exchange, the client and its
+    /// timeouts, the size bound), without retrying or waiting: a connection test. The vendor's
+    /// status, if it answered, and what the answer means.
+    pub(super) async fn probe(&self, url: &str) -> (Option<u16>, Result<Attempt, CycleError>) {
+        let mut status = None;
+        let attempt = self.attempt_seeing(url, false, &mut status).await;
+        (status, attempt)
+    }
+
+    /// `attempt`, writing the answer's status into `status_seen` once the vendor answered.
+    async fn attempt_seeing(
+        &self,
+        url: &str,
+        from_saved_link: bool,
+        status_seen: &mut Option<u16>,
+    ) -> Result<Attempt, CycleError> {
         let started = Instant::now();
         let mut req = self.request(url)?;
         if self.poll.auth.fetches_tokens() {
@@ -230,6 +249,7 @@ impl Transport {
             }
         };
         let status = response.status();
+        *status_seen = Some(status.as_u16());
         self.metrics
             .upstream_responses
             .get_or_create(&UpstreamLabels {

@@ -800,6 +800,9 @@ async fn events_survive_a_restart_and_the_cli_reads_them() {
     hub.stop().await;
 }
 
+/// Every file of the console (each `/console` route the router serves): its content type, the
+/// strict CSP and `nosniff`; the page loads each script and style it serves and nothing from
+/// elsewhere, with no inline script or style; no script writes HTML.
 #[tokio::test]
 async fn the_console_is_served_with_a_strict_content_security_policy() {
     let hub = TestHub::start().await;
@@ -814,34 +817,85 @@ async fn the_console_is_served_with_a_strict_content_security_policy() {
         .expect("root");
     assert!(root.status().is_redirection());
     assert_eq!(root.headers()["location"], "/console");
-    for (path, kind) in [
-        ("/console", "text/html"),
-        ("/console/app.js", "text/javascript"),
-        ("/console/app.css", "text/css"),
-    ] {
+    let assets: Vec<&str> = trailhub::api::route_table()
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|p| p.starts_with("/console"))
+        .collect();
+    assert!(assets.len() >= 3, "{assets:?}");
+    let mut index = String::new();
+    for path in &assets {
+        let kind = match path.rsplit_once('.').map(|(_, ext)| ext) {
+            None => "text/html; charset=utf-8",
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            Some(other) => panic!("{path}: a console file of unknown kind {other}"),
+        };
         let resp = http
             .get(format!("{}{path}", hub.url))
             .send()
             .await
             .expect("asset");
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let h = resp.headers();
+        assert_eq!(h["content-type"], kind, "{path}");
+        let csp = h["content-security-policy"].to_str().expect("ascii");
+        for directive in [
+            "default-src 'self'",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
         assert!(
-            resp.headers()["content-type"]
-                .to_str()
-                .expect("ascii")
-                .starts_with(kind),
-            "{path}"
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
         );
-        assert!(resp.headers()["content-security-policy"]
-            .to_str()
-            .expect("ascii")
-            .contains("default-src 'self'"));
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         let body = resp.text().await.expect("body");
-        assert!(!body.is_empty());
-        if path == "/console/app.js" {
-            // Values from the API are never inserted as HTML.
-            assert!(!body.contains("innerHTML"), "app.js must not use innerHTML");
+        assert!(!body.is_empty(), "{path}");
+        // nothing from elsewhere: no CDN, no font service
+        assert!(
+            !body.contains("src=\"http")
+                && !body.contains("href=\"http")
+                && !body.contains("@import"),
+            "{path} loads something from elsewhere"
+        );
+        if path.ends_with(".js") {
+            // values from the API are never inserted as HTML, and no string is run as code
+            for banned in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+                "new Function",
+            ] {
+                assert!(!body.contains(banned), "{path} uses {banned}");
+            }
+        }
+        if *path == "/console" {
+            index = body;
         }
     }
+    // the page uses every script and style served, and only those, with nothing inline
+    for path in assets.iter().filter(|p| p.contains('.')) {
+        let tag = if path.ends_with(".js") {
+            format!("<script src=\"{path}\" defer></script>")
+        } else {
+            format!("<link rel=\"stylesheet\" href=\"{path}\">")
+        };
+        assert!(index.contains(&tag), "index.html does not load {path}");
+    }
+    assert_eq!(
+        index.matches("<script").count(),
+        assets.iter().filter(|p| p.ends_with(".js")).count(),
+        "an inline script, or a script the hub does not serve"
+    );
+    assert!(
+        !index.contains(" style=") && !index.contains("<style"),
+        "inline style"
+    );
     hub.stop().await;
 }

@@ -421,3 +421,334 @@ async fn moving_an_outbound_host_needs_the_credentials_again() {
     );
     hub.stop().await.expect("stops");
 }
+
+/// `POST /api/v1/integrations/test`, answered.
+async fn connection_test(api: &Api, body: Value) -> Value {
+    let (status, v) = api
+        .json(Method::POST, "/api/v1/integrations/test", Some(body))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// A connection test sends one real request of the first page a poll would ask for, and
+/// stores nothing but its audit record: no integration, no event, no name taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_test_makes_one_request_and_stores_nothing() {
+    const TOKEN: &str = "okta-probe-token-5521";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(Okta, TOKEN, 50).await;
+    emu.add_recent(7, 600);
+    let hub = start_hub(dir.path()).await;
+    let api = Api::new(&hub);
+
+    let v = connection_test(&api, emu.integration("probe")).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["records"], 7, "{v}");
+    assert!(v["elapsed_ms"].is_u64(), "{v}");
+    assert!(v.get("error").is_none(), "{v}");
+    let requests = emu.api_requests();
+    assert_eq!(requests.len(), 1, "one request, no second page");
+    // the first page of the first walk: the backfill window (P3D in the body), the token sent
+    let since = requests[0]
+        .query
+        .split('&')
+        .find_map(|p| p.strip_prefix("since="))
+        .expect("since");
+    let since = chrono::DateTime::parse_from_rfc3339(&since.replace("%3A", ":")).expect("time");
+    let age = chrono::Utc::now().signed_duration_since(since);
+    assert!(
+        age > chrono::Duration::hours(71) && age < chrono::Duration::hours(73),
+        "{age}"
+    );
+    assert_eq!(requests[0].authorization, format!("SSWS {TOKEN}"));
+
+    // nothing was made or stored but the record of the test
+    assert_eq!(
+        api.get("/api/v1/integrations").await["integrations"],
+        json!([])
+    );
+    let stored = api.get("/api/v1/events?limit=1000").await;
+    let stored = stored["events"].as_array().expect("events");
+    assert!(
+        stored.iter().all(|e| e["integration"]["id"] == "trailhub"),
+        "{stored:#?}"
+    );
+    let audit = api
+        .get("/api/v1/events?integration=trailhub&event_type=integration.test")
+        .await;
+    let audit = audit["events"].as_array().expect("events");
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    let text = audit[0].to_string();
+    assert!(
+        !text.contains(TOKEN),
+        "the audit record holds no credential"
+    );
+    assert_eq!(audit[0]["raw"]["details"]["ok"], true, "{text}");
+    assert_eq!(audit[0]["raw"]["details"]["credentials"], json!(["token"]));
+
+    // the name is free: the integration is made as tested, and collects
+    let id = api.create(emu.integration("probe")).await;
+    api.wait_for_events(&id, 7, 20).await;
+    hub.stop().await.expect("stops");
+}
+
+/// What fails says why, with the vendor's status when it answered, at once (no retry, no wait)
+/// and never with a credential in the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connection_test_says_why_without_a_credential() {
+    use crate::support::emu::Fault;
+    const WRONG: &str = "okta-wrong-token-8841";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(Okta, "okta-right-token-1193", 50).await;
+    emu.add_recent(3, 600);
+    let hub = start_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    let wrong = || emu.integration_with("probe", json!({"token": WRONG}));
+
+    let v = connection_test(&api, wrong()).await;
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (json!(false), json!(401)),
+        "{v}"
+    );
+    let error = v["error"].as_str().expect("error");
+    assert!(error.starts_with("credentials rejected"), "{error}");
+
+    // a proxy that echoes the Authorization header: the reason is scrubbed
+    emu.fault(Fault::EchoAuthorization(400));
+    let v = connection_test(&api, wrong()).await;
+    assert_eq!(v["status"], 400, "{v}");
+    let error = v["error"].as_str().expect("error");
+    assert!(error.contains("HTTP 400"), "{error}");
+    use base64::Engine as _;
+    for secret in [
+        WRONG.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(format!("SSWS {WRONG}")),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(WRONG),
+    ] {
+        assert!(!v.to_string().contains(&secret), "{v}");
+    }
+
+    // a vendor fault is reported, not retried
+    let before = emu.api_requests().len();
+    emu.fault(Fault::Status(503, None));
+    let v = connection_test(&api, emu.integration("probe")).await;
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (json!(false), json!(503)),
+        "{v}"
+    );
+    assert!(
+        v["error"].as_str().expect("error").contains("HTTP 503"),
+        "{v}"
+    );
+    assert_eq!(
+        emu.api_requests().len(),
+        before + 1,
+        "one request, no retry"
+    );
+
+    // nobody listening: no status
+    let mut closed = emu.integration("probe");
+    closed["config"]["base_url"] = json!(format!(
+        "http://127.0.0.1:{}",
+        crate::support::hub::free_port()
+    ));
+    let v = connection_test(&api, closed).await;
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (json!(false), Value::Null),
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .contains("request failed"),
+        "{v}"
+    );
+
+    // a rate limit says when to try again, and closes the host's gate as a poll's would: the
+    // next test answers at once without a request
+    emu.fault(Fault::Status(429, Some(30)));
+    let v = connection_test(&api, emu.integration("probe")).await;
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (json!(false), json!(429)),
+        "{v}"
+    );
+    let error = v["error"].as_str().expect("error");
+    assert!(
+        error.contains("rate limited") && error.contains("30 s"),
+        "{error}"
+    );
+    let before = emu.api_requests().len();
+    let started = std::time::Instant::now();
+    let v = connection_test(&api, emu.integration("probe")).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (json!(false), Value::Null),
+        "{v}"
+    );
+    assert!(
+        v["error"].as_str().expect("error").contains("budget"),
+        "{v}"
+    );
+    assert_eq!(emu.api_requests().len(), before);
+
+    // every test was recorded, and no record holds the wrong token
+    let audit = api
+        .get("/api/v1/events?integration=trailhub&event_type=integration.test")
+        .await;
+    assert_eq!(audit["events"].as_array().expect("events").len(), 6);
+    assert!(!audit.to_string().contains(WRONG));
+    hub.stop().await.expect("stops");
+}
+
+/// The body is checked by the code that checks a create: the same status and message, and the
+/// field named in `error.field`; nothing is sent to the vendor before it passes. Admins only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_test_checks_the_body_as_create_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(Okta, "okta-token-7", 50).await;
+    let hub = start_hub(dir.path()).await;
+    let api = Api::new(&hub);
+    // paused: it never polls, so every request the emulator sees would be a test's
+    let mut taken = emu.integration("taken");
+    taken["paused"] = json!(true);
+    api.create(taken).await;
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = emu.integration("probe");
+        f(&mut b);
+        b
+    };
+    let cases: Vec<(Value, u16, Option<&str>)> = vec![
+        (
+            with(&|b| b["config"] = json!({})),
+            400,
+            Some("config.base_url"),
+        ),
+        (
+            with(&|b| b["config"]["base_url"] = json!("http://example.com")),
+            400,
+            Some("config.base_url"),
+        ),
+        (
+            with(&|b| b["config"]["org"] = json!("acme")),
+            400,
+            Some("config.org"),
+        ),
+        (
+            with(&|b| b["credentials"] = json!({})),
+            400,
+            Some("credentials.token"),
+        ),
+        (
+            with(&|b| b["connector"] = json!("nope")),
+            400,
+            Some("connector"),
+        ),
+        (
+            with(&|b| b["schedule"] = json!("every day")),
+            400,
+            Some("schedule"),
+        ),
+        (with(&|b| b["name"] = json!("taken")), 409, Some("name")),
+        (json!({"name": "probe"}), 400, None),
+    ];
+    for (body, status, field) in cases {
+        let (tested, t) = api
+            .json(
+                Method::POST,
+                "/api/v1/integrations/test",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(tested, status, "{body} → {t}");
+        assert_eq!(t["error"]["field"].as_str(), field, "{t}");
+        let (created, c) = api
+            .json(Method::POST, "/api/v1/integrations", Some(body.clone()))
+            .await;
+        assert_eq!((created, &c), (tested, &t), "create and test answer alike");
+    }
+    assert_eq!(
+        emu.api_requests().len(),
+        0,
+        "no invalid body reached the vendor"
+    );
+
+    let (_, minted) = api
+        .json(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "probe viewer", "role": "viewer"})),
+        )
+        .await;
+    let viewer = Api::with_token(&hub, minted["token"].as_str().expect("token"));
+    let (status, _) = viewer
+        .json(
+            Method::POST,
+            "/api/v1/integrations/test",
+            Some(emu.integration("probe")),
+        )
+        .await;
+    assert_eq!(status, 403);
+    hub.stop().await.expect("stops");
+}
+
+/// An OAuth2 connector's test exchanges its client credentials for a token first (the real
+/// transport); a client the token endpoint refuses is a credentials error without a status.
+/// A push-only connector has nothing to request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_test_exchanges_oauth_tokens_and_knows_push_only_connectors() {
+    use crate::support::vendors::Entra;
+    const CLIENT_ID: &str = "8a1c7e4e-probe";
+    const SECRET: &str = "client-secret-for-probe-31";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start_as(Entra::SignIns, CLIENT_ID, SECRET, 50).await;
+    emu.add_recent(4, 600);
+    let hub = start_hub(dir.path()).await;
+    let api = Api::new(&hub);
+
+    let body = emu.integration_with(
+        "entra-probe",
+        json!({"client_id": CLIENT_ID, "client_secret": SECRET}),
+    );
+    let v = connection_test(&api, body).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["records"], 4, "{v}");
+    assert_eq!(emu.token_requests().len(), 1);
+    assert_eq!(emu.api_requests().len(), 1);
+
+    let refused = emu.integration_with(
+        "entra-probe",
+        json!({"client_id": CLIENT_ID, "client_secret": "wrong-secret-52"}),
+    );
+    let v = connection_test(&api, refused).await;
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (json!(false), Value::Null),
+        "{v}"
+    );
+    let error = v["error"].as_str().expect("error");
+    assert!(error.starts_with("credentials rejected"), "{error}");
+    assert!(!v.to_string().contains("wrong-secret-52"), "{v}");
+    assert_eq!(
+        emu.api_requests().len(),
+        1,
+        "no API request without a token"
+    );
+
+    let v = connection_test(
+        &api,
+        json!({"name": "in-house", "connector": "webhook",
+            "credentials": {"signing_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}),
+    )
+    .await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["push_only"], true, "{v}");
+    hub.stop().await.expect("stops");
+}

@@ -7,6 +7,7 @@ mod backfill;
 mod catalogue;
 mod collection_filters;
 mod conformance;
+mod console_e2e;
 mod crash;
 mod dashboard;
 mod disk_full;

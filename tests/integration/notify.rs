@@ -73,7 +73,10 @@ fn verify_standard_webhook(
     Err(format!("no v1 signature in {signatures:?} matches"))
 }
 
-fn verify_received(secret: &str, r: &crate::support::receiver::Received) -> Result<(), String> {
+pub(crate) fn verify_received(
+    secret: &str,
+    r: &crate::support::receiver::Received,
+) -> Result<(), String> {
     verify_standard_webhook(
         secret,
         r.header("webhook-id"),
