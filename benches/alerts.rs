@@ -2,13 +2,14 @@
 //!
 //! 1. Cost: the same ingest (NDJSON batches of 1,000 events from 4 clients) into a hub with no
 //!    rule and into one with 100 rules of every kind (single event, count per actor in a
-//!    window, numeric value, night window in a zone), alternated twice; ingest rate of each and
-//!    their ratio, and how long evaluation took to catch up after the last batch.
+//!    window, numeric value, night window in a zone), alternated for 5 rounds (or the third
+//!    number); ingest rate of each, the ratio of their medians and of each round's pair, and
+//!    how long evaluation took to catch up after the last batch.
 //! 2. Latency: 10,000 events/s paced for `--secs` seconds with the 100 rules loaded, one event
 //!    in 1,000 a probe that a rule delivers to a signed webhook receiver in this process; the
 //!    time from the probe's batch being acknowledged (stored) to its delivery, p50/p99/max.
 //!
-//! cargo bench --bench alerts                 # 200,000 events per cost run, 30 s of latency
+//! cargo bench --bench alerts                 # 200,000 events per cost run (5 rounds), 30 s of latency
 //! cargo bench --bench alerts -- 50000 10     # a quicker run
 //! cargo bench --bench alerts -- 100000 0     # the cost part only (to profile it)
 
@@ -39,11 +40,12 @@ fn main() {
         .filter_map(|a| a.parse::<u64>().ok());
     let n = numbers.next().unwrap_or(200_000) as usize;
     let secs = numbers.next().unwrap_or(30);
+    let rounds = numbers.next().unwrap_or(5).max(1) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(n, secs));
+    runtime.block_on(run(n, secs, rounds));
 }
 
 /// The `k`-th event of the load: 100 event types, 1,000 actors, a tenth failed, logins (a
@@ -225,10 +227,10 @@ async fn flood(hub: &Hub, prefix: &str, n: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn cost(n: usize) {
-    println!("## cost of evaluation: {n} events per run, batches of {BATCH}, {CLIENTS} clients");
+async fn cost(n: usize, rounds: usize) {
+    println!("## cost of evaluation: {n} events per run, batches of {BATCH}, {CLIENTS} clients, {rounds} rounds");
     let mut rates: HashMap<&str, Vec<f64>> = HashMap::new();
-    for round in 0..2 {
+    for round in 0..rounds {
         for rules in [false, true] {
             let hub = start().await;
             if rules {
@@ -255,22 +257,38 @@ async fn cost(n: usize) {
             hub.stop().await;
         }
     }
-    let mean = |l: &str| rates[l].iter().sum::<f64>() / rates[l].len() as f64;
-    let (without, with) = (mean("no rules"), mean("100 rules"));
+    // medians: one slow run (the machine busy for a moment) moves a mean a lot
+    let median = |l: &str| {
+        let mut v = rates[l].clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (without, with) = (median("no rules"), median("100 rules"));
+    let mut paired: Vec<f64> = rates["no rules"]
+        .iter()
+        .zip(&rates["100 rules"])
+        .map(|(a, b)| (1.0 - b / a) * 100.0)
+        .collect();
+    paired.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "  mean: no rules {without:.0} events/s, 100 rules {with:.0} events/s: evaluation costs {:.1}% of ingest throughput",
-        (1.0 - with / without) * 100.0
+        "  median: no rules {without:.0} events/s, 100 rules {with:.0} events/s: evaluation costs {:.1}% of ingest throughput (per round: {})",
+        (1.0 - with / without) * 100.0,
+        paired
+            .iter()
+            .map(|p| format!("{p:.1}%"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 
-async fn run(n: usize, secs: u64) {
+async fn run(n: usize, secs: u64, rounds: usize) {
     println!(
         "# trailhub alert benchmark: hubs in this process, {} cores",
         std::thread::available_parallelism()
             .map(|p| p.get())
             .unwrap_or(0)
     );
-    cost(n).await;
+    cost(n, rounds).await;
     if secs > 0 {
         latency(secs).await;
     }

@@ -144,6 +144,10 @@ pub struct RuleSet {
     /// not looked up at all.
     fields: [bool; 256],
     unfiltered: Vec<u32>,
+    /// The top-level keys of an event that the rules read before they fire (their groups and
+    /// values, and what tells the hub's own records): an event is read back as those alone.
+    /// None: some path may read any key, so events are read whole.
+    keys: Option<Vec<String>>,
 }
 
 impl Default for RuleSet {
@@ -154,6 +158,7 @@ impl Default for RuleSet {
             terms: Vec::new(),
             fields: [false; 256],
             unfiltered: Vec::new(),
+            keys: None,
         }
     }
 }
@@ -196,6 +201,12 @@ impl RuleSet {
                 None => set.unfiltered.push(i as u32),
             }
             set.terms.push(terms);
+        }
+        let mut keys = vec!["integration".to_string(), "event_type".to_string()];
+        if set.rules.iter().all(|c| c.root_keys(&mut keys)) {
+            keys.sort();
+            keys.dedup();
+            set.keys = Some(keys);
         }
         set
     }
@@ -317,6 +328,63 @@ fn prefixed(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// An event object with only `keys` of its top level, the other values skipped unbuilt (a
+/// vendor's raw payload is often most of an event, and most rules never look into it).
+fn project(json: &[u8], keys: &[String]) -> Result<Value, AlertError> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    use std::borrow::Cow;
+
+    struct Key<'de>(Cow<'de, str>);
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl<'de> Visitor<'de> for KeyVisitor {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_string())))
+                }
+            }
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+    struct Projection<'k>(&'k [String]);
+    impl<'de> DeserializeSeed<'de> for Projection<'_> {
+        type Value = Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Projection<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an event object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                if self.0.iter().any(|k| k.as_str() == key.as_ref()) {
+                    out.insert(key.into_owned(), map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(Value::Object(out))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let v = Projection(keys)
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| AlertError::Corrupt(e.to_string()))?;
+    Ok(v)
 }
 
 fn is_own_record(event: &Value) -> bool {
@@ -964,7 +1032,9 @@ impl Alerts {
         saved: &mut Saved,
         fired: &mut Vec<(Firing, Vec<String>)>,
     ) -> Result<(), AlertError> {
-        let mut event: Option<Value> = None;
+        // the event as the rules read it (only the keys they need), and whole once one fires
+        let mut event: Option<(Vec<u8>, Value)> = None;
+        let mut whole: Option<Value> = None;
         for &i in rules {
             let Some(c) = set.rules.get(i as usize) else {
                 continue;
@@ -976,13 +1046,16 @@ impl Alerts {
                 let Some(json) = self.inner.store.event_json(seq)? else {
                     return Ok(());
                 };
-                let v: Value = decode(&json)?;
+                let v = match &set.keys {
+                    Some(keys) => project(&json, keys)?,
+                    None => decode(&json)?,
+                };
                 if is_own_record(&v) {
                     return Ok(());
                 }
-                event = Some(v);
+                event = Some((json, v));
             }
-            let Some(ev) = event.as_ref() else {
+            let Some((json, ev)) = event.as_ref() else {
                 return Ok(());
             };
             if !c.value_holds(ev) {
@@ -997,8 +1070,16 @@ impl Alerts {
                 *state = RuleState::for_version(c.rule.version);
             }
             if let Some(hit) = state.offer(c, &group, time) {
-                let firing = make_firing(c, &hit, group, ev, false);
-                fired.push((firing, c.rule.channels.clone()));
+                if whole.is_none() {
+                    whole = Some(match &set.keys {
+                        Some(_) => decode(json)?,
+                        None => ev.clone(),
+                    });
+                }
+                if let Some(full) = whole.as_ref() {
+                    let firing = make_firing(c, &hit, group, full, false);
+                    fired.push((firing, c.rule.channels.clone()));
+                }
             }
         }
         Ok(())
@@ -1165,5 +1246,59 @@ impl Dispatch for NotifyDispatch {
             "attempts": v["attempts"],
             "finished_at": v["finished_at"],
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_read_back_as_only_the_keys_the_rules_need() {
+        let json = br#"{"id":"0a","event_type":"login","actor":{"id":"u1","ip":"10.0.0.1"},"raw":{"records":1500,"big":[1,2,{"x":"y"}]},"t\u0061rgets":[{"id":"d"}]}"#;
+        let keys = vec!["actor".to_string(), "targets".to_string()];
+        let v = project(json, &keys).expect("projects");
+        assert_eq!(
+            v,
+            json!({"actor": {"id": "u1", "ip": "10.0.0.1"}, "targets": [{"id": "d"}]}),
+            "an escaped key is matched as its text"
+        );
+        assert!(
+            project(br#"{"actor":1} x"#, &keys).is_err(),
+            "trailing bytes"
+        );
+        assert!(project(br#"[1]"#, &keys).is_err(), "not an object");
+        assert!(project(br#"{"actor":"#, &keys).is_err(), "cut short");
+    }
+
+    #[test]
+    fn a_rule_set_reads_the_keys_of_its_paths_and_whole_events_when_a_path_may_read_any() {
+        let compiled = |body: Value| {
+            let input: rule::RuleInput = serde_json::from_value(body).expect("input");
+            let r = input
+                .create("r1".into(), "2024-01-01T00:00:00Z", 1)
+                .expect("rule");
+            Arc::new(rule::Compiled::new(&r).expect("compiles"))
+        };
+        let set = RuleSet::new(vec![
+            compiled(
+                json!({"name": "a", "filter": {"action": "export"}, "group_by": "actor.id",
+                "condition": {"type": "value", "field": "raw.{raw.kind}.n", "op": ">", "value": 1}}),
+            ),
+            compiled(json!({"name": "b", "filter": {"outcome": "failure"}})),
+        ]);
+        assert_eq!(
+            set.keys,
+            Some(vec![
+                "actor".to_string(),
+                "event_type".to_string(),
+                "integration".to_string(),
+                "raw".to_string()
+            ])
+        );
+        let set = RuleSet::new(vec![compiled(
+            json!({"name": "c", "group_by": "[name=x].value"}),
+        )]);
+        assert_eq!(set.keys, None);
     }
 }

@@ -384,6 +384,13 @@ impl Compiled {
         }
     }
 
+    /// Adds the event's top-level keys that `group` and `value_holds` read; false when a path
+    /// could read any.
+    pub fn root_keys(&self, out: &mut Vec<String>) -> bool {
+        self.group_by.as_ref().is_none_or(|p| p.root_keys(out))
+            && self.value.as_ref().is_none_or(|(p, _, _)| p.root_keys(out))
+    }
+
     /// The value condition holds (always, for rules without one).
     pub fn value_holds(&self, event: &Value) -> bool {
         match &self.value {

@@ -170,16 +170,16 @@ fn target(r: &IntegrationRecord) -> Option<Target> {
     })
 }
 
+/// The shape of a new integration, as a refusal of a body names it.
+const NEW_INTEGRATION: &str = "{\"name\", \"connector\", \"config\": {...}, \"credentials\": {...}, \"schedule\"?, \"backfill\"?}";
+
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let who = caller.require(&[])?.clone();
-    let req: NewIntegration = parse_body(
-        &body,
-        "{\"name\", \"connector\", \"config\": {...}, \"credentials\": {...}, \"schedule\"?, \"backfill\"?}",
-    )?;
+    let req: NewIntegration = parse_body(&body, NEW_INTEGRATION)?;
     let record = state.integrations.create(req)?;
     // stored means scheduled, whatever becomes of the audit record below
     state.scheduler.upsert(record.clone());
@@ -216,10 +216,7 @@ async fn test_connection(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let who = caller.require(&[])?.clone();
-    let req: NewIntegration = parse_body(
-        &body,
-        "{\"name\", \"connector\", \"config\": {...}, \"credentials\": {...}, \"schedule\"?, \"backfill\"?}",
-    )?;
+    let req: NewIntegration = parse_body(&body, NEW_INTEGRATION)?;
     let (record, credentials) = state.integrations.draft(req)?;
     let tested = state
         .scheduler

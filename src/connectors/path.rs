@@ -102,6 +102,20 @@ impl JsonPath {
         })
     }
 
+    /// Adds the top-level keys this path reads (its first, and every indirect segment's) to
+    /// `out`: an object holding only those keys answers `get` as the whole record does. False
+    /// when the path does not start with a key.
+    pub fn root_keys(&self, out: &mut Vec<String>) -> bool {
+        let Some(Segment::Key(first)) = self.segments.first() else {
+            return false;
+        };
+        out.push(first.clone());
+        self.segments.iter().all(|s| match s {
+            Segment::Indirect(p) => p.root_keys(out),
+            _ => true,
+        })
+    }
+
     pub fn get<'a>(&self, root: &'a Value) -> Option<&'a Value> {
         let mut current = root;
         for segment in &self.segments {
