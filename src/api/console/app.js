@@ -32,6 +32,8 @@
     if (!location.hash || location.hash === "#" || location.hash === "#/") { location.replace("#/dashboard"); return; }
     TH.gen++;
     TH.stopTimers();
+    // a view's passing notices leave with it (errors stay until read or timed out)
+    for (const f of document.querySelectorAll("#flash .flash:not(.error)")) f.remove();
     window.onresize = null;
     const main = $("#app");
     $("#login").hidden = true;
